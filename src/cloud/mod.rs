@@ -1,0 +1,114 @@
+//! AWS access: one CloudFormation and one EC2 client per account, built from the config, with
+//! the SDK's standard retries and one shared request budget (governor) that every operation and
+//! stack watcher draws from, so ten watchers at once do not trip AWS throttling.
+
+pub mod image;
+pub mod instances;
+pub mod stack;
+pub mod template;
+pub mod watcher;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::{AwsSettings, Config};
+
+/// A failed AWS call, described for a person: the action, AWS's error code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{action} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct AwsError {
+    pub action: String,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn from_sdk<E, R>(action: &str, err: aws_sdk_cloudformation::error::SdkError<E, R>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let code = err.code().map(str::to_string);
+        let message = match err.message() {
+            Some(m) => m.to_string(),
+            None => aws_sdk_cloudformation::error::DisplayErrorContext(&err).to_string(),
+        };
+        AwsError { action: action.to_string(), code, message }
+    }
+
+    /// CloudFormation's way of saying a stack does not exist.
+    pub fn is_missing_stack(&self) -> bool {
+        self.code.as_deref() == Some("ValidationError") && self.message.contains("does not exist")
+    }
+}
+
+/// The clients and the request budget for one AWS account and region.
+#[derive(Clone)]
+pub struct Aws {
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    budget: Arc<DefaultDirectRateLimiter>,
+}
+
+impl Aws {
+    /// Builds the clients. Credentials come from the usual chain (environment, profile, SSO,
+    /// instance role) unless the config asks for the local stand-in's dummy credentials.
+    pub async fn connect(config: &Config) -> Aws {
+        Self::connect_with(&config.settings.aws, config.region()).await
+    }
+
+    pub async fn connect_with(settings: &AwsSettings, region: &str) -> Aws {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let retry = RetryConfig::standard()
+            .with_max_attempts(settings.max_attempts)
+            .with_initial_backoff(Duration::from_millis(settings.retry_initial_backoff_ms))
+            .with_max_backoff(Duration::from_secs(20));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .http_client(http)
+            .retry_config(retry);
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if settings.local_credentials {
+            loader = loader.credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+                "testing", "testing", None, None, "argos-local-stand-in",
+            ));
+        }
+        let shared = loader.load().await;
+        let quota = Quota::per_second(NonZeroU32::new(settings.requests_per_second.max(1)).expect("at least 1"))
+            .allow_burst(NonZeroU32::new(settings.burst.max(1)).expect("at least 1"));
+        Aws {
+            cfn: aws_sdk_cloudformation::Client::new(&shared),
+            ec2: aws_sdk_ec2::Client::new(&shared),
+            budget: Arc::new(RateLimiter::direct(quota)),
+        }
+    }
+
+    /// Waits for a slot in the account's request budget. Every AWS call goes through here.
+    pub async fn budget(&self) {
+        self.budget.until_ready().await;
+    }
+}
+
+/// Calls an SDK operation inside the request budget and maps its error.
+#[macro_export]
+macro_rules! aws_call {
+    ($aws:expr, $action:literal, $send:expr) => {{
+        $aws.budget().await;
+        $send.await.map_err(|e| $crate::cloud::AwsError::from_sdk($action, e))
+    }};
+}

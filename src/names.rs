@@ -1,0 +1,165 @@
+//! Environment names and the names and tags derived from them (stack, image, `Name` tag).
+//!
+//! One place decides what a valid environment is, so the CLI, the chat grammar and the engine
+//! all refuse `Prod!` the same way, before any AWS call.
+
+use std::fmt;
+
+/// Longest environment name we accept. The stack is `<app>-<env>` and resource names such as
+/// the RDS identifier (63 characters) and `Name` tags are built from it, so leave room.
+pub const MAX_ENV_LEN: usize = 32;
+
+/// A validated environment name: lowercase letters, digits and single hyphens, starting with a
+/// letter. Constructed only through [`EnvName::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvName(String);
+
+/// Why a name was refused; the message tells the user what a valid name looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid environment name {shown}: {reason} (use lowercase letters, digits and single hyphens, starting with a letter, at most {MAX_ENV_LEN} characters)")]
+pub struct InvalidName {
+    shown: String,
+    reason: String,
+}
+
+impl InvalidName {
+    fn new(raw: &str, reason: impl Into<String>) -> Self {
+        // Never echo a huge or control-laden string back into chat or a terminal.
+        let mut shown: String = raw.chars().take(40).filter(|c| !c.is_control()).collect();
+        if raw.chars().count() > 40 {
+            shown.push('…');
+        }
+        InvalidName { shown: format!("'{shown}'"), reason: reason.into() }
+    }
+}
+
+impl EnvName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidName> {
+        if raw.is_empty() {
+            return Err(InvalidName::new(raw, "it is empty"));
+        }
+        let len = raw.chars().count();
+        if len > MAX_ENV_LEN {
+            return Err(InvalidName::new(raw, format!("it is {len} characters long")));
+        }
+        if let Some(bad) = raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+            let what = if bad.is_ascii_uppercase() {
+                format!("it contains the uppercase letter '{bad}'")
+            } else if bad.is_whitespace() || bad.is_control() {
+                "it contains whitespace or a control character".to_string()
+            } else {
+                format!("it contains '{bad}'")
+            };
+            return Err(InvalidName::new(raw, what));
+        }
+        if !raw.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err(InvalidName::new(raw, "it must start with a letter"));
+        }
+        if raw.ends_with('-') || raw.contains("--") {
+            return Err(InvalidName::new(raw, "hyphens may not end it or stand twice in a row"));
+        }
+        Ok(EnvName(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks an application name (`app_name` in group_vars) with the same rules.
+pub fn validate_app_name(raw: &str) -> Result<(), String> {
+    EnvName::parse(raw).map(|_| ()).map_err(|e| e.to_string().replace("environment name", "app_name"))
+}
+
+/// The names every part of the system agrees on for one app and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub app: String,
+    pub env: EnvName,
+}
+
+impl Names {
+    pub fn new(app: &str, env: &EnvName) -> Self {
+        Names { app: app.to_string(), env: env.clone() }
+    }
+    /// The application stack: `<app>-<env>`.
+    pub fn stack(&self) -> String {
+        format!("{}-{}", self.app, self.env)
+    }
+    /// The `Name` tag of a group's resources: `<app>-<env>-<group>`.
+    pub fn group_name_tag(&self, group: &str) -> String {
+        format!("{}-{}-{}", self.app, self.env, group)
+    }
+}
+
+/// Names of the environment-agnostic image and its build stack.
+pub fn image_name(app: &str) -> String {
+    format!("{app}-image")
+}
+
+/// The stack that holds the image build instance (from `formations/image.json`).
+pub fn image_stack(app: &str) -> String {
+    format!("{app}-image")
+}
+
+/// Tag keys shared by the templates, the engine and the playbooks' inventory.
+pub mod tags {
+    pub const NAME: &str = "Name";
+    pub const GROUP: &str = "Group";
+    pub const ENV: &str = "Env";
+    pub const APP: &str = "App";
+    /// On images: the hash of everything that went into the image.
+    pub const INPUTS_HASH: &str = "InputsHash";
+    /// On images: which role the image serves.
+    pub const ROLE: &str = "Role";
+    /// The Env/Group value of the image build instance.
+    pub const IMAGE_GROUP: &str = "image";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for ok in ["staging", "prod", "qa-2", "a", "feature-x1"] {
+            assert_eq!(EnvName::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names_with_reasons() {
+        let cases = [
+            ("Prod!", "uppercase letter 'P'"),
+            ("prod!", "contains '!'"),
+            ("a;b", "contains ';'"),
+            ("", "it is empty"),
+            ("1abc", "start with a letter"),
+            ("ab-", "hyphens"),
+            ("a--b", "hyphens"),
+            ("a b", "whitespace"),
+        ];
+        for (raw, why) in cases {
+            let err = EnvName::parse(raw).unwrap_err().to_string();
+            assert!(err.contains(why), "{raw:?}: {err}");
+        }
+        let long = "a".repeat(200);
+        let err = EnvName::parse(&long).unwrap_err().to_string();
+        assert!(err.contains("200 characters long"), "{err}");
+        assert!(err.len() < 250, "the name is shortened in the message: {err}");
+    }
+
+    #[test]
+    fn derives_names() {
+        let n = Names::new("argos", &EnvName::parse("staging").unwrap());
+        assert_eq!(n.stack(), "argos-staging");
+        assert_eq!(n.group_name_tag("api"), "argos-staging-api");
+        assert_eq!(image_name("argos"), "argos-image");
+    }
+}
