@@ -14,6 +14,9 @@ use crate::redact::{is_secret_name, Redactor};
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";
 
+/// Overrides `aws.endpoint_url` (the sandbox script sets it to the port moto listens on).
+pub const ENDPOINT_ENV: &str = "ARGOS_AWS_ENDPOINT_URL";
+
 /// A configuration problem, always tied to the file it was found in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -40,7 +43,12 @@ impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     fn new(file: &Path, key: Option<&str>, message: impl Into<String>) -> Self {
-        ConfigError { file: file.to_path_buf(), line: None, key: key.map(str::to_string), message: message.into() }
+        ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            key: key.map(str::to_string),
+            message: message.into(),
+        }
     }
 
     /// Turns a YAML error into one that names the file and line, and the key when the parser
@@ -56,7 +64,12 @@ impl ConfigError {
                 .map(|k| k.trim().trim_start_matches("- ").to_string())
                 .filter(|k| !k.is_empty() && !k.contains(' '))
         });
-        ConfigError { file: file.to_path_buf(), line, key, message }
+        ConfigError {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message,
+        }
     }
 }
 
@@ -173,7 +186,11 @@ pub struct WatchSettings {
 
 impl Default for WatchSettings {
     fn default() -> Self {
-        WatchSettings { poll_interval_ms: 2500, max_poll_interval_ms: 6000, recent_events: 8 }
+        WatchSettings {
+            poll_interval_ms: 2500,
+            max_poll_interval_ms: 6000,
+            recent_events: 8,
+        }
     }
 }
 
@@ -308,10 +325,21 @@ impl Config {
         let file = path.to_path_buf();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, None, format!("cannot read the config file: {e}")))?;
-        let settings: Settings =
+        let mut settings: Settings =
             serde_saphyr::from_str(&text).map_err(|e| ConfigError::from_yaml(path, &text, e))?;
+        if let Ok(url) = std::env::var(ENDPOINT_ENV) {
+            settings.aws.endpoint_url = Some(url);
+        }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = normalize(&dir.join(&settings.paths.root));
+        // Absolute, because playbooks run with their own directory as the working directory.
+        let root = std::fs::canonicalize(&root).map_err(|e| {
+            ConfigError::new(
+                path,
+                Some("paths.root"),
+                format!("{} is not a directory: {e}", root.display()),
+            )
+        })?;
         let env_file = root.join(".env");
         if env_file.exists() {
             // Values already in the environment win over .env, as is the convention.
@@ -320,7 +348,12 @@ impl Config {
         }
         let vars_path = root.join(&settings.paths.group_vars);
         let vars = load_group_vars(&vars_path)?;
-        let config = Config { root, file, settings, vars };
+        let config = Config {
+            root,
+            file,
+            settings,
+            vars,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -328,10 +361,15 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let f = &self.file;
         for name in self.settings.environments.keys() {
-            EnvName::parse(name).map_err(|e| ConfigError::new(f, Some(&format!("environments.{name}")), e.to_string()))?;
+            EnvName::parse(name)
+                .map_err(|e| ConfigError::new(f, Some(&format!("environments.{name}")), e.to_string()))?;
         }
         if self.settings.environments.is_empty() {
-            return Err(ConfigError::new(f, Some("environments"), "at least one environment must be configured"));
+            return Err(ConfigError::new(
+                f,
+                Some("environments"),
+                "at least one environment must be configured",
+            ));
         }
         let vars_path = self.group_vars_path();
         validate_app_name(&self.vars.app_name).map_err(|e| ConfigError::new(&vars_path, Some("app_name"), e))?;
@@ -344,15 +382,26 @@ impl Config {
             ));
         }
         if aws.requests_per_second == 0 || aws.burst == 0 || aws.max_attempts == 0 {
-            return Err(ConfigError::new(f, Some("aws"), "requests_per_second, burst and max_attempts must be at least 1"));
+            return Err(ConfigError::new(
+                f,
+                Some("aws"),
+                "requests_per_second, burst and max_attempts must be at least 1",
+            ));
         }
         let w = &self.settings.watch;
         if w.poll_interval_ms == 0 || w.max_poll_interval_ms < w.poll_interval_ms {
-            return Err(ConfigError::new(f, Some("watch"), "poll_interval_ms must be > 0 and <= max_poll_interval_ms"));
+            return Err(ConfigError::new(
+                f,
+                Some("watch"),
+                "poll_interval_ms must be > 0 and <= max_poll_interval_ms",
+            ));
         }
-        for (env, s) in std::iter::once(("defaults".to_string(), &self.settings.defaults))
-            .chain(self.settings.environments.iter().map(|(k, v)| (format!("environments.{k}"), v)))
-        {
+        for (env, s) in std::iter::once(("defaults".to_string(), &self.settings.defaults)).chain(
+            self.settings
+                .environments
+                .iter()
+                .map(|(k, v)| (format!("environments.{k}"), v)),
+        ) {
             for group in s.instance_types.keys() {
                 if !INSTANCE_GROUPS.contains(&group.as_str()) {
                     return Err(ConfigError::new(
@@ -364,7 +413,11 @@ impl Config {
             }
         }
         if self.settings.ansible.roles.is_empty() {
-            return Err(ConfigError::new(f, Some("ansible.roles"), "list at least one role to deploy"));
+            return Err(ConfigError::new(
+                f,
+                Some("ansible.roles"),
+                "list at least one role to deploy",
+            ));
         }
         Ok(())
     }
@@ -377,14 +430,22 @@ impl Config {
     }
     /// The playbooks that runs use (the sandbox's own, when configured).
     pub fn playbooks_dir(&self) -> PathBuf {
-        self.root.join(self.settings.ansible.playbooks.as_ref().unwrap_or(&self.settings.paths.playbooks))
+        self.root.join(
+            self.settings
+                .ansible
+                .playbooks
+                .as_ref()
+                .unwrap_or(&self.settings.paths.playbooks),
+        )
     }
     /// The project's real playbooks, which `argos check` syntax-checks.
     pub fn project_playbooks_dir(&self) -> PathBuf {
         self.root.join(&self.settings.paths.playbooks)
     }
     pub fn key_file(&self) -> PathBuf {
-        self.root.join(&self.settings.paths.keys).join(format!("{}.pem", self.vars.key_name))
+        self.root
+            .join(&self.settings.paths.keys)
+            .join(format!("{}.pem", self.vars.key_name))
     }
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(&self.settings.paths.state)
@@ -393,15 +454,29 @@ impl Config {
         self.settings.aws.region.as_deref().unwrap_or(&self.vars.region)
     }
 
-    /// The `ansible-playbook` to run: a project-relative path if one exists there, else the
-    /// name as given (looked up on PATH).
+    /// The `ansible-playbook` to run: a path is taken relative to the project root; a bare
+    /// name prefers the project's own virtualenv (made by scripts/bootstrap), then PATH.
     pub fn ansible_command(&self) -> PathBuf {
         let cmd = &self.settings.ansible.command;
-        let local = self.root.join(cmd);
-        if cmd.contains('/') && local.exists() {
-            local
+        if cmd.contains('/') {
+            return self.root.join(cmd);
+        }
+        let venv = self.root.join(".venv/bin").join(cmd);
+        if venv.exists() {
+            venv
         } else {
             PathBuf::from(cmd)
+        }
+    }
+
+    /// The Python interpreter on the hosts; a relative path is relative to the project root
+    /// (the sandbox uses the project's virtualenv).
+    pub fn python_interpreter(&self) -> String {
+        let p = Path::new(&self.settings.ansible.python_interpreter);
+        if p.is_relative() && self.settings.ansible.python_interpreter.contains('/') {
+            self.root.join(p).to_string_lossy().to_string()
+        } else {
+            self.settings.ansible.python_interpreter.clone()
         }
     }
 
@@ -424,7 +499,9 @@ impl Config {
     /// A group variable resolved for the engine: `{{ lookup('env', 'NAME') }}` reads the
     /// environment exactly as Ansible will; other templated values are not ours to evaluate.
     pub fn var(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        let Some(value) = self.vars.other.get(key) else { return Ok(None) };
+        let Some(value) = self.vars.other.get(key) else {
+            return Ok(None);
+        };
         let text = match value {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Null => return Ok(None),
@@ -458,7 +535,12 @@ impl Config {
             }
         }
         for env in self.settings.environments.values() {
-            values.extend(env.parameters.iter().filter(|(k, _)| is_secret_name(k)).map(|(_, v)| v.clone()));
+            values.extend(
+                env.parameters
+                    .iter()
+                    .filter(|(k, _)| is_secret_name(k))
+                    .map(|(_, v)| v.clone()),
+            );
         }
         Redactor::new(values).with_environment()
     }
@@ -473,8 +555,14 @@ fn load_group_vars(path: &Path) -> Result<GroupVars, ConfigError> {
 /// `{{ lookup('env', 'NAME') }}` (either quote style, any spacing) → `NAME`.
 pub fn env_lookup_name(text: &str) -> Option<String> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
-    let args = inner.strip_prefix("lookup")?.trim().strip_prefix('(')?.strip_suffix(')')?;
-    let mut parts = args.split(',').map(|p| p.trim().trim_matches(|c| c == '\'' || c == '"'));
+    let args = inner
+        .strip_prefix("lookup")?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    let mut parts = args
+        .split(',')
+        .map(|p| p.trim().trim_matches(|c| c == '\'' || c == '"'));
     if parts.next()? != "env" {
         return None;
     }
@@ -517,7 +605,10 @@ mod tests {
 
     #[test]
     fn env_lookup_forms() {
-        assert_eq!(env_lookup_name("{{ lookup('env', 'ARGOS_DB_PASSWORD') }}").as_deref(), Some("ARGOS_DB_PASSWORD"));
+        assert_eq!(
+            env_lookup_name("{{ lookup('env', 'ARGOS_DB_PASSWORD') }}").as_deref(),
+            Some("ARGOS_DB_PASSWORD")
+        );
         assert_eq!(env_lookup_name("{{lookup(\"env\",\"X\")}}").as_deref(), Some("X"));
         assert_eq!(env_lookup_name("{{ other }}"), None);
         assert_eq!(env_lookup_name("plain"), None);

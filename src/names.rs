@@ -29,7 +29,10 @@ impl InvalidName {
         if raw.chars().count() > 40 {
             shown.push('…');
         }
-        InvalidName { shown: format!("'{shown}'"), reason: reason.into() }
+        InvalidName {
+            shown: format!("'{shown}'"),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ impl EnvName {
         if len > MAX_ENV_LEN {
             return Err(InvalidName::new(raw, format!("it is {len} characters long")));
         }
-        if let Some(bad) = raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
             let what = if bad.is_ascii_uppercase() {
                 format!("it contains the uppercase letter '{bad}'")
             } else if bad.is_whitespace() || bad.is_control() {
@@ -74,7 +80,9 @@ impl fmt::Display for EnvName {
 
 /// Checks an application name (`app_name` in group_vars) with the same rules.
 pub fn validate_app_name(raw: &str) -> Result<(), String> {
-    EnvName::parse(raw).map(|_| ()).map_err(|e| e.to_string().replace("environment name", "app_name"))
+    EnvName::parse(raw)
+        .map(|_| ())
+        .map_err(|e| e.to_string().replace("environment name", "app_name"))
 }
 
 /// The names every part of the system agrees on for one app and environment.
@@ -86,7 +94,10 @@ pub struct Names {
 
 impl Names {
     pub fn new(app: &str, env: &EnvName) -> Self {
-        Names { app: app.to_string(), env: env.clone() }
+        Names {
+            app: app.to_string(),
+            env: env.clone(),
+        }
     }
     /// The application stack: `<app>-<env>`.
     pub fn stack(&self) -> String {

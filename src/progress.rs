@@ -72,10 +72,27 @@ impl ResourceChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PlaybookEvent {
-    Started { role: String, hosts: usize },
-    Task { role: String, task: String },
-    HostResult { role: String, task: String, host: String, status: HostStatus, message: Option<String> },
-    Finished { role: String, ok: bool, tasks: usize, changed: usize },
+    Started {
+        role: String,
+        hosts: usize,
+    },
+    Task {
+        role: String,
+        task: String,
+    },
+    HostResult {
+        role: String,
+        task: String,
+        host: String,
+        status: HostStatus,
+        message: Option<String>,
+    },
+    Finished {
+        role: String,
+        ok: bool,
+        tasks: usize,
+        changed: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,11 +130,16 @@ impl ProgressTx {
     }
 
     pub fn step(&self, name: &str, detail: impl Into<String>) {
-        self.emit(Progress::Step { name: name.to_string(), detail: detail.into() });
+        self.emit(Progress::Step {
+            name: name.to_string(),
+            detail: detail.into(),
+        });
     }
 
     pub fn info(&self, message: impl Into<String>) {
-        self.emit(Progress::Info { message: message.into() });
+        self.emit(Progress::Info {
+            message: message.into(),
+        });
     }
 }
 
@@ -129,9 +151,15 @@ pub fn plain_line(p: &Progress) -> Option<String> {
         Progress::Step { name, detail } => format!("==> {name}: {detail}"),
         Progress::Info { message } => format!("    {message}"),
         Progress::StackEvent(e) => {
-            let when = e.timestamp.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
+            let when = e
+                .timestamp
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default();
             let reason = e.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            format!("    {when} {:<28} {:<36} {}{reason}", e.status, e.logical_id, e.resource_type)
+            format!(
+                "    {when} {:<28} {:<36} {}{reason}",
+                e.status, e.logical_id, e.resource_type
+            )
         }
         Progress::StackProgress { .. } => return None,
         Progress::Change(c) => {
@@ -146,7 +174,9 @@ pub fn plain_line(p: &Progress) -> Option<String> {
             format!("    playbook {role}.yml on {hosts} host(s)")
         }
         Progress::Playbook(PlaybookEvent::Task { role, task }) => format!("    [{role}] {task}"),
-        Progress::Playbook(PlaybookEvent::HostResult { host, status, message, .. }) => {
+        Progress::Playbook(PlaybookEvent::HostResult {
+            host, status, message, ..
+        }) => {
             let msg = message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
             match status {
                 HostStatus::Failed | HostStatus::Unreachable => format!("      {host}: {status:?}{msg}"),
@@ -154,7 +184,12 @@ pub fn plain_line(p: &Progress) -> Option<String> {
                 _ => format!("      {host}: {status:?}"),
             }
         }
-        Progress::Playbook(PlaybookEvent::Finished { role, ok, tasks, changed }) => {
+        Progress::Playbook(PlaybookEvent::Finished {
+            role,
+            ok,
+            tasks,
+            changed,
+        }) => {
             let verdict = if *ok { "ok" } else { "FAILED" };
             format!("    playbook {role}.yml {verdict}: {tasks} task(s), {changed} change(s)")
         }
@@ -173,7 +208,12 @@ mod tests {
             resource_type: "T".into(),
             replacement: repl.map(str::to_string),
         };
-        let mut v = [c("Add", None), c("Modify", Some("False")), c("Remove", None), c("Modify", Some("True"))];
+        let mut v = [
+            c("Add", None),
+            c("Modify", Some("False")),
+            c("Remove", None),
+            c("Modify", Some("True")),
+        ];
         v.sort_by_key(ResourceChange::danger_rank);
         assert_eq!(v[0].action, "Remove");
         assert_eq!(v[1].replacement.as_deref(), Some("True"));

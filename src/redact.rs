@@ -42,7 +42,9 @@ impl Redactor {
         // Longest first, so a secret that contains another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        Redactor { secrets: Arc::new(secrets) }
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
     }
 
     /// Adds the values of secret-looking variables from the process environment.

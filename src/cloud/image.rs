@@ -57,7 +57,11 @@ pub async fn find_images(aws: &Aws, app: &str, name: &str) -> Result<Vec<ImageIn
                 .creation_date()
                 .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
                 .map(|d| d.with_timezone(&chrono::Utc)),
-            tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+            tags: i
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect(),
             snapshots: i
                 .block_device_mappings()
                 .iter()
@@ -65,15 +69,23 @@ pub async fn find_images(aws: &Aws, app: &str, name: &str) -> Result<Vec<ImageIn
                 .collect(),
         })
         .collect();
-    images.sort_by(|a, b| b.created.cmp(&a.created));
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
     Ok(images)
 }
 
 /// Creates an image from the build instance, tagged at creation so a half-made image is
 /// always findable (and so cleanable).
 pub async fn create(aws: &Aws, instance_id: &str, name: &str, image_tags: &BTreeMap<String, String>) -> Result<String> {
-    let tag_list: Vec<Tag> = image_tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-    let spec = |kind| TagSpecification::builder().resource_type(kind).set_tags(Some(tag_list.clone())).build();
+    let tag_list: Vec<Tag> = image_tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let spec = |kind| {
+        TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(tag_list.clone()))
+            .build()
+    };
     let out = aws_call!(
         aws,
         "CreateImage",
@@ -83,20 +95,55 @@ pub async fn create(aws: &Aws, instance_id: &str, name: &str, image_tags: &BTree
             .name(name)
             .description(format!("{name}: environment-agnostic application image built by argos"))
             .tag_specifications(spec(ResourceType::Image))
-            .tag_specifications(spec(ResourceType::Snapshot))
             .send()
     )?;
     let id = out.image_id().unwrap_or_default().to_string();
     // Some endpoints ignore TagSpecifications on CreateImage; tag explicitly as well.
-    aws_call!(aws, "CreateTags", aws.ec2.create_tags().resources(&id).set_tags(Some(tag_list)).send())?;
+    aws_call!(
+        aws,
+        "CreateTags",
+        aws.ec2.create_tags().resources(&id).set_tags(Some(tag_list)).send()
+    )?;
     Ok(id)
 }
 
+/// Tags the image's snapshots (known only once the image is available), so that the
+/// snapshots are traceable to the app too.
+pub async fn tag_snapshots(aws: &Aws, image: &ImageInfo, image_tags: &BTreeMap<String, String>) -> Result<()> {
+    if image.snapshots.is_empty() {
+        return Ok(());
+    }
+    let tag_list: Vec<Tag> = image_tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    aws_call!(
+        aws,
+        "CreateTags",
+        aws.ec2
+            .create_tags()
+            .set_resources(Some(image.snapshots.clone()))
+            .set_tags(Some(tag_list))
+            .send()
+    )?;
+    Ok(())
+}
+
 /// Waits until the image is `available`; a `failed` image is an error.
-pub async fn wait_available(aws: &Aws, image_id: &str, timeout: Duration, poll: Duration, cancel: &CancellationToken) -> Result<()> {
+pub async fn wait_available(
+    aws: &Aws,
+    image_id: &str,
+    timeout: Duration,
+    poll: Duration,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let out = aws_call!(aws, "DescribeImages", aws.ec2.describe_images().image_ids(image_id).send())?;
+        let out = aws_call!(
+            aws,
+            "DescribeImages",
+            aws.ec2.describe_images().image_ids(image_id).send()
+        )?;
         match out.images().first().and_then(|i| i.state()) {
             Some(ImageState::Available) => return Ok(()),
             Some(ImageState::Failed) | Some(ImageState::Invalid) | Some(ImageState::Error) => {
@@ -111,7 +158,10 @@ pub async fn wait_available(aws: &Aws, image_id: &str, timeout: Duration, poll: 
             _ => {}
         }
         if Instant::now() >= deadline {
-            return Err(Error::Timeout(format!("image {image_id} not available after {} s", timeout.as_secs())));
+            return Err(Error::Timeout(format!(
+                "image {image_id} not available after {} s",
+                timeout.as_secs()
+            )));
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(Error::Cancelled),
@@ -122,13 +172,21 @@ pub async fn wait_available(aws: &Aws, image_id: &str, timeout: Duration, poll: 
 
 /// Deregisters an image and deletes its snapshots. Already-gone parts are fine.
 pub async fn delete(aws: &Aws, image: &ImageInfo) -> Result<()> {
-    match aws_call!(aws, "DeregisterImage", aws.ec2.deregister_image().image_id(&image.id).send()) {
+    match aws_call!(
+        aws,
+        "DeregisterImage",
+        aws.ec2.deregister_image().image_id(&image.id).send()
+    ) {
         Ok(_) => {}
         Err(e) if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidAMIID")) => {}
         Err(e) => return Err(e.into()),
     }
     for snap in &image.snapshots {
-        match aws_call!(aws, "DeleteSnapshot", aws.ec2.delete_snapshot().snapshot_id(snap).send()) {
+        match aws_call!(
+            aws,
+            "DeleteSnapshot",
+            aws.ec2.delete_snapshot().snapshot_id(snap).send()
+        ) {
             Ok(_) => {}
             Err(e) if e.code.as_deref() == Some("InvalidSnapshot.NotFound") => {}
             Err(e) => return Err(e.into()),

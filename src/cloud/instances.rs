@@ -35,13 +35,19 @@ impl InstanceInfo {
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder().name(name).set_values(Some(values.iter().map(|v| v.to_string()).collect())).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
 }
 
 /// Instances matching every `tag:Key=Value` given, in the given states (all states if empty).
 /// Pages through DescribeInstances, so large accounts are read whole.
 pub async fn find(aws: &Aws, tag_values: &[(&str, &str)], states: &[&str]) -> Result<Vec<InstanceInfo>> {
-    let mut filters: Vec<Filter> = tag_values.iter().map(|(k, v)| filter(&format!("tag:{k}"), &[v])).collect();
+    let mut filters: Vec<Filter> = tag_values
+        .iter()
+        .map(|(k, v)| filter(&format!("tag:{k}"), &[v]))
+        .collect();
     if !states.is_empty() {
         filters.push(filter("instance-state-name", states));
     }
@@ -51,19 +57,33 @@ pub async fn find(aws: &Aws, tag_values: &[(&str, &str)], states: &[&str]) -> Re
         let out = aws_call!(
             aws,
             "DescribeInstances",
-            aws.ec2.describe_instances().set_filters(Some(filters.clone())).set_next_token(token.clone()).send()
+            aws.ec2
+                .describe_instances()
+                .set_filters(Some(filters.clone()))
+                .set_next_token(token.clone())
+                .send()
         )?;
         for r in out.reservations() {
             for i in r.instances() {
                 found.push(InstanceInfo {
                     id: i.instance_id().unwrap_or_default().to_string(),
-                    state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+                    state: i
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                        .unwrap_or_default(),
                     instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
                     public_ip: i.public_ip_address().map(str::to_string),
                     private_ip: i.private_ip_address().map(str::to_string),
                     public_dns: i.public_dns_name().filter(|d| !d.is_empty()).map(str::to_string),
-                    launched: i.launch_time().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0)),
-                    tags: i.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+                    launched: i
+                        .launch_time()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0)),
+                    tags: i
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                        .collect(),
                 });
             }
         }
@@ -87,7 +107,11 @@ pub async fn network(aws: &Aws, vpc: Option<&str>, subnet: Option<&str>) -> Resu
     let vpc_id = match vpc {
         Some(v) => v.to_string(),
         None => {
-            let out = aws_call!(aws, "DescribeVpcs", aws.ec2.describe_vpcs().filters(filter("isDefault", &["true"])).send())?;
+            let out = aws_call!(
+                aws,
+                "DescribeVpcs",
+                aws.ec2.describe_vpcs().filters(filter("isDefault", &["true"])).send()
+            )?;
             out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string).ok_or_else(|| {
                 Error::Refused("this account and region has no default VPC: set network.vpc_id and network.subnet_id in the config".into())
             })?
@@ -96,12 +120,27 @@ pub async fn network(aws: &Aws, vpc: Option<&str>, subnet: Option<&str>) -> Resu
     let subnet_id = match subnet {
         Some(s) => s.to_string(),
         None => {
-            let out = aws_call!(aws, "DescribeSubnets", aws.ec2.describe_subnets().filters(filter("vpc-id", &[&vpc_id])).send())?;
+            let out = aws_call!(
+                aws,
+                "DescribeSubnets",
+                aws.ec2.describe_subnets().filters(filter("vpc-id", &[&vpc_id])).send()
+            )?;
             let mut subnets: Vec<_> = out.subnets().iter().collect();
-            subnets.sort_by_key(|s| (!s.default_for_az().unwrap_or(false), s.availability_zone().unwrap_or_default().to_string()));
-            subnets.first().and_then(|s| s.subnet_id()).map(str::to_string).ok_or_else(|| {
-                Error::Refused(format!("VPC {vpc_id} has no subnet: set network.subnet_id in the config"))
-            })?
+            subnets.sort_by_key(|s| {
+                (
+                    !s.default_for_az().unwrap_or(false),
+                    s.availability_zone().unwrap_or_default().to_string(),
+                )
+            });
+            subnets
+                .first()
+                .and_then(|s| s.subnet_id())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "VPC {vpc_id} has no subnet: set network.subnet_id in the config"
+                    ))
+                })?
         }
     };
     Ok((vpc_id, subnet_id))
@@ -112,7 +151,14 @@ pub async fn terminate(aws: &Aws, ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    aws_call!(aws, "TerminateInstances", aws.ec2.terminate_instances().set_instance_ids(Some(ids.to_vec())).send())?;
+    aws_call!(
+        aws,
+        "TerminateInstances",
+        aws.ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+    )?;
     Ok(())
 }
 
@@ -128,7 +174,10 @@ pub async fn wait_for_port(host: &str, port: u16, timeout: Duration, cancel: &Ca
             return Ok(started.elapsed());
         }
         if Instant::now() + pause >= deadline {
-            return Err(Error::Timeout(format!("{host}:{port} did not accept connections within {} s", timeout.as_secs())));
+            return Err(Error::Timeout(format!(
+                "{host}:{port} did not accept connections within {} s",
+                timeout.as_secs()
+            )));
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(Error::Cancelled),
@@ -147,9 +196,13 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cancel = CancellationToken::new();
-        wait_for_port("127.0.0.1", port, Duration::from_secs(2), &cancel).await.unwrap();
+        wait_for_port("127.0.0.1", port, Duration::from_secs(2), &cancel)
+            .await
+            .unwrap();
         drop(listener);
-        let err = wait_for_port("127.0.0.1", port, Duration::from_millis(600), &cancel).await.unwrap_err();
+        let err = wait_for_port("127.0.0.1", port, Duration::from_millis(600), &cancel)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("did not accept connections"), "{err}");
     }
 }

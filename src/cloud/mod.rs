@@ -29,17 +29,30 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn from_sdk<E, R>(action: &str, err: aws_sdk_cloudformation::error::SdkError<E, R>) -> AwsError
+    pub fn from_sdk<E>(action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
+        use aws_sdk_cloudformation::error::SdkError;
         let code = err.code().map(str::to_string);
-        let message = match err.message() {
-            Some(m) => m.to_string(),
-            None => aws_sdk_cloudformation::error::DisplayErrorContext(&err).to_string(),
+        let message = match (err.message(), &err) {
+            (Some(m), _) => m.to_string(),
+            // An answer we could not read (an HTML error page, say): its status says enough.
+            (None, SdkError::ServiceError(se)) => {
+                format!("HTTP {} with an unreadable body", se.raw().status().as_u16())
+            }
+            (None, SdkError::TimeoutError(_)) => "no answer in time".to_string(),
+            (None, SdkError::DispatchFailure(d)) => match d.as_connector_error() {
+                Some(c) if c.is_io() => format!("cannot reach the AWS endpoint: {c}"),
+                _ => "cannot reach the AWS endpoint".to_string(),
+            },
+            (None, _) => aws_sdk_cloudformation::error::DisplayErrorContext(&err).to_string(),
         };
-        AwsError { action: action.to_string(), code, message }
+        AwsError {
+            action: action.to_string(),
+            code,
+            message,
+        }
     }
 
     /// CloudFormation's way of saying a stack does not exist.
@@ -85,7 +98,11 @@ impl Aws {
         }
         if settings.local_credentials {
             loader = loader.credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
-                "testing", "testing", None, None, "argos-local-stand-in",
+                "testing",
+                "testing",
+                None,
+                None,
+                "argos-local-stand-in",
             ));
         }
         let shared = loader.load().await;

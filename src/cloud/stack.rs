@@ -41,7 +41,12 @@ pub enum ParamValue {
 pub const RECREATE_STATES: &[&str] = &["ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"];
 
 /// States in which a stack is healthy and usable.
-pub const HEALTHY_STATES: &[&str] = &["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"];
+pub const HEALTHY_STATES: &[&str] = &[
+    "CREATE_COMPLETE",
+    "UPDATE_COMPLETE",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "IMPORT_COMPLETE",
+];
 
 fn to_chrono(t: &aws_sdk_cloudformation::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
@@ -67,14 +72,28 @@ pub async fn describe(aws: &Aws, name: &str) -> Result<Option<StackInfo>> {
         outputs: s
             .outputs()
             .iter()
-            .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value().unwrap_or_default().to_string())))
+            .filter_map(|o| {
+                Some((
+                    o.output_key()?.to_string(),
+                    o.output_value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect(),
         parameters: s
             .parameters()
             .iter()
-            .filter_map(|p| Some((p.parameter_key()?.to_string(), p.parameter_value().unwrap_or_default().to_string())))
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_string(),
+                    p.parameter_value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect(),
-        tags: s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+        tags: s
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect(),
         created: s.creation_time().and_then(to_chrono),
         updated: s.last_updated_time().and_then(to_chrono),
     }))
@@ -91,7 +110,10 @@ fn parameters(values: &BTreeMap<String, ParamValue>) -> Vec<Parameter> {
 }
 
 fn tags(values: &BTreeMap<String, String>) -> Vec<Tag> {
-    values.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    values
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// What a create needs.
@@ -106,7 +128,13 @@ pub struct CreateRequest<'a> {
 
 /// Creates a stack and watches it to the end. A failed create is left for the caller to
 /// delete (it knows the stack's name and id from the error path).
-pub async fn create(aws: &Aws, req: CreateRequest<'_>, pace: Pace, progress: &ProgressTx, cancel: &CancellationToken) -> Result<(String, Outcome)> {
+pub async fn create(
+    aws: &Aws,
+    req: CreateRequest<'_>,
+    pace: Pace,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<(String, Outcome)> {
     let out = aws_call!(
         aws,
         "CreateStack",
@@ -128,8 +156,14 @@ pub async fn create(aws: &Aws, req: CreateRequest<'_>, pace: Pace, progress: &Pr
 
 /// Deletes a stack and waits until it is gone. Returns the outcome; DELETE_FAILED is an
 /// outcome, not an error, so the caller can name the resources left.
-pub async fn delete(aws: &Aws, stack: &StackInfo, pace: Pace, progress: &ProgressTx, cancel: &CancellationToken) -> Result<Outcome> {
-    let mut watcher = StackWatcher::before_operation(aws, &stack.id).await?;
+pub async fn delete(
+    aws: &Aws,
+    stack: &StackInfo,
+    pace: Pace,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
+    let mut watcher = StackWatcher::before_operation(aws, &stack.name, &stack.id).await?;
     watcher.expect_resources(count_resources(aws, &stack.id).await?);
     aws_call!(aws, "DeleteStack", aws.cfn.delete_stack().stack_name(&stack.id).send())?;
     watcher.wait(aws, Operation::Delete, pace, progress, cancel).await
@@ -142,7 +176,11 @@ pub async fn count_resources(aws: &Aws, stack: &str) -> Result<usize> {
 
 /// The stack's resources: (logical id, type, status, physical id).
 pub async fn resources(aws: &Aws, stack: &str) -> Result<Vec<(String, String, String, String)>> {
-    let out = aws_call!(aws, "DescribeStackResources", aws.cfn.describe_stack_resources().stack_name(stack).send())?;
+    let out = aws_call!(
+        aws,
+        "DescribeStackResources",
+        aws.cfn.describe_stack_resources().stack_name(stack).send()
+    )?;
     Ok(out
         .stack_resources()
         .iter()
@@ -196,7 +234,15 @@ pub async fn create_change_set(
     let stack_id = out.stack_id().unwrap_or(stack).to_string();
     let deadline = Instant::now() + timeout;
     loop {
-        let d = aws_call!(aws, "DescribeChangeSet", aws.cfn.describe_change_set().change_set_name(&id).stack_name(&stack_id).send())?;
+        let d = aws_call!(
+            aws,
+            "DescribeChangeSet",
+            aws.cfn
+                .describe_change_set()
+                .change_set_name(&id)
+                .stack_name(&stack_id)
+                .send()
+        )?;
         match d.status() {
             Some(ChangeSetStatus::CreateComplete) => {
                 let mut changes: Vec<ResourceChange> = d
@@ -211,20 +257,39 @@ pub async fn create_change_set(
                     })
                     .collect();
                 changes.sort_by_key(ResourceChange::danger_rank);
-                return Ok(ChangeSet { id, stack_id, changes: Some(changes) });
+                return Ok(ChangeSet {
+                    id,
+                    stack_id,
+                    changes: Some(changes),
+                });
             }
             Some(ChangeSetStatus::Failed) => {
                 let reason = d.status_reason().unwrap_or_default().to_string();
-                let _ = aws_call!(aws, "DeleteChangeSet", aws.cfn.delete_change_set().change_set_name(&id).stack_name(&stack_id).send());
+                let _ = aws_call!(
+                    aws,
+                    "DeleteChangeSet",
+                    aws.cfn
+                        .delete_change_set()
+                        .change_set_name(&id)
+                        .stack_name(&stack_id)
+                        .send()
+                );
                 if is_no_change(&reason) {
-                    return Ok(ChangeSet { id, stack_id, changes: None });
+                    return Ok(ChangeSet {
+                        id,
+                        stack_id,
+                        changes: None,
+                    });
                 }
                 return Err(Error::StackFailed(format!("change set for {stack} failed: {reason}")));
             }
             _ => {}
         }
         if Instant::now() >= deadline {
-            return Err(Error::Timeout(format!("change set for {stack} not ready after {} s", timeout.as_secs())));
+            return Err(Error::Timeout(format!(
+                "change set for {stack} not ready after {} s",
+                timeout.as_secs()
+            )));
         }
         tokio::time::sleep(poll).await;
     }
@@ -243,14 +308,33 @@ pub fn report_changes(changes: &[ResourceChange], progress: &ProgressTx) {
 }
 
 /// Executes a change set and watches the update through cleanup or rollback to its end.
-pub async fn execute_change_set(aws: &Aws, cs: &ChangeSet, stack_name: &str, pace: Pace, progress: &ProgressTx, cancel: &CancellationToken) -> Result<Outcome> {
-    let mut watcher = StackWatcher::before_operation(aws, &cs.stack_id).await?;
+pub async fn execute_change_set(
+    aws: &Aws,
+    cs: &ChangeSet,
+    stack_name: &str,
+    pace: Pace,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
+    let mut watcher = StackWatcher::before_operation(aws, stack_name, &cs.stack_id).await?;
     watcher.expect_resources(cs.changes.as_ref().map_or(0, Vec::len));
-    aws_call!(aws, "ExecuteChangeSet", aws.cfn.execute_change_set().change_set_name(&cs.id).stack_name(&cs.stack_id).send())?;
+    aws_call!(
+        aws,
+        "ExecuteChangeSet",
+        aws.cfn
+            .execute_change_set()
+            .change_set_name(&cs.id)
+            .stack_name(&cs.stack_id)
+            .send()
+    )?;
     match watcher.wait(aws, Operation::Update, pace, progress, cancel).await {
         Err(Error::Cancelled) => {
             // Stop the update on the AWS side too; CloudFormation then rolls it back.
-            let _ = aws_call!(aws, "CancelUpdateStack", aws.cfn.cancel_update_stack().stack_name(&cs.stack_id).send());
+            let _ = aws_call!(
+                aws,
+                "CancelUpdateStack",
+                aws.cfn.cancel_update_stack().stack_name(&cs.stack_id).send()
+            );
             progress.info(format!("cancel requested: CloudFormation is rolling {stack_name} back"));
             Err(Error::Cancelled)
         }
@@ -260,13 +344,25 @@ pub async fn execute_change_set(aws: &Aws, cs: &ChangeSet, stack_name: &str, pac
 
 /// Deletes a change set (after a preview).
 pub async fn delete_change_set(aws: &Aws, cs: &ChangeSet) -> Result<()> {
-    aws_call!(aws, "DeleteChangeSet", aws.cfn.delete_change_set().change_set_name(&cs.id).stack_name(&cs.stack_id).send())?;
+    aws_call!(
+        aws,
+        "DeleteChangeSet",
+        aws.cfn
+            .delete_change_set()
+            .change_set_name(&cs.id)
+            .stack_name(&cs.stack_id)
+            .send()
+    )?;
     Ok(())
 }
 
 /// The newest events of a stack, oldest first.
 pub async fn recent_events(aws: &Aws, stack: &str, n: usize) -> Result<Vec<crate::progress::StackEvent>> {
-    let out = aws_call!(aws, "DescribeStackEvents", aws.cfn.describe_stack_events().stack_name(stack).send())?;
+    let out = aws_call!(
+        aws,
+        "DescribeStackEvents",
+        aws.cfn.describe_stack_events().stack_name(stack).send()
+    )?;
     let mut v: Vec<_> = out.stack_events().iter().take(n).map(super::watcher::convert).collect();
     v.reverse();
     Ok(v)

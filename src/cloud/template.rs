@@ -39,12 +39,32 @@ pub const MAX_BODY_BYTES: usize = 51_200;
 /// What is wrong with a template, naming the file (and both files for a clash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
-    Io { file: PathBuf, message: String },
-    Json { file: PathBuf, line: usize, column: usize, message: String },
-    Shape { file: PathBuf, message: String },
-    Clash { id: String, first: (PathBuf, String), second: (PathBuf, String) },
-    Reference { file: PathBuf, message: String },
-    Limit { message: String },
+    Io {
+        file: PathBuf,
+        message: String,
+    },
+    Json {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    Shape {
+        file: PathBuf,
+        message: String,
+    },
+    Clash {
+        id: String,
+        first: (PathBuf, String),
+        second: (PathBuf, String),
+    },
+    Reference {
+        file: PathBuf,
+        message: String,
+    },
+    Limit {
+        message: String,
+    },
 }
 
 impl fmt::Display for TemplateError {
@@ -103,7 +123,9 @@ impl Template {
                     .map(|(name, spec)| ParameterSpec {
                         name: name.clone(),
                         default: spec.get("Default").map(scalar_text),
-                        no_echo: spec.get("NoEcho").is_some_and(|v| v == &Value::Bool(true) || v == "true"),
+                        no_echo: spec
+                            .get("NoEcho")
+                            .is_some_and(|v| v == &Value::Bool(true) || v == "true"),
                     })
                     .collect()
             })
@@ -114,7 +136,12 @@ impl Template {
         section(&self.value, "Resources")
             .map(|m| {
                 m.iter()
-                    .map(|(id, r)| (id.clone(), r.get("Type").and_then(Value::as_str).unwrap_or("").to_string()))
+                    .map(|(id, r)| {
+                        (
+                            id.clone(),
+                            r.get("Type").and_then(Value::as_str).unwrap_or("").to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -149,8 +176,10 @@ fn section<'a>(t: &'a Map<String, Value>, name: &str) -> Option<&'a Map<String, 
 
 /// Reads and parses one file, rejecting duplicate keys anywhere in it.
 pub fn load_file(path: &Path) -> Result<TemplateFile, TemplateError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| TemplateError::Io { file: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Io {
+        file: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
     let body = parse_strict(&text).map_err(|e| TemplateError::Json {
         file: path.to_path_buf(),
         line: e.line(),
@@ -158,7 +187,10 @@ pub fn load_file(path: &Path) -> Result<TemplateFile, TemplateError> {
         message: strip_position(&e.to_string()),
     })?;
     let Value::Object(body) = body else {
-        return Err(TemplateError::Shape { file: path.to_path_buf(), message: "a template must be a JSON object".into() });
+        return Err(TemplateError::Shape {
+            file: path.to_path_buf(),
+            message: "a template must be a JSON object".into(),
+        });
     };
     for key in body.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
@@ -170,7 +202,10 @@ pub fn load_file(path: &Path) -> Result<TemplateFile, TemplateError> {
     }
     for name in MERGED_SECTIONS {
         if body.get(*name).is_some_and(|v| !v.is_object()) {
-            return Err(TemplateError::Shape { file: path.to_path_buf(), message: format!("'{name}' must be an object") });
+            return Err(TemplateError::Shape {
+                file: path.to_path_buf(),
+                message: format!("'{name}' must be an object"),
+            });
         }
     }
     if let Some(resources) = section(&body, "Resources") {
@@ -183,7 +218,10 @@ pub fn load_file(path: &Path) -> Result<TemplateFile, TemplateError> {
             }
         }
     }
-    Ok(TemplateFile { path: path.to_path_buf(), body })
+    Ok(TemplateFile {
+        path: path.to_path_buf(),
+        body,
+    })
 }
 
 fn strip_position(msg: &str) -> String {
@@ -195,8 +233,10 @@ fn strip_position(msg: &str) -> String {
 
 /// Loads `formations/`: the image template alone, and every other `*.json` merged.
 pub fn load_formations(dir: &Path) -> Result<(Template, Template), TemplateError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| TemplateError::Io { file: dir.to_path_buf(), message: format!("cannot list: {e}") })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| TemplateError::Io {
+        file: dir.to_path_buf(),
+        message: format!("cannot list: {e}"),
+    })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -205,11 +245,17 @@ pub fn load_formations(dir: &Path) -> Result<(Template, Template), TemplateError
     paths.sort();
     let image_path = dir.join(IMAGE_TEMPLATE);
     if !paths.contains(&image_path) {
-        return Err(TemplateError::Io { file: image_path, message: "missing: the image template is required".into() });
+        return Err(TemplateError::Io {
+            file: image_path,
+            message: "missing: the image template is required".into(),
+        });
     }
     let image = merge(&[load_file(&image_path)?])?;
-    let others: Vec<TemplateFile> =
-        paths.iter().filter(|p| **p != image_path).map(|p| load_file(p)).collect::<Result<_, _>>()?;
+    let others: Vec<TemplateFile> = paths
+        .iter()
+        .filter(|p| **p != image_path)
+        .map(|p| load_file(p))
+        .collect::<Result<_, _>>()?;
     if others.is_empty() {
         return Err(TemplateError::Io {
             file: dir.to_path_buf(),
@@ -248,7 +294,9 @@ pub fn merge(files: &[TemplateFile]) -> Result<Template, TemplateError> {
             }
         }
         for name in MERGED_SECTIONS {
-            let Some(entries) = section(&file.body, name) else { continue };
+            let Some(entries) = section(&file.body, name) else {
+                continue;
+            };
             let target = out.entry(name.to_string()).or_insert_with(|| Value::Object(Map::new()));
             let target = target.as_object_mut().expect("sections are objects");
             for (id, v) in entries {
@@ -271,7 +319,11 @@ pub fn merge(files: &[TemplateFile]) -> Result<Template, TemplateError> {
     check_references(&out, &sources)?;
     let body = serde_json::to_string(&Value::Object(out.clone())).expect("a JSON value serializes");
     check_limits(&out, body.len())?;
-    Ok(Template { body, value: out, sources })
+    Ok(Template {
+        body,
+        value: out,
+        sources,
+    })
 }
 
 fn count(t: &Map<String, Value>, name: &str) -> usize {
@@ -288,11 +340,15 @@ fn check_limits(t: &Map<String, Value>, body_len: usize) -> Result<(), TemplateE
     ];
     for (what, n, max) in checks {
         if n > max {
-            return Err(TemplateError::Limit { message: format!("{n} {what}, over CloudFormation's limit of {max}") });
+            return Err(TemplateError::Limit {
+                message: format!("{n} {what}, over CloudFormation's limit of {max}"),
+            });
         }
     }
     if count(t, "Resources") == 0 {
-        return Err(TemplateError::Limit { message: "no resources".into() });
+        return Err(TemplateError::Limit {
+            message: "no resources".into(),
+        });
     }
     Ok(())
 }
@@ -304,17 +360,26 @@ fn is_pseudo(name: &str) -> bool {
 
 /// Checks every Ref, GetAtt, Sub variable, DependsOn, FindInMap and Condition name.
 fn check_references(t: &Map<String, Value>, sources: &BTreeMap<String, PathBuf>) -> Result<(), TemplateError> {
-    let names = |s: &str| -> BTreeSet<String> { section(t, s).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
+    let names =
+        |s: &str| -> BTreeSet<String> { section(t, s).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
     let params = names("Parameters");
     let resources = names("Resources");
     let conditions = names("Conditions");
     let mappings = names("Mappings");
-    let refs = Refs { params: &params, resources: &resources, conditions: &conditions, mappings: &mappings };
+    let refs = Refs {
+        params: &params,
+        resources: &resources,
+        conditions: &conditions,
+        mappings: &mappings,
+    };
     for sect in ["Resources", "Outputs", "Conditions"] {
         let Some(entries) = section(t, sect) else { continue };
         for (id, body) in entries {
             let file = sources.get(id).cloned().unwrap_or_default();
-            let fail = |m: String| TemplateError::Reference { file: file.clone(), message: format!("{sect}.{id}: {m}") };
+            let fail = |m: String| TemplateError::Reference {
+                file: file.clone(),
+                message: format!("{sect}.{id}: {m}"),
+            };
             refs.walk(body).map_err(fail)?;
             if sect == "Conditions" {
                 continue;
@@ -366,7 +431,9 @@ impl Refs<'_> {
             "Ref" => {
                 let target = arg.as_str().ok_or("Ref takes a string")?;
                 if !(is_pseudo(target) || self.params.contains(target) || self.resources.contains(target)) {
-                    return Err(format!("Ref to '{target}', which is neither a parameter nor a resource"));
+                    return Err(format!(
+                        "Ref to '{target}', which is neither a parameter nor a resource"
+                    ));
                 }
             }
             "Fn::GetAtt" => {
@@ -385,7 +452,10 @@ impl Refs<'_> {
                     Value::String(s) => (s.as_str(), BTreeSet::new()),
                     Value::Array(a) => (
                         a.first().and_then(Value::as_str).ok_or("Fn::Sub takes a string")?,
-                        a.get(1).and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+                        a.get(1)
+                            .and_then(Value::as_object)
+                            .map(|m| m.keys().cloned().collect())
+                            .unwrap_or_default(),
                     ),
                     _ => return Err("Fn::Sub takes a string or [string, variables]".into()),
                 };
@@ -512,7 +582,10 @@ mod tests {
     use serde_json::json;
 
     fn file(name: &str, v: Value) -> TemplateFile {
-        TemplateFile { path: PathBuf::from(name), body: v.as_object().unwrap().clone() }
+        TemplateFile {
+            path: PathBuf::from(name),
+            body: v.as_object().unwrap().clone(),
+        }
     }
 
     fn sg(group: &str) -> Value {
@@ -530,8 +603,14 @@ mod tests {
 
     #[test]
     fn merges_sections_and_keeps_sources() {
-        let a = file("a.json", json!({"Parameters": {"P": {"Type": "String"}}, "Resources": {"A": sg("a")}}));
-        let b = file("b.json", json!({"Resources": {"B": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": {"Ref": "P"}}}}, "Outputs": {"O": {"Value": {"Fn::GetAtt": ["A", "GroupId"]}}}}));
+        let a = file(
+            "a.json",
+            json!({"Parameters": {"P": {"Type": "String"}}, "Resources": {"A": sg("a")}}),
+        );
+        let b = file(
+            "b.json",
+            json!({"Resources": {"B": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"GroupDescription": {"Ref": "P"}}}}, "Outputs": {"O": {"Value": {"Fn::GetAtt": ["A", "GroupId"]}}}}),
+        );
         let t = merge(&[a, b]).unwrap();
         assert_eq!(t.resources().len(), 2);
         assert_eq!(t.sources["B"], PathBuf::from("b.json"));
@@ -542,9 +621,15 @@ mod tests {
     #[test]
     fn a_clash_names_both_files_even_across_sections() {
         let a = file("a.json", json!({"Resources": {"Thing": sg("a")}}));
-        let b = file("b.json", json!({"Outputs": {"Thing": {"Value": "x"}}, "Resources": {"B": sg("b")}}));
+        let b = file(
+            "b.json",
+            json!({"Outputs": {"Thing": {"Value": "x"}}, "Resources": {"B": sg("b")}}),
+        );
         let err = merge(&[a, b]).unwrap_err().to_string();
-        assert!(err.contains("'Thing'") && err.contains("a.json") && err.contains("b.json"), "{err}");
+        assert!(
+            err.contains("'Thing'") && err.contains("a.json") && err.contains("b.json"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -572,22 +657,131 @@ mod tests {
         for i in 0..=MAX_RESOURCES {
             resources.insert(format!("R{i}"), json!({"Type": "T"}));
         }
-        let err = merge(&[file("big.json", json!({ "Resources": resources }))]).unwrap_err().to_string();
+        let err = merge(&[file("big.json", json!({ "Resources": resources }))])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("501 resources"), "{err}");
 
         let mut params = Map::new();
         for i in 0..=MAX_PARAMETERS {
             params.insert(format!("P{i}"), json!({"Type": "String"}));
         }
-        let err = merge(&[file("p.json", json!({"Parameters": params, "Resources": {"A": {"Type": "T"}}}))])
-            .unwrap_err()
-            .to_string();
+        let err = merge(&[file(
+            "p.json",
+            json!({"Parameters": params, "Resources": {"A": {"Type": "T"}}}),
+        )])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("201 parameters"), "{err}");
 
         let long = "x".repeat(MAX_BODY_BYTES);
-        let err = merge(&[file("l.json", json!({"Resources": {"A": {"Type": "T", "Metadata": long}}}))])
-            .unwrap_err()
-            .to_string();
+        let err = merge(&[file(
+            "l.json",
+            json!({"Resources": {"A": {"Type": "T", "Metadata": long}}}),
+        )])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("bytes"), "{err}");
+    }
+}
+
+impl Template {
+    /// How many resources a create with these parameter values makes: resources whose
+    /// `Condition` evaluates false are not counted. An expression we cannot evaluate counts as
+    /// true (the progress bar then overestimates, never underestimates).
+    pub fn active_resources(&self, params: &BTreeMap<String, String>) -> usize {
+        let conditions = section(&self.value, "Conditions").cloned().unwrap_or_default();
+        section(&self.value, "Resources")
+            .map(|m| {
+                m.values()
+                    .filter(|r| match r.get("Condition").and_then(Value::as_str) {
+                        Some(c) => eval_condition(&conditions, c, params, 0).unwrap_or(true),
+                        None => true,
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn eval_condition(
+    conds: &Map<String, Value>,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    depth: u8,
+) -> Option<bool> {
+    if depth > 16 {
+        return None;
+    }
+    eval_expr(conds, conds.get(name)?, params, depth + 1)
+}
+
+fn eval_expr(conds: &Map<String, Value>, v: &Value, params: &BTreeMap<String, String>, depth: u8) -> Option<bool> {
+    let obj = v.as_object()?;
+    let (k, arg) = obj.iter().next()?;
+    let list = || arg.as_array().cloned().unwrap_or_default();
+    match k.as_str() {
+        "Fn::Equals" => {
+            let items = list();
+            let a = eval_scalar(items.first()?, params)?;
+            let b = eval_scalar(items.get(1)?, params)?;
+            Some(a == b)
+        }
+        "Fn::Not" => Some(!eval_expr(conds, list().first()?, params, depth)?),
+        "Fn::And" => list()
+            .iter()
+            .map(|e| eval_expr(conds, e, params, depth))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.iter().all(|b| *b)),
+        "Fn::Or" => list()
+            .iter()
+            .map(|e| eval_expr(conds, e, params, depth))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.iter().any(|b| *b)),
+        "Condition" => eval_condition(conds, arg.as_str()?, params, depth),
+        _ => None,
+    }
+}
+
+fn eval_scalar(v: &Value, params: &BTreeMap<String, String>) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Object(m) => params.get(m.get("Ref")?.as_str()?).cloned(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod condition_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn counts_only_resources_whose_condition_holds() {
+        let body = json!({
+            "Parameters": {"EnableBroker": {"Type": "String"}, "WorkerCount": {"Type": "Number"}},
+            "Conditions": {
+                "BrokerEnabled": {"Fn::Equals": [{"Ref": "EnableBroker"}, "true"]},
+                "WorkersEnabled": {"Fn::Not": [{"Fn::Or": [{"Fn::Equals": [{"Ref": "WorkerCount"}, "0"]}, {"Fn::Equals": [{"Ref": "WorkerCount"}, 0]}]}]},
+                "Both": {"Fn::And": [{"Condition": "BrokerEnabled"}, {"Condition": "WorkersEnabled"}]}
+            },
+            "Resources": {"A": {"Type": "T"}, "B": {"Type": "T", "Condition": "BrokerEnabled"}, "W": {"Type": "T", "Condition": "WorkersEnabled"}, "X": {"Type": "T", "Condition": "Both"}}
+        });
+        let t = merge(&[TemplateFile {
+            path: "t.json".into(),
+            body: body.as_object().unwrap().clone(),
+        }])
+        .unwrap();
+        let p = |b: &str, w: &str| {
+            BTreeMap::from([
+                ("EnableBroker".to_string(), b.to_string()),
+                ("WorkerCount".to_string(), w.to_string()),
+            ])
+        };
+        assert_eq!(t.active_resources(&p("false", "0")), 1);
+        assert_eq!(t.active_resources(&p("true", "0")), 2);
+        assert_eq!(t.active_resources(&p("true", "2")), 4);
     }
 }

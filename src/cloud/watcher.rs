@@ -103,10 +103,10 @@ fn is_noise(reason: &str) -> bool {
 impl StackWatcher {
     /// Remembers where the stack's event history stands now (one DescribeStackEvents call if
     /// the stack exists).
-    pub async fn before_operation(aws: &Aws, stack_name: &str) -> Result<StackWatcher> {
+    pub async fn before_operation(aws: &Aws, stack_name: &str, stack_id: &str) -> Result<StackWatcher> {
         let mut w = StackWatcher {
             stack_name: stack_name.to_string(),
-            stack_id: stack_name.to_string(),
+            stack_id: stack_id.to_string(),
             boundary: None,
             seen: HashSet::new(),
             total: 0,
@@ -118,9 +118,16 @@ impl StackWatcher {
             calls: 0,
         };
         w.calls += 1;
-        match aws_call!(aws, "DescribeStackEvents", aws.cfn.describe_stack_events().stack_name(stack_name).send()) {
+        match aws_call!(
+            aws,
+            "DescribeStackEvents",
+            aws.cfn.describe_stack_events().stack_name(stack_id).send()
+        ) {
             Ok(out) => {
-                w.boundary = out.stack_events().first().and_then(|e| e.event_id().map(str::to_string));
+                w.boundary = out
+                    .stack_events()
+                    .first()
+                    .and_then(|e| e.event_id().map(str::to_string));
                 if let Some(id) = out.stack_events().first().and_then(|e| e.stack_id()) {
                     w.stack_id = id.to_string();
                 }
@@ -159,7 +166,14 @@ impl StackWatcher {
     }
 
     /// Waits until the stack reaches a terminal status, emitting every new event and progress.
-    pub async fn wait(&mut self, aws: &Aws, op: Operation, pace: Pace, progress: &ProgressTx, cancel: &CancellationToken) -> Result<Outcome> {
+    pub async fn wait(
+        &mut self,
+        aws: &Aws,
+        op: Operation,
+        pace: Pace,
+        progress: &ProgressTx,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome> {
         let deadline = Instant::now() + pace.timeout;
         let mut interval = pace.poll;
         loop {
@@ -171,7 +185,11 @@ impl StackWatcher {
                     return Ok(self.outcome(op, &status));
                 }
             }
-            interval = if new > 0 { pace.poll } else { (interval.mul_f64(1.5)).min(pace.max_poll) };
+            interval = if new > 0 {
+                pace.poll
+            } else {
+                (interval.mul_f64(1.5)).min(pace.max_poll)
+            };
             let now = Instant::now();
             if now >= deadline {
                 let last = self.status.as_deref().unwrap_or("unknown");
@@ -209,7 +227,11 @@ impl StackWatcher {
             let out = aws_call!(
                 aws,
                 "DescribeStackEvents",
-                aws.cfn.describe_stack_events().stack_name(&self.stack_id).set_next_token(token.clone()).send()
+                aws.cfn
+                    .describe_stack_events()
+                    .stack_name(&self.stack_id)
+                    .set_next_token(token.clone())
+                    .send()
             )?;
             for e in out.stack_events() {
                 let id = e.event_id().unwrap_or_default();
@@ -291,7 +313,12 @@ mod tests {
             timestamp: None,
             logical_id: logical.into(),
             physical_id: String::new(),
-            resource_type: if logical == "argos-staging" { "AWS::CloudFormation::Stack" } else { "AWS::EC2::Instance" }.into(),
+            resource_type: if logical == "argos-staging" {
+                "AWS::CloudFormation::Stack"
+            } else {
+                "AWS::EC2::Instance"
+            }
+            .into(),
             status: status.into(),
             reason: reason.map(str::to_string),
         }
@@ -303,8 +330,16 @@ mod tests {
         for e in [
             ev("argos-staging", "CREATE_IN_PROGRESS", Some("User Initiated")),
             ev("Db", "CREATE_FAILED", Some("Resource creation cancelled")),
-            ev("ApiEc2Instance", "CREATE_FAILED", Some("The requested configuration is currently not supported.")),
-            ev("argos-staging", "ROLLBACK_IN_PROGRESS", Some("The following resource(s) failed to create: [ApiEc2Instance, Db]. Rollback requested by user.")),
+            ev(
+                "ApiEc2Instance",
+                "CREATE_FAILED",
+                Some("The requested configuration is currently not supported."),
+            ),
+            ev(
+                "argos-staging",
+                "ROLLBACK_IN_PROGRESS",
+                Some("The following resource(s) failed to create: [ApiEc2Instance, Db]. Rollback requested by user."),
+            ),
             ev("argos-staging", "ROLLBACK_COMPLETE", None),
         ] {
             w.absorb(&e);
@@ -312,7 +347,10 @@ mod tests {
         let o = w.outcome(Operation::Create, "ROLLBACK_COMPLETE");
         assert!(!o.succeeded);
         let cause = o.root_cause.unwrap();
-        assert!(cause.starts_with("ApiEc2Instance (AWS::EC2::Instance) CREATE_FAILED: The requested configuration"), "{cause}");
+        assert!(
+            cause.starts_with("ApiEc2Instance (AWS::EC2::Instance) CREATE_FAILED: The requested configuration"),
+            "{cause}"
+        );
         assert_eq!(o.failed.len(), 2);
     }
 

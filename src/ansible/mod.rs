@@ -1,0 +1,388 @@
+//! Runs `ansible-playbook` for real: a generated inventory, extra variables from a file (never
+//! on the command line, where `ps` would show secrets), our JSON-lines stdout callback for
+//! per-task events, a timeout, and a kill of the whole process group on cancel or drop. Every
+//! line is redacted before it goes anywhere.
+
+pub mod inventory;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::progress::{HostStatus, PlaybookEvent, Progress, ProgressTx};
+use crate::redact::Redactor;
+
+/// The stdout callback plugin, shipped inside the binary so any working directory works.
+pub const CALLBACK_PLUGIN: &str = include_str!("argos_jsonl.py");
+const CALLBACK_NAME: &str = "argos_jsonl";
+
+/// One playbook run.
+#[derive(Debug, Clone)]
+pub struct PlaybookRun {
+    pub command: PathBuf,
+    pub playbook: PathBuf,
+    /// The role the playbook configures (for progress events).
+    pub role: String,
+    pub inventory_json: String,
+    pub extra_vars: BTreeMap<String, String>,
+    pub private_key: Option<PathBuf>,
+    pub timeout: Duration,
+    /// A private directory for this run: inventory, vars, plugin, Ansible's temp files.
+    pub workdir: PathBuf,
+    /// Where the redacted output is appended, if anywhere.
+    pub log: Option<PathBuf>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlaybookReport {
+    pub tasks: usize,
+    pub changed: usize,
+    pub hosts: Vec<String>,
+}
+
+/// The events our callback prints, one JSON object a line.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum CallbackEvent {
+    PlaybookStart {},
+    PlayStart {},
+    TaskStart {
+        task: String,
+    },
+    HostOk {
+        task: String,
+        host: String,
+        changed: bool,
+        msg: Option<serde_json::Value>,
+    },
+    HostFailed {
+        task: String,
+        host: String,
+        msg: Option<serde_json::Value>,
+        ignored: bool,
+    },
+    HostUnreachable {
+        task: String,
+        host: String,
+        msg: Option<serde_json::Value>,
+    },
+    HostSkipped {
+        task: String,
+        host: String,
+    },
+    Warning {
+        msg: Option<serde_json::Value>,
+    },
+    Stats {},
+}
+
+fn text(v: &Option<serde_json::Value>) -> Option<String> {
+    match v {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    }
+}
+
+/// Runs one playbook to its end, emitting progress; a failed task becomes
+/// `Error::Playbook("task T failed on host H: message")`.
+pub async fn run(
+    run: &PlaybookRun,
+    redactor: &Redactor,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<PlaybookReport> {
+    let plugins = run.workdir.join("callback_plugins");
+    let tmp = run.workdir.join("tmp");
+    for d in [&plugins, &tmp] {
+        tokio::fs::create_dir_all(d)
+            .await
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", d.display())))?;
+    }
+    write_private(&plugins.join(format!("{CALLBACK_NAME}.py")), CALLBACK_PLUGIN).await?;
+    let inventory = run.workdir.join("inventory.json");
+    write_private(&inventory, &run.inventory_json).await?;
+    let vars = run.workdir.join("vars.json");
+    write_private(&vars, &serde_json::to_string(&run.extra_vars).expect("vars serialize")).await?;
+
+    let mut cmd = Command::new(&run.command);
+    cmd.arg("-i")
+        .arg(&inventory)
+        .arg("-e")
+        .arg(format!("@{}", vars.display()))
+        .arg(&run.playbook);
+    if let Some(key) = &run.private_key {
+        cmd.arg("--private-key").arg(key);
+    }
+    cmd.current_dir(run.playbook.parent().unwrap_or(Path::new(".")))
+        .env("ANSIBLE_CALLBACK_PLUGINS", &plugins)
+        .env("ANSIBLE_STDOUT_CALLBACK", CALLBACK_NAME)
+        .env("ANSIBLE_LOAD_CALLBACK_PLUGINS", "1")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+        .env("ANSIBLE_LOCAL_TEMP", &tmp)
+        .env("ANSIBLE_HOME", run.workdir.join("home"))
+        .env("ANSIBLE_REMOTE_TEMP", run.workdir.join("remote-tmp"))
+        .env("ANSIBLE_SSH_CONTROL_PATH_DIR", run.workdir.join("cp"))
+        .env("ANSIBLE_SSH_ARGS", "-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new -o ServerAliveInterval=120")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::Invalid(format!(
+            "cannot start {}: {e} (run scripts/bootstrap, or set ansible.command in the config)",
+            run.command.display()
+        ))
+    })?;
+    let pid = child.id();
+    let _group = ProcessGroupGuard(pid);
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+
+    let mut log = match &run.log {
+        Some(p) => Some(
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .await
+                .map_err(|e| Error::Io(format!("cannot open log {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let stderr_task = tokio::spawn({
+        let redactor = redactor.clone();
+        async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut tail: Vec<String> = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tail.push(redactor.redact(&line));
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+            }
+            tail
+        }
+    });
+
+    let mut state = RunState {
+        role: run.role.clone(),
+        ..RunState::default()
+    };
+    progress.emit(Progress::Playbook(PlaybookEvent::Started {
+        role: run.role.clone(),
+        hosts: run.inventory_hosts(),
+    }));
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = tokio::time::sleep(run.timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    let line = redactor.redact(&line);
+                    if let Some(f) = log.as_mut() {
+                        let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+                    }
+                    state.absorb(&line, progress);
+                }
+                _ => break,
+            },
+            _ = &mut deadline => {
+                kill_group(pid);
+                return Err(Error::Timeout(format!("playbook {} ran longer than {} s and was stopped", run.role, run.timeout.as_secs())));
+            }
+            _ = cancel.cancelled() => {
+                kill_group(pid);
+                return Err(Error::Cancelled);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| Error::Io(format!("ansible-playbook: {e}")))?;
+    let stderr_tail = stderr_task.await.unwrap_or_default();
+    if let Some(f) = log.as_mut() {
+        for l in &stderr_tail {
+            let _ = f.write_all(format!("stderr: {l}\n").as_bytes()).await;
+        }
+    }
+    let ok = status.success() && state.first_failure.is_none();
+    progress.emit(Progress::Playbook(PlaybookEvent::Finished {
+        role: run.role.clone(),
+        ok,
+        tasks: state.tasks,
+        changed: state.changed,
+    }));
+    if let Some(failure) = state.first_failure {
+        return Err(Error::Playbook(failure));
+    }
+    if !status.success() {
+        let code = status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".into());
+        let last = stderr_tail
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .cloned()
+            .unwrap_or_default();
+        return Err(Error::Playbook(format!(
+            "playbook {}.yml failed (exit {code}): {last}",
+            run.role
+        )));
+    }
+    let mut hosts: Vec<String> = state.hosts.into_iter().collect();
+    hosts.sort();
+    Ok(PlaybookReport {
+        tasks: state.tasks,
+        changed: state.changed,
+        hosts,
+    })
+}
+
+impl PlaybookRun {
+    fn inventory_hosts(&self) -> usize {
+        serde_json::from_str::<serde_json::Value>(&self.inventory_json)
+            .ok()
+            .and_then(|v| {
+                v["all"]["children"]
+                    .as_object()
+                    .map(|c| c.values().map(|g| g["hosts"].as_object().map_or(0, |h| h.len())).sum())
+            })
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct RunState {
+    role: String,
+    tasks: usize,
+    changed: usize,
+    hosts: std::collections::BTreeSet<String>,
+    first_failure: Option<String>,
+}
+
+impl RunState {
+    fn absorb(&mut self, line: &str, progress: &ProgressTx) {
+        let Ok(event) = serde_json::from_str::<CallbackEvent>(line) else {
+            if !line.trim().is_empty() {
+                progress.info(line.to_string());
+            }
+            return;
+        };
+        let role = self.role.clone();
+        let host_result = |task: String, host: String, status, message| {
+            Progress::Playbook(PlaybookEvent::HostResult {
+                role: role.clone(),
+                task,
+                host,
+                status,
+                message,
+            })
+        };
+        match event {
+            CallbackEvent::PlaybookStart {} | CallbackEvent::PlayStart {} | CallbackEvent::Stats {} => {}
+            CallbackEvent::TaskStart { task } => {
+                self.tasks += 1;
+                progress.emit(Progress::Playbook(PlaybookEvent::Task {
+                    role: self.role.clone(),
+                    task,
+                }));
+            }
+            CallbackEvent::HostOk {
+                task,
+                host,
+                changed,
+                msg,
+            } => {
+                self.hosts.insert(host.clone());
+                if changed {
+                    self.changed += 1;
+                }
+                let status = if changed { HostStatus::Changed } else { HostStatus::Ok };
+                progress.emit(host_result(task, host, status, text(&msg)));
+            }
+            CallbackEvent::HostFailed {
+                task,
+                host,
+                msg,
+                ignored,
+            } => {
+                self.hosts.insert(host.clone());
+                let message = text(&msg).unwrap_or_else(|| "no message".into());
+                if !ignored && self.first_failure.is_none() {
+                    self.first_failure = Some(format!("task '{task}' failed on host {host}: {message}"));
+                }
+                progress.emit(host_result(task, host, HostStatus::Failed, Some(message)));
+            }
+            CallbackEvent::HostUnreachable { task, host, msg } => {
+                let message = text(&msg).unwrap_or_else(|| "unreachable".into());
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(format!("host {host} unreachable during task '{task}': {message}"));
+                }
+                progress.emit(host_result(task, host, HostStatus::Unreachable, Some(message)));
+            }
+            CallbackEvent::HostSkipped { task, host } => {
+                progress.emit(host_result(task, host, HostStatus::Skipped, None));
+            }
+            CallbackEvent::Warning { msg } => {
+                if let Some(m) = text(&msg) {
+                    progress.info(format!("ansible warning: {m}"));
+                }
+            }
+        }
+    }
+}
+
+async fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.to_path_buf();
+    let contents = contents.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
+        std::io::Write::write_all(&mut f, contents.as_bytes())
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+    })
+    .await
+    .map_err(|e| Error::Io(e.to_string()))?
+}
+
+/// Kills the playbook's whole process group: ansible-playbook forks workers and ssh, and
+/// killing only the parent would leave them running.
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        // SAFETY: killpg only sends a signal; the group id is our child's, which we created.
+        unsafe {
+            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// Kills the process group when the run is dropped half-way (a cancelled job's task).
+struct ProcessGroupGuard(Option<u32>);
+
+impl Drop for ProcessGroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}

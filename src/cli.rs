@@ -1,0 +1,260 @@
+//! The terminal front end: `argos <env> <command>` runs an engine operation in the foreground
+//! with live progress (a progress bar on a terminal, plain lines when piped), asks before
+//! destroying anything, cancels cleanly on ctrl-c, and exits non-zero with the root cause as
+//! its last line.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{self, Action, Command};
+use crate::config::Config;
+use crate::engine::{self, Ctx, Engine, Summary};
+use crate::error::Error;
+use crate::progress::{plain_line, Progress, ProgressTx};
+
+/// Exit codes: 0 done, 1 the operation failed, 2 bad input or config, 130 cancelled.
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_CANCELLED: i32 = 130;
+
+/// Runs one command given as words; returns the process exit code.
+pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool) -> i32 {
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let cmd = match command::parse_words(&refs) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match cmd {
+        Command::Env { env, action } => run_env(config, env.as_str(), action, assume_yes).await,
+        Command::Envs => {
+            for (name, s) in &config.settings.environments {
+                let types: Vec<String> = s.instance_types.iter().map(|(g, t)| format!("{g}={t}")).collect();
+                println!("{name}\t{}", types.join(" "));
+            }
+            0
+        }
+        Command::Help { topic } => {
+            print_help(topic.as_deref());
+            0
+        }
+        other => {
+            eprintln!(
+                "error: `{}` works where jobs live: in `argos console` or chat",
+                describe(&other)
+            );
+            EXIT_USAGE
+        }
+    }
+}
+
+fn describe(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Jobs => "jobs",
+        Command::Job { .. } => "job",
+        Command::Cancel { .. } => "cancel",
+        Command::Whoami => "whoami",
+        Command::Approve { .. } => "approve",
+        Command::Deny { .. } => "deny",
+        Command::Schedules => "schedules",
+        _ => "this command",
+    }
+}
+
+fn print_help(topic: Option<&str>) {
+    for c in command::COMMANDS.iter().filter(|c| topic.is_none_or(|t| t == c.name)) {
+        println!("  {:<38} {}", c.grammar, c.summary);
+    }
+}
+
+async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool) -> i32 {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let engine = Engine::new(config).await;
+    let target = match engine.target(env) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if action.destroys() && !assume_yes {
+        if !interactive {
+            eprintln!(
+                "error: `{env} {}` destroys resources: pass --yes to confirm when not on a terminal",
+                action.verb()
+            );
+            return EXIT_USAGE;
+        }
+        if !confirm(
+            &format!(
+                "{} {env}: this deletes resources in AWS. Type the environment name to confirm: ",
+                action.verb()
+            ),
+            env,
+        ) {
+            eprintln!("not confirmed; nothing was changed");
+            return EXIT_USAGE;
+        }
+    }
+    let stack = target.names.stack();
+    let logs = engine.config.state_dir().join("logs");
+    let log = std::fs::create_dir_all(&logs).ok().map(|_| {
+        logs.join(format!(
+            "{stack}-{}-{}.log",
+            action.verb(),
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ))
+    });
+    let (progress, rx) = ProgressTx::channel();
+    let cancel = CancellationToken::new();
+    let ctx = Ctx {
+        engine: engine.clone(),
+        target,
+        progress,
+        cancel: cancel.clone(),
+        log: log.clone(),
+    };
+    let printer = tokio::spawn(print_progress(rx, std::io::stderr().is_terminal()));
+    let ctrl_c = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ncancelling… (press ctrl-c again to quit at once)");
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(EXIT_CANCELLED);
+                }
+            }
+        })
+    };
+    let result = execute(&ctx, &action).await;
+    drop(ctx);
+    let _ = printer.await;
+    ctrl_c.abort();
+    let log_note = log.filter(|p| p.exists()).map(|p| format!("full log: {}", p.display()));
+    match result {
+        Ok(Outcome::Summary(s)) => {
+            print_summary(&s);
+            if let Some(n) = log_note {
+                println!("{n}");
+            }
+            0
+        }
+        Ok(Outcome::Text(t)) => {
+            print!("{t}");
+            0
+        }
+        Err(e) => {
+            if let Some(n) = log_note {
+                eprintln!("{n}");
+            }
+            let code = match &e {
+                Error::Cancelled => EXIT_CANCELLED,
+                Error::Invalid(_) | Error::Config(_) | Error::Template(_) => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            };
+            eprintln!("error: {}", e.redacted(&engine.redactor));
+            code
+        }
+    }
+}
+
+enum Outcome {
+    Summary(Summary),
+    Text(String),
+}
+
+async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
+    Ok(match action {
+        Action::Commission => Outcome::Summary(engine::commission(ctx).await?),
+        Action::Deploy { roles } => Outcome::Summary(engine::deploy(ctx, roles).await?),
+        Action::Update { parameters } => Outcome::Summary(engine::update(ctx, parameters).await?),
+        Action::Plan { parameters } => Outcome::Summary(engine::plan(ctx, parameters).await?),
+        Action::Decommission => Outcome::Summary(engine::decommission(ctx).await?),
+        Action::Clean => Outcome::Summary(engine::clean(ctx).await?),
+        Action::Status => Outcome::Text(engine::status(ctx).await?.to_string()),
+        Action::Events => {
+            let report = engine::status(ctx).await?;
+            let lines: Vec<String> = report
+                .events
+                .iter()
+                .filter_map(|e| plain_line(&Progress::StackEvent(e.clone())))
+                .collect();
+            Outcome::Text(if lines.is_empty() {
+                format!("no events for {}\n", report.stack_name)
+            } else {
+                lines.join("\n") + "\n"
+            })
+        }
+    })
+}
+
+fn print_summary(s: &Summary) {
+    println!("{}", s.headline);
+    for d in &s.details {
+        println!("  {d}");
+    }
+    for (k, v) in &s.outputs {
+        println!("  output {k} = {v}");
+    }
+    if !s.hosts.is_empty() {
+        println!("  hosts: {}", s.hosts.join(", "));
+    }
+}
+
+fn confirm(prompt: &str, expected: &str) -> bool {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == expected
+}
+
+/// Prints progress to stderr: on a terminal the resource counter is a bar redrawn in place.
+async fn print_progress(mut rx: UnboundedReceiver<Progress>, terminal: bool) {
+    let mut bar_shown = false;
+    while let Some(p) = rx.recv().await {
+        let mut err = std::io::stderr().lock();
+        if let Progress::StackProgress { stack, done, total } = &p {
+            if terminal {
+                let _ = write!(err, "\r\x1b[2K{}", bar(stack, *done, *total));
+                bar_shown = true;
+            } else {
+                let _ = writeln!(err, "    {stack}: {done}/{total} resources");
+            }
+            continue;
+        }
+        if let Some(line) = plain_line(&p) {
+            if bar_shown {
+                let _ = write!(err, "\r\x1b[2K");
+                bar_shown = false;
+            }
+            let _ = writeln!(err, "{line}");
+        }
+    }
+    if bar_shown {
+        let _ = writeln!(std::io::stderr());
+    }
+}
+
+/// `[#########-----------] 9/20 argos-staging`
+pub fn bar(label: &str, done: usize, total: usize) -> String {
+    const WIDTH: usize = 24;
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(0);
+    format!(
+        "[{}{}] {done}/{total} {label}",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled)
+    )
+}

@@ -1,0 +1,123 @@
+//! Usage text for every command, in one table that both the parser and `help` read.
+
+/// One command's grammar and purpose.
+pub struct CommandHelp {
+    pub name: &'static str,
+    pub grammar: &'static str,
+    pub summary: &'static str,
+    /// Whether it acts on one environment (and so is permission-checked per environment).
+    pub per_env: bool,
+}
+
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "commission",
+        grammar: "<env> commission",
+        summary: "bake the image if missing, create the stack, deploy",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "deploy",
+        grammar: "<env> deploy [roles...]",
+        summary: "run the playbooks (all roles, or those named)",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "update",
+        grammar: "<env> update [Parameter=value...]",
+        summary: "apply template and parameter changes, then deploy",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "plan",
+        grammar: "<env> plan [Parameter=value...]",
+        summary: "preview what update would change",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "decommission",
+        grammar: "<env> decommission",
+        summary: "delete the environment's stack",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "clean",
+        grammar: "<env> clean",
+        summary: "delete the image and its build instance",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "status",
+        grammar: "<env> status",
+        summary: "stack, instances, image, recent events",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "events",
+        grammar: "<env> events",
+        summary: "the latest stack events",
+        per_env: true,
+    },
+    CommandHelp {
+        name: "envs",
+        grammar: "envs",
+        summary: "list the configured environments",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "jobs",
+        grammar: "jobs",
+        summary: "list recent jobs",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "job",
+        grammar: "job <id>",
+        summary: "show one job",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "cancel",
+        grammar: "cancel <id>",
+        summary: "cancel a running job",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "approve",
+        grammar: "approve <id>",
+        summary: "approve a pending request",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "deny",
+        grammar: "deny <id> [reason]",
+        summary: "deny a pending request",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "schedules",
+        grammar: "schedules",
+        summary: "list schedules and their next runs",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "whoami",
+        grammar: "whoami",
+        summary: "who you are and what you may run",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "help",
+        grammar: "help [command]",
+        summary: "this help",
+        per_env: false,
+    },
+];
+
+/// The usage line of one command, or the short list of all.
+pub fn usage(topic: Option<&str>) -> String {
+    match topic.and_then(|t| COMMANDS.iter().find(|c| c.name == t)) {
+        Some(c) if c.name != "help" => c.grammar.to_string(),
+        _ => "<env> <commission|deploy|update|plan|decommission|clean|status|events> | envs | jobs | job <id> | cancel <id> | whoami | help [command]".to_string(),
+    }
+}

@@ -1,0 +1,300 @@
+//! The one grammar every surface speaks: the CLI (`argos staging deploy`), the console, chat
+//! prefixes and mentions (`!argos staging deploy`, `@Argos staging deploy`). Text in, a typed
+//! [`Command`] or a [`ParseError`] with usage and a "did you mean" out. Nothing here acts.
+
+mod help;
+
+use std::collections::BTreeMap;
+
+pub use help::{usage, COMMANDS};
+
+use crate::names::EnvName;
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// An operation on one environment.
+    Env { env: EnvName, action: Action },
+    /// List the configured environments.
+    Envs,
+    /// List recent jobs.
+    Jobs,
+    /// Show one job.
+    Job { id: u64 },
+    /// Cancel a running job.
+    Cancel { id: u64 },
+    /// Show who the bot thinks you are and what you may do.
+    Whoami,
+    /// Help, for everything or one command.
+    Help { topic: Option<String> },
+    /// Approve a pending request.
+    Approve { id: u64 },
+    /// Deny a pending request.
+    Deny { id: u64, reason: Option<String> },
+    /// List schedules and their next runs.
+    Schedules,
+}
+
+/// What to do to an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Commission,
+    Deploy { roles: Vec<String> },
+    Update { parameters: BTreeMap<String, String> },
+    Plan { parameters: BTreeMap<String, String> },
+    Decommission,
+    Clean,
+    Status,
+    Events,
+}
+
+impl Action {
+    /// The verb, as typed and as used in permission rules.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Commission => "commission",
+            Action::Deploy { .. } => "deploy",
+            Action::Update { .. } => "update",
+            Action::Plan { .. } => "plan",
+            Action::Decommission => "decommission",
+            Action::Clean => "clean",
+            Action::Status => "status",
+            Action::Events => "events",
+        }
+    }
+
+    /// Whether the action changes anything in AWS (and so needs the environment's lock).
+    pub fn mutates(&self) -> bool {
+        !matches!(self, Action::Status | Action::Events | Action::Plan { .. })
+    }
+
+    /// Whether the action destroys things (the CLI asks for confirmation).
+    pub fn destroys(&self) -> bool {
+        matches!(self, Action::Decommission | Action::Clean)
+    }
+}
+
+/// Why a text is not a command. `Display` gives one reply: the problem, then the usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub message: String,
+    pub usage: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\nusage: {}", self.message, self.usage)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+const ENV_VERBS: &[&str] = &[
+    "commission",
+    "deploy",
+    "update",
+    "plan",
+    "decommission",
+    "clean",
+    "status",
+    "events",
+];
+const GLOBAL_VERBS: &[&str] = &[
+    "envs",
+    "jobs",
+    "job",
+    "cancel",
+    "whoami",
+    "help",
+    "approve",
+    "deny",
+    "schedules",
+];
+
+fn err(message: impl Into<String>, topic: &str) -> ParseError {
+    ParseError {
+        message: message.into(),
+        usage: usage(Some(topic)),
+    }
+}
+
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2 && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Parses the words of a command (after any `!argos` prefix or mention was removed).
+pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
+    let Some((first, rest)) = words.split_first() else {
+        return Err(err("no command given", "help"));
+    };
+    let first_lc = first.to_ascii_lowercase();
+    if GLOBAL_VERBS.contains(&first_lc.as_str()) {
+        return parse_global(&first_lc, rest);
+    }
+    if ENV_VERBS.contains(&first_lc.as_str()) {
+        let example = rest.first().copied().unwrap_or("staging");
+        return Err(err(
+            format!("put the environment first: `{example} {first_lc}`"),
+            &first_lc,
+        ));
+    }
+    if rest.is_empty() {
+        if let Some(s) = closest(&first_lc, GLOBAL_VERBS) {
+            return Err(err(format!("unknown command '{first}'; did you mean '{s}'?"), s));
+        }
+        return Err(err(
+            format!("'{first}' needs a command after it, e.g. `{first} status`"),
+            "help",
+        ));
+    }
+    let env = EnvName::parse(first).map_err(|e| err(e.to_string(), "help"))?;
+    let verb = rest[0].to_ascii_lowercase();
+    let args = &rest[1..];
+    let action = match verb.as_str() {
+        "commission" | "decommission" | "clean" | "status" | "events" => {
+            if let Some(extra) = args.first() {
+                return Err(err(format!("`{verb}` takes no arguments (got '{extra}')"), &verb));
+            }
+            match verb.as_str() {
+                "commission" => Action::Commission,
+                "decommission" => Action::Decommission,
+                "clean" => Action::Clean,
+                "status" => Action::Status,
+                _ => Action::Events,
+            }
+        }
+        "deploy" => Action::Deploy {
+            roles: parse_roles(args)?,
+        },
+        "update" => Action::Update {
+            parameters: parse_parameters(args, "update")?,
+        },
+        "plan" => Action::Plan {
+            parameters: parse_parameters(args, "plan")?,
+        },
+        other => {
+            return Err(match closest(other, ENV_VERBS) {
+                Some(s) => err(format!("unknown command '{other}'; did you mean '{s}'?"), s),
+                None => err(format!("unknown command '{other}'"), "help"),
+            })
+        }
+    };
+    Ok(Command::Env { env, action })
+}
+
+/// Parses a whole line.
+pub fn parse(text: &str) -> Result<Command, ParseError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    parse_words(&words)
+}
+
+fn parse_id(verb: &str, args: &[&str]) -> Result<u64, ParseError> {
+    let Some(raw) = args.first() else {
+        return Err(err(format!("`{verb}` needs a number"), verb));
+    };
+    raw.trim_start_matches('#')
+        .parse::<u64>()
+        .map_err(|_| err(format!("'{raw}' is not a number"), verb))
+}
+
+fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
+    let no_args = |cmd: Command| match args.first() {
+        Some(extra) => Err(err(format!("`{verb}` takes no arguments (got '{extra}')"), verb)),
+        None => Ok(cmd),
+    };
+    match verb {
+        "envs" => no_args(Command::Envs),
+        "jobs" => no_args(Command::Jobs),
+        "whoami" => no_args(Command::Whoami),
+        "schedules" => no_args(Command::Schedules),
+        "job" | "cancel" | "approve" => {
+            let id = parse_id(verb, args)?;
+            if args.len() > 1 {
+                return Err(err(format!("`{verb}` takes one number"), verb));
+            }
+            Ok(match verb {
+                "job" => Command::Job { id },
+                "cancel" => Command::Cancel { id },
+                _ => Command::Approve { id },
+            })
+        }
+        "deny" => {
+            let id = parse_id(verb, args)?;
+            let reason = (args.len() > 1).then(|| args[1..].join(" "));
+            Ok(Command::Deny { id, reason })
+        }
+        _ => {
+            if args.len() > 1 {
+                return Err(err("`help` takes at most one command name", "help"));
+            }
+            let topic = args.first().map(|t| t.to_ascii_lowercase());
+            if let Some(t) = &topic {
+                if !COMMANDS.iter().any(|c| c.name == t) {
+                    let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+                    let hint = closest(t, &names)
+                        .map(|s| format!("; did you mean '{s}'?"))
+                        .unwrap_or_default();
+                    return Err(err(format!("no help for '{t}'{hint}"), "help"));
+                }
+            }
+            Ok(Command::Help { topic })
+        }
+    }
+}
+
+fn parse_roles(args: &[&str]) -> Result<Vec<String>, ParseError> {
+    let mut roles = Vec::new();
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
+        let list = if *a == "--roles" || *a == "-r" {
+            *iter
+                .next()
+                .ok_or_else(|| err("`--roles` needs a list, e.g. `--roles api,front`", "deploy"))?
+        } else if let Some(v) = a.strip_prefix("--roles=") {
+            v
+        } else if a.starts_with('-') {
+            return Err(err(format!("unknown option '{a}'"), "deploy"));
+        } else {
+            a
+        };
+        for r in list.split(',').filter(|r| !r.is_empty()) {
+            if !r
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                return Err(err(format!("'{r}' is not a role name"), "deploy"));
+            }
+            if !roles.iter().any(|x: &String| x == r) {
+                roles.push(r.to_string());
+            }
+        }
+    }
+    Ok(roles)
+}
+
+fn parse_parameters(args: &[&str], verb: &str) -> Result<BTreeMap<String, String>, ParseError> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(err(format!("'{a}' is not Parameter=value"), verb));
+        };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(err(
+                format!("'{k}' is not a parameter name (letters and digits only)"),
+                verb,
+            ));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(err(format!("parameter '{k}' is given twice"), verb));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! Deploy: run the configured roles' playbooks, in order, against the environment's running
+//! instances found by their App/Env/Group tags, with the database and knowledge hosts taken
+//! from the stack outputs. A role with no host is an error, found before anything runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::ansible::inventory::{Inventory, Reach};
+use crate::ansible::{self, PlaybookRun};
+use crate::cloud::instances::{self, InstanceInfo};
+use crate::cloud::stack;
+use crate::engine::{Ctx, Summary};
+use crate::error::{Error, Result};
+use crate::names::tags;
+
+/// Runs `roles` (all configured roles when empty) against the environment.
+pub async fn deploy(ctx: &Ctx, roles: &[String]) -> Result<Summary> {
+    let cfg = ctx.config();
+    let configured = &cfg.settings.ansible.roles;
+    for r in roles {
+        if !configured.contains(r) {
+            return Err(Error::Invalid(format!(
+                "unknown role '{r}'; roles: {}",
+                configured.join(", ")
+            )));
+        }
+    }
+    // Configured order, whatever order they were asked in.
+    let selected: Vec<String> = configured
+        .iter()
+        .filter(|r| roles.is_empty() || roles.contains(r))
+        .cloned()
+        .collect();
+    for role in &selected {
+        let playbook = cfg.playbooks_dir().join(format!("{role}.yml"));
+        if !playbook.exists() {
+            return Err(Error::Invalid(format!(
+                "no playbook for role '{role}': {} is missing",
+                playbook.display()
+            )));
+        }
+    }
+    ctx.engine.private_key()?;
+
+    let names = &ctx.target.names;
+    let stack_name = names.stack();
+    ctx.progress
+        .step("deploy", format!("{} to {stack_name}", selected.join(", ")));
+    let info = stack::describe(ctx.aws(), &stack_name).await?.ok_or_else(|| {
+        Error::Refused(format!(
+            "there is no stack {stack_name}: run `{} commission` first",
+            names.env
+        ))
+    })?;
+    if info.status.ends_with("_IN_PROGRESS") || info.status.ends_with("_FAILED") || info.status == "ROLLBACK_COMPLETE" {
+        return Err(Error::Refused(format!(
+            "stack {stack_name} is {}; deploy needs a healthy stack",
+            info.status
+        )));
+    }
+    let running = instances::running_in_env(ctx.aws(), &names.app, names.env.as_str()).await?;
+    for role in &selected {
+        if !running.iter().any(|i| i.group() == role) {
+            return Err(Error::Invalid(format!(
+                "role '{role}' matched no running instance (tags App={}, Env={}, Group={role}, Name={}): nothing would be configured",
+                names.app,
+                names.env,
+                names.group_name_tag(role)
+            )));
+        }
+    }
+    let out = &info.outputs;
+    let extra = BTreeMap::from([
+        (
+            "database_host".to_string(),
+            out.get("DatabaseHost").cloned().unwrap_or_default(),
+        ),
+        (
+            "database_port".to_string(),
+            out.get("DatabasePort").cloned().unwrap_or_default(),
+        ),
+        (
+            "knowledge_host".to_string(),
+            out.get("KnowledgeHost").cloned().unwrap_or_default(),
+        ),
+    ]);
+    let mut summary = Summary::new(format!("deployed {} to {stack_name}", selected.join(", ")));
+    for role in &selected {
+        let hosts: Vec<InstanceInfo> = running.iter().filter(|i| i.group() == role).cloned().collect();
+        let run = playbook_run(ctx, role, &hosts, extra.clone())?;
+        let report = run_with_log(ctx, run).await?;
+        summary.details.push(format!(
+            "{role}: {} task(s), {} change(s) on {} host(s)",
+            report.tasks,
+            report.changed,
+            report.hosts.len()
+        ));
+        summary.hosts.extend(report.hosts);
+    }
+    summary.outputs = info.outputs.clone();
+    Ok(summary)
+}
+
+/// Prepares one playbook run for `role` on `hosts`.
+pub(crate) fn playbook_run(
+    ctx: &Ctx,
+    role: &str,
+    hosts: &[InstanceInfo],
+    mut extra: BTreeMap<String, String>,
+) -> Result<PlaybookRun> {
+    let cfg = ctx.config();
+    let a = &cfg.settings.ansible;
+    let reach = Reach {
+        connection: a.connection,
+        address: a.address,
+        user: cfg.vars.instance_user.clone(),
+        python: cfg.python_interpreter(),
+        ssh_port: a.ssh_port,
+    };
+    let inventory = Inventory::from_instances(hosts, &reach);
+    debug_assert!(hosts.iter().all(|h| h.tags.contains_key(tags::GROUP)));
+    extra.insert("app_name".into(), cfg.vars.app_name.clone());
+    extra.insert("env_name".into(), ctx.target.env.to_string());
+    let root = std::fs::canonicalize(&cfg.root).unwrap_or_else(|_| cfg.root.clone());
+    for (k, v) in &a.extra_vars {
+        extra.insert(k.clone(), v.replace("{root}", &root.to_string_lossy()));
+    }
+    let stamp = format!(
+        "{}-{}-{}",
+        role,
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    Ok(PlaybookRun {
+        command: cfg.ansible_command(),
+        playbook: cfg.playbooks_dir().join(format!("{role}.yml")),
+        role: role.to_string(),
+        inventory_json: inventory.to_json(),
+        extra_vars: extra,
+        private_key: ctx.engine.private_key()?,
+        timeout: Duration::from_secs(cfg.settings.timeouts.playbook_secs),
+        workdir: cfg.state_dir().join("runs").join(stamp),
+        log: ctx.log.clone(),
+    })
+}
+
+/// Runs a playbook and removes its private work directory afterwards (it holds the vars file).
+pub(crate) async fn run_with_log(ctx: &Ctx, run: PlaybookRun) -> Result<ansible::PlaybookReport> {
+    let result = ansible::run(&run, &ctx.engine.redactor, &ctx.progress, &ctx.cancel).await;
+    let _ = tokio::fs::remove_dir_all(&run.workdir).await;
+    result
+}

@@ -1,0 +1,136 @@
+//! The engine: the operations behind every command, written as idempotent steps. It reports
+//! through typed [`Progress`](crate::progress::Progress) events and returns a [`Summary`] or an
+//! [`Error`](crate::error::Error) whose message leads with the root cause. It never prints and
+//! knows nothing of chat.
+
+mod bake;
+mod clean;
+mod commission;
+mod decommission;
+mod deploy;
+mod params;
+mod status;
+mod update;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use bake::{get_or_bake_image, image_inputs_hash};
+pub use clean::clean;
+pub use commission::commission;
+pub use decommission::decommission;
+pub use deploy::deploy;
+pub use status::{status, StatusReport};
+pub use update::{plan, update};
+
+use crate::cloud::template::{load_formations, Template};
+use crate::cloud::watcher::Pace;
+use crate::cloud::Aws;
+use crate::config::{Config, Connection, EnvSettings};
+use crate::error::{Error, Result};
+use crate::names::{EnvName, Names};
+use crate::progress::ProgressTx;
+use crate::redact::Redactor;
+
+/// What the engine needs for every operation: the config, the AWS clients, the redactor.
+#[derive(Clone)]
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub aws: Aws,
+    pub redactor: Redactor,
+}
+
+impl Engine {
+    pub async fn new(config: Config) -> Engine {
+        let aws = Aws::connect(&config).await;
+        let redactor = config.redactor();
+        Engine {
+            config: Arc::new(config),
+            aws,
+            redactor,
+        }
+    }
+
+    /// Resolves an environment name: valid, and configured.
+    pub fn target(&self, env: &str) -> Result<Target> {
+        let (env, settings) = self.config.environment(env).map_err(Error::Invalid)?;
+        Ok(Target {
+            names: Names::new(&self.config.vars.app_name, &env),
+            env,
+            settings,
+        })
+    }
+
+    /// The templates, merged and checked; nothing is sent to AWS if they are broken.
+    pub fn templates(&self) -> Result<(Template, Template)> {
+        Ok(load_formations(&self.config.formations_dir())?)
+    }
+
+    fn pace(&self, timeout_secs: u64) -> Pace {
+        let w = &self.config.settings.watch;
+        Pace {
+            poll: Duration::from_millis(w.poll_interval_ms),
+            max_poll: Duration::from_millis(w.max_poll_interval_ms),
+            timeout: Duration::from_secs(timeout_secs),
+        }
+    }
+
+    /// The SSH key is needed only when hosts are reached over SSH; check it before any work.
+    pub fn private_key(&self) -> Result<Option<std::path::PathBuf>> {
+        if self.config.settings.ansible.connection == Connection::Local {
+            return Ok(None);
+        }
+        let key = self.config.key_file();
+        crate::check::key_file(&key).map_err(Error::Invalid)?;
+        Ok(Some(key))
+    }
+}
+
+/// One environment, validated.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub env: EnvName,
+    pub names: Names,
+    pub settings: EnvSettings,
+}
+
+/// What an operation needs besides the engine: where it reports, and how it is stopped.
+#[derive(Clone)]
+pub struct Ctx {
+    pub engine: Engine,
+    pub target: Target,
+    pub progress: ProgressTx,
+    pub cancel: CancellationToken,
+    /// Where the full, redacted playbook output is appended.
+    pub log: Option<std::path::PathBuf>,
+}
+
+impl Ctx {
+    pub fn aws(&self) -> &Aws {
+        &self.engine.aws
+    }
+    pub fn config(&self) -> &Config {
+        &self.engine.config
+    }
+}
+
+/// How an operation ended well.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub headline: String,
+    pub details: Vec<String>,
+    pub outputs: BTreeMap<String, String>,
+    pub hosts: Vec<String>,
+}
+
+impl Summary {
+    pub fn new(headline: impl Into<String>) -> Summary {
+        Summary {
+            headline: headline.into(),
+            ..Summary::default()
+        }
+    }
+}
