@@ -1,0 +1,2 @@
+//! Stack watcher benchmark (being written).
+fn main() {}

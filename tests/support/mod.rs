@@ -1,0 +1,136 @@
+//! Test harness shared by the integration tests: the local moto server, the scripted fake AWS
+//! endpoint, and a throwaway project configuration that points at this repository's templates
+//! and playbooks but keeps every file it writes in a temporary directory.
+#![allow(dead_code)]
+
+pub mod fake_aws;
+pub mod http_server;
+pub mod moto;
+
+use std::path::{Path, PathBuf};
+
+use argos::config::Config;
+use argos::engine::{Ctx, Engine};
+use argos::progress::{Progress, ProgressTx};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The secrets the sandbox playbooks need; fixed values so redaction can be asserted.
+pub const DB_PASSWORD: &str = "test-db-password-5f2c";
+pub const APP_SECRET: &str = "test-app-secret-9d1e";
+
+pub fn set_test_secrets() {
+    std::env::set_var("ARGOS_DB_PASSWORD", DB_PASSWORD);
+    std::env::set_var("ARGOS_APP_SECRET_KEY", APP_SECRET);
+}
+
+/// A temporary project: config file, state directory and sandbox host directory.
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl TestProject {
+    /// Writes a config that sends AWS calls to `endpoint` and runs the sandbox playbooks with
+    /// the local connection. `extra` is appended to the YAML (top-level keys).
+    pub fn new(endpoint: &str, extra: &str) -> TestProject {
+        Self::with_paths(endpoint, extra, "")
+    }
+
+    /// Like [`TestProject::new`], with extra keys under `paths:` (e.g. another formations dir).
+    pub fn with_paths(endpoint: &str, extra: &str, paths: &str) -> TestProject {
+        set_test_secrets();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = repo();
+        let state = dir.path().join("state");
+        let hosts = dir.path().join("hosts");
+        let yaml = format!(
+            r#"paths:
+  root: {root}
+  state: {state}
+{paths}
+aws:
+  region: us-east-1
+  endpoint_url: {endpoint}
+  local_credentials: true
+  retry_initial_backoff_ms: 5
+  max_attempts: 4
+  requests_per_second: 200
+  burst: 50
+watch:
+  poll_interval_ms: 40
+  max_poll_interval_ms: 120
+timeouts:
+  stack_create_secs: 60
+  stack_update_secs: 60
+  stack_delete_secs: 60
+  image_available_secs: 60
+  change_set_secs: 30
+  playbook_secs: 120
+ansible:
+  command: .venv/bin/ansible-playbook
+  playbooks: config/sandbox/playbooks
+  connection: local
+  address: private
+  python_interpreter: .venv/bin/python
+  extra_vars:
+    sandbox_dir: {hosts}
+environments:
+  staging: {{}}
+  sandbox: {{}}
+{extra}"#,
+            root = root.display(),
+            state = state.display(),
+            hosts = hosts.display(),
+        );
+        let config_path = dir.path().join("argos.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        TestProject { dir, config_path }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_path).expect("test config loads")
+    }
+
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.dir.path().join("hosts")
+    }
+
+    pub async fn engine(&self) -> Engine {
+        Engine::new(self.config()).await
+    }
+}
+
+/// An operation context that records every progress event.
+pub struct Recorder {
+    pub ctx: Ctx,
+    rx: UnboundedReceiver<Progress>,
+}
+
+impl Recorder {
+    pub fn new(engine: &Engine, env: &str, log: Option<&Path>) -> Recorder {
+        let (progress, rx) = ProgressTx::channel();
+        let ctx = Ctx {
+            engine: engine.clone(),
+            target: engine.target(env).expect("valid env"),
+            progress,
+            cancel: CancellationToken::new(),
+            log: log.map(Path::to_path_buf),
+        };
+        Recorder { ctx, rx }
+    }
+
+    /// Every event emitted so far.
+    pub fn events(&mut self) -> Vec<Progress> {
+        let mut out = Vec::new();
+        while let Ok(p) = self.rx.try_recv() {
+            out.push(p);
+        }
+        out
+    }
+}
