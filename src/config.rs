@@ -22,6 +22,7 @@ pub const ENDPOINT_ENV: &str = "ARGOS_AWS_ENDPOINT_URL";
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<u64>,
+    pub column: Option<u64>,
     pub key: Option<String>,
     pub message: String,
 }
@@ -31,6 +32,9 @@ impl fmt::Display for ConfigError {
         write!(f, "{}", self.file.display())?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         if let Some(key) = &self.key {
             write!(f, ": key `{key}`")?;
@@ -46,6 +50,7 @@ impl ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             line: None,
+            column: None,
             key: key.map(str::to_string),
             message: message.into(),
         }
@@ -55,8 +60,18 @@ impl ConfigError {
     /// says which one (unknown field, missing field, wrong type).
     fn from_yaml(file: &Path, source: &str, err: serde_saphyr::Error) -> Self {
         let line = err.location().map(|l| l.line());
+        let column = err.location().map(|l| l.column());
         let full = err.to_string();
-        let message = full.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        let mut message = full.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        // The parser repeats the position ("error: line 5 column 3: ..."); we show it once.
+        if let Some(rest) = message.strip_prefix("error: ") {
+            message = match rest.split_once(": ") {
+                Some((pos, text)) if pos.starts_with("line ") => text.to_string(),
+                _ => rest.to_string(),
+            };
+        }
+        // A missing key has no line of its own; the parser points at the end of the map.
+        let (line, column) = if message.starts_with("missing field") { (None, None) } else { (line, column) };
         // The parser names the offending key in backticks; failing that, read it off the line.
         let key = backticked(&message).or_else(|| {
             line.and_then(|l| source.lines().nth(l.saturating_sub(1) as usize))
@@ -67,6 +82,7 @@ impl ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             line,
+            column,
             key,
             message,
         }

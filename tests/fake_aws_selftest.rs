@@ -10,8 +10,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_cloudformation::config::{Credentials, Region};
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{
-    Capability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, ResourceStatus,
-    StackStatus, Tag,
+    Capability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, ResourceStatus, StackStatus, Tag,
 };
 use aws_sdk_ec2::types::Filter;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
@@ -67,12 +66,7 @@ async fn wait_for(
 ) -> aws_sdk_cloudformation::types::Stack {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
-        let out = cfn
-            .describe_stacks()
-            .stack_name(stack)
-            .send()
-            .await
-            .expect("describe");
+        let out = cfn.describe_stacks().stack_name(stack).send().await.expect("describe");
         let s = out.stacks()[0].clone();
         if s.stack_status() == Some(&want) {
             return s;
@@ -91,10 +85,7 @@ async fn create_stack_and_page_events() {
     let fake = FakeAws::start().await;
     fake.set_time_scale(1000.0);
     fake.set_event_page_size(4);
-    fake.script_next(
-        Op::Create,
-        StackScript::create_success("any", RESOURCES, &[1.0, 2.0]),
-    );
+    fake.script_next(Op::Create, StackScript::create_success("any", RESOURCES, &[1.0, 2.0]));
     fake.set_outputs("argos-test", &[("WebIp", "54.1.2.3")]);
     let (cfn, _) = clients(&fake).await;
     let out = cfn
@@ -134,10 +125,7 @@ async fn create_stack_and_page_events() {
         .collect();
     assert_eq!(
         params,
-        vec![
-            ("Env".into(), "dev".into()),
-            ("Size".into(), "t3.small".into())
-        ]
+        vec![("Env".into(), "dev".into()), ("Size".into(), "t3.small".into())]
     );
     assert_eq!(stack.outputs()[0].output_key(), Some("WebIp"));
     assert_eq!(stack.outputs()[0].output_value(), Some("54.1.2.3"));
@@ -157,25 +145,16 @@ async fn create_stack_and_page_events() {
         .expect("events");
     assert_eq!(events.len(), 17);
     assert_eq!(fake.count("DescribeStackEvents"), 5);
-    let ids: HashSet<_> = events
-        .iter()
-        .map(|e| e.event_id().unwrap_or("").to_string())
-        .collect();
+    let ids: HashSet<_> = events.iter().map(|e| e.event_id().unwrap_or("").to_string()).collect();
     assert_eq!(ids.len(), 17, "event ids are unique");
     // Newest first.
     let newest = &events[0];
     assert_eq!(newest.logical_resource_id(), Some("argos-test"));
     assert_eq!(newest.resource_type(), Some("AWS::CloudFormation::Stack"));
-    assert_eq!(
-        newest.resource_status(),
-        Some(&ResourceStatus::CreateComplete)
-    );
+    assert_eq!(newest.resource_status(), Some(&ResourceStatus::CreateComplete));
     assert_eq!(newest.physical_resource_id(), Some(stack_id.as_str()));
     let oldest = events.last().expect("oldest");
-    assert_eq!(
-        oldest.resource_status(),
-        Some(&ResourceStatus::CreateInProgress)
-    );
+    assert_eq!(oldest.resource_status(), Some(&ResourceStatus::CreateInProgress));
     assert_eq!(oldest.resource_status_reason(), Some("User Initiated"));
     for w in events.windows(2) {
         assert!(w[0].timestamp().expect("ts") >= w[1].timestamp().expect("ts"));
@@ -191,10 +170,7 @@ async fn create_stack_and_page_events() {
         .expect("initiated");
     assert!(initiated
         .physical_resource_id()
-        .is_some_and(|p| p.starts_with("sg-0")
-            || p.starts_with("vol-0")
-            || p.starts_with("i-0")
-            || p.contains('.')));
+        .is_some_and(|p| p.starts_with("sg-0") || p.starts_with("vol-0") || p.starts_with("i-0") || p.contains('.')));
     let instance = events
         .iter()
         .find(|e| {
@@ -202,9 +178,7 @@ async fn create_stack_and_page_events() {
                 && e.resource_status() == Some(&ResourceStatus::CreateComplete)
         })
         .expect("instance complete");
-    assert!(instance
-        .physical_resource_id()
-        .is_some_and(|p| p.starts_with("i-0")));
+    assert!(instance.physical_resource_id().is_some_and(|p| p.starts_with("i-0")));
 
     // Manual NextToken paging gives the same sequence.
     let mut manual = Vec::new();
@@ -228,10 +202,7 @@ async fn create_stack_and_page_events() {
             break;
         }
     }
-    let via_paginator: Vec<String> = events
-        .iter()
-        .map(|e| e.event_id().unwrap_or("").to_string())
-        .collect();
+    let via_paginator: Vec<String> = events.iter().map(|e| e.event_id().unwrap_or("").to_string()).collect();
     assert_eq!(manual, via_paginator);
     let bad = cfn
         .describe_stack_events()
@@ -254,9 +225,7 @@ async fn create_stack_and_page_events() {
     assert_eq!(sg.logical_resource_id(), Some("DatabaseSecurityGroup"));
     assert_eq!(sg.resource_type(), Some("AWS::EC2::SecurityGroup"));
     assert_eq!(sg.resource_status(), Some(&ResourceStatus::CreateComplete));
-    assert!(sg
-        .physical_resource_id()
-        .is_some_and(|p| p.starts_with("sg-0")));
+    assert!(sg.physical_resource_id().is_some_and(|p| p.starts_with("sg-0")));
     assert!(sg.timestamp().is_some());
     assert_eq!(sg.stack_id(), Some(stack_id.as_str()));
 
@@ -265,12 +234,7 @@ async fn create_stack_and_page_events() {
         .create_stack()
         .stack_name("argos-test")
         .template_body(TEMPLATE)
-        .parameters(
-            Parameter::builder()
-                .parameter_key("Size")
-                .parameter_value("x")
-                .build(),
-        )
+        .parameters(Parameter::builder().parameter_key("Size").parameter_value("x").build())
         .send()
         .await
         .expect_err("exists");
@@ -286,20 +250,8 @@ async fn statuses_follow_time_scale() {
         Op::Create,
         StackScript::new("slow")
             .stack_event(0.0, "CREATE_IN_PROGRESS", Some("User Initiated"))
-            .resource_event(
-                1.0,
-                ("Queue", "AWS::SQS::Queue"),
-                "CREATE_IN_PROGRESS",
-                None,
-                None,
-            )
-            .resource_event(
-                2.0,
-                ("Queue", "AWS::SQS::Queue"),
-                "CREATE_COMPLETE",
-                None,
-                Some("q-1"),
-            )
+            .resource_event(1.0, ("Queue", "AWS::SQS::Queue"), "CREATE_IN_PROGRESS", None, None)
+            .resource_event(2.0, ("Queue", "AWS::SQS::Queue"), "CREATE_COMPLETE", None, Some("q-1"))
             .stack_event(3.0, "CREATE_COMPLETE", None),
     );
     let (cfn, _) = clients(&fake).await;
@@ -310,16 +262,8 @@ async fn statuses_follow_time_scale() {
         .send()
         .await
         .expect("create");
-    let s = cfn
-        .describe_stacks()
-        .stack_name("slow")
-        .send()
-        .await
-        .expect("describe");
-    assert_eq!(
-        s.stacks()[0].stack_status(),
-        Some(&StackStatus::CreateInProgress)
-    );
+    let s = cfn.describe_stacks().stack_name("slow").send().await.expect("describe");
+    assert_eq!(s.stacks()[0].stack_status(), Some(&StackStatus::CreateInProgress));
     assert_eq!(s.stacks()[0].stack_status_reason(), Some("User Initiated"));
     let ev = cfn
         .describe_stack_events()
@@ -354,16 +298,8 @@ async fn throttling_is_retried_and_recorded() {
         .send()
         .await
         .expect("retried");
-    assert_eq!(
-        out.stacks()[0].stack_status(),
-        Some(&StackStatus::CreateComplete)
-    );
-    let imgs = ec2
-        .describe_images()
-        .owners("self")
-        .send()
-        .await
-        .expect("retried");
+    assert_eq!(out.stacks()[0].stack_status(), Some(&StackStatus::CreateComplete));
+    let imgs = ec2.describe_images().owners("self").send().await.expect("retried");
     assert_eq!(imgs.images().len(), 1);
     let calls = fake.calls();
     let throttled: Vec<_> = calls
@@ -371,10 +307,7 @@ async fn throttling_is_retried_and_recorded() {
         .filter(|c| c.throttled)
         .map(|c| c.action.as_str())
         .collect();
-    assert_eq!(
-        throttled,
-        vec!["DescribeStacks", "DescribeStacks", "DescribeImages"]
-    );
+    assert_eq!(throttled, vec!["DescribeStacks", "DescribeStacks", "DescribeImages"]);
     assert_eq!(
         fake.actions(),
         vec![
@@ -387,10 +320,7 @@ async fn throttling_is_retried_and_recorded() {
     );
     assert_eq!(calls[0].status, 400);
     assert_eq!(calls[2].status, 200);
-    assert_eq!(
-        calls[0].params.get("StackName").map(String::as_str),
-        Some("steady")
-    );
+    assert_eq!(calls[0].params.get("StackName").map(String::as_str), Some("steady"));
     // More throttles than the SDK's 3 attempts: the error surfaces.
     fake.throttle("DescribeStacks", 3);
     let e = cfn
@@ -402,12 +332,7 @@ async fn throttling_is_retried_and_recorded() {
     assert_eq!(e.code(), Some("Throttling"));
     assert_eq!(e.message(), Some("Rate exceeded"));
     // Injected errors and unknown actions.
-    fake.fail_next(
-        "DescribeStacks",
-        403,
-        "AccessDenied",
-        "User is not authorized",
-    );
+    fake.fail_next("DescribeStacks", 403, "AccessDenied", "User is not authorized");
     let e = cfn.describe_stacks().send().await.expect_err("denied");
     assert_eq!(e.code(), Some("AccessDenied"));
     let e = cfn.list_stacks().send().await.expect_err("unknown");
@@ -438,12 +363,7 @@ async fn change_sets_with_and_without_changes() {
     fake.set_change_set(
         "cs",
         vec![
-            Change::modify(
-                "WebServerInstance",
-                "AWS::EC2::Instance",
-                "True",
-                &["Properties"],
-            ),
+            Change::modify("WebServerInstance", "AWS::EC2::Instance", "True", &["Properties"]),
             Change::add("DataVolume", "AWS::EC2::Volume"),
             Change::remove("WebSecurityGroup", "AWS::EC2::SecurityGroup"),
         ],
@@ -473,10 +393,7 @@ async fn change_sets_with_and_without_changes() {
         .send()
         .await
         .expect("describe");
-    assert_eq!(
-        first.execution_status(),
-        Some(&ExecutionStatus::Unavailable)
-    );
+    assert_eq!(first.execution_status(), Some(&ExecutionStatus::Unavailable));
     let d = loop {
         let d = cfn
             .describe_change_set()
@@ -506,10 +423,7 @@ async fn change_sets_with_and_without_changes() {
                 rc.logical_resource_id().map(str::to_string),
                 rc.resource_type().map(str::to_string),
                 rc.replacement().map(|r| r.as_str().to_string()),
-                rc.scope()
-                    .iter()
-                    .map(|s| s.as_str().to_string())
-                    .collect::<Vec<_>>(),
+                rc.scope().iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>(),
             )
         })
         .collect();
@@ -539,10 +453,7 @@ async fn change_sets_with_and_without_changes() {
         .send()
         .await
         .expect("describe");
-    assert_eq!(
-        d.execution_status(),
-        Some(&ExecutionStatus::ExecuteComplete)
-    );
+    assert_eq!(d.execution_status(), Some(&ExecutionStatus::ExecuteComplete));
     let events = cfn
         .describe_stack_events()
         .stack_name("cs")
@@ -561,10 +472,7 @@ async fn change_sets_with_and_without_changes() {
             )
         })
         .collect();
-    assert_eq!(
-        statuses.first().map(String::as_str),
-        Some("cs:UPDATE_COMPLETE")
-    );
+    assert_eq!(statuses.first().map(String::as_str), Some("cs:UPDATE_COMPLETE"));
     assert!(statuses.contains(&"cs:UPDATE_COMPLETE_CLEANUP_IN_PROGRESS".to_string()));
     assert!(statuses.contains(&"WebSecurityGroup:DELETE_COMPLETE".to_string()));
     assert!(statuses.contains(&"DataVolume:CREATE_COMPLETE".to_string()));
@@ -694,10 +602,7 @@ async fn change_sets_with_and_without_changes() {
         .send()
         .await
         .expect("describe");
-    assert_eq!(
-        s.stacks()[0].stack_status(),
-        Some(&StackStatus::ReviewInProgress)
-    );
+    assert_eq!(s.stacks()[0].stack_status(), Some(&StackStatus::ReviewInProgress));
     tokio::time::sleep(Duration::from_millis(10)).await;
     cfn.execute_change_set()
         .change_set_name("c1")
@@ -823,11 +728,7 @@ async fn failures_rollbacks_and_deletes() {
         .stack_events()
         .iter()
         .filter(|e| e.logical_resource_id() == Some("app"))
-        .map(|e| {
-            e.resource_status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default()
-        })
+        .map(|e| e.resource_status().map(|s| s.as_str().to_string()).unwrap_or_default())
         .collect();
     assert_eq!(
         &own[..5],
@@ -849,11 +750,7 @@ async fn failures_rollbacks_and_deletes() {
             &[0.5],
         ),
     );
-    cfn.delete_stack()
-        .stack_name("app")
-        .send()
-        .await
-        .expect("delete");
+    cfn.delete_stack().stack_name("app").send().await.expect("delete");
     let s = wait_for(&cfn, "app", StackStatus::DeleteFailed).await;
     assert_eq!(
         s.stack_status_reason(),
@@ -862,11 +759,7 @@ async fn failures_rollbacks_and_deletes() {
     assert!(s.deletion_time().is_some());
 
     // A successful delete (default script) by name; then by name it is gone, by id DELETE_COMPLETE.
-    cfn.delete_stack()
-        .stack_name("app")
-        .send()
-        .await
-        .expect("delete again");
+    cfn.delete_stack().stack_name("app").send().await.expect("delete again");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let e = loop {
         match cfn.describe_stacks().stack_name("app").send().await {
@@ -879,16 +772,8 @@ async fn failures_rollbacks_and_deletes() {
     };
     assert_eq!(e.code(), Some("ValidationError"));
     assert_eq!(e.message(), Some("Stack with id app does not exist"));
-    let by_id = cfn
-        .describe_stacks()
-        .stack_name(&id)
-        .send()
-        .await
-        .expect("by id");
-    assert_eq!(
-        by_id.stacks()[0].stack_status(),
-        Some(&StackStatus::DeleteComplete)
-    );
+    let by_id = cfn.describe_stacks().stack_name(&id).send().await.expect("by id");
+    assert_eq!(by_id.stacks()[0].stack_status(), Some(&StackStatus::DeleteComplete));
     let ev = cfn
         .describe_stack_events()
         .stack_name(&id)
@@ -1041,9 +926,7 @@ async fn ec2_describe_filter_and_clean() {
         "i-0aaa",
         &[("argos:stack", "web"), ("Name", "web-1")],
     ));
-    fake.add_instance(
-        Ec2Instance::running("i-0bbb", &[("argos:stack", "web")]).with_state("stopped"),
-    );
+    fake.add_instance(Ec2Instance::running("i-0bbb", &[("argos:stack", "web")]).with_state("stopped"));
     fake.add_instance(Ec2Instance::running("i-0ccc", &[("argos:stack", "db")]));
     fake.set_default_vpc(
         "vpc-0def",
@@ -1060,11 +943,7 @@ async fn ec2_describe_filter_and_clean() {
         .send()
         .await
         .expect("images");
-    let mut ids: Vec<_> = imgs
-        .images()
-        .iter()
-        .map(|i| i.image_id().unwrap_or(""))
-        .collect();
+    let mut ids: Vec<_> = imgs.images().iter().map(|i| i.image_id().unwrap_or("")).collect();
     ids.sort();
     assert_eq!(ids, vec!["ami-0aaa", "ami-0bbb"]);
     let img = imgs
@@ -1126,36 +1005,21 @@ async fn ec2_describe_filter_and_clean() {
         .send()
         .await
         .expect("instances");
-    let all: Vec<_> = inst
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .collect();
+    let all: Vec<_> = inst.reservations().iter().flat_map(|r| r.instances()).collect();
     assert_eq!(all.len(), 1);
     let i = all[0];
     assert_eq!(i.instance_id(), Some("i-0aaa"));
-    assert_eq!(
-        i.state().and_then(|s| s.name()).map(|n| n.as_str()),
-        Some("running")
-    );
+    assert_eq!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
     assert_eq!(i.state().and_then(|s| s.code()), Some(16));
     assert!(i.public_ip_address().is_some() && i.private_ip_address().is_some());
     assert_eq!(i.instance_type().map(|t| t.as_str()), Some("t3.micro"));
-    assert_eq!(
-        i.placement().and_then(|p| p.availability_zone()),
-        Some("us-east-1a")
-    );
+    assert_eq!(i.placement().and_then(|p| p.availability_zone()), Some("us-east-1a"));
     assert!(i.launch_time().is_some());
     assert!(i
         .tags()
         .iter()
         .any(|t| t.key() == Some("Name") && t.value() == Some("web-1")));
-    let paged = ec2
-        .describe_instances()
-        .max_results(5)
-        .send()
-        .await
-        .expect("page");
+    let paged = ec2.describe_instances().max_results(5).send().await.expect("page");
     assert_eq!(paged.reservations().len(), 3);
     assert_eq!(paged.next_token(), None);
 
@@ -1198,17 +1062,11 @@ async fn ec2_describe_filter_and_clean() {
     let change = &t.terminating_instances()[0];
     assert_eq!(change.instance_id(), Some("i-0ccc"));
     assert_eq!(
-        change
-            .current_state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str()),
+        change.current_state().and_then(|s| s.name()).map(|n| n.as_str()),
         Some("shutting-down")
     );
     assert_eq!(
-        change
-            .previous_state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str()),
+        change.previous_state().and_then(|s| s.name()).map(|n| n.as_str()),
         Some("running")
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1265,14 +1123,8 @@ async fn ec2_describe_filter_and_clean() {
         .find(|c| c.action == "DescribeInstances")
         .expect("call")
         .params;
-    assert_eq!(
-        params.get("Filter.1.Name").map(String::as_str),
-        Some("tag:argos:stack")
-    );
-    assert_eq!(
-        params.get("Filter.2.Value.2").map(String::as_str),
-        Some("pending")
-    );
+    assert_eq!(params.get("Filter.1.Name").map(String::as_str), Some("tag:argos:stack"));
+    assert_eq!(params.get("Filter.2.Value.2").map(String::as_str), Some("pending"));
 }
 
 /// Under `tokio::time::pause()` the scenario follows the paused clock: a 10-minute stack
@@ -1280,10 +1132,7 @@ async fn ec2_describe_filter_and_clean() {
 #[tokio::test(start_paused = true)]
 async fn paused_clock_drives_the_scenario() {
     let fake = FakeAws::start().await;
-    fake.script_next(
-        Op::Create,
-        StackScript::create_success("any", RESOURCES, &[120.0]),
-    );
+    fake.script_next(Op::Create, StackScript::create_success("any", RESOURCES, &[120.0]));
     let (cfn, _) = clients(&fake).await;
     let real = std::time::Instant::now();
     cfn.create_stack()

@@ -2,6 +2,7 @@
 //! on the command line, where `ps` would show secrets), our JSON-lines stdout callback for
 //! per-task events, a timeout, and a kill of the whole process group on cancel or drop. Every
 //! line is redacted before it goes anywhere.
+//! (The process-tree kill reads `/proc`: Linux, where the bot runs.)
 
 pub mod inventory;
 
@@ -146,7 +147,7 @@ pub async fn run(
         ))
     })?;
     let pid = child.id();
-    let _group = ProcessGroupGuard(pid);
+    let mut group = ProcessGroupGuard(pid);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
 
@@ -213,6 +214,8 @@ pub async fn run(
         .wait()
         .await
         .map_err(|e| Error::Io(format!("ansible-playbook: {e}")))?;
+    // Reaped: its pid may be reused from now on, so the guard must not signal it any more.
+    group.0 = None;
     let stderr_tail = stderr_task.await.unwrap_or_default();
     if let Some(f) = log.as_mut() {
         for l in &stderr_tail {
@@ -367,15 +370,50 @@ async fn write_private(path: &Path, contents: &str) -> Result<()> {
     .map_err(|e| Error::Io(e.to_string()))?
 }
 
-/// Kills the playbook's whole process group: ansible-playbook forks workers and ssh, and
-/// killing only the parent would leave them running.
+/// Kills the playbook and everything it started. Ansible's forked workers call `setsid`, so
+/// neither the process group nor the session of `ansible-playbook` reaches them, and once the
+/// parent dies they are re-parented away. So the tree is collected from `/proc` first (by
+/// parent pid), then every process and its group is killed.
 fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        // SAFETY: killpg only sends a signal; the group id is our child's, which we created.
+    let Some(root) = pid else { return };
+    let mut tree = vec![root];
+    let parents = process_parents();
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, parent)| *parent == p)
+                .map(|(child, _)| *child),
+        );
+        i += 1;
+    }
+    for p in tree {
+        // SAFETY: kill/killpg only send signals, to processes our child started.
         unsafe {
-            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+            libc::killpg(p as libc::pid_t, libc::SIGKILL);
+            libc::kill(p as libc::pid_t, libc::SIGKILL);
         }
     }
+}
+
+/// (pid, parent pid) of every process, from /proc.
+fn process_parents() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name is in parentheses and may contain spaces: read after the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
 }
 
 /// Kills the process group when the run is dropped half-way (a cancelled job's task).

@@ -36,7 +36,8 @@ pub const EC2_UNSUPPORTED_CONFIGURATION: &str = "Resource handler returned messa
 /// A real-looking security group deletion failure for [`StackScript::delete_failed`].
 pub const SG_DEPENDENCY_VIOLATION: &str = "Resource handler returned message: \"resource sg-0a1b2c3d4e5f67890 has a dependent object (Service: Ec2, Status Code: 400, Request ID: 2e9d7c4b-1a3f-4e5d-8c6b-7a9f0e1d2c3b)\" (RequestToken: 6c8e0a2b-4d6f-8a0c-2e4b-6d8f0a2c4e6b, HandlerErrorCode: GeneralServiceException)";
 /// `StatusReason` of a change set that has no changes (exact AWS text).
-pub const NO_CHANGES_REASON: &str = "The submitted information didn't contain changes. Submit different information to create a change set.";
+pub const NO_CHANGES_REASON: &str =
+    "The submitted information didn't contain changes. Submit different information to create a change set.";
 /// Reason of the rolled-back resources that were cancelled by another resource's failure.
 pub const CANCELLED_REASON: &str = "Resource creation cancelled";
 
@@ -213,11 +214,7 @@ impl Ec2Image {
 // ---------------------------------------------------------------------------------------------
 
 fn dur(durations: &[f64], i: usize) -> f64 {
-    durations
-        .get(i)
-        .or(durations.last())
-        .copied()
-        .unwrap_or(2.0)
+    durations.get(i).or(durations.last()).copied().unwrap_or(2.0)
 }
 
 /// A deterministic, realistic-looking physical id for a resource.
@@ -230,12 +227,7 @@ pub fn physical_id_for(stack: &str, logical_id: &str, resource_type: &str) -> St
         "AWS::EC2::VPC" => format!("vpc-0{}", &hex17[..16]),
         "AWS::EC2::Subnet" => format!("subnet-0{}", &hex17[..16]),
         "AWS::EC2::Volume" => format!("vol-0{}", &hex17[..16]),
-        "AWS::EC2::EIP" => format!(
-            "54.{}.{}.{}",
-            h % 250 + 1,
-            (h >> 8) % 250 + 1,
-            (h >> 16) % 250 + 1
-        ),
+        "AWS::EC2::EIP" => format!("54.{}.{}.{}", h % 250 + 1, (h >> 8) % 250 + 1, (h >> 16) % 250 + 1),
         "AWS::S3::Bucket" => format!(
             "{}-{}-{:x}",
             stack.to_lowercase(),
@@ -301,10 +293,7 @@ impl StackScript {
     pub fn final_status(&self) -> Option<&str> {
         self.steps
             .iter()
-            .filter(|s| {
-                s.resource_type == STACK_TYPE
-                    && (s.logical_id == self.stack || s.logical_id.is_empty())
-            })
+            .filter(|s| s.resource_type == STACK_TYPE && (s.logical_id == self.stack || s.logical_id.is_empty()))
             .max_by(|a, b| a.at.total_cmp(&b.at))
             .map(|s| s.status.as_str())
     }
@@ -317,13 +306,8 @@ impl StackScript {
     /// Timeline: 0 stack CREATE_IN_PROGRESS "User Initiated"; from 0.5 per resource:
     /// CREATE_IN_PROGRESS, +0.3 CREATE_IN_PROGRESS "Resource creation Initiated" (with physical
     /// id), +duration CREATE_COMPLETE; 0.5 after the last one stack CREATE_COMPLETE.
-    pub fn create_success(
-        stack: &str,
-        resources: &[(&str, &str)],
-        durations: &[f64],
-    ) -> StackScript {
-        let mut s =
-            StackScript::new(stack).stack_event(0.0, "CREATE_IN_PROGRESS", Some("User Initiated"));
+    pub fn create_success(stack: &str, resources: &[(&str, &str)], durations: &[f64]) -> StackScript {
+        let mut s = StackScript::new(stack).stack_event(0.0, "CREATE_IN_PROGRESS", Some("User Initiated"));
         let mut t = 0.5;
         for (i, r) in resources.iter().enumerate() {
             let pid = s.pid(*r);
@@ -357,12 +341,8 @@ impl StackScript {
         reason: &str,
         durations: &[f64],
     ) -> StackScript {
-        let mut s =
-            StackScript::new(stack).stack_event(0.0, "CREATE_IN_PROGRESS", Some("User Initiated"));
-        let split = resources
-            .iter()
-            .position(|r| r.0 == failing)
-            .unwrap_or(resources.len());
+        let mut s = StackScript::new(stack).stack_event(0.0, "CREATE_IN_PROGRESS", Some("User Initiated"));
+        let split = resources.iter().position(|r| r.0 == failing).unwrap_or(resources.len());
         let mut t = 0.5;
         for (i, r) in resources[..split].iter().enumerate() {
             let pid = s.pid(*r);
@@ -441,8 +421,7 @@ impl StackScript {
         removed: &[(&str, &str)],
         durations: &[f64],
     ) -> StackScript {
-        let mut s =
-            StackScript::new(stack).stack_event(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated"));
+        let mut s = StackScript::new(stack).stack_event(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated"));
         let mut t = 0.5;
         for (i, r) in updated.iter().enumerate() {
             let pid = s.pid(*r);
@@ -475,8 +454,7 @@ impl StackScript {
         reason: &str,
         durations: &[f64],
     ) -> StackScript {
-        let mut s =
-            StackScript::new(stack).stack_event(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated"));
+        let mut s = StackScript::new(stack).stack_event(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated"));
         let mut t = 0.5;
         let mut touched = Vec::new();
         for (i, r) in updated.iter().enumerate() {
@@ -510,24 +488,15 @@ impl StackScript {
     /// UPDATE_ROLLBACK_COMPLETE.
     pub fn update_cancelled(stack: &str) -> StackScript {
         StackScript::new(stack)
-            .stack_event(
-                0.0,
-                "UPDATE_ROLLBACK_IN_PROGRESS",
-                Some("Resource update cancelled"),
-            )
+            .stack_event(0.0, "UPDATE_ROLLBACK_IN_PROGRESS", Some("Resource update cancelled"))
             .stack_event(1.0, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", None)
             .stack_event(1.5, "UPDATE_ROLLBACK_COMPLETE", None)
     }
 
     /// 0 stack DELETE_IN_PROGRESS "User Initiated"; resources in reverse order
     /// DELETE_IN_PROGRESS, +duration DELETE_COMPLETE; +0.5 stack DELETE_COMPLETE.
-    pub fn delete_success(
-        stack: &str,
-        resources: &[(&str, &str)],
-        durations: &[f64],
-    ) -> StackScript {
-        let mut s =
-            StackScript::new(stack).stack_event(0.0, "DELETE_IN_PROGRESS", Some("User Initiated"));
+    pub fn delete_success(stack: &str, resources: &[(&str, &str)], durations: &[f64]) -> StackScript {
+        let mut s = StackScript::new(stack).stack_event(0.0, "DELETE_IN_PROGRESS", Some("User Initiated"));
         let mut t = 0.5;
         for (i, r) in resources.iter().enumerate().rev() {
             let pid = s.pid(*r);
@@ -549,8 +518,7 @@ impl StackScript {
         reason: &str,
         durations: &[f64],
     ) -> StackScript {
-        let mut s =
-            StackScript::new(stack).stack_event(0.0, "DELETE_IN_PROGRESS", Some("User Initiated"));
+        let mut s = StackScript::new(stack).stack_event(0.0, "DELETE_IN_PROGRESS", Some("User Initiated"));
         let mut t = 0.5;
         for (i, r) in resources.iter().enumerate().rev() {
             let pid = s.pid(*r);
@@ -581,12 +549,7 @@ impl Change {
     }
 
     /// `Modify` with a `Replacement` (`True`/`False`/`Conditional`) and a scope.
-    pub fn modify(
-        logical_id: &str,
-        resource_type: &str,
-        replacement: &str,
-        scope: &[&str],
-    ) -> Change {
+    pub fn modify(logical_id: &str, resource_type: &str, replacement: &str, scope: &[&str]) -> Change {
         Change {
             action: "Modify".to_string(),
             replacement: Some(replacement.to_string()),
@@ -778,9 +741,7 @@ type Params = BTreeMap<String, String>;
 type Answer = Result<String, AwsError>;
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl FakeAws {
@@ -831,11 +792,7 @@ impl FakeAws {
     /// it does not move events of operations already under way.
     pub fn set_time_scale(&self, scenario_seconds_per_real_second: f64) {
         let scale = scenario_seconds_per_real_second;
-        lock(&self.state).time_scale = if scale.is_finite() && scale > 0.0 {
-            scale
-        } else {
-            1.0
-        };
+        lock(&self.state).time_scale = if scale.is_finite() && scale > 0.0 { scale } else { 1.0 };
     }
 
     /// Events per DescribeStackEvents page (default 100, like AWS).
@@ -847,10 +804,7 @@ impl FakeAws {
     /// `"cloudformation:DescribeStackEvents"`) answer HTTP 400 `Throttling` "Rate exceeded"
     /// (EC2: `RequestLimitExceeded` "Request limit exceeded.").
     pub fn throttle(&self, action: &str, times: usize) {
-        *lock(&self.state)
-            .throttles
-            .entry(action.to_string())
-            .or_default() += times;
+        *lock(&self.state).throttles.entry(action.to_string()).or_default() += times;
     }
 
     /// The next call of `action` answers this error (queued; one per call).
@@ -898,9 +852,7 @@ impl FakeAws {
 
     /// Outputs DescribeStacks shows for `stack` once it has been created.
     pub fn set_outputs(&self, stack: &str, outputs: &[(&str, &str)]) {
-        lock(&self.state)
-            .outputs
-            .insert(stack.to_string(), pairs(outputs));
+        lock(&self.state).outputs.insert(stack.to_string(), pairs(outputs));
     }
 
     /// Adds an already complete stack (CREATE_COMPLETE with these resources and parameters,
@@ -1015,23 +967,16 @@ impl FakeAws {
     pub fn event_visible_at(&self) -> Vec<(String, std::time::Instant)> {
         let st = lock(&self.state);
         let now = Instant::now();
-        let mut all: Vec<&EventRec> = st
-            .stacks
-            .iter()
-            .flat_map(|s| s.visible(now).iter())
-            .collect();
+        let mut all: Vec<&EventRec> = st.stacks.iter().flat_map(|s| s.visible(now).iter()).collect();
         all.sort_by_key(|e| (e.visible_at, e.seq));
-        all.iter()
-            .map(|e| (e.id.clone(), e.visible_at.into_std()))
-            .collect()
+        all.iter().map(|e| (e.id.clone(), e.visible_at.into_std())).collect()
     }
 
     /// Current status of the live stack with this name (or of the stack with this id).
     pub fn stack_status(&self, name_or_id: &str) -> Option<String> {
         let st = lock(&self.state);
         let now = Instant::now();
-        st.find_stack(name_or_id, now)
-            .map(|i| st.stacks[i].status(now).0)
+        st.find_stack(name_or_id, now).map(|i| st.stacks[i].status(now).0)
     }
 
     /// Current state of an instance.
@@ -1046,11 +991,7 @@ impl FakeAws {
 
     /// Ids of the images not deregistered.
     pub fn image_ids(&self) -> Vec<String> {
-        lock(&self.state)
-            .images
-            .iter()
-            .map(|i| i.image_id.clone())
-            .collect()
+        lock(&self.state).images.iter().map(|i| i.image_id.clone()).collect()
     }
 
     /// Ids of the snapshots not deleted.
@@ -1108,14 +1049,8 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
             answered = true;
             break;
         }
-        if let Some((status, code, message)) =
-            st.failures.get_mut(key).and_then(VecDeque::pop_front)
-        {
-            result = Err(AwsError {
-                status,
-                code,
-                message,
-            });
+        if let Some((status, code, message)) = st.failures.get_mut(key).and_then(VecDeque::pop_front) {
+            result = Err(AwsError { status, code, message });
             answered = true;
             break;
         }
@@ -1156,11 +1091,7 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
             e.status,
             format!(
                 r#"<ErrorResponse xmlns="{CFN_XMLNS}"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"#,
-                if e.status >= 500 {
-                    "Receiver"
-                } else {
-                    "Sender"
-                },
+                if e.status >= 500 { "Receiver" } else { "Sender" },
                 esc(&e.code),
                 esc(&e.message)
             ),
@@ -1235,9 +1166,7 @@ impl State {
         {
             return Some(s);
         }
-        self.scripts
-            .get_mut(&(None, op))
-            .and_then(VecDeque::pop_front)
+        self.scripts.get_mut(&(None, op)).and_then(VecDeque::pop_front)
     }
 
     /// Schedules `script` on stack `idx`, dropping the not yet visible events of earlier ops.
@@ -1250,8 +1179,8 @@ impl State {
         let mut new_events = Vec::new();
         for step in steps {
             let seq = self.next_seq();
-            let own = step.resource_type == STACK_TYPE
-                && (step.logical_id == script.stack || step.logical_id.is_empty());
+            let own =
+                step.resource_type == STACK_TYPE && (step.logical_id == script.stack || step.logical_id.is_empty());
             let offset = if scale.is_infinite() {
                 Duration::ZERO
             } else {
@@ -1316,12 +1245,7 @@ impl State {
         }
     }
 
-    fn live_stack(
-        &self,
-        p: &Params,
-        now: Instant,
-        describe_style: bool,
-    ) -> Result<usize, AwsError> {
+    fn live_stack(&self, p: &Params, now: Instant, describe_style: bool) -> Result<usize, AwsError> {
         let name = p
             .get("StackName")
             .ok_or_else(|| validation("1 validation error detected: Value null at 'stackName' failed to satisfy constraint: Member must not be null"))?;
@@ -1347,28 +1271,15 @@ impl State {
         let capabilities = scalar_list(p, "Capabilities.member");
         check_capabilities(&tpl, &capabilities)?;
         if self.find_stack(&name, now).is_some() {
-            return Err(err(
-                "AlreadyExistsException",
-                format!("Stack [{name}] already exists"),
-            ));
+            return Err(err("AlreadyExistsException", format!("Stack [{name}] already exists")));
         }
         let tags = member_pairs(p, "Tags.member", "Key", "Value");
-        let id = self.new_stack(
-            &name,
-            template,
-            parameters,
-            tags,
-            capabilities,
-            "CREATE_IN_PROGRESS",
-        );
+        let id = self.new_stack(&name, template, parameters, tags, capabilities, "CREATE_IN_PROGRESS");
         let idx = self.stacks.len() - 1;
         self.stacks[idx].disable_rollback = p.get("DisableRollback").is_some_and(|v| v == "true");
         let script = self.take_script(&name, Op::Create).unwrap_or_else(|| {
             let resources = template_resources(&tpl);
-            let refs: Vec<(&str, &str)> = resources
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
+            let refs: Vec<(&str, &str)> = resources.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             StackScript::create_success(&name, &refs, &[2.0])
         });
         self.play(idx, script, p.get("ClientRequestToken").cloned(), now);
@@ -1413,9 +1324,7 @@ impl State {
                 script_for_changes(&stack.name, "UPDATE", &changes)
             }
         };
-        let rolls_back = script
-            .final_status()
-            .is_some_and(|s| s.contains("ROLLBACK"));
+        let rolls_back = script.final_status().is_some_and(|s| s.contains("ROLLBACK"));
         let s = &mut self.stacks[idx];
         if !rolls_back {
             s.template = template;
@@ -1438,19 +1347,16 @@ impl State {
         if status == "DELETE_IN_PROGRESS" || status == "DELETE_COMPLETE" {
             return Ok(String::new());
         }
-        let script = self
-            .take_script(&stack.name, Op::Delete)
-            .unwrap_or_else(|| {
-                let live: Vec<(String, String)> = stack
-                    .resources(now)
-                    .into_iter()
-                    .filter(|e| e.status != "DELETE_COMPLETE")
-                    .map(|e| (e.logical_id, e.resource_type))
-                    .collect();
-                let refs: Vec<(&str, &str)> =
-                    live.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-                StackScript::delete_success(&stack.name, &refs, &[1.0])
-            });
+        let script = self.take_script(&stack.name, Op::Delete).unwrap_or_else(|| {
+            let live: Vec<(String, String)> = stack
+                .resources(now)
+                .into_iter()
+                .filter(|e| e.status != "DELETE_COMPLETE")
+                .map(|e| (e.logical_id, e.resource_type))
+                .collect();
+            let refs: Vec<(&str, &str)> = live.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            StackScript::delete_success(&stack.name, &refs, &[1.0])
+        });
         self.stacks[idx].deletion_started = Some(now);
         self.play(idx, script, p.get("ClientRequestToken").cloned(), now);
         Ok(String::new())
@@ -1477,11 +1383,10 @@ impl State {
         let mut x = String::from("<member>");
         x += &tag("StackId", &s.id);
         x += &tag("StackName", &s.name);
-        if let Some(d) = parse_template(&s.template).ok().and_then(|t| {
-            t.get("Description")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }) {
+        if let Some(d) = parse_template(&s.template)
+            .ok()
+            .and_then(|t| t.get("Description").and_then(Value::as_str).map(str::to_string))
+        {
             x += &tag("Description", &d);
         }
         if !s.parameters.is_empty() {
@@ -1506,10 +1411,7 @@ impl State {
         if let Some(r) = reason {
             x += &tag("StackStatusReason", &r);
         }
-        x += &tag(
-            "DisableRollback",
-            if s.disable_rollback { "true" } else { "false" },
-        );
+        x += &tag("DisableRollback", if s.disable_rollback { "true" } else { "false" });
         x += "<NotificationARNs/>";
         if !s.capabilities.is_empty() {
             x += "<Capabilities>";
@@ -1529,11 +1431,7 @@ impl State {
         {
             x += "<Outputs>";
             for (k, v) in outputs {
-                x += &format!(
-                    "<member>{}{}</member>",
-                    tag("OutputKey", k),
-                    tag("OutputValue", v)
-                );
+                x += &format!("<member>{}{}</member>", tag("OutputKey", k), tag("OutputValue", v));
             }
             x += "</Outputs>";
         }
@@ -1545,8 +1443,7 @@ impl State {
             x += "</Tags>";
         }
         x += "<EnableTerminationProtection>false</EnableTerminationProtection>";
-        x +=
-            "<DriftInformation><StackDriftStatus>NOT_CHECKED</StackDriftStatus></DriftInformation>";
+        x += "<DriftInformation><StackDriftStatus>NOT_CHECKED</StackDriftStatus></DriftInformation>";
         x += "</member>";
         x
     }
@@ -1612,8 +1509,7 @@ impl State {
         let idx = self.live_stack(p, now, true)?;
         let s = &self.stacks[idx];
         let (status, _) = s.status(now);
-        let keep_deleted = status.contains("ROLLBACK") && !status.starts_with("UPDATE")
-            || status.starts_with("DELETE");
+        let keep_deleted = status.contains("ROLLBACK") && !status.starts_with("UPDATE") || status.starts_with("DELETE");
         let mut x = String::from("<StackResources>");
         for e in s.resources(now) {
             if e.status == "DELETE_COMPLETE" && !keep_deleted {
@@ -1632,7 +1528,8 @@ impl State {
             if let Some(r) = &e.reason {
                 x += &tag("ResourceStatusReason", r);
             }
-            x += "<DriftInformation><StackResourceDriftStatus>NOT_CHECKED</StackResourceDriftStatus></DriftInformation>";
+            x +=
+                "<DriftInformation><StackResourceDriftStatus>NOT_CHECKED</StackResourceDriftStatus></DriftInformation>";
             x += "</member>";
         }
         x += "</StackResources>";
@@ -1643,10 +1540,7 @@ impl State {
         let name = p.get("StackName").cloned().unwrap_or_default();
         let cs_name = p.get("ChangeSetName").cloned().unwrap_or_default();
         check_stack_name(&cs_name)?;
-        let kind = p
-            .get("ChangeSetType")
-            .cloned()
-            .unwrap_or_else(|| "UPDATE".to_string());
+        let kind = p.get("ChangeSetType").cloned().unwrap_or_else(|| "UPDATE".to_string());
         let existing = self.find_stack(&name, now);
         let (idx, old_template, old_params) = match (kind.as_str(), existing) {
             ("CREATE", Some(i)) if self.stacks[i].status(now).0 != "REVIEW_IN_PROGRESS" => {
@@ -1666,11 +1560,7 @@ impl State {
                     "REVIEW_IN_PROGRESS",
                 );
                 let i = self.stacks.len() - 1;
-                let script = StackScript::new(&name).stack_event(
-                    0.0,
-                    "REVIEW_IN_PROGRESS",
-                    Some("User Initiated"),
-                );
+                let script = StackScript::new(&name).stack_event(0.0, "REVIEW_IN_PROGRESS", Some("User Initiated"));
                 self.play(i, script, None, now);
                 (i, None, Vec::new())
             }
@@ -1710,10 +1600,9 @@ impl State {
         let prev: Vec<(String, String)> = old_params
             .iter()
             .filter(|(k, _)| {
-                given.iter().any(|m| {
-                    m.get("ParameterKey") == Some(k)
-                        && m.get("UsePreviousValue").is_some_and(|v| v == "true")
-                })
+                given
+                    .iter()
+                    .any(|m| m.get("ParameterKey") == Some(k) && m.get("UsePreviousValue").is_some_and(|v| v == "true"))
             })
             .cloned()
             .collect();
@@ -1766,27 +1655,16 @@ impl State {
             self.change_sets.iter().position(|c| c.id == cs)
         } else {
             let stack = p.get("StackName").cloned().unwrap_or_default();
-            let stack_id = self
-                .find_stack(&stack, now)
-                .map(|i| self.stacks[i].id.clone());
+            let stack_id = self.find_stack(&stack, now).map(|i| self.stacks[i].id.clone());
             self.change_sets
                 .iter()
                 .position(|c| c.name == cs && Some(&c.stack_id) == stack_id.as_ref())
         };
-        found.ok_or_else(|| {
-            err(
-                "ChangeSetNotFound",
-                format!("ChangeSet [{cs}] does not exist"),
-            )
-        })
+        found.ok_or_else(|| err("ChangeSetNotFound", format!("ChangeSet [{cs}] does not exist")))
     }
 
     /// (Status, StatusReason, ExecutionStatus) of a change set now.
-    fn change_set_status(
-        &self,
-        c: &ChangeSetRec,
-        now: Instant,
-    ) -> (String, Option<String>, String) {
+    fn change_set_status(&self, c: &ChangeSetRec, now: Instant) -> (String, Option<String>, String) {
         if now < c.ready_at {
             let status = if now < c.created + (c.ready_at - c.created) / 4 {
                 "CREATE_PENDING"
@@ -1908,10 +1786,7 @@ impl State {
             ));
         }
         let Some(idx) = self.stacks.iter().position(|s| s.id == c.stack_id) else {
-            return Err(validation(format!(
-                "Stack [{}] does not exist",
-                c.stack_name
-            )));
+            return Err(validation(format!("Stack [{}] does not exist", c.stack_name)));
         };
         if c.kind != "CREATE" {
             let stack = &self.stacks[idx];
@@ -1920,9 +1795,7 @@ impl State {
         let script = self
             .take_script(&c.stack_name, Op::ExecuteChangeSet)
             .unwrap_or_else(|| script_for_changes(&c.stack_name, &c.kind, &c.changes));
-        let rolls_back = script
-            .final_status()
-            .is_some_and(|s| s.contains("ROLLBACK"));
+        let rolls_back = script.final_status().is_some_and(|s| s.contains("ROLLBACK"));
         for other in &mut self.change_sets {
             if other.stack_id == c.stack_id && other.id != c.id {
                 other.obsolete = true;
@@ -1954,10 +1827,7 @@ impl State {
         if exec == "EXECUTE_IN_PROGRESS" {
             return Err(err(
                 "InvalidChangeSetStatus",
-                format!(
-                    "Cannot delete ChangeSet [{}] in status EXECUTE_IN_PROGRESS",
-                    c.id
-                ),
+                format!("Cannot delete ChangeSet [{}] in status EXECUTE_IN_PROGRESS", c.id),
             ));
         }
         self.change_sets.remove(i);
@@ -2201,10 +2071,7 @@ impl State {
             x += &tag("cidrBlock", &v.cidr);
             x += "<cidrBlockAssociationSet><item>";
             x += &tag("cidrBlock", &v.cidr);
-            x += &tag(
-                "associationId",
-                &format!("vpc-cidr-assoc-0{:016x}", fnv(&v.vpc_id)),
-            );
+            x += &tag("associationId", &format!("vpc-cidr-assoc-0{:016x}", fnv(&v.vpc_id)));
             x += "<cidrBlockState><state>associated</state></cidrBlockState></item></cidrBlockAssociationSet>";
             x += "<dhcpOptionsId>dopt-0123456789abcdef0</dhcpOptionsId><instanceTenancy>default</instanceTenancy>";
             x += &tag("isDefault", if v.is_default { "true" } else { "false" });
@@ -2257,14 +2124,8 @@ impl State {
                         .map_or(1, |c| (c as u32).saturating_sub('a' as u32) + 1)
                 ),
             );
-            x += &tag(
-                "defaultForAz",
-                if s.default_for_az { "true" } else { "false" },
-            );
-            x += &tag(
-                "mapPublicIpOnLaunch",
-                if s.default_for_az { "true" } else { "false" },
-            );
+            x += &tag("defaultForAz", if s.default_for_az { "true" } else { "false" });
+            x += &tag("mapPublicIpOnLaunch", if s.default_for_az { "true" } else { "false" });
             x += &tag_set(&s.tags);
             x += "</item>";
         }
@@ -2282,9 +2143,7 @@ impl State {
         };
         let image = self.images.remove(i);
         let mut x = String::from("<return>true</return>");
-        if p.get("DeleteAssociatedSnapshots")
-            .is_some_and(|v| v == "true")
-        {
+        if p.get("DeleteAssociatedSnapshots").is_some_and(|v| v == "true") {
             x += "<deleteSnapshotResultSet>";
             for snap in &image.snapshot_ids {
                 self.snapshots.retain(|s| s != snap);
@@ -2309,10 +2168,7 @@ impl State {
         if let Some(image) = self.images.iter().find(|i| i.snapshot_ids.contains(&id)) {
             return Err(err(
                 "InvalidSnapshot.InUse",
-                format!(
-                    "The snapshot {id} is currently in use by {}",
-                    image.image_id
-                ),
+                format!("The snapshot {id} is currently in use by {}", image.image_id),
             ));
         }
         self.snapshots.retain(|s| s != &id);
@@ -2332,11 +2188,7 @@ impl State {
         let delay = Duration::from_secs_f64((5.0 / self.time_scale).min(1.0e9));
         let mut x = String::from("<instancesSet>");
         for id in &ids {
-            for rec in self
-                .instances
-                .iter_mut()
-                .filter(|r| &r.instance.instance_id == id)
-            {
+            for rec in self.instances.iter_mut().filter(|r| &r.instance.instance_id == id) {
                 let previous = rec.instance.state.clone();
                 let current = if previous == "terminated" {
                     "terminated".to_string()
@@ -2369,15 +2221,9 @@ impl State {
                     .find(|i| &i.instance.instance_id == id)
                     .map(|i| &mut i.instance.tags)
             } else if id.starts_with("ami-") {
-                self.images
-                    .iter_mut()
-                    .find(|i| &i.image_id == id)
-                    .map(|i| &mut i.tags)
+                self.images.iter_mut().find(|i| &i.image_id == id).map(|i| &mut i.tags)
             } else if id.starts_with("vpc-") {
-                self.vpcs
-                    .iter_mut()
-                    .find(|v| &v.vpc_id == id)
-                    .map(|v| &mut v.tags)
+                self.vpcs.iter_mut().find(|v| &v.vpc_id == id).map(|v| &mut v.tags)
             } else if id.starts_with("subnet-") {
                 self.subnets
                     .iter_mut()
@@ -2453,9 +2299,7 @@ fn template_of(p: &Params, previous: Option<&str>) -> Result<String, AwsError> {
             "TemplateURL is not supported by the fake; send TemplateBody",
         ));
     }
-    Err(validation(
-        "Either Template URL or Template Body must be specified.",
-    ))
+    Err(validation("Either Template URL or Template Body must be specified."))
 }
 
 /// Parses a JSON template; a non-JSON (YAML) template is accepted as an opaque empty object.
@@ -2580,10 +2424,9 @@ fn required_capabilities(tpl: &Value) -> (Vec<String>, Vec<String>) {
 
 fn check_capabilities(tpl: &Value, given: &[String]) -> Result<(), AwsError> {
     let (needed, _) = required_capabilities(tpl);
-    let satisfied = needed.iter().all(|n| {
-        given.contains(n)
-            || (n == "CAPABILITY_IAM" && given.iter().any(|g| g == "CAPABILITY_NAMED_IAM"))
-    });
+    let satisfied = needed
+        .iter()
+        .all(|n| given.contains(n) || (n == "CAPABILITY_IAM" && given.iter().any(|g| g == "CAPABILITY_NAMED_IAM")));
     if satisfied {
         Ok(())
     } else {
@@ -2615,10 +2458,7 @@ fn validate_template(p: &Params) -> Answer {
             if let Some(d) = decl.get("Default") {
                 x += &tag("DefaultValue", &value_text(d));
             }
-            let no_echo = decl
-                .get("NoEcho")
-                .map(value_text)
-                .is_some_and(|v| v == "true");
+            let no_echo = decl.get("NoEcho").map(value_text).is_some_and(|v| v == "true");
             x += &tag("NoEcho", if no_echo { "true" } else { "false" });
             if let Some(d) = decl.get("Description").and_then(Value::as_str) {
                 x += &tag("Description", d);
@@ -2639,10 +2479,7 @@ fn validate_template(p: &Params) -> Answer {
         x += "</Capabilities>";
         x += &tag(
             "CapabilitiesReason",
-            &format!(
-                "The following resource(s) require capabilities: [{}]",
-                types.join(", ")
-            ),
+            &format!("The following resource(s) require capabilities: [{}]", types.join(", ")),
         );
     }
     Ok(x)
@@ -2657,14 +2494,8 @@ fn diff_templates(
     new_params: &[(String, String)],
 ) -> Vec<Change> {
     let empty = serde_json::Map::new();
-    let old_r = old
-        .get("Resources")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let new_r = new
-        .get("Resources")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let old_r = old.get("Resources").and_then(Value::as_object).unwrap_or(&empty);
+    let new_r = new.get("Resources").and_then(Value::as_object).unwrap_or(&empty);
     let changed_params: Vec<&String> = new_params
         .iter()
         .filter(|np| !old_params.contains(np))
@@ -2675,9 +2506,7 @@ fn diff_templates(
         let t = v.get("Type").and_then(Value::as_str).unwrap_or("");
         match old_r.get(k) {
             None => changes.push(Change::add(k, t)),
-            Some(o) if o.get("Type") != v.get("Type") => {
-                changes.push(Change::modify(k, t, "True", &["Properties"]))
-            }
+            Some(o) if o.get("Type") != v.get("Type") => changes.push(Change::modify(k, t, "True", &["Properties"])),
             Some(o) if o != v => changes.push(Change::modify(k, t, "False", &["Properties"])),
             Some(_) => {
                 let text = v.to_string();
@@ -2692,10 +2521,7 @@ fn diff_templates(
     }
     for (k, v) in old_r {
         if !new_r.contains_key(k) {
-            changes.push(Change::remove(
-                k,
-                v.get("Type").and_then(Value::as_str).unwrap_or(""),
-            ));
+            changes.push(Change::remove(k, v.get("Type").and_then(Value::as_str).unwrap_or("")));
         }
     }
     changes
@@ -2714,8 +2540,7 @@ fn script_for_changes(stack: &str, kind: &str, changes: &[Change]) -> StackScrip
     if kind == "CREATE" {
         return StackScript::create_success(stack, &added, &[2.0]);
     }
-    let mut s =
-        StackScript::new(stack).stack_event(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated"));
+    let mut s = StackScript::new(stack).stack_event(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated"));
     let mut t = 0.5;
     for r in &added {
         let pid = physical_id_for(stack, r.0, r.1);
@@ -2764,10 +2589,7 @@ fn member_list(p: &Params, prefix: &str) -> Vec<BTreeMap<String, String>> {
         };
         let (n, field) = rest.split_once('.').unwrap_or((rest, ""));
         if let Ok(n) = n.parse::<usize>() {
-            items
-                .entry(n)
-                .or_default()
-                .insert(field.to_string(), v.clone());
+            items.entry(n).or_default().insert(field.to_string(), v.clone());
         }
     }
     items.into_values().collect()
@@ -2823,21 +2645,13 @@ fn filters_match(
 ) -> Result<bool, AwsError> {
     for (name, values) in filters {
         let actual: Vec<String> = if let Some(key) = name.strip_prefix("tag:") {
-            tags.iter()
-                .filter(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .collect()
+            tags.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
         } else if name == "tag-key" {
             tags.iter().map(|(k, _)| k.clone()).collect()
         } else if name == "tag-value" {
             tags.iter().map(|(_, v)| v.clone()).collect()
         } else {
-            field(name).ok_or_else(|| {
-                err(
-                    "InvalidParameterValue",
-                    format!("The filter '{name}' is invalid"),
-                )
-            })?
+            field(name).ok_or_else(|| err("InvalidParameterValue", format!("The filter '{name}' is invalid")))?
         };
         if !actual.iter().any(|a| values.iter().any(|v| glob(v, a))) {
             return Ok(false);
@@ -2936,9 +2750,7 @@ fn tag_set(tags: &[(String, String)]) -> String {
 }
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn fnv(s: &str) -> u64 {

@@ -42,10 +42,7 @@ impl Request {
     /// First header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
     /// The decoded query string pairs.
@@ -232,10 +229,7 @@ async fn serve_connection(stream: TcpStream, handler: Handler) -> io::Result<()>
     }
 }
 
-async fn read_line(
-    reader: &mut BufReader<TcpStream>,
-    budget: &mut usize,
-) -> Result<String, ReadError> {
+async fn read_line(reader: &mut BufReader<TcpStream>, budget: &mut usize) -> Result<String, ReadError> {
     let mut line = Vec::new();
     let n = (&mut *reader)
         .take(*budget as u64 + 1)
@@ -296,10 +290,7 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Result<(Request, boo
         body: Vec::new(),
         path_params: BTreeMap::new(),
     };
-    let connection = request
-        .header("connection")
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let connection = request.header("connection").unwrap_or("").to_ascii_lowercase();
     let keep_alive = if version == "HTTP/1.0" {
         connection.contains("keep-alive")
     } else {
@@ -309,10 +300,7 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Result<(Request, boo
         .header("expect")
         .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
     {
-        reader
-            .get_mut()
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await?;
+        reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
     }
     let chunked = request
         .header("transfer-encoding")
@@ -340,8 +328,8 @@ async fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, Read
     loop {
         let line = read_line(reader, &mut budget).await.map_err(closed_is_io)?;
         let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| ReadError::Bad(format!("bad chunk size {line:?}")))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| ReadError::Bad(format!("bad chunk size {line:?}")))?;
         if size == 0 {
             // Trailers, up to the empty line.
             loop {
@@ -377,11 +365,7 @@ async fn write_response(
     keep_alive: bool,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason(response.status)
-    );
+    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
     for (name, value) in &response.headers {
         let lower = name.to_ascii_lowercase();
         if lower == "content-length" || lower == "connection" || lower == "transfer-encoding" {
@@ -520,10 +504,7 @@ impl Router {
         }
         match &self.fallback {
             Some(f) => f(request),
-            None => Response::text(
-                404,
-                format!("no route for {} {}\n", request.method, request.path),
-            ),
+            None => Response::text(404, format!("no route for {} {}\n", request.method, request.path)),
         }
     }
 
@@ -572,13 +553,7 @@ mod tests {
         let server = HttpServer::start(|req| {
             Response::text(
                 200,
-                format!(
-                    "{} {} q={} body={}",
-                    req.method,
-                    req.path,
-                    req.query,
-                    req.body_text()
-                ),
+                format!("{} {} q={} body={}", req.method, req.path, req.query, req.body_text()),
             )
         })
         .await
@@ -631,11 +606,7 @@ mod tests {
         )
         .await;
         assert!(out.ends_with("chan=42"), "{out}");
-        let out = roundtrip(
-            &server,
-            b"PUT /files/a/b/c HTTP/1.1\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let out = roundtrip(&server, b"PUT /files/a/b/c HTTP/1.1\r\nConnection: close\r\n\r\n").await;
         assert!(out.ends_with("rest=a/b/c"), "{out}");
         let out = roundtrip(&server, b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 404"), "{out}");

@@ -21,7 +21,11 @@ fn venv_bin(name: &str) -> PathBuf {
 impl Moto {
     pub async fn start() -> Moto {
         let bin = venv_bin("moto_server");
-        assert!(bin.exists(), "{} is missing: run scripts/bootstrap (the test command does)", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/bootstrap (the test command does)",
+            bin.display()
+        );
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
@@ -33,7 +37,11 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .expect("moto_server starts");
-        let moto = Moto { url: format!("http://127.0.0.1:{port}"), port, _child: child };
+        let moto = Moto {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            _child: child,
+        };
         for _ in 0..300 {
             if moto.get("/moto-api/data.json").await.is_some() {
                 return moto;
