@@ -71,7 +71,11 @@ impl ConfigError {
             };
         }
         // A missing key has no line of its own; the parser points at the end of the map.
-        let (line, column) = if message.starts_with("missing field") { (None, None) } else { (line, column) };
+        let (line, column) = if message.starts_with("missing field") {
+            (None, None)
+        } else {
+            (line, column)
+        };
         // The parser names the offending key in backticks; failing that, read it off the line.
         let key = backticked(&message).or_else(|| {
             line.and_then(|l| source.lines().nth(l.saturating_sub(1) as usize))
@@ -126,6 +130,115 @@ pub struct Settings {
     pub defaults: EnvSettings,
     /// The environments the engine may work on, by name. Anything else is refused.
     pub environments: BTreeMap<String, EnvSettings>,
+    /// Who may do what, where (the chat bot). Empty means nobody may do anything.
+    #[serde(default)]
+    pub permissions: PermissionSettings,
+    #[serde(default)]
+    pub chat: ChatSettings,
+    #[serde(default)]
+    pub discord: DiscordSettings,
+}
+
+/// Roles mapped to platform identities, and the rules that grant them actions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermissionSettings {
+    pub roles: BTreeMap<String, RoleMembers>,
+    pub rules: Vec<PermissionRule>,
+}
+
+/// Who holds a role, per platform.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleMembers {
+    /// Discord user ids (snowflakes, as strings).
+    pub discord_users: Vec<String>,
+    /// Discord role ids: everyone with the role holds this role.
+    pub discord_roles: Vec<String>,
+    /// Console user names (`argos console --user NAME`).
+    pub console_users: Vec<String>,
+}
+
+/// A grant: holders of `role` may run `actions` on environments matching `environments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionRule {
+    pub role: String,
+    /// Environment name patterns; `*` matches any run of characters (`qa-*`, `*`).
+    pub environments: Vec<String>,
+    /// Action names (commission, deploy, update, plan, decommission, clean, status, events,
+    /// approve) or `*`.
+    pub actions: Vec<String>,
+}
+
+/// How the bot behaves in chat.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatSettings {
+    /// The text prefix of commands in channels (`!argos staging deploy`).
+    pub prefix: String,
+    /// The embedded database, relative to the project root.
+    pub database: PathBuf,
+    /// Per-user command budget.
+    pub commands_per_minute: u32,
+    pub command_burst: u32,
+    /// A status message is edited at most this often.
+    pub edit_interval_ms: u64,
+    /// Edits a status message may make in a burst; then one more every `edit_refill_secs`.
+    /// (5 and 25 s keep a 10-minute job at 1 message and at most 30 edits.)
+    pub edit_burst: u32,
+    pub edit_refill_secs: u64,
+    /// All status-message edits of the bot together stay under this rate.
+    pub edits_per_second: u32,
+    /// Queue a job behind a running one on the same environment instead of refusing it.
+    pub queue_when_busy: bool,
+    /// How long shutdown waits for running jobs before recording them as still running.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            prefix: "!argos".into(),
+            database: "state/argos.db".into(),
+            commands_per_minute: 10,
+            command_burst: 3,
+            edit_interval_ms: 2000,
+            edit_burst: 5,
+            edit_refill_secs: 25,
+            edits_per_second: 4,
+            queue_when_busy: false,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The Discord adapter. The token is read from the environment (or .env) only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordSettings {
+    pub enabled: bool,
+    /// The environment variable holding the bot token.
+    pub token_env: String,
+    /// Register slash commands in this guild (instantly) rather than globally.
+    pub guild_id: Option<String>,
+    /// Send Discord traffic through this HTTP proxy and gateway (the tests' fake Discord).
+    pub api_proxy: Option<String>,
+    /// Ask for the privileged message-content intent, which prefix commands (`!argos ...`)
+    /// need. Without it the bot answers mentions and slash commands only.
+    pub message_content_intent: bool,
+}
+
+impl Default for DiscordSettings {
+    fn default() -> Self {
+        DiscordSettings {
+            enabled: false,
+            token_env: "DISCORD_TOKEN".into(),
+            guild_id: None,
+            api_proxy: None,
+            message_content_intent: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -428,6 +541,39 @@ impl Config {
                 }
             }
         }
+        let p = &self.settings.permissions;
+        for (i, rule) in p.rules.iter().enumerate() {
+            if !p.roles.contains_key(&rule.role) {
+                return Err(ConfigError::new(
+                    f,
+                    Some(&format!("permissions.rules[{i}].role")),
+                    format!("role '{}' is not defined under permissions.roles", rule.role),
+                ));
+            }
+            for a in &rule.actions {
+                if a != "*" && !crate::permissions::ACTIONS.contains(&a.as_str()) {
+                    return Err(ConfigError::new(
+                        f,
+                        Some(&format!("permissions.rules[{i}].actions")),
+                        format!(
+                            "unknown action '{a}'; actions: {}",
+                            crate::permissions::ACTIONS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let c = &self.settings.chat;
+        if c.commands_per_minute == 0 || c.command_burst == 0 || c.edits_per_second == 0 || c.edit_burst == 0 {
+            return Err(ConfigError::new(
+                f,
+                Some("chat"),
+                "commands_per_minute, command_burst and edits_per_second must be at least 1",
+            ));
+        }
+        if c.prefix.trim().is_empty() {
+            return Err(ConfigError::new(f, Some("chat.prefix"), "the prefix may not be empty"));
+        }
         if self.settings.ansible.roles.is_empty() {
             return Err(ConfigError::new(
                 f,
@@ -462,6 +608,9 @@ impl Config {
         self.root
             .join(&self.settings.paths.keys)
             .join(format!("{}.pem", self.vars.key_name))
+    }
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join(&self.settings.chat.database)
     }
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(&self.settings.paths.state)

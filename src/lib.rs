@@ -13,6 +13,7 @@
 //! - [`cli`]: the terminal front end.
 
 pub mod ansible;
+pub mod bot;
 pub mod check;
 pub mod cli;
 pub mod cloud;
@@ -21,5 +22,9 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod names;
+pub mod permissions;
+pub mod platform;
 pub mod progress;
 pub mod redact;
+pub mod serve;
+pub mod store;

@@ -25,6 +25,14 @@ struct Cli {
 enum Sub {
     /// Check the config, templates, playbooks and key without calling AWS.
     Check,
+    /// Talk to the bot on this terminal (the same commands as in chat).
+    Console {
+        /// Who you are to the bot's permissions (a console user name in the config).
+        #[arg(long, env = "USER", default_value = "console")]
+        user: String,
+    },
+    /// Run the bot on the chat platforms the config enables (Discord).
+    Bot,
     /// `<env> <commission|deploy|update|plan|decommission|clean|status|events> [args]`,
     /// `envs`, `help [command]`.
     #[command(external_subcommand)]
@@ -40,6 +48,8 @@ async fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Sub::Check => check(cli.config).await,
+        Sub::Console { user } => argos::serve::console(cli.config, user).await,
+        Sub::Bot => argos::serve::bot(cli.config).await,
         Sub::Run(words) => {
             let mut yes = cli.yes;
             let words: Vec<String> = words

@@ -22,14 +22,20 @@ fn the_example_documents_every_section_with_its_defaults() {
     assert_eq!(s.aws.requests_per_second, d.requests_per_second);
     assert_eq!(s.aws.max_attempts, d.max_attempts);
     let w = argos::config::WatchSettings::default();
-    assert_eq!((s.watch.poll_interval_ms, s.watch.max_poll_interval_ms), (w.poll_interval_ms, w.max_poll_interval_ms));
+    assert_eq!(
+        (s.watch.poll_interval_ms, s.watch.max_poll_interval_ms),
+        (w.poll_interval_ms, w.max_poll_interval_ms)
+    );
     let t = argos::config::Timeouts::default();
     assert_eq!(s.timeouts.stack_create_secs, t.stack_create_secs);
     assert_eq!(s.timeouts.playbook_secs, t.playbook_secs);
     assert_eq!(s.ansible.roles, argos::config::AnsibleSettings::default().roles);
     let (_, prod) = c.environment("production").unwrap();
     assert_eq!(prod.instance_types["api"], "t3.large");
-    assert_eq!(prod.instance_types["knowledge"], "t3.medium", "environments inherit defaults");
+    assert_eq!(
+        prod.instance_types["knowledge"], "t3.medium",
+        "environments inherit defaults"
+    );
 }
 
 fn load_yaml(body: &str) -> String {
@@ -37,7 +43,11 @@ fn load_yaml(body: &str) -> String {
     let cfg = dir.path().join("config");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::create_dir_all(dir.path().join("playbooks/group_vars")).unwrap();
-    std::fs::copy(repo("playbooks/group_vars/all.yml"), dir.path().join("playbooks/group_vars/all.yml")).unwrap();
+    std::fs::copy(
+        repo("playbooks/group_vars/all.yml"),
+        dir.path().join("playbooks/group_vars/all.yml"),
+    )
+    .unwrap();
     let path = cfg.join("argos.yaml");
     std::fs::write(&path, body).unwrap();
     Config::load(&path).unwrap_err().to_string()
@@ -60,9 +70,15 @@ fn a_wrong_type_names_file_line_and_key() {
 #[test]
 fn semantic_errors_name_the_key() {
     let e = load_yaml("environments:\n  Prod!: {}\n");
-    assert!(e.contains("environments.Prod!") && e.contains("invalid environment name"), "{e}");
+    assert!(
+        e.contains("environments.Prod!") && e.contains("invalid environment name"),
+        "{e}"
+    );
     let e = load_yaml("environments:\n  staging:\n    instance_types: {apii: t3.small}\n");
-    assert!(e.contains("environments.staging.instance_types.apii") && e.contains("unknown group"), "{e}");
+    assert!(
+        e.contains("environments.staging.instance_types.apii") && e.contains("unknown group"),
+        "{e}"
+    );
     let e = load_yaml("environments:\n  staging: {}\naws:\n  local_credentials: true\n");
     assert!(e.contains("aws.local_credentials") && e.contains("loopback"), "{e}");
     let e = load_yaml("environments: {}\n");
@@ -71,6 +87,11 @@ fn semantic_errors_name_the_key() {
 
 #[test]
 fn a_missing_file_is_named() {
-    let e = Config::load(std::path::Path::new("/nonexistent/argos.yaml")).unwrap_err().to_string();
-    assert!(e.starts_with("/nonexistent/argos.yaml: cannot read the config file"), "{e}");
+    let e = Config::load(std::path::Path::new("/nonexistent/argos.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/argos.yaml: cannot read the config file"),
+        "{e}"
+    );
 }

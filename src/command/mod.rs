@@ -27,12 +27,6 @@ pub enum Command {
     Whoami,
     /// Help, for everything or one command.
     Help { topic: Option<String> },
-    /// Approve a pending request.
-    Approve { id: u64 },
-    /// Deny a pending request.
-    Deny { id: u64, reason: Option<String> },
-    /// List schedules and their next runs.
-    Schedules,
 }
 
 /// What to do to an environment.
@@ -211,22 +205,16 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
         "envs" => no_args(Command::Envs),
         "jobs" => no_args(Command::Jobs),
         "whoami" => no_args(Command::Whoami),
-        "schedules" => no_args(Command::Schedules),
-        "job" | "cancel" | "approve" => {
+        "job" | "cancel" => {
             let id = parse_id(verb, args)?;
             if args.len() > 1 {
                 return Err(err(format!("`{verb}` takes one number"), verb));
             }
-            Ok(match verb {
-                "job" => Command::Job { id },
-                "cancel" => Command::Cancel { id },
-                _ => Command::Approve { id },
+            Ok(if verb == "job" {
+                Command::Job { id }
+            } else {
+                Command::Cancel { id }
             })
-        }
-        "deny" => {
-            let id = parse_id(verb, args)?;
-            let reason = (args.len() > 1).then(|| args[1..].join(" "));
-            Ok(Command::Deny { id, reason })
         }
         _ => {
             if args.len() > 1 {

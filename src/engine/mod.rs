@@ -9,6 +9,7 @@ mod commission;
 mod decommission;
 mod deploy;
 mod params;
+mod settle;
 mod status;
 mod update;
 
@@ -23,6 +24,7 @@ pub use clean::clean;
 pub use commission::commission;
 pub use decommission::decommission;
 pub use deploy::deploy;
+pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};
 

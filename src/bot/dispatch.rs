@@ -1,0 +1,323 @@
+//! The dispatcher: every command goes through rate limit → parse → permission → its
+//! `command_<verb>` handler, and every outcome, allowed or denied, is written to the audit log.
+//! User errors are shown verbatim; internal errors as a generic line plus a log entry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+
+use crate::bot::jobs::{self, action_args};
+use crate::bot::messages;
+use crate::bot::port::ChatEvent;
+use crate::bot::Inner;
+use crate::command::{self, Action, Command, COMMANDS};
+use crate::engine::{self, Ctx};
+use crate::names::EnvName;
+use crate::permissions::{Decision, ACTIONS};
+use crate::progress::ProgressTx;
+use crate::store::{JobState, NewJob};
+
+/// How long `status` and `events` may take before the reply gives up.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
+    let who = &ev.identity;
+    let key = format!("{}:{}", who.platform, who.user_id);
+    if let Err(not_until) = inner.limiter.check_key(&key) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
+        audit(inner, &ev, "rate limited", None);
+        return Some(messages::rate_limited(wait));
+    }
+    let cmd = match command::parse(&ev.text) {
+        Ok(c) => c,
+        Err(e) => {
+            audit(inner, &ev, &format!("malformed: {}", e.message), None);
+            return Some(messages::usage_error(&e.to_string()));
+        }
+    };
+    match cmd {
+        Command::Env { env, action } => command_env(inner, &ev, env, action).await,
+        Command::Help { topic } => Some(command_help(inner, &ev, topic.as_deref())),
+        Command::Whoami => Some(command_whoami(inner, &ev)),
+        other => {
+            if !inner.perms.is_known(who) {
+                audit(inner, &ev, "denied: no role", None);
+                return Some(messages::denied_unknown_user());
+            }
+            Some(match other {
+                Command::Envs => command_envs(inner, &ev),
+                Command::Jobs => command_jobs(inner, &ev),
+                Command::Job { id } => command_job(inner, &ev, id),
+                Command::Cancel { id } => command_cancel(inner, &ev, id),
+                Command::Env { .. } | Command::Help { .. } | Command::Whoami => unreachable!("handled above"),
+            })
+        }
+    }
+}
+
+fn audit(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>) {
+    let who = &ev.identity;
+    let command = inner.engine.redactor.redact(&ev.text);
+    if let Err(e) = inner.store.audit(
+        &who.platform,
+        &who.user_id,
+        &who.display_name,
+        &ev.channel,
+        &command,
+        outcome,
+        job,
+    ) {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+}
+
+async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: Action) -> Option<String> {
+    if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), action.verb()) {
+        audit(inner, ev, &format!("denied: missing {missing}"), None);
+        return Some(messages::denied(&missing));
+    }
+    let target = match inner.engine.target(env.as_str()) {
+        Ok(t) => t,
+        Err(e) => {
+            audit(inner, ev, &format!("refused: {e}"), None);
+            return Some(messages::unknown_env(&e.to_string()));
+        }
+    };
+    if matches!(action, Action::Status | Action::Events) {
+        let ctx = Ctx {
+            engine: inner.engine.clone(),
+            target,
+            progress: ProgressTx::discard(),
+            cancel: Default::default(),
+            log: None,
+        };
+        let reply = match tokio::time::timeout(QUICK_TIMEOUT, engine::status(&ctx)).await {
+            Ok(Ok(report)) => {
+                let text = if matches!(action, Action::Status) {
+                    report.to_string()
+                } else {
+                    let lines: Vec<String> = report
+                        .events
+                        .iter()
+                        .filter_map(|e| crate::progress::plain_line(&crate::progress::Progress::StackEvent(e.clone())))
+                        .collect();
+                    if lines.is_empty() {
+                        format!("no events for {}", report.stack_name)
+                    } else {
+                        lines.join("\n")
+                    }
+                };
+                format!("```\n{}\n```", inner.engine.redactor.redact(text.trim_end()))
+            }
+            Ok(Err(e)) => format!("❌ {}", inner.engine.redactor.redact(&e.to_string())),
+            Err(_) => "❌ AWS did not answer in time; try again".to_string(),
+        };
+        audit(inner, ev, &format!("ok: {}", action.verb()), None);
+        return Some(reply);
+    }
+    let new = NewJob {
+        requester_id: ev.identity.user_id.clone(),
+        requester_name: ev.identity.display_name.clone(),
+        platform: ev.identity.platform.clone(),
+        channel: ev.channel.clone(),
+        env: env.to_string(),
+        action: action.verb().to_string(),
+        args: action_args(&action),
+    };
+    if !action.mutates() {
+        return start(inner, ev, new, action, None);
+    }
+    if let Some(lock) = inner.jobs.try_lock(env.as_str()) {
+        return start(inner, ev, new, action, Some(lock));
+    }
+    let running = inner
+        .jobs
+        .running_on(env.as_str())
+        .and_then(|id| inner.store.job(id).ok().flatten());
+    if !inner.engine.config.settings.chat.queue_when_busy {
+        let Some(running) = running else {
+            audit(inner, ev, "busy", None);
+            return Some(format!("⏸ {env} is busy; try again in a moment."));
+        };
+        audit(inner, ev, &format!("busy: job #{} running", running.id), None);
+        return Some(messages::busy(env.as_str(), &running));
+    }
+    // Queue behind the running job: recorded now, started when the lock is free.
+    let id = match inner.store.insert_job(&new, JobState::Queued) {
+        Ok(id) => id,
+        Err(e) => return Some(internal(inner, ev, &e.to_string())),
+    };
+    audit(inner, ev, &format!("queued as job #{id}"), Some(id));
+    let task_inner = inner.clone();
+    let env_name = env.to_string();
+    inner.tasks.spawn(async move {
+        let lock = task_inner.jobs.lock(&env_name).await;
+        if let Ok(Some(job)) = task_inner.store.job(id) {
+            jobs::execute(task_inner.clone(), job, action, Some(lock), false).await;
+        }
+    });
+    Some(match running {
+        Some(r) => messages::queued(env.as_str(), id, &r),
+        None => format!("🕒 Job #{id} is queued on {env}."),
+    })
+}
+
+fn start(
+    inner: &Arc<Inner>,
+    ev: &ChatEvent,
+    new: NewJob,
+    action: Action,
+    lock: Option<jobs::EnvLock>,
+) -> Option<String> {
+    let id = match inner.store.insert_job(&new, JobState::Running) {
+        Ok(id) => id,
+        Err(e) => return Some(internal(inner, ev, &e.to_string())),
+    };
+    let job = match inner.store.job(id) {
+        Ok(Some(j)) => j,
+        Ok(None) => return Some(internal(inner, ev, "job vanished after insert")),
+        Err(e) => return Some(internal(inner, ev, &e.to_string())),
+    };
+    audit(inner, ev, &format!("ok: job #{id} started"), Some(id));
+    inner
+        .tasks
+        .spawn(jobs::execute(inner.clone(), job, action, lock, false));
+    // The job's status message is the answer.
+    None
+}
+
+fn internal(inner: &Inner, ev: &ChatEvent, detail: &str) -> String {
+    tracing::error!(error = %inner.engine.redactor.redact(detail), "internal error handling a command");
+    audit(inner, ev, "error: internal", None);
+    messages::internal_error()
+}
+
+fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> String {
+    let job = match inner.store.job(id) {
+        Ok(Some(j)) => j,
+        Ok(None) => return messages::no_such_job(id),
+        Err(e) => return internal(inner, ev, &e.to_string()),
+    };
+    let own = job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform;
+    if !own {
+        if let Decision::Denied { missing } = inner.perms.check(&ev.identity, &job.env, &job.action) {
+            audit(inner, ev, &format!("denied: cancel needs {missing}"), Some(id));
+            return messages::denied(&format!("{missing} (needed to cancel someone else's job)"));
+        }
+    }
+    if job.state.is_finished() || !inner.jobs.cancel(id) {
+        audit(inner, ev, "cancel: not running", Some(id));
+        return messages::job_not_running(id, job.state.as_str());
+    }
+    audit(inner, ev, "ok: cancel requested", Some(id));
+    messages::cancel_requested(id)
+}
+
+fn command_jobs(inner: &Inner, ev: &ChatEvent) -> String {
+    audit(inner, ev, "ok", None);
+    match inner.store.recent_jobs(10) {
+        Ok(jobs) if jobs.is_empty() => "No jobs yet.".into(),
+        Ok(jobs) => jobs.iter().map(messages::job_line).collect::<Vec<_>>().join("\n"),
+        Err(e) => internal(inner, ev, &e.to_string()),
+    }
+}
+
+fn command_job(inner: &Inner, ev: &ChatEvent, id: u64) -> String {
+    audit(inner, ev, "ok", Some(id));
+    match inner.store.job(id) {
+        Ok(Some(j)) => messages::job_detail(&j),
+        Ok(None) => messages::no_such_job(id),
+        Err(e) => internal(inner, ev, &e.to_string()),
+    }
+}
+
+fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
+    audit(inner, ev, "ok", None);
+    let envs = &inner.engine.config.settings.environments;
+    let mut lines = vec![format!("{} environment(s):", envs.len())];
+    for name in envs.keys() {
+        let running = inner
+            .jobs
+            .running_on(name)
+            .map(|id| format!(" (job #{id} running)"))
+            .unwrap_or_default();
+        lines.push(format!("• {name}{running}"));
+    }
+    lines.join("\n")
+}
+
+fn env_names(inner: &Inner) -> Vec<String> {
+    inner.engine.config.settings.environments.keys().cloned().collect()
+}
+
+fn command_whoami(inner: &Inner, ev: &ChatEvent) -> String {
+    audit(inner, ev, "ok", None);
+    let who = &ev.identity;
+    let roles = inner.perms.roles_of(who);
+    let grants = inner.perms.grants(who, &env_names(inner));
+    let mut lines = vec![format!(
+        "You are {} ({} id {}).",
+        who.display_name, who.platform, who.user_id
+    )];
+    lines.push(if roles.is_empty() {
+        "Roles: none.".to_string()
+    } else {
+        format!("Roles: {}.", roles.join(", "))
+    });
+    if grants.is_empty() {
+        lines.push("You may not run any environment command.".into());
+    } else {
+        let mut by_env: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (env, action) in &grants {
+            by_env.entry(env).or_default().push(action);
+        }
+        for (env, actions) in by_env {
+            lines.push(format!("• {env}: {}", actions.join(", ")));
+        }
+    }
+    lines.join("\n")
+}
+
+/// Help lists only what the asking user may run.
+fn command_help(inner: &Inner, ev: &ChatEvent, topic: Option<&str>) -> String {
+    audit(inner, ev, "ok", None);
+    let who = &ev.identity;
+    let grants = inner.perms.grants(who, &env_names(inner));
+    let known = inner.perms.is_known(who);
+    let may = |name: &str| -> bool {
+        if ACTIONS.contains(&name) {
+            grants.iter().any(|(_, a)| a == name)
+        } else {
+            matches!(name, "help" | "whoami") || known
+        }
+    };
+    if let Some(t) = topic {
+        let Some(c) = COMMANDS.iter().find(|c| c.name == t) else {
+            return messages::usage_error(&format!("no help for '{t}'"));
+        };
+        if !may(c.name) {
+            return format!("`{}`: {} — you may not run it.", c.grammar, c.summary);
+        }
+        let envs: Vec<&str> = grants
+            .iter()
+            .filter(|(_, a)| a == c.name)
+            .map(|(e, _)| e.as_str())
+            .collect();
+        let on = if c.per_env {
+            format!(" (you may on: {})", envs.join(", "))
+        } else {
+            String::new()
+        };
+        return format!("`{}`: {}{on}", c.grammar, c.summary);
+    }
+    let prefix = &inner.engine.config.settings.chat.prefix;
+    let mut lines = vec![format!("Commands you may run (prefix `{prefix}`, or mention me):")];
+    for c in COMMANDS.iter().filter(|c| may(c.name)) {
+        lines.push(format!("• `{}` — {}", c.grammar, c.summary));
+    }
+    if grants.is_empty() {
+        lines.push("You have no environment permissions; ask an admin.".into());
+    }
+    lines.join("\n")
+}

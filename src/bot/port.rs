@@ -1,0 +1,107 @@
+//! The boundary between the bot and a chat platform. An adapter (console, Discord) implements
+//! [`ChatPort`] to send and edit messages, and turns what arrives into [`ChatEvent`]s. Adapters
+//! decide nothing; the bot never sees a platform type.
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+
+use crate::permissions::Identity;
+
+/// A command addressed to the bot, with the prefix or mention already removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatEvent {
+    pub identity: Identity,
+    /// Where to answer and post status messages.
+    pub channel: String,
+    pub text: String,
+}
+
+/// A file that goes along with a message (the full job log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub path: PathBuf,
+}
+
+/// A message the bot posts or edits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutgoingMessage {
+    pub text: String,
+    pub attachment: Option<Attachment>,
+}
+
+impl OutgoingMessage {
+    pub fn text(text: impl Into<String>) -> Self {
+        OutgoingMessage {
+            text: text.into(),
+            attachment: None,
+        }
+    }
+}
+
+/// A failure to deliver; the bot logs it (redacted) and carries on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// What a platform adapter offers the bot.
+pub trait ChatPort: Send + Sync {
+    /// `console`, `discord`.
+    fn platform(&self) -> &'static str;
+    /// Posts a message; returns its id, which edits refer to (and which survives restarts).
+    fn send<'a>(&'a self, channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>>;
+    /// Replaces the content of a message the bot posted earlier.
+    fn edit<'a>(&'a self, channel: &'a str, message_id: &'a str, msg: OutgoingMessage)
+        -> BoxFuture<'a, PortResult<()>>;
+}
+
+/// Strips the prefix (`!argos ...`) or a leading mention of the bot (`<@123> ...`,
+/// `<@!123> ...`) from a chat line. Returns the command text when the line is addressed to the
+/// bot, `None` otherwise.
+pub fn addressed_text<'a>(line: &'a str, prefix: &str, bot_user_id: Option<&str>) -> Option<&'a str> {
+    let line = line.trim_start();
+    if let Some(rest) = line.strip_prefix(prefix) {
+        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+            return Some(rest.trim());
+        }
+        return None;
+    }
+    let id = bot_user_id?;
+    for form in [format!("<@{id}>"), format!("<@!{id}>")] {
+        if let Some(rest) = line.strip_prefix(&form) {
+            return Some(rest.trim());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_and_mentions() {
+        assert_eq!(
+            addressed_text("!argos staging deploy", "!argos", None),
+            Some("staging deploy")
+        );
+        assert_eq!(addressed_text("  !argos   help", "!argos", None), Some("help"));
+        assert_eq!(addressed_text("!argos", "!argos", None), Some(""));
+        assert_eq!(addressed_text("!argosy staging", "!argos", None), None);
+        assert_eq!(
+            addressed_text("<@42> staging status", "!argos", Some("42")),
+            Some("staging status")
+        );
+        assert_eq!(addressed_text("<@!42> jobs", "!argos", Some("42")), Some("jobs"));
+        assert_eq!(addressed_text("<@43> jobs", "!argos", Some("42")), None);
+        assert_eq!(addressed_text("hello there", "!argos", Some("42")), None);
+    }
+}
+
+/// What an adapter calls for every command addressed to the bot. It returns the reply to post
+/// where the command came from, or `None` when the bot has already answered in the channel
+/// (a job posts its own status message, which is the answer).
+pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<String>> + Send + Sync>;

@@ -1,0 +1,116 @@
+//! Keeps one status message per job up to date. Progress events are folded into the
+//! [`StatusModel`]; edits are coalesced: at most one per `edit_interval` per message, a per-
+//! message budget (burst, then one per `edit_refill`), and one budget shared by every message
+//! of the bot, so a job never exceeds the platform's limits however chatty it is.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+
+use crate::bot::port::{Attachment, ChatPort, OutgoingMessage};
+use crate::bot::status::{Ending, StatusModel};
+use crate::config::ChatSettings;
+use crate::progress::Progress;
+use crate::redact::Redactor;
+
+/// How status messages are paced.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub min_interval: Duration,
+    pub burst: u32,
+    pub refill: Duration,
+}
+
+impl Pacing {
+    pub fn from_settings(c: &ChatSettings) -> Pacing {
+        Pacing {
+            min_interval: Duration::from_millis(c.edit_interval_ms),
+            burst: c.edit_burst,
+            refill: Duration::from_secs(c.edit_refill_secs.max(1)),
+        }
+    }
+}
+
+/// The edit budget shared by all status messages of the bot.
+pub fn global_budget(c: &ChatSettings) -> Arc<DefaultDirectRateLimiter> {
+    let per_sec = NonZeroU32::new(c.edits_per_second.max(1)).expect("at least 1");
+    Arc::new(RateLimiter::direct(Quota::per_second(per_sec)))
+}
+
+/// One job's status message.
+pub struct Reporter {
+    pub port: Arc<dyn ChatPort>,
+    pub channel: String,
+    pub message_id: String,
+    pub pacing: Pacing,
+    pub global: Arc<DefaultDirectRateLimiter>,
+    pub redactor: Redactor,
+    /// Edits made so far (for the benchmark and tests).
+    pub edits: usize,
+}
+
+impl Reporter {
+    /// Follows the job's progress until every sender is gone, editing the message as allowed.
+    /// Returns the model for the final edit.
+    pub async fn follow(&mut self, mut model: StatusModel, mut rx: UnboundedReceiver<Progress>) -> StatusModel {
+        let per_message = RateLimiter::direct(
+            Quota::with_period(self.pacing.refill)
+                .expect("refill > 0")
+                .allow_burst(NonZeroU32::new(self.pacing.burst.max(1)).expect("at least 1")),
+        );
+        let clock = DefaultClock::default();
+        let mut pending = false;
+        let mut last_edit: Option<Instant> = None;
+        let mut next_try = Instant::now();
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(p) => pending |= model.apply(&p),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(next_try), if pending => {
+                    let since = last_edit.map(|t| t.elapsed()).unwrap_or(Duration::MAX);
+                    if since < self.pacing.min_interval {
+                        next_try = Instant::now() + (self.pacing.min_interval - since);
+                        continue;
+                    }
+                    match per_message.check() {
+                        Ok(()) => {
+                            self.global.until_ready().await;
+                            self.edit(&model, None).await;
+                            pending = false;
+                            last_edit = Some(Instant::now());
+                            next_try = Instant::now() + self.pacing.min_interval;
+                        }
+                        Err(not_until) => next_try = Instant::now() + not_until.wait_time_from(clock.now()),
+                    }
+                }
+            }
+        }
+        model
+    }
+
+    /// The last edit: the ending, and the log. It goes out whatever the per-message budget
+    /// says (it is the one that matters), but still waits its turn in the shared budget.
+    pub async fn finish(&mut self, model: &mut StatusModel, ending: Ending, log: Option<Attachment>) {
+        model.finish(ending, chrono::Utc::now());
+        self.global.until_ready().await;
+        self.edit(model, log).await;
+    }
+
+    async fn edit(&mut self, model: &StatusModel, attachment: Option<Attachment>) {
+        let text = self.redactor.redact(&model.render(chrono::Utc::now()));
+        let msg = OutgoingMessage { text, attachment };
+        match self.port.edit(&self.channel, &self.message_id, msg).await {
+            Ok(()) => self.edits += 1,
+            Err(e) => {
+                tracing::warn!(job = model.job_id, error = %self.redactor.redact(&e.to_string()), "status edit failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Permissions: roles map to platform identities; rules grant actions on environments that
+//! match a pattern. Everything not granted is denied. A denial says which permission is missing.
+
+use std::collections::BTreeSet;
+
+use crate::config::PermissionSettings;
+
+/// Every action a rule may grant.
+pub const ACTIONS: &[&str] = &[
+    "commission",
+    "deploy",
+    "update",
+    "plan",
+    "decommission",
+    "clean",
+    "status",
+    "events",
+    "approve",
+];
+
+/// Who is asking, as the platform adapter saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `console`, `discord`, `cli`.
+    pub platform: String,
+    pub user_id: String,
+    pub display_name: String,
+    /// Platform role ids (Discord roles); empty elsewhere.
+    pub platform_roles: Vec<String>,
+}
+
+/// The answer to "may they?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Denied { missing: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    settings: PermissionSettings,
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+impl Permissions {
+    pub fn new(settings: PermissionSettings) -> Permissions {
+        Permissions { settings }
+    }
+
+    /// The roles a person holds.
+    pub fn roles_of(&self, who: &Identity) -> Vec<String> {
+        self.settings
+            .roles
+            .iter()
+            .filter(|(_, m)| match who.platform.as_str() {
+                "discord" => {
+                    m.discord_users.contains(&who.user_id)
+                        || who.platform_roles.iter().any(|r| m.discord_roles.contains(r))
+                }
+                "console" | "cli" => m.console_users.contains(&who.user_id),
+                _ => false,
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// May `who` run `action` on `env`?
+    pub fn check(&self, who: &Identity, env: &str, action: &str) -> Decision {
+        let roles = self.roles_of(who);
+        let granted = self.settings.rules.iter().any(|r| {
+            roles.contains(&r.role)
+                && r.environments.iter().any(|p| pattern_matches(p, env))
+                && r.actions.iter().any(|a| a == "*" || a == action)
+        });
+        if granted {
+            Decision::Allowed
+        } else {
+            Decision::Denied {
+                missing: format!("{action} on {env}"),
+            }
+        }
+    }
+
+    /// Whether the person holds any grant at all (enough to list jobs and environments).
+    pub fn is_known(&self, who: &Identity) -> bool {
+        let roles = self.roles_of(who);
+        self.settings.rules.iter().any(|r| roles.contains(&r.role))
+    }
+
+    /// The (environment, action) pairs a person may run, for `help` and `whoami`.
+    pub fn grants(&self, who: &Identity, envs: &[String]) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for env in envs {
+            for action in ACTIONS {
+                if self.check(who, env, action) == Decision::Allowed {
+                    out.insert((env.clone(), action.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Rules that can never match anything: a role with no members, or environment patterns
+    /// that match no configured environment.
+    pub fn warnings(&self, envs: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, m) in &self.settings.roles {
+            if m.discord_users.is_empty() && m.discord_roles.is_empty() && m.console_users.is_empty() {
+                out.push(format!("role '{name}' has no members: rules for it never match"));
+            }
+        }
+        for (i, r) in self.settings.rules.iter().enumerate() {
+            for p in &r.environments {
+                if !envs.iter().any(|e| pattern_matches(p, e)) {
+                    out.push(format!(
+                        "rule {i} (role '{}'): environment pattern '{p}' matches no configured environment",
+                        r.role
+                    ));
+                }
+            }
+            if r.actions.is_empty() || r.environments.is_empty() {
+                out.push(format!(
+                    "rule {i} (role '{}') grants nothing: it lists no actions or no environments",
+                    r.role
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PermissionRule, RoleMembers};
+    use std::collections::BTreeMap;
+
+    fn perms() -> Permissions {
+        let mut roles = BTreeMap::new();
+        roles.insert(
+            "admins".into(),
+            RoleMembers {
+                console_users: vec!["alice".into()],
+                discord_users: vec!["1".into()],
+                ..Default::default()
+            },
+        );
+        roles.insert(
+            "deployers".into(),
+            RoleMembers {
+                discord_roles: vec!["900".into()],
+                console_users: vec!["bob".into()],
+                ..Default::default()
+            },
+        );
+        roles.insert("ghosts".into(), RoleMembers::default());
+        let rules = vec![
+            PermissionRule {
+                role: "admins".into(),
+                environments: vec!["*".into()],
+                actions: vec!["*".into()],
+            },
+            PermissionRule {
+                role: "deployers".into(),
+                environments: vec!["staging".into(), "qa-*".into()],
+                actions: vec!["deploy".into(), "status".into()],
+            },
+            PermissionRule {
+                role: "deployers".into(),
+                environments: vec!["prod-*".into()],
+                actions: vec!["status".into()],
+            },
+        ];
+        Permissions::new(PermissionSettings { roles, rules })
+    }
+
+    fn who(platform: &str, id: &str, roles: &[&str]) -> Identity {
+        Identity {
+            platform: platform.into(),
+            user_id: id.into(),
+            display_name: id.into(),
+            platform_roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn deny_by_default_and_grant_by_rule() {
+        let p = perms();
+        assert_eq!(
+            p.check(&who("console", "alice", &[]), "production", "decommission"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            p.check(&who("console", "bob", &[]), "staging", "deploy"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            p.check(&who("discord", "55", &["900"]), "qa-2", "deploy"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            p.check(&who("console", "bob", &[]), "staging", "decommission"),
+            Decision::Denied {
+                missing: "decommission on staging".into()
+            }
+        );
+        assert!(matches!(
+            p.check(&who("console", "mallory", &[]), "staging", "status"),
+            Decision::Denied { .. }
+        ));
+        // A console name is not a Discord id.
+        assert!(matches!(
+            p.check(&who("discord", "alice", &[]), "staging", "status"),
+            Decision::Denied { .. }
+        ));
+        assert!(!p.is_known(&who("console", "mallory", &[])));
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("qa-*", "qa-2"));
+        assert!(!pattern_matches("qa-*", "qa"));
+        assert!(pattern_matches("a*c", "abbbc"));
+        assert!(!pattern_matches("staging", "staging2"));
+    }
+
+    #[test]
+    fn rules_that_never_match_are_warned_about() {
+        let w = perms().warnings(&["staging".into(), "production".into()]);
+        assert!(w.iter().any(|x| x.contains("'ghosts' has no members")), "{w:?}");
+        assert!(
+            w.iter().any(|x| x.contains("'qa-*' matches no configured environment")),
+            "{w:?}"
+        );
+        assert!(w.iter().any(|x| x.contains("'prod-*'")), "{w:?}");
+        assert!(!w.iter().any(|x| x.contains("'staging'")), "{w:?}");
+    }
+}

@@ -1,0 +1,169 @@
+//! The console adapter: `argos console --user NAME` reads commands from stdin and prints the
+//! bot's messages. On a terminal the newest status message is redrawn in place; when piped,
+//! each edit prints only the lines it adds, so a log stays readable.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::bot::port::{addressed_text, ChatEvent, ChatPort, OutgoingMessage, PortResult};
+use crate::bot::Bot;
+use crate::permissions::Identity;
+
+/// The channel name console messages use.
+pub const CHANNEL: &str = "console";
+
+struct Screen {
+    terminal: bool,
+    next_id: u64,
+    /// The message printed last and how many lines it took (redrawn in place on a terminal).
+    last: Option<(String, usize)>,
+    /// Piped mode: the lines already printed per message.
+    printed: HashMap<String, HashSet<String>>,
+}
+
+/// Prints to stdout. One per process.
+pub struct ConsolePort {
+    screen: Mutex<Screen>,
+}
+
+impl ConsolePort {
+    pub fn new(terminal: bool) -> ConsolePort {
+        ConsolePort {
+            screen: Mutex::new(Screen {
+                terminal,
+                next_id: 1,
+                last: None,
+                printed: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Prints a reply (not a status message).
+    pub fn print_reply(&self, text: &str) {
+        let mut s = self.screen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", plain(text));
+        let _ = out.flush();
+        s.last = None;
+    }
+
+    fn show(&self, id: &str, msg: &OutgoingMessage, is_edit: bool) {
+        let mut s = self.screen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = plain(&msg.text);
+        if let Some(a) = &msg.attachment {
+            text.push_str(&format!("\nfull log: {}", a.path.display()));
+        }
+        let mut out = std::io::stdout().lock();
+        if s.terminal {
+            if let (true, Some((last_id, lines))) = (is_edit, &s.last) {
+                if last_id == id {
+                    // Up to the start of the previous rendering, clear to the end, redraw.
+                    let _ = write!(out, "\x1b[{lines}A\r\x1b[J");
+                }
+            }
+            let _ = writeln!(out, "{text}");
+            s.last = Some((id.to_string(), text.lines().count().max(1)));
+        } else {
+            let seen = s.printed.entry(id.to_string()).or_default();
+            for line in text.lines() {
+                if seen.insert(line.to_string()) {
+                    let _ = writeln!(out, "[{id}] {line}");
+                }
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Chat markup reads badly on a terminal: drop bold markers and code fences.
+fn plain(text: &str) -> String {
+    text.replace("**", "")
+        .lines()
+        .filter(|l| l.trim() != "```")
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace('`', "")
+}
+
+impl ChatPort for ConsolePort {
+    fn platform(&self) -> &'static str {
+        "console"
+    }
+
+    fn send<'a>(&'a self, _channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>> {
+        Box::pin(async move {
+            let id = {
+                let mut s = self.screen.lock().unwrap_or_else(|p| p.into_inner());
+                let id = format!("m{}", s.next_id);
+                s.next_id += 1;
+                id
+            };
+            self.show(&id, &msg, false);
+            Ok(id)
+        })
+    }
+
+    fn edit<'a>(
+        &'a self,
+        _channel: &'a str,
+        message_id: &'a str,
+        msg: OutgoingMessage,
+    ) -> BoxFuture<'a, PortResult<()>> {
+        Box::pin(async move {
+            self.show(message_id, &msg, true);
+            Ok(())
+        })
+    }
+}
+
+/// Runs the console until end of input, then waits for the jobs it started.
+pub async fn run(bot: Bot, user: String) {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let port = Arc::new(ConsolePort::new(terminal));
+    bot.add_port(port.clone());
+    let resumed = bot.resume_unfinished().await;
+    if !resumed.is_empty() {
+        port.print_reply(&format!("resumed job(s) {resumed:?} from before the restart"));
+    }
+    let prefix = bot.engine().config.settings.chat.prefix.clone();
+    let identity = Identity {
+        platform: "console".into(),
+        user_id: user.clone(),
+        display_name: user.clone(),
+        platform_roles: vec![],
+    };
+    if terminal {
+        port.print_reply(&format!("Argos console as {user}. Type `help`; ctrl-d to leave."));
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        if terminal {
+            print!("argos> ");
+            let _ = std::io::stdout().flush();
+        }
+        let line = tokio::select! {
+            l = lines.next_line() => l,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Ok(Some(line)) = line else { break };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // The prefix is optional on the console.
+        let text = addressed_text(line, &prefix, None).unwrap_or(line).to_string();
+        let event = ChatEvent {
+            identity: identity.clone(),
+            channel: CHANNEL.into(),
+            text,
+        };
+        if let Some(reply) = bot.handle(event).await {
+            port.print_reply(&reply);
+        }
+    }
+    bot.idle().await;
+}

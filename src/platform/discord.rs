@@ -1,0 +1,590 @@
+//! The Discord adapter (serenity): turns gateway events into [`ChatEvent`]s, answers slash
+//! commands, and implements [`ChatPort`] for posting and editing channel messages.
+//!
+//! Rate limits are enforced here, not left to serenity or to Discord's 429s: serenity's own
+//! limiter is bypassed when a proxy is set (the tests' fake Discord), and we want the same
+//! behaviour in production. Two layers, both waiting instead of failing:
+//! - per channel, at most `per_channel` message creates/edits in any `window`. This is a
+//!   sliding log, not a GCRA bucket: a GCRA quota that allows a burst of 5 lets a 6th request
+//!   through one period later, which a "5 per 5 s" bucket refuses. The window is measured from
+//!   the moment each request *completed* (it has reached Discord by then), so request latency
+//!   cannot squeeze two windows together. Requests to one channel are serialized, which also
+//!   keeps edits of one message in order.
+//! - globally, a governor quota of `global_per_second` (small burst), for every REST call.
+//!
+//! The bot token is never logged nor put into an error: errors pass through [`Secret::scrub`].
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serenity::all::{
+    ChannelId, ClientBuilder, Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
+    CreateAttachment, CreateAutocompleteResponse, CreateCommand, CreateCommandOption, CreateInteractionResponse,
+    CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage, EventHandler,
+    GatewayIntents, GuildId, Http, HttpBuilder, Interaction, Message, MessageId, Ready, UserId,
+};
+use tokio::sync::{oneshot, Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::time::Instant;
+
+use crate::bot::port::{addressed_text, ChatEvent, ChatPort, CommandHandler, OutgoingMessage, PortError, PortResult};
+use crate::config::DiscordSettings;
+use crate::permissions::Identity;
+
+/// The slash command's name: `/argos`.
+pub const SLASH_COMMAND: &str = "argos";
+
+/// The choices of the slash command's `command` option.
+pub const SLASH_CHOICES: &[&str] = &[
+    "commission",
+    "deploy",
+    "update",
+    "plan",
+    "decommission",
+    "clean",
+    "status",
+    "events",
+    "envs",
+    "jobs",
+    "job",
+    "cancel",
+    "whoami",
+    "help",
+];
+
+/// Commands that take no environment: their text is `<command> <args>`.
+const GLOBAL_COMMANDS: &[&str] = &["envs", "jobs", "job", "cancel", "whoami", "help"];
+
+/// What the deferred slash-command response becomes when the bot answers in the channel.
+pub const FOLLOWING_IN_CHANNEL: &str = "On it: following this job in the channel.";
+
+/// Discord refuses message content longer than this.
+pub const MAX_CONTENT_CHARS: usize = 2000;
+
+/// Autocomplete offers at most this many choices.
+const MAX_CHOICES: usize = 25;
+
+/// How long [`start`] waits for the gateway's READY.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A REST call that takes longer than this is abandoned (and frees its channel).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The limits the adapter keeps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Message creates and edits per channel in any `window`.
+    pub per_channel: u32,
+    pub window: Duration,
+    /// Every REST call together, per second.
+    pub global_per_second: u32,
+}
+
+impl RateLimits {
+    /// Discord's limits (5 message creates/edits per 5 s per channel, 50 requests/s globally),
+    /// with the global one kept at 40 for headroom.
+    pub const DISCORD: RateLimits = RateLimits {
+        per_channel: 5,
+        window: Duration::from_secs(5),
+        global_per_second: 40,
+    };
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::DISCORD
+    }
+}
+
+struct Limiter {
+    limits: RateLimits,
+    global: DefaultDirectRateLimiter,
+    channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
+}
+
+/// Held while one message create/edit is in flight; records its completion when dropped.
+struct ChannelPermit {
+    log: OwnedMutexGuard<VecDeque<Instant>>,
+    keep: usize,
+}
+
+impl Drop for ChannelPermit {
+    fn drop(&mut self) {
+        self.log.push_back(Instant::now());
+        while self.log.len() > self.keep {
+            self.log.pop_front();
+        }
+    }
+}
+
+impl Limiter {
+    fn new(limits: RateLimits) -> Limiter {
+        let rate = NonZeroU32::new(limits.global_per_second.max(1)).expect("at least one");
+        let burst = NonZeroU32::new((limits.global_per_second / 8).max(1)).expect("at least one");
+        Limiter {
+            limits,
+            global: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            channels: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for the global budget.
+    async fn global(&self) {
+        self.global.until_ready().await;
+    }
+
+    /// Waits until one more create/edit fits in the channel's window, then the global budget.
+    async fn channel(&self, channel: &str) -> ChannelPermit {
+        let slot = {
+            let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(channel.to_string()).or_default().clone()
+        };
+        let log = slot.lock_owned().await;
+        let keep = self.limits.per_channel.max(1) as usize;
+        if log.len() >= keep {
+            // A little headroom for clock granularity on Discord's side.
+            let window = self.limits.window + self.limits.window / 50;
+            tokio::time::sleep_until(log[log.len() - keep] + window).await;
+        }
+        self.global().await;
+        ChannelPermit { log, keep }
+    }
+}
+
+/// The token, kept only to scrub it out of error text.
+struct Secret(String);
+
+impl Secret {
+    fn scrub(&self, text: String) -> String {
+        let bare = self.0.trim().trim_start_matches("Bot ").trim();
+        if bare.len() >= 8 && text.contains(bare) {
+            text.replace(bare, "[token]")
+        } else {
+            text
+        }
+    }
+}
+
+/// Posts and edits channel messages for the bot.
+pub struct DiscordPort {
+    http: Http,
+    limiter: Limiter,
+    secret: Secret,
+}
+
+impl std::fmt::Debug for DiscordPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordPort")
+            .field("limits", &self.limiter.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_http(settings: &DiscordSettings, token: &str) -> Http {
+    let builder = HttpBuilder::new(token);
+    match &settings.api_proxy {
+        // serenity's rate-limited path ignores the proxy; our own limiter replaces it.
+        Some(url) => builder
+            .proxy(url.trim_end_matches('/'))
+            .ratelimiter_disabled(true)
+            .build(),
+        None => builder.build(),
+    }
+}
+
+fn snowflake(what: &str, text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n != 0)
+        .ok_or_else(|| format!("{what} '{text}' is not a Discord id"))
+}
+
+/// Cuts text to what Discord accepts, on a character boundary.
+fn fit(text: &str) -> String {
+    if text.chars().count() <= MAX_CONTENT_CHARS {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(MAX_CONTENT_CHARS - 1).collect();
+    out.push('…');
+    out
+}
+
+async fn read_attachment(msg: &OutgoingMessage) -> PortResult<Option<CreateAttachment>> {
+    let Some(a) = &msg.attachment else { return Ok(None) };
+    let data = tokio::fs::read(&a.path)
+        .await
+        .map_err(|e| PortError(format!("cannot read attachment {}: {e}", a.path.display())))?;
+    Ok(Some(CreateAttachment::bytes(data, a.filename.clone())))
+}
+
+impl DiscordPort {
+    /// A port with its own HTTP client (through `settings.api_proxy` when set) that keeps to
+    /// `limits`. [`start`] uses [`RateLimits::DISCORD`].
+    pub fn new(settings: &DiscordSettings, token: &str, limits: RateLimits) -> DiscordPort {
+        DiscordPort {
+            http: build_http(settings, token),
+            limiter: Limiter::new(limits),
+            secret: Secret(token.to_string()),
+        }
+    }
+
+    /// The limits this port keeps to.
+    pub fn limits(&self) -> RateLimits {
+        self.limiter.limits
+    }
+
+    fn error(&self, what: &str, err: serenity::Error) -> PortError {
+        PortError(self.secret.scrub(format!("Discord {what} failed: {err}")))
+    }
+
+    async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = serenity::Result<T>>) -> PortResult<T> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.error(what, e)),
+            Err(_) => Err(PortError(format!("Discord {what} timed out"))),
+        }
+    }
+
+    async fn post(&self, channel: &str, msg: OutgoingMessage) -> PortResult<String> {
+        let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
+        let file = read_attachment(&msg).await?;
+        let mut builder = CreateMessage::new().content(fit(&msg.text));
+        if let Some(file) = file {
+            builder = builder.add_file(file);
+        }
+        let _permit = self.limiter.channel(channel).await;
+        let sent = self.timed("send", channel_id.send_message(&self.http, builder)).await?;
+        Ok(sent.id.to_string())
+    }
+
+    async fn change(&self, channel: &str, message_id: &str, msg: OutgoingMessage) -> PortResult<()> {
+        let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
+        let message_id = MessageId::new(snowflake("message", message_id).map_err(PortError)?);
+        let file = read_attachment(&msg).await?;
+        let mut builder = EditMessage::new().content(fit(&msg.text));
+        if let Some(file) = file {
+            builder = builder.new_attachment(file);
+        }
+        let _permit = self.limiter.channel(channel).await;
+        self.timed("edit", channel_id.edit_message(&self.http, message_id, builder))
+            .await?;
+        Ok(())
+    }
+}
+
+impl ChatPort for DiscordPort {
+    fn platform(&self) -> &'static str {
+        "discord"
+    }
+
+    fn send<'a>(&'a self, channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>> {
+        Box::pin(self.post(channel, msg))
+    }
+
+    fn edit<'a>(
+        &'a self,
+        channel: &'a str,
+        message_id: &'a str,
+        msg: OutgoingMessage,
+    ) -> BoxFuture<'a, PortResult<()>> {
+        Box::pin(self.change(channel, message_id, msg))
+    }
+}
+
+/// The `/argos` slash command.
+pub fn slash_command() -> CreateCommand {
+    let command = SLASH_CHOICES.iter().fold(
+        CreateCommandOption::new(CommandOptionType::String, "command", "What to do").required(true),
+        |opt, c| opt.add_string_choice(*c, *c),
+    );
+    CreateCommand::new(SLASH_COMMAND)
+        .description("Commission, deploy, update and tear down environments")
+        .add_option(command)
+        .add_option(
+            CreateCommandOption::new(CommandOptionType::String, "env", "The environment")
+                .required(false)
+                .set_autocomplete(true),
+        )
+        .add_option(
+            CreateCommandOption::new(CommandOptionType::String, "args", "More arguments, e.g. --roles api")
+                .required(false),
+        )
+}
+
+/// The command text a slash command stands for: `<env> <command> <args>`, or
+/// `<command> <args>` for the commands that take no environment.
+pub fn slash_text(command: &str, env: &str, args: &str) -> String {
+    let parts: Vec<&str> = if GLOBAL_COMMANDS.contains(&command) {
+        vec![command, args]
+    } else {
+        vec![env, command, args]
+    };
+    parts
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The environments offered while typing `typed` (prefix match, case-insensitive, at most 25).
+pub fn env_choices(env_names: &[String], typed: &str) -> Vec<String> {
+    let typed = typed.trim().to_ascii_lowercase();
+    env_names
+        .iter()
+        .filter(|e| e.to_ascii_lowercase().starts_with(&typed))
+        .take(MAX_CHOICES)
+        .cloned()
+        .collect()
+}
+
+type ReadySender = Arc<StdMutex<Option<oneshot::Sender<Result<(), String>>>>>;
+
+fn signal(ready: &ReadySender, outcome: Result<(), String>) {
+    if let Some(tx) = ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = tx.send(outcome);
+    }
+}
+
+struct Handler {
+    port: Arc<DiscordPort>,
+    prefix: String,
+    env_names: Vec<String>,
+    handler: CommandHandler,
+    guild_id: Option<GuildId>,
+    bot_id: OnceLock<UserId>,
+    ready: ReadySender,
+}
+
+fn option_text(cmd: &CommandInteraction, name: &str) -> String {
+    cmd.data
+        .options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| match &o.value {
+            CommandDataOptionValue::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+impl Handler {
+    async fn register(&self, ctx: &Context) -> Result<(), String> {
+        self.port.limiter.global().await;
+        let result = match self.guild_id {
+            Some(guild) => guild.set_commands(&ctx.http, vec![slash_command()]).await.map(|_| ()),
+            None => Command::set_global_commands(&ctx.http, vec![slash_command()])
+                .await
+                .map(|_| ()),
+        };
+        result.map_err(|e| {
+            self.port
+                .secret
+                .scrub(format!("registering /{SLASH_COMMAND} failed: {e}"))
+        })
+    }
+
+    async fn on_command(&self, ctx: &Context, cmd: CommandInteraction) {
+        // Acknowledge first: Discord drops interactions not answered within 3 s.
+        self.port.limiter.global().await;
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
+        if let Err(e) = cmd.create_response(&ctx.http, defer).await {
+            tracing::warn!(
+                "{}",
+                self.port
+                    .secret
+                    .scrub(format!("deferring /{SLASH_COMMAND} failed: {e}"))
+            );
+            return;
+        }
+        let text = slash_text(
+            &option_text(&cmd, "command"),
+            &option_text(&cmd, "env"),
+            &option_text(&cmd, "args"),
+        );
+        let identity = Identity {
+            platform: "discord".into(),
+            user_id: cmd.user.id.to_string(),
+            display_name: cmd
+                .member
+                .as_ref()
+                .and_then(|m| m.nick.clone())
+                .or_else(|| cmd.user.global_name.clone())
+                .unwrap_or_else(|| cmd.user.name.clone()),
+            platform_roles: cmd
+                .member
+                .as_ref()
+                .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default(),
+        };
+        let event = ChatEvent {
+            identity,
+            channel: cmd.channel_id.to_string(),
+            text,
+        };
+        let reply = (self.handler)(event)
+            .await
+            .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
+        self.port.limiter.global().await;
+        if let Err(e) = cmd
+            .edit_response(&ctx.http, EditInteractionResponse::new().content(fit(&reply)))
+            .await
+        {
+            tracing::warn!(
+                "{}",
+                self.port
+                    .secret
+                    .scrub(format!("answering /{SLASH_COMMAND} failed: {e}"))
+            );
+        }
+    }
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        let _ = self.bot_id.set(ready.user.id);
+        tracing::info!(user = %ready.user.name, id = %ready.user.id, "connected to Discord");
+        if let Err(e) = self.register(&ctx).await {
+            tracing::warn!("{e}");
+        }
+        signal(&self.ready, Ok(()));
+    }
+
+    async fn message(&self, _ctx: Context, msg: Message) {
+        let bot_id = self.bot_id.get().copied();
+        if msg.author.bot || Some(msg.author.id) == bot_id {
+            return;
+        }
+        let bot_id = bot_id.map(|id| id.to_string());
+        let Some(text) = addressed_text(&msg.content, &self.prefix, bot_id.as_deref()) else {
+            return;
+        };
+        let identity = Identity {
+            platform: "discord".into(),
+            user_id: msg.author.id.to_string(),
+            display_name: msg
+                .member
+                .as_ref()
+                .and_then(|m| m.nick.clone())
+                .or_else(|| msg.author.global_name.clone())
+                .unwrap_or_else(|| msg.author.name.clone()),
+            platform_roles: msg
+                .member
+                .as_ref()
+                .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default(),
+        };
+        let channel = msg.channel_id.to_string();
+        let event = ChatEvent {
+            identity,
+            channel: channel.clone(),
+            text: text.to_string(),
+        };
+        if let Some(reply) = (self.handler)(event).await {
+            if let Err(e) = self.port.send(&channel, OutgoingMessage::text(reply)).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        match interaction {
+            Interaction::Autocomplete(ac) if ac.data.name == SLASH_COMMAND => {
+                let Some(focused) = ac.data.autocomplete() else { return };
+                let choices = if focused.name == "env" {
+                    env_choices(&self.env_names, focused.value)
+                } else {
+                    Vec::new()
+                };
+                let response = choices
+                    .iter()
+                    .fold(CreateAutocompleteResponse::new(), |r, e| r.add_string_choice(e, e));
+                self.port.limiter.global().await;
+                if let Err(e) = ac
+                    .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(response))
+                    .await
+                {
+                    tracing::warn!("{}", self.port.secret.scrub(format!("autocomplete failed: {e}")));
+                }
+            }
+            Interaction::Command(cmd) if cmd.data.name == SLASH_COMMAND => self.on_command(&ctx, cmd).await,
+            _ => {}
+        }
+    }
+}
+
+/// Connects to Discord and returns once the gateway is ready (and `/argos` registered), with
+/// the port to post through and the client's task (abort it to disconnect).
+pub async fn start(
+    settings: &DiscordSettings,
+    token: String,
+    prefix: String,
+    env_names: Vec<String>,
+    handler: CommandHandler,
+) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
+    start_with_limits(settings, token, prefix, env_names, handler, RateLimits::DISCORD).await
+}
+
+/// [`start`] with other rate limits (tests use a short window).
+pub async fn start_with_limits(
+    settings: &DiscordSettings,
+    token: String,
+    prefix: String,
+    env_names: Vec<String>,
+    handler: CommandHandler,
+    limits: RateLimits,
+) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
+    let guild_id = match &settings.guild_id {
+        Some(g) => Some(GuildId::new(snowflake("guild_id", g)?)),
+        None => None,
+    };
+    let port = Arc::new(DiscordPort::new(settings, &token, limits));
+    let mut intents = GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES;
+    if settings.message_content_intent {
+        intents |= GatewayIntents::MESSAGE_CONTENT;
+    }
+    let (tx, rx) = oneshot::channel();
+    let ready: ReadySender = Arc::new(StdMutex::new(Some(tx)));
+    let event_handler = Handler {
+        port: port.clone(),
+        prefix,
+        env_names,
+        handler,
+        guild_id,
+        bot_id: OnceLock::new(),
+        ready: ready.clone(),
+    };
+    let secret = Secret(token.clone());
+    let builder = ClientBuilder::new_with_http(build_http(settings, &token), intents);
+    drop(token);
+    let mut client = builder
+        .event_handler(event_handler)
+        .await
+        .map_err(|e| secret.scrub(format!("cannot build the Discord client: {e}")))?;
+    let task = tokio::spawn(async move {
+        let outcome = client.start().await;
+        let message = match outcome {
+            Ok(()) => "the Discord client stopped".to_string(),
+            Err(e) => secret.scrub(format!("the Discord client stopped: {e}")),
+        };
+        tracing::warn!("{message}");
+        signal(&ready, Err(message));
+    });
+    match tokio::time::timeout(READY_TIMEOUT, rx).await {
+        Ok(Ok(Ok(()))) => Ok((port, task)),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(_)) => Err("the Discord client stopped before it was ready".into()),
+        Err(_) => {
+            task.abort();
+            Err(format!(
+                "Discord did not get ready within {} s",
+                READY_TIMEOUT.as_secs()
+            ))
+        }
+    }
+}

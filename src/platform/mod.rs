@@ -1,0 +1,4 @@
+//! Platform adapters: the only code that knows a chat platform's types.
+
+pub mod console;
+pub mod discord;
