@@ -82,6 +82,25 @@ pub async fn run(config: &Config) -> Vec<Finding> {
     for dir in dirs {
         findings.extend(syntax_check(config, &dir).await);
     }
+    let envs: Vec<String> = config.settings.environments.keys().cloned().collect();
+    let perms = crate::permissions::Permissions::new(config.settings.permissions.clone());
+    let warnings = perms.warnings(&envs);
+    if warnings.is_empty() {
+        findings.push(Finding::ok(
+            "permissions",
+            format!(
+                "{} rule(s), every one can match",
+                config.settings.permissions.rules.len()
+            ),
+        ));
+    }
+    for w in warnings {
+        findings.push(Finding {
+            check: "permissions".into(),
+            ok: true,
+            message: format!("warning: {w}"),
+        });
+    }
     if config.settings.ansible.connection == Connection::Local {
         findings.push(Finding::ok(
             "ssh key",

@@ -177,8 +177,8 @@ pub struct PermissionRule {
 pub struct ChatSettings {
     /// The text prefix of commands in channels (`!argos staging deploy`).
     pub prefix: String,
-    /// The embedded database, relative to the project root.
-    pub database: PathBuf,
+    /// The embedded database, relative to the project root (default: `<paths.state>/argos.db`).
+    pub database: Option<PathBuf>,
     /// Per-user command budget.
     pub commands_per_minute: u32,
     pub command_burst: u32,
@@ -200,7 +200,7 @@ impl Default for ChatSettings {
     fn default() -> Self {
         ChatSettings {
             prefix: "!argos".into(),
-            database: "state/argos.db".into(),
+            database: None,
             commands_per_minute: 10,
             command_burst: 3,
             edit_interval_ms: 2000,
@@ -610,7 +610,10 @@ impl Config {
             .join(format!("{}.pem", self.vars.key_name))
     }
     pub fn database_path(&self) -> PathBuf {
-        self.root.join(&self.settings.chat.database)
+        match &self.settings.chat.database {
+            Some(p) => self.root.join(p),
+            None => self.state_dir().join("argos.db"),
+        }
     }
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(&self.settings.paths.state)

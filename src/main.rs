@@ -77,7 +77,12 @@ async fn check(config: PathBuf) -> i32 {
     let findings = argos::check::run(&config).await;
     let failed = findings.iter().filter(|f| !f.ok).count();
     for f in &findings {
-        println!("{} {:<16} {}", if f.ok { "ok  " } else { "FAIL" }, f.check, f.message);
+        let mark = match (f.ok, f.message.starts_with("warning:")) {
+            (false, _) => "FAIL",
+            (true, true) => "warn",
+            (true, false) => "ok  ",
+        };
+        println!("{mark} {:<16} {}", f.check, f.message);
     }
     println!("{} check(s), {failed} failed", findings.len());
     if failed > 0 {

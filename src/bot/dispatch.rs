@@ -180,6 +180,8 @@ fn start(
         Err(e) => return Some(internal(inner, ev, &e.to_string())),
     };
     audit(inner, ev, &format!("ok: job #{id} started"), Some(id));
+    // Registered before the task runs, so a competitor is always told which job is in the way.
+    inner.jobs.register(id, &job.env);
     inner
         .tasks
         .spawn(jobs::execute(inner.clone(), job, action, lock, false));

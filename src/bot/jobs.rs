@@ -54,13 +54,15 @@ impl JobTable {
         }
     }
 
-    fn register(&self, id: u64, env: &str) -> CancellationToken {
-        let token = CancellationToken::new();
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (env.to_string(), token.clone()));
-        token
+    /// Records the job as the one running on `env`, as soon as it holds the lock, so a
+    /// competitor is always told which job is in the way. Returns its cancel token.
+    pub(crate) fn register(&self, id: u64, env: &str) -> CancellationToken {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .entry(id)
+            .or_insert_with(|| (env.to_string(), CancellationToken::new()))
+            .1
+            .clone()
     }
 
     fn unregister(&self, id: u64) {

@@ -78,6 +78,11 @@ pub fn addressed_text<'a>(line: &'a str, prefix: &str, bot_user_id: Option<&str>
     None
 }
 
+/// What an adapter calls for every command addressed to the bot. It returns the reply to post
+/// where the command came from, or `None` when the bot has already answered in the channel
+/// (a job posts its own status message, which is the answer).
+pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,8 +105,3 @@ mod tests {
         assert_eq!(addressed_text("hello there", "!argos", Some("42")), None);
     }
 }
-
-/// What an adapter calls for every command addressed to the bot. It returns the reply to post
-/// where the command came from, or `None` when the bot has already answered in the channel
-/// (a job posts its own status message, which is the answer).
-pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<String>> + Send + Sync>;

@@ -3,7 +3,9 @@
 //! and playbooks but keeps every file it writes in a temporary directory.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod fake_aws;
+pub mod fake_discord;
 pub mod http_server;
 pub mod moto;
 
@@ -54,6 +56,7 @@ impl TestProject {
   root: {root}
   state: {state}
 {paths}
+
 aws:
   region: us-east-1
   endpoint_url: {endpoint}

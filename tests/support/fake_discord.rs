@@ -1,0 +1,1104 @@
+//! A fake Discord on loopback: the REST API (reached through serenity's `api_proxy`) and the
+//! gateway websocket. It records everything the bot sends, enforces Discord's rate limits
+//! (answering 429 like Discord does, and counting them), and lets a test wait for what it
+//! expects without sleeping. A test fails if the bot sent a message it did not read
+//! ([`FakeDiscord::assert_all_read`]).
+//!
+//! Endpoints served (under `/api/v10`): `GET gateway`, `GET gateway/bot`, `GET users/@me`,
+//! `GET|PUT|POST applications/{app}/commands`, `GET|PUT|POST applications/{app}/guilds/{g}/commands`,
+//! `POST channels/{c}/messages` (JSON or multipart), `GET|PATCH channels/{c}/messages/{m}`,
+//! `POST interactions/{id}/{token}/callback`, `GET|PATCH webhooks/{app}/{token}/messages/@original`,
+//! `POST webhooks/{app}/{token}` (followups), `PATCH webhooks/{app}/{token}/messages/{m}`.
+//! Anything else is answered 404 and recorded in [`State::unexpected`].
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::http_server::{HttpServer, Request, Response, Router};
+
+/// The bot token the fake accepts.
+pub const TOKEN: &str = "fake-token-Zm9vYmFyYmF6cXV4.argos-tests";
+pub const BOT_ID: u64 = 1_100_000_000_000_000_001;
+pub const APP_ID: u64 = 1_100_000_000_000_000_002;
+pub const GUILD_ID: u64 = 1_100_000_000_000_000_003;
+pub const COMMAND_ID: u64 = 1_100_000_000_000_000_004;
+/// Two channels of the test guild.
+pub const CHANNEL: u64 = 1_200_000_000_000_000_001;
+pub const OTHER_CHANNEL: u64 = 1_200_000_000_000_000_002;
+pub const ADMIN_ROLE: u64 = 1_300_000_000_000_000_001;
+pub const DEPLOYER_ROLE: u64 = 1_300_000_000_000_000_002;
+pub const MEMBER_ROLE: u64 = 1_300_000_000_000_000_003;
+
+const INTENT_MESSAGE_CONTENT: u64 = 1 << 15;
+const TIMESTAMP: &str = "2025-01-01T00:00:00.000000+00:00";
+/// How long a wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A person in the test guild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestUser {
+    pub id: u64,
+    pub name: &'static str,
+    pub roles: Vec<u64>,
+    pub bot: bool,
+}
+
+impl TestUser {
+    pub fn admin() -> TestUser {
+        TestUser {
+            id: 1_400_000_000_000_000_001,
+            name: "alice",
+            roles: vec![ADMIN_ROLE, MEMBER_ROLE],
+            bot: false,
+        }
+    }
+    pub fn deployer() -> TestUser {
+        TestUser {
+            id: 1_400_000_000_000_000_002,
+            name: "bob",
+            roles: vec![DEPLOYER_ROLE, MEMBER_ROLE],
+            bot: false,
+        }
+    }
+    pub fn stranger() -> TestUser {
+        TestUser {
+            id: 1_400_000_000_000_000_003,
+            name: "mallory",
+            roles: vec![],
+            bot: false,
+        }
+    }
+    /// Another bot in the guild.
+    pub fn other_bot() -> TestUser {
+        TestUser {
+            id: 1_400_000_000_000_000_004,
+            name: "otherbot",
+            roles: vec![],
+            bot: true,
+        }
+    }
+    /// The bot under test itself.
+    pub fn argos() -> TestUser {
+        TestUser {
+            id: BOT_ID,
+            name: "argos",
+            roles: vec![],
+            bot: true,
+        }
+    }
+    pub fn id_str(&self) -> String {
+        self.id.to_string()
+    }
+    pub fn role_strs(&self) -> Vec<String> {
+        self.roles.iter().map(u64::to_string).collect()
+    }
+}
+
+/// The rate limits the fake enforces (sliding windows, measured when requests arrive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeLimits {
+    /// Message creates + edits per channel in any `window`.
+    pub per_channel: u32,
+    pub window: Duration,
+    /// All requests in any second.
+    pub global_per_second: u32,
+}
+
+impl FakeLimits {
+    pub const DISCORD: FakeLimits = FakeLimits {
+        per_channel: 5,
+        window: Duration::from_secs(5),
+        global_per_second: 50,
+    };
+}
+
+/// What kind of output the bot produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentKind {
+    /// `POST channels/{c}/messages`.
+    Create,
+    /// `PATCH channels/{c}/messages/{m}`.
+    Edit,
+    /// `PATCH webhooks/{app}/{token}/messages/@original` (the answer to a slash command).
+    InteractionEdit,
+    /// `POST webhooks/{app}/{token}` or a channel-message interaction callback.
+    Followup,
+}
+
+/// One message the bot sent or edited, in order.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub kind: SentKind,
+    pub message_id: String,
+    pub channel: String,
+    pub content: String,
+    /// File names uploaded with this request.
+    pub attachments: Vec<String>,
+    /// The interaction id, for interaction answers.
+    pub interaction: Option<String>,
+    pub at: Instant,
+}
+
+/// A message as it stands now.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: String,
+    pub channel: String,
+    pub content: String,
+    /// File names, as of the last upload.
+    pub attachments: Vec<String>,
+    pub edits: u32,
+}
+
+/// An interaction callback (`type` 5 = deferred, 4 = message, 8 = autocomplete choices).
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub interaction_id: String,
+    pub kind: u64,
+    pub data: Value,
+    pub at: Instant,
+}
+
+/// Everything the fake saw.
+#[derive(Debug, Default)]
+pub struct State {
+    pub sent: Vec<Sent>,
+    pub messages: BTreeMap<String, StoredMessage>,
+    pub callbacks: Vec<Callback>,
+    /// Registered commands: (guild id or None for global, the command JSON).
+    pub commands: Vec<(Option<String>, Value)>,
+    /// The intents of every IDENTIFY.
+    pub identifies: Vec<u64>,
+    pub ready_sent: u32,
+    pub heartbeats: u32,
+    /// 429 answers sent.
+    pub rate_limited: u32,
+    /// Requests no route matched, or with a wrong token: `"METHOD /path"`.
+    pub unexpected: Vec<String>,
+    /// Every REST request: (method, path, arrival).
+    pub requests: Vec<(String, String, Instant)>,
+    read: usize,
+    next_id: u64,
+    channel_log: HashMap<String, VecDeque<Instant>>,
+    global_log: VecDeque<Instant>,
+    /// interaction token → (interaction id, channel).
+    interactions: HashMap<String, (String, String)>,
+}
+
+impl State {
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        (1_500_000_000_000_000_000 + self.next_id).to_string()
+    }
+
+    /// Unread output, oldest first.
+    pub fn unread(&self) -> &[Sent] {
+        &self.sent[self.read..]
+    }
+
+    /// The intents of the last IDENTIFY.
+    pub fn intents(&self) -> Option<u64> {
+        self.identifies.last().copied()
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    notify: Notify,
+    limits: FakeLimits,
+    dispatch: mpsc::UnboundedSender<Value>,
+    dispatch_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
+    ws_url: String,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.notify.notify_waiters();
+    }
+
+    fn dispatch(&self, t: &str, d: Value) {
+        let _ = self.dispatch.send(json!({"t": t, "d": d}));
+    }
+}
+
+/// The fake: a REST server and a gateway listener on 127.0.0.1.
+pub struct FakeDiscord {
+    inner: Arc<Inner>,
+    http: HttpServer,
+    gateway: JoinHandle<()>,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.gateway.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures. Each one deserializes into serenity's model type (see `fixtures_deserialize`).
+
+pub fn user_json(u: &TestUser) -> Value {
+    json!({
+        "id": u.id_str(),
+        "username": u.name,
+        "discriminator": "0",
+        "global_name": u.name,
+        "avatar": null,
+        "bot": u.bot,
+        "public_flags": 0,
+    })
+}
+
+pub fn bot_user_json() -> Value {
+    let mut u = user_json(&TestUser::argos());
+    u["verified"] = json!(true);
+    u["mfa_enabled"] = json!(false);
+    u["flags"] = json!(0);
+    u
+}
+
+/// A member as messages carry it (without `user`).
+pub fn partial_member_json(u: &TestUser) -> Value {
+    json!({
+        "roles": u.role_strs(),
+        "joined_at": TIMESTAMP,
+        "deaf": false,
+        "mute": false,
+        "flags": 0,
+        "pending": false,
+        "premium_since": null,
+        "nick": null,
+        "avatar": null,
+    })
+}
+
+/// A member as interactions carry it (with `user` and `permissions`).
+pub fn member_json(u: &TestUser) -> Value {
+    let mut m = partial_member_json(u);
+    m["user"] = user_json(u);
+    m["permissions"] = json!("2248473465835073");
+    m
+}
+
+pub fn ready_json(ws_url: &str) -> Value {
+    json!({
+        "v": 10,
+        "user": bot_user_json(),
+        "guilds": [{"id": GUILD_ID.to_string(), "unavailable": true}],
+        "session_id": "fake-session-1",
+        "resume_gateway_url": ws_url,
+        "shard": [0, 1],
+        "application": {"id": APP_ID.to_string(), "flags": 0},
+        "private_channels": [],
+    })
+}
+
+pub fn attachment_json(id: &str, name: &str, size: usize) -> Value {
+    let url = format!("https://cdn.discordapp.com/attachments/0/{id}/{name}");
+    json!({"id": id, "filename": name, "size": size, "url": url, "proxy_url": url, "content_type": "text/plain"})
+}
+
+/// A message; `guild` adds `guild_id` and `member` as the gateway sends them.
+pub fn message_json(
+    id: &str,
+    channel: &str,
+    author: &TestUser,
+    content: &str,
+    attachments: &[Value],
+    edited: bool,
+    guild: bool,
+) -> Value {
+    let mut mentions = Vec::new();
+    if content.contains(&format!("<@{BOT_ID}>")) || content.contains(&format!("<@!{BOT_ID}>")) {
+        mentions.push(user_json(&TestUser::argos()));
+    }
+    let mut m = json!({
+        "id": id,
+        "channel_id": channel,
+        "author": user_json(author),
+        "content": content,
+        "timestamp": TIMESTAMP,
+        "edited_timestamp": if edited { json!(TIMESTAMP) } else { Value::Null },
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": mentions,
+        "mention_roles": [],
+        "attachments": attachments,
+        "embeds": [],
+        "pinned": false,
+        "type": 0,
+        "flags": 0,
+        "components": [],
+    });
+    if guild {
+        m["guild_id"] = json!(GUILD_ID.to_string());
+        m["member"] = partial_member_json(author);
+    }
+    m
+}
+
+pub fn option(name: &str, value: &str, focused: bool) -> Value {
+    let mut o = json!({"name": name, "type": 3, "value": value});
+    if focused {
+        o["focused"] = json!(true);
+    }
+    o
+}
+
+/// An interaction: `kind` 2 (slash command) or 4 (autocomplete).
+pub fn interaction_json(id: &str, token: &str, kind: u8, channel: &str, user: &TestUser, options: Vec<Value>) -> Value {
+    json!({
+        "id": id,
+        "application_id": APP_ID.to_string(),
+        "type": kind,
+        "data": {"id": COMMAND_ID.to_string(), "name": "argos", "type": 1, "options": options, "guild_id": GUILD_ID.to_string()},
+        "guild_id": GUILD_ID.to_string(),
+        "channel": {"id": channel, "type": 0, "name": "ops", "permissions": "2248473465835073"},
+        "channel_id": channel,
+        "member": member_json(user),
+        "token": token,
+        "version": 1,
+        "app_permissions": "2248473465835073",
+        "locale": "en-US",
+        "guild_locale": "en-US",
+        "entitlements": [],
+        "authorizing_integration_owners": {"0": GUILD_ID.to_string()},
+        "context": 0,
+        "attachment_size_limit": 26_214_400,
+    })
+}
+
+/// What Discord answers for a registered command (the request plus the ids Discord adds).
+pub fn command_json(request: &Value, guild: Option<&str>) -> Value {
+    let mut c = request.clone();
+    c["id"] = json!(COMMAND_ID.to_string());
+    c["application_id"] = json!(APP_ID.to_string());
+    c["version"] = json!("1");
+    if c.get("type").is_none() {
+        c["type"] = json!(1);
+    }
+    if c.get("default_member_permissions").is_none() {
+        c["default_member_permissions"] = Value::Null;
+    }
+    if c.get("description").is_none() {
+        c["description"] = json!("");
+    }
+    if let Some(g) = guild {
+        c["guild_id"] = json!(g);
+    }
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST
+
+fn json_error(status: u16, message: &str) -> Response {
+    Response::json(status, &json!({"message": message, "code": 0}))
+}
+
+/// Splits a multipart body into (name, filename, bytes).
+fn multipart_parts(req: &Request) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(ct) = req.header("content-type") else {
+        return Vec::new();
+    };
+    let Some(boundary) = ct.split(';').find_map(|p| p.trim().strip_prefix("boundary=")) else {
+        return Vec::new();
+    };
+    let delimiter = format!("--{}", boundary.trim_matches('"'));
+    let body = &req.body;
+    let mut starts = Vec::new();
+    let d = delimiter.as_bytes();
+    let mut i = 0;
+    while i + d.len() <= body.len() {
+        if &body[i..i + d.len()] == d {
+            starts.push(i);
+            i += d.len();
+        } else {
+            i += 1;
+        }
+    }
+    let mut parts = Vec::new();
+    for w in starts.windows(2) {
+        let chunk = &body[w[0] + d.len()..w[1]];
+        let chunk = chunk.strip_prefix(b"\r\n").unwrap_or(chunk);
+        let chunk = chunk.strip_suffix(b"\r\n").unwrap_or(chunk);
+        let Some(split) = chunk.windows(4).position(|x| x == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&chunk[..split]).to_string();
+        let data = chunk[split + 4..].to_vec();
+        let field = |key: &str| {
+            let pat = format!("{key}=\"");
+            head.find(&pat).map(|s| {
+                let rest = &head[s + pat.len()..];
+                rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+            })
+        };
+        let Some(name) = field(" name").or_else(|| field(";name")) else {
+            continue;
+        };
+        parts.push((name, field("filename"), data));
+    }
+    parts
+}
+
+/// The JSON payload and the uploaded files (name, size) of a JSON or multipart request.
+fn payload(req: &Request) -> (Value, Vec<(String, usize)>) {
+    let is_multipart = req.header("content-type").is_some_and(|c| c.starts_with("multipart/"));
+    if !is_multipart {
+        return (serde_json::from_slice(&req.body).unwrap_or(Value::Null), Vec::new());
+    }
+    let mut json_body = Value::Null;
+    let mut files = Vec::new();
+    for (name, filename, data) in multipart_parts(req) {
+        if name == "payload_json" {
+            json_body = serde_json::from_slice(&data).unwrap_or(Value::Null);
+        } else if let Some(f) = filename {
+            files.push((f, data.len()));
+        }
+    }
+    (json_body, files)
+}
+
+impl Inner {
+    /// Records the request and applies the global limit; `Some` is the 429 to answer.
+    fn admit(&self, req: &Request, channel: Option<&str>) -> Option<Response> {
+        let now = Instant::now();
+        let mut s = self.state();
+        s.requests.push((req.method.clone(), req.path.clone(), now));
+        let second = Duration::from_secs(1);
+        while s.global_log.front().is_some_and(|t| now.duration_since(*t) >= second) {
+            s.global_log.pop_front();
+        }
+        if s.global_log.len() >= self.limits.global_per_second as usize {
+            let retry = second.saturating_sub(now.duration_since(s.global_log[0]));
+            s.rate_limited += 1;
+            drop(s);
+            self.changed();
+            return Some(too_many(retry, true));
+        }
+        if let Some(channel) = channel {
+            let window = self.limits.window;
+            let log = s.channel_log.entry(channel.to_string()).or_default();
+            while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                log.pop_front();
+            }
+            if log.len() >= self.limits.per_channel as usize {
+                let retry = window.saturating_sub(now.duration_since(log[0]));
+                s.rate_limited += 1;
+                drop(s);
+                self.changed();
+                return Some(too_many(retry, false));
+            }
+            log.push_back(now);
+        }
+        s.global_log.push_back(now);
+        None
+    }
+
+    fn authorized(&self, req: &Request) -> Option<Response> {
+        if req.header("authorization") == Some(&format!("Bot {TOKEN}")) {
+            return None;
+        }
+        self.state()
+            .unexpected
+            .push(format!("{} {} (bad token)", req.method, req.path));
+        self.changed();
+        Some(json_error(401, "401: Unauthorized"))
+    }
+
+    fn create_message(&self, req: &Request) -> Response {
+        let channel = req.param("channel").unwrap_or("").to_string();
+        if let Some(r) = self.authorized(req).or_else(|| self.admit(req, Some(&channel))) {
+            return r;
+        }
+        let (body, files) = payload(req);
+        let content = body["content"].as_str().unwrap_or("").to_string();
+        let mut s = self.state();
+        let id = s.new_id();
+        let attachments: Vec<Value> = files
+            .iter()
+            .map(|(n, size)| attachment_json(&format!("{id}{}", n.len()), n, *size))
+            .collect();
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        s.messages.insert(
+            id.clone(),
+            StoredMessage {
+                id: id.clone(),
+                channel: channel.clone(),
+                content: content.clone(),
+                attachments: names.clone(),
+                edits: 0,
+            },
+        );
+        s.sent.push(Sent {
+            kind: SentKind::Create,
+            message_id: id.clone(),
+            channel: channel.clone(),
+            content: content.clone(),
+            attachments: names,
+            interaction: None,
+            at: Instant::now(),
+        });
+        drop(s);
+        // Discord echoes the bot's own messages to it through the gateway.
+        self.dispatch(
+            "MESSAGE_CREATE",
+            message_json(&id, &channel, &TestUser::argos(), &content, &attachments, false, true),
+        );
+        self.changed();
+        Response::json(
+            200,
+            &message_json(&id, &channel, &TestUser::argos(), &content, &attachments, false, false),
+        )
+    }
+
+    fn edit_message(&self, req: &Request) -> Response {
+        let channel = req.param("channel").unwrap_or("").to_string();
+        let id = req.param("message").unwrap_or("").to_string();
+        if let Some(r) = self.authorized(req).or_else(|| self.admit(req, Some(&channel))) {
+            return r;
+        }
+        let (body, files) = payload(req);
+        let mut s = self.state();
+        let Some(stored) = s.messages.get_mut(&id).filter(|m| m.channel == channel) else {
+            drop(s);
+            return json_error(404, "Unknown Message");
+        };
+        if let Some(c) = body["content"].as_str() {
+            stored.content = c.to_string();
+        }
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        if !names.is_empty() {
+            stored.attachments = names.clone();
+        }
+        stored.edits += 1;
+        let content = stored.content.clone();
+        let attachments: Vec<Value> = stored.attachments.iter().map(|n| attachment_json(&id, n, 1)).collect();
+        s.sent.push(Sent {
+            kind: SentKind::Edit,
+            message_id: id.clone(),
+            channel: channel.clone(),
+            content: content.clone(),
+            attachments: names,
+            interaction: None,
+            at: Instant::now(),
+        });
+        drop(s);
+        self.changed();
+        Response::json(
+            200,
+            &message_json(&id, &channel, &TestUser::argos(), &content, &attachments, true, false),
+        )
+    }
+
+    fn get_message(&self, req: &Request) -> Response {
+        if let Some(r) = self.authorized(req).or_else(|| self.admit(req, None)) {
+            return r;
+        }
+        let s = self.state();
+        match s.messages.get(req.param("message").unwrap_or("")) {
+            Some(m) => {
+                let att: Vec<Value> = m.attachments.iter().map(|n| attachment_json(&m.id, n, 1)).collect();
+                Response::json(
+                    200,
+                    &message_json(
+                        &m.id,
+                        &m.channel,
+                        &TestUser::argos(),
+                        &m.content,
+                        &att,
+                        m.edits > 0,
+                        false,
+                    ),
+                )
+            }
+            None => json_error(404, "Unknown Message"),
+        }
+    }
+
+    fn commands(&self, req: &Request) -> Response {
+        if let Some(r) = self.authorized(req).or_else(|| self.admit(req, None)) {
+            return r;
+        }
+        let guild = req.param("guild").map(str::to_string);
+        let (body, _) = payload(req);
+        let mut s = self.state();
+        let list: Vec<Value> = match req.method.as_str() {
+            "PUT" => {
+                s.commands.retain(|(g, _)| *g != guild);
+                let cmds = body.as_array().cloned().unwrap_or_default();
+                for c in &cmds {
+                    s.commands.push((guild.clone(), c.clone()));
+                }
+                cmds
+            }
+            "POST" => {
+                s.commands.push((guild.clone(), body.clone()));
+                drop(s);
+                self.changed();
+                return Response::json(201, &command_json(&body, guild.as_deref()));
+            }
+            _ => s
+                .commands
+                .iter()
+                .filter(|(g, _)| *g == guild)
+                .map(|(_, c)| c.clone())
+                .collect(),
+        };
+        drop(s);
+        self.changed();
+        let out: Vec<Value> = list.iter().map(|c| command_json(c, guild.as_deref())).collect();
+        Response::json(200, &Value::Array(out))
+    }
+
+    fn callback(&self, req: &Request) -> Response {
+        let id = req.param("id").unwrap_or("").to_string();
+        let token = req.param("token").unwrap_or("").to_string();
+        if let Some(r) = self.admit(req, None) {
+            return r;
+        }
+        let (body, files) = payload(req);
+        let kind = body["type"].as_u64().unwrap_or(0);
+        let mut s = self.state();
+        let Some((known_id, channel)) = s.interactions.get(&token).cloned() else {
+            s.unexpected
+                .push(format!("{} {} (unknown interaction)", req.method, req.path));
+            drop(s);
+            self.changed();
+            return json_error(404, "Unknown interaction");
+        };
+        if known_id != id || s.callbacks.iter().any(|c| c.interaction_id == id) {
+            drop(s);
+            return json_error(400, "Interaction has already been acknowledged.");
+        }
+        s.callbacks.push(Callback {
+            interaction_id: id.clone(),
+            kind,
+            data: body["data"].clone(),
+            at: Instant::now(),
+        });
+        if kind == 4 {
+            let mid = s.new_id();
+            s.sent.push(Sent {
+                kind: SentKind::Followup,
+                message_id: mid,
+                channel,
+                content: body["data"]["content"].as_str().unwrap_or("").to_string(),
+                attachments: files.into_iter().map(|(n, _)| n).collect(),
+                interaction: Some(id),
+                at: Instant::now(),
+            });
+        }
+        drop(s);
+        self.changed();
+        Response::new(204)
+    }
+
+    fn webhook(&self, req: &Request) -> Response {
+        let token = req.param("token").unwrap_or("").to_string();
+        if let Some(r) = self.admit(req, None) {
+            return r;
+        }
+        let (body, files) = payload(req);
+        let mut s = self.state();
+        let Some((interaction, channel)) = s.interactions.get(&token).cloned() else {
+            s.unexpected
+                .push(format!("{} {} (unknown webhook token)", req.method, req.path));
+            drop(s);
+            self.changed();
+            return json_error(404, "Unknown Webhook");
+        };
+        if !s.callbacks.iter().any(|c| c.interaction_id == interaction) {
+            drop(s);
+            return json_error(404, "Unknown Message (interaction not acknowledged)");
+        }
+        let target = req.param("message").map(str::to_string);
+        let kind = match (req.method.as_str(), target.as_deref()) {
+            ("POST", None) => SentKind::Followup,
+            ("PATCH", Some("@original")) => SentKind::InteractionEdit,
+            ("PATCH", Some(_)) => SentKind::Followup,
+            _ => {
+                drop(s);
+                return Response::json(
+                    200,
+                    &message_json(&interaction, &channel, &TestUser::argos(), "", &[], false, false),
+                );
+            }
+        };
+        let content = body["content"].as_str().unwrap_or("").to_string();
+        let id = match target.as_deref() {
+            Some("@original") => interaction.clone(),
+            Some(m) => m.to_string(),
+            None => s.new_id(),
+        };
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        s.sent.push(Sent {
+            kind,
+            message_id: id.clone(),
+            channel: channel.clone(),
+            content: content.clone(),
+            attachments: names,
+            interaction: Some(interaction),
+            at: Instant::now(),
+        });
+        drop(s);
+        self.changed();
+        Response::json(
+            200,
+            &message_json(&id, &channel, &TestUser::argos(), &content, &[], false, false),
+        )
+    }
+}
+
+fn too_many(retry: Duration, global: bool) -> Response {
+    let secs = retry.as_secs_f64().max(0.001);
+    // Discord's documented body has no `code`; serenity then reports "could not decode json",
+    // so the fake adds `code: 0` to keep failures readable.
+    let body = json!({"message": "You are being rate limited.", "retry_after": secs, "global": global, "code": 0});
+    Response::json(429, &body)
+        .with_header("retry-after", &format!("{}", secs.ceil() as u64))
+        .with_header("x-ratelimit-scope", if global { "global" } else { "user" })
+        .with_header("x-ratelimit-global", if global { "true" } else { "false" })
+}
+
+fn router(inner: Arc<Inner>) -> Router {
+    let i = |inner: &Arc<Inner>| inner.clone();
+    let (a, b, c, d, e, f, g, h, k, l, m, n) = (
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+        i(&inner),
+    );
+    Router::new()
+        .route("GET", "/api/v10/gateway", move |req| {
+            if let Some(r) = a.admit(&req, None) {
+                return r;
+            }
+            Response::json(200, &json!({"url": a.ws_url}))
+        })
+        .route("GET", "/api/v10/gateway/bot", move |req| {
+            if let Some(r) = b.authorized(&req).or_else(|| b.admit(&req, None)) {
+                return r;
+            }
+            Response::json(
+                200,
+                &json!({"url": b.ws_url, "shards": 1,
+                    "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}}),
+            )
+        })
+        .route("GET", "/api/v10/users/@me", move |req| {
+            if let Some(r) = c.authorized(&req).or_else(|| c.admit(&req, None)) {
+                return r;
+            }
+            Response::json(200, &bot_user_json())
+        })
+        .route("*", "/api/v10/applications/{app}/commands", move |req| d.commands(&req))
+        .route("*", "/api/v10/applications/{app}/guilds/{guild}/commands", move |req| e.commands(&req))
+        .route("POST", "/api/v10/channels/{channel}/messages", move |req| f.create_message(&req))
+        .route("PATCH", "/api/v10/channels/{channel}/messages/{message}", move |req| g.edit_message(&req))
+        .route("GET", "/api/v10/channels/{channel}/messages/{message}", move |req| h.get_message(&req))
+        .route("POST", "/api/v10/interactions/{id}/{token}/callback", move |req| k.callback(&req))
+        .route("*", "/api/v10/webhooks/{app}/{token}/messages/{message}", move |req| l.webhook(&req))
+        .route("POST", "/api/v10/webhooks/{app}/{token}", move |req| m.webhook(&req))
+        .fallback(move |req| {
+            n.state().unexpected.push(format!("{} {}", req.method, req.path));
+            n.changed();
+            json_error(404, "404: Not Found")
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway
+
+async fn gateway(listener: TcpListener, inner: Arc<Inner>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
+                connection(ws, inner).await;
+            }
+        });
+    }
+}
+
+async fn connection(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, inner: Arc<Inner>) {
+    let (mut tx, mut rx) = ws.split();
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": 41_250}, "s": null, "t": null});
+    if tx.send(WsMessage::Text(hello.to_string())).await.is_err() {
+        return;
+    }
+    let mut seq: u64 = 0;
+    // Wait for IDENTIFY, answering heartbeats meanwhile.
+    loop {
+        let Some(Ok(msg)) = rx.next().await else { return };
+        let WsMessage::Text(text) = msg else { continue };
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        match v["op"].as_u64() {
+            Some(1) => {
+                inner.state().heartbeats += 1;
+                let _ = tx.send(WsMessage::Text(json!({"op": 11}).to_string())).await;
+            }
+            Some(2) => {
+                let intents = v["d"]["intents"].as_u64().unwrap_or(0);
+                inner.state().identifies.push(intents);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut events = inner.dispatch_rx.lock().await;
+    seq += 1;
+    let ready = json!({"op": 0, "t": "READY", "s": seq, "d": ready_json(&inner.ws_url)});
+    if tx.send(WsMessage::Text(ready.to_string())).await.is_err() {
+        return;
+    }
+    inner.state().ready_sent += 1;
+    inner.changed();
+    loop {
+        tokio::select! {
+            msg = rx.next() => {
+                let Some(Ok(msg)) = msg else { return };
+                if let WsMessage::Text(text) = msg {
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if v["op"].as_u64() == Some(1) {
+                        inner.state().heartbeats += 1;
+                        inner.changed();
+                        let _ = tx.send(WsMessage::Text(json!({"op": 11}).to_string())).await;
+                    }
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else { return };
+                seq += 1;
+                let frame = json!({"op": 0, "t": ev["t"], "s": seq, "d": ev["d"]});
+                if tx.send(WsMessage::Text(frame.to_string())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test-facing API
+
+impl FakeDiscord {
+    /// A fake with Discord's own limits.
+    pub async fn start() -> FakeDiscord {
+        FakeDiscord::start_with(FakeLimits::DISCORD).await
+    }
+
+    pub async fn start_with(limits: FakeLimits) -> FakeDiscord {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+        let ws_url = format!("ws://{}", listener.local_addr().expect("gateway addr"));
+        let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            limits,
+            dispatch,
+            dispatch_rx: tokio::sync::Mutex::new(dispatch_rx),
+            ws_url,
+        });
+        let http = router(inner.clone()).serve().await.expect("start fake Discord REST");
+        let gateway = tokio::spawn(gateway(listener, inner.clone()));
+        FakeDiscord { inner, http, gateway }
+    }
+
+    /// The base URL for `DiscordSettings::api_proxy`.
+    pub fn url(&self) -> String {
+        self.http.url()
+    }
+
+    /// The gateway URL `GET /gateway` hands out.
+    pub fn gateway_url(&self) -> String {
+        self.inner.ws_url.clone()
+    }
+
+    /// Settings that point the adapter at this fake (guild commands in the test guild).
+    pub fn settings(&self, message_content_intent: bool) -> argos::config::DiscordSettings {
+        argos::config::DiscordSettings {
+            enabled: true,
+            guild_id: Some(GUILD_ID.to_string()),
+            api_proxy: Some(self.url()),
+            message_content_intent,
+            ..Default::default()
+        }
+    }
+
+    /// Reads the state.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.inner.state())
+    }
+
+    /// Waits (at most [`WAIT`], else the test fails) until `f` returns `Some`.
+    pub async fn wait_for<T>(&self, what: &str, mut f: impl FnMut(&mut State) -> Option<T>) -> T {
+        let result = tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = self.inner.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(v) = f(&mut self.inner.state()) {
+                    return v;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        match result {
+            Ok(v) => v,
+            Err(_) => {
+                let s = self.inner.state();
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what}\nunread: {:#?}\ncallbacks: {:#?}\nunexpected: {:?}",
+                    s.unread(),
+                    s.callbacks,
+                    s.unexpected
+                )
+            }
+        }
+    }
+
+    /// Waits until the bot identified and got READY.
+    pub async fn wait_ready(&self) {
+        self.wait_for("READY", |s| (s.ready_sent > 0).then_some(())).await
+    }
+
+    /// The next message the bot sent or edited that the test has not read yet.
+    pub async fn next_message(&self) -> Sent {
+        self.wait_for("a message from the bot", |s| {
+            let next = s.sent.get(s.read).cloned()?;
+            s.read += 1;
+            Some(next)
+        })
+        .await
+    }
+
+    /// Like [`Self::next_message`], checking it is in `channel` and contains `text`.
+    pub async fn expect_message(&self, channel: u64, text: &str) -> Sent {
+        let m = self.next_message().await;
+        assert_eq!(m.channel, channel.to_string(), "message in the wrong channel: {m:#?}");
+        assert!(
+            m.content.contains(text),
+            "expected a message containing {text:?}, got {m:#?}"
+        );
+        m
+    }
+
+    /// Fails the test if the bot sent something the test did not read.
+    pub fn assert_all_read(&self) {
+        let s = self.inner.state();
+        assert!(
+            s.unread().is_empty(),
+            "the bot sent messages the test did not read: {:#?}",
+            s.unread()
+        );
+    }
+
+    /// Fails the test on requests the fake does not serve (or with a wrong token).
+    pub fn assert_no_unexpected(&self) {
+        let s = self.inner.state();
+        assert!(s.unexpected.is_empty(), "unexpected requests: {:?}", s.unexpected);
+    }
+
+    /// 429 answers sent so far.
+    pub fn rate_limited(&self) -> u32 {
+        self.inner.state().rate_limited
+    }
+
+    /// A message as it stands now.
+    pub fn message(&self, id: &str) -> Option<StoredMessage> {
+        self.inner.state().messages.get(id).cloned()
+    }
+
+    /// A person posts `content` in `channel` (MESSAGE_CREATE). Without the message-content
+    /// intent, the content is blanked unless it mentions the bot, as Discord does. Returns the
+    /// message id.
+    pub fn push_message(&self, channel: u64, author: &TestUser, content: &str) -> String {
+        let (id, visible) = {
+            let mut s = self.inner.state();
+            let id = s.new_id();
+            let intent = s.intents().unwrap_or(0) & INTENT_MESSAGE_CONTENT != 0;
+            let mentioned = content.contains(&format!("<@{BOT_ID}>")) || content.contains(&format!("<@!{BOT_ID}>"));
+            let own = author.id == BOT_ID;
+            (
+                id,
+                if intent || mentioned || own {
+                    content.to_string()
+                } else {
+                    String::new()
+                },
+            )
+        };
+        let mut m = message_json(&id, &channel.to_string(), author, &visible, &[], false, true);
+        if visible.is_empty() && !content.is_empty() {
+            // Mentions are still delivered without the intent; content is not.
+            m["mentions"] = json!([]);
+        }
+        self.inner.dispatch("MESSAGE_CREATE", m);
+        id
+    }
+
+    fn new_interaction(&self, channel: u64) -> (String, String) {
+        let mut s = self.inner.state();
+        let id = s.new_id();
+        let token = format!("interaction-token-{id}");
+        s.interactions.insert(token.clone(), (id.clone(), channel.to_string()));
+        (id, token)
+    }
+
+    /// A person runs `/argos command:<command> env:<env> args:<args>` (empty strings are left
+    /// out). Returns the interaction id.
+    pub fn push_slash(&self, channel: u64, user: &TestUser, command: &str, env: &str, args: &str) -> String {
+        let (id, token) = self.new_interaction(channel);
+        let mut options = vec![option("command", command, false)];
+        if !env.is_empty() {
+            options.push(option("env", env, false));
+        }
+        if !args.is_empty() {
+            options.push(option("args", args, false));
+        }
+        let d = interaction_json(&id, &token, 2, &channel.to_string(), user, options);
+        self.inner.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
+    /// A person is typing `typed` into the `env` option. Returns the interaction id.
+    pub fn push_autocomplete(&self, channel: u64, user: &TestUser, command: &str, typed: &str) -> String {
+        let (id, token) = self.new_interaction(channel);
+        let options = vec![option("command", command, false), option("env", typed, true)];
+        let d = interaction_json(&id, &token, 4, &channel.to_string(), user, options);
+        self.inner.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
+    /// Waits for the callback of interaction `id`.
+    pub async fn callback(&self, id: &str) -> Callback {
+        self.wait_for(&format!("the callback of interaction {id}"), |s| {
+            s.callbacks.iter().find(|c| c.interaction_id == id).cloned()
+        })
+        .await
+    }
+}
