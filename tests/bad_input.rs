@@ -1,0 +1,312 @@
+//! Bad input gets a specific error and makes no AWS call: every case points a config at a
+//! scripted fake AWS endpoint and checks afterwards that the fake saw nothing.
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use argos::engine;
+use argos::error::Error;
+use argos::names::EnvName;
+use support::fake_aws::FakeAws;
+use support::{Recorder, TestProject};
+
+/// Runs the real binary; returns (exit code, stderr).
+async fn argos(config: &Path, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("ARGOS_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run argos");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// The last `error: ...` line the binary printed.
+fn error_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| panic!("no error line in: {stderr}"))
+}
+
+fn assert_no_calls(fake: &FakeAws) {
+    assert!(fake.calls().is_empty(), "AWS was called: {:?}", fake.actions());
+}
+
+/// A copy of the repository's formations in a temp dir, and a project that uses it.
+fn broken_formations(fake: &FakeAws, edit: impl FnOnce(&Path)) -> (TestProject, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(support::repo().join("formations")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    edit(dir.path());
+    let project = TestProject::with_paths(
+        &fake.endpoint_url(),
+        "",
+        &format!("  formations: {}", dir.path().display()),
+    );
+    (project, dir)
+}
+
+fn replace_in(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Line (1-based) of the first line of `file` containing `needle`.
+fn line_of(file: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle present")
+        + 1
+}
+
+#[test]
+fn invalid_env_names_are_refused_by_the_parser() {
+    let cases: [(String, &str); 5] = [
+        (
+            "Prod!".into(),
+            "invalid environment name 'Prod!': it contains the uppercase letter 'P'",
+        ),
+        ("a;b".into(), "invalid environment name 'a;b': it contains ';'"),
+        ("".into(), "invalid environment name '': it is empty"),
+        ("a".repeat(200), "it is 200 characters long"),
+        ("9lives".into(), "it must start with a letter"),
+    ];
+    for (raw, want) in cases {
+        let err = EnvName::parse(&raw).expect_err(&raw).to_string();
+        assert!(err.contains(want), "{raw:?}: {err}");
+        assert!(
+            err.contains("use lowercase letters, digits and single hyphens"),
+            "{err}"
+        );
+        assert!(err.chars().count() < 220, "a long name is not echoed whole: {err}");
+    }
+    assert_eq!(EnvName::parse("qa-2").unwrap().as_str(), "qa-2");
+}
+
+#[tokio::test]
+async fn invalid_and_unknown_envs_make_no_aws_call() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), "");
+    let long = "a".repeat(200);
+    let cases: [(&str, &str); 4] = [
+        ("Prod!", "invalid environment name 'Prod!'"),
+        ("a;b", "invalid environment name 'a;b': it contains ';'"),
+        (&long, "it is 200 characters long"),
+        ("qa", "unknown environment 'qa'; configured: sandbox, staging"),
+    ];
+    for (env, want) in cases {
+        let (code, stderr) = argos(&project.config_path, &[env, "commission"]).await;
+        assert_eq!(code, 2, "{env}: {stderr}");
+        assert!(error_line(&stderr).contains(want), "{env}: {stderr}");
+        // The library refuses the same way.
+        let engine = project.engine().await;
+        match engine.target(env) {
+            Err(Error::Invalid(msg)) => assert!(msg.contains(want), "{msg}"),
+            Err(other) => panic!("{env}: {other:?}"),
+            Ok(_) => panic!("{env} accepted"),
+        }
+    }
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn malformed_template_json() {
+    let fake = FakeAws::start().await;
+    let (project, dir) = broken_formations(&fake, |d| {
+        replace_in(&d.join("front.json"), "\"Resources\": {", "\"Resources\": {,");
+    });
+    let line = line_of(&dir.path().join("front.json"), "\"Resources\": {,");
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "commission"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    let file = dir.path().join("front.json");
+    assert!(msg.starts_with(&format!("{}:{line}:", file.display())), "{msg}");
+    // The library API says the same, and so does a plan.
+    let engine = project.engine().await;
+    let rec = Recorder::new(&engine, "staging", None);
+    let err = engine::plan(&rec.ctx, &Default::default()).await.expect_err("broken");
+    assert!(matches!(err, Error::Template(_)), "{err:?}");
+    assert_eq!(err.to_string(), msg);
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn duplicate_key_inside_one_template() {
+    let fake = FakeAws::start().await;
+    let (project, dir) = broken_formations(&fake, |d| {
+        // A second ApiSecurityGroup in the same file: JSON parsers keep the last one silently.
+        replace_in(
+            &d.join("api.json"),
+            "\"Resources\": {",
+            "\"Resources\": {\n    \"ApiSecurityGroup\": {\"Type\": \"AWS::EC2::SecurityGroup\", \"Properties\": {\"GroupDescription\": \"shadow\"}},",
+        );
+    });
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "commission"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    assert!(
+        msg.contains(&dir.path().join("api.json").display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("ApiSecurityGroup"), "{msg}");
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn logical_id_clash_across_files_names_both() {
+    let fake = FakeAws::start().await;
+    let (project, dir) = broken_formations(&fake, |d| {
+        replace_in(
+            &d.join("front.json"),
+            "\"Resources\": {",
+            "\"Resources\": {\n    \"ApiSecurityGroup\": {\"Type\": \"AWS::EC2::SecurityGroup\", \"Properties\": {\"GroupDescription\": \"clash\"}},",
+        );
+    });
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "commission"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    assert!(
+        msg.starts_with("logical id 'ApiSecurityGroup' is defined twice"),
+        "{msg}"
+    );
+    for f in ["api.json", "front.json"] {
+        assert!(msg.contains(&dir.path().join(f).display().to_string()), "{f}: {msg}");
+    }
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn dangling_ref_is_refused() {
+    let fake = FakeAws::start().await;
+    let (project, dir) = broken_formations(&fake, |d| {
+        replace_in(&d.join("api.json"), "\"Ref\": \"VpcId\"", "\"Ref\": \"VpcIdd\"");
+    });
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "plan"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    assert!(
+        msg.starts_with(&dir.path().join("api.json").display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("VpcIdd"), "{msg}");
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn missing_key_file_with_ssh_connection() {
+    let fake = FakeAws::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let project = TestProject::with_paths(&fake.endpoint_url(), "", &format!("  keys: {}", keys.path().display()));
+    let yaml = std::fs::read_to_string(&project.config_path).unwrap();
+    assert!(yaml.contains("  connection: local\n"));
+    std::fs::write(
+        &project.config_path,
+        yaml.replace("  connection: local\n", "  connection: ssh\n"),
+    )
+    .unwrap();
+    let key = keys.path().join("argos.pem");
+
+    for command in ["commission", "deploy"] {
+        let (code, stderr) = argos(&project.config_path, &["staging", command]).await;
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert_eq!(
+            error_line(&stderr),
+            format!(
+                "SSH key {} is missing: put the private key of the EC2 key pair there (see keys/README.md)",
+                key.display()
+            )
+        );
+    }
+    // A key readable by others is refused too.
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, stderr) = argos(&project.config_path, &["staging", "commission"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(error_line(&stderr).contains("has mode 644; it must be 600"), "{stderr}");
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn unknown_config_key_names_file_line_and_key() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), "bogus_setting: 1\n");
+    let line = line_of(&project.config_path, "bogus_setting");
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "status"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    let at = format!("{}:{line}:", project.config_path.display());
+    assert!(msg.starts_with(&at), "{msg}");
+    assert!(msg.contains("key `bogus_setting`"), "{msg}");
+    assert!(msg.contains("unknown field"), "{msg}");
+    // The library's loader gives the same structured error.
+    let err = argos::config::Config::load(&project.config_path).expect_err("unknown key");
+    assert_eq!(
+        (err.line, err.key.as_deref()),
+        (Some(line as u64), Some("bogus_setting"))
+    );
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn wrong_type_in_config() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), "");
+    let yaml = std::fs::read_to_string(&project.config_path).unwrap();
+    std::fs::write(
+        &project.config_path,
+        yaml.replace("poll_interval_ms: 40", "poll_interval_ms: fast"),
+    )
+    .unwrap();
+    let line = line_of(&project.config_path, "poll_interval_ms: fast");
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "status"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    assert!(
+        msg.starts_with(&format!("{}:{line}:", project.config_path.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("poll_interval_ms"), "{msg}");
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn missing_config_file() {
+    let fake = FakeAws::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("nowhere.yaml");
+
+    let (code, stderr) = argos(&path, &["staging", "status"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    let msg = error_line(&stderr);
+    assert!(
+        msg.starts_with(&format!("{}: cannot read the config file:", path.display())),
+        "{msg}"
+    );
+    let (code, _) = argos(&path, &["check"]).await;
+    assert_eq!(code, 2);
+    assert_no_calls(&fake);
+}
