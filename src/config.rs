@@ -137,6 +137,79 @@ pub struct Settings {
     pub chat: ChatSettings,
     #[serde(default)]
     pub discord: DiscordSettings,
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+    /// Scheduled announcements (cleanup reports).
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSettings>,
+}
+
+/// Which actions need approval, by whom, for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSettings {
+    /// How long a request lives, unless a policy says otherwise.
+    pub ttl_minutes: u64,
+    /// The first policy that matches an (environment, action) applies. When none matches,
+    /// decommission still needs one approver (with the `approve` permission) everywhere.
+    pub policies: Vec<ApprovalPolicy>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            ttl_minutes: 30,
+            policies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    pub environments: Vec<String>,
+    pub actions: Vec<String>,
+    /// How many people other than the requester must approve (0: no approval).
+    pub approvers: u32,
+    /// Roles whose holders may approve; empty means anyone granted `approve` on the environment.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub ttl_minutes: Option<u64>,
+}
+
+/// One scheduled cleanup announcement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    pub name: String,
+    /// Cron expression: minute hour day-of-month month day-of-week (`0 9 * * MON`).
+    pub cron: String,
+    /// IANA time zone the expression is read in (`Europe/Berlin`); default UTC.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Where to post: platform and channel id (`console` uses the console).
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    pub channel: String,
+    /// An environment is stale when its stack is older than this, or was not deployed for this long.
+    #[serde(default = "default_stale_days")]
+    pub stale_after_days: i64,
+    /// Images that no stack uses are reported when older than this.
+    #[serde(default = "default_image_days")]
+    pub unused_image_days: i64,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_platform() -> String {
+    "discord".into()
+}
+fn default_stale_days() -> i64 {
+    14
+}
+fn default_image_days() -> i64 {
+    30
 }
 
 /// Roles mapped to platform identities, and the rules that grant them actions.
@@ -559,6 +632,35 @@ impl Config {
                             "unknown action '{a}'; actions: {}",
                             crate::permissions::ACTIONS.join(", ")
                         ),
+                    ));
+                }
+            }
+        }
+        for (i, sch) in self.settings.schedules.iter().enumerate() {
+            let key = format!("schedules[{i}]");
+            crate::schedule::parse_cron(&sch.cron).map_err(|e| ConfigError::new(f, Some(&format!("{key}.cron")), e))?;
+            sch.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+                ConfigError::new(
+                    f,
+                    Some(&format!("{key}.timezone")),
+                    format!("unknown time zone '{}'", sch.timezone),
+                )
+            })?;
+            if self.settings.schedules.iter().filter(|o| o.name == sch.name).count() > 1 {
+                return Err(ConfigError::new(
+                    f,
+                    Some(&format!("{key}.name")),
+                    format!("schedule name '{}' is used twice", sch.name),
+                ));
+            }
+        }
+        for (i, p) in self.settings.approvals.policies.iter().enumerate() {
+            for r in &p.roles {
+                if !self.settings.permissions.roles.contains_key(r) {
+                    return Err(ConfigError::new(
+                        f,
+                        Some(&format!("approvals.policies[{i}].roles")),
+                        format!("role '{r}' is not defined under permissions.roles"),
                     ));
                 }
             }

@@ -13,9 +13,11 @@
 //! - [`cli`]: the terminal front end.
 
 pub mod ansible;
+pub mod approvals;
 pub mod bot;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod cloud;
 pub mod command;
 pub mod config;
@@ -26,5 +28,6 @@ pub mod permissions;
 pub mod platform;
 pub mod progress;
 pub mod redact;
+pub mod schedule;
 pub mod serve;
 pub mod store;

@@ -327,6 +327,7 @@ async fn the_port_sends_edits_and_attaches_files() {
             filename: "job-1.log".into(),
             path: path.clone(),
         }),
+        buttons: Vec::new(),
     };
     s.port
         .edit(&channel, &id, done.clone())
@@ -353,6 +354,7 @@ async fn the_port_sends_edits_and_attaches_files() {
             filename: "a".into(),
             path: dir.path().join("nope"),
         }),
+        buttons: Vec::new(),
     };
     assert!(s.port.edit(&channel, &id, missing).await.is_err());
     let err = s

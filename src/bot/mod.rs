@@ -84,6 +84,11 @@ impl Bot {
             .insert(port.platform().to_string(), port);
     }
 
+    /// The adapter of a platform, if connected.
+    pub fn port(&self, platform: &str) -> Option<Arc<dyn ChatPort>> {
+        self.inner.port(platform)
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

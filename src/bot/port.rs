@@ -24,11 +24,22 @@ pub struct Attachment {
     pub path: PathBuf,
 }
 
+/// A button under a message. Clicking it runs `command` as the clicking user (through the
+/// same permission and approval checks as typing it); the command is all the button carries,
+/// so buttons keep working after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    pub label: String,
+    pub command: String,
+}
+
 /// A message the bot posts or edits.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutgoingMessage {
     pub text: String,
     pub attachment: Option<Attachment>,
+    /// Buttons (at most 5); platforms without buttons show the commands instead.
+    pub buttons: Vec<Button>,
 }
 
 impl OutgoingMessage {
@@ -36,6 +47,7 @@ impl OutgoingMessage {
         OutgoingMessage {
             text: text.into(),
             attachment: None,
+            buttons: Vec::new(),
         }
     }
 }

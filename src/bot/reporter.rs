@@ -105,7 +105,11 @@ impl Reporter {
 
     async fn edit(&mut self, model: &StatusModel, attachment: Option<Attachment>) {
         let text = self.redactor.redact(&model.render(chrono::Utc::now()));
-        let msg = OutgoingMessage { text, attachment };
+        let msg = OutgoingMessage {
+            text,
+            attachment,
+            buttons: Vec::new(),
+        };
         match self.port.edit(&self.channel, &self.message_id, msg).await {
             Ok(()) => self.edits += 1,
             Err(e) => {

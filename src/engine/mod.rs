@@ -71,7 +71,7 @@ impl Engine {
         Ok(load_formations(&self.config.formations_dir())?)
     }
 
-    fn pace(&self, timeout_secs: u64) -> Pace {
+    pub(crate) fn pace(&self, timeout_secs: u64) -> Pace {
         let w = &self.config.settings.watch;
         Pace {
             poll: Duration::from_millis(w.poll_interval_ms),

@@ -166,6 +166,26 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().ctx("list unfinished jobs")
     }
 
+    /// When a job with one of `actions` last succeeded on `env`.
+    pub fn last_success(&self, env: &str, actions: &[&str]) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+        let conn = self.conn();
+        let list = actions
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let s: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT MAX(finished_at) FROM jobs WHERE env = ?1 AND state = 'succeeded' AND action IN ({list})"
+                ),
+                [env],
+                |r| r.get(0),
+            )
+            .ctx("read last success")?;
+        Ok(s.as_deref().and_then(parse_time))
+    }
+
     pub fn mark_running(&self, id: u64, log_path: &str) -> StoreResult<()> {
         self.conn()
             .execute(

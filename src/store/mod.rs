@@ -2,6 +2,7 @@
 //! log, approvals and schedule runs. Writes are synchronous and durable (WAL with
 //! `synchronous=FULL`), so a crash loses no job, approval or audit record.
 
+mod approvals;
 mod audit;
 mod jobs;
 mod migrations;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use approvals::{ApprovalRecord, Vote};
 pub use audit::AuditRecord;
 pub use jobs::{JobRecord, JobState, NewJob};
 

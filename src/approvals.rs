@@ -1,0 +1,206 @@
+//! Approvals: which (environment, action) needs how many approvers with which roles, and the
+//! plan an approval is bound to. A plan is what will happen, in words, plus a digest of it: if
+//! the digest differs when the job is about to start, the approval is void.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::cloud::{image, stack};
+use crate::command::Action;
+use crate::config::ApprovalSettings;
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::names::image_name;
+use crate::permissions::pattern_matches;
+
+/// What an (environment, action) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub approvers: u32,
+    /// Roles that may approve; empty: anyone granted `approve` on the environment.
+    pub roles: Vec<String>,
+    pub ttl: chrono::Duration,
+}
+
+/// The first matching policy; decommission needs one approver everywhere by default.
+pub fn requirement(settings: &ApprovalSettings, env: &str, action: &str) -> Option<Requirement> {
+    let matching = settings.policies.iter().find(|p| {
+        p.environments.iter().any(|e| pattern_matches(e, env)) && p.actions.iter().any(|a| a == action || a == "*")
+    });
+    let default_ttl = chrono::Duration::minutes(settings.ttl_minutes as i64);
+    match matching {
+        Some(p) if p.approvers == 0 => None,
+        Some(p) => Some(Requirement {
+            approvers: p.approvers,
+            roles: p.roles.clone(),
+            ttl: p
+                .ttl_minutes
+                .map(|m| chrono::Duration::minutes(m as i64))
+                .unwrap_or(default_ttl),
+        }),
+        None if action == "decommission" => Some(Requirement {
+            approvers: 1,
+            roles: vec![],
+            ttl: default_ttl,
+        }),
+        None => None,
+    }
+}
+
+/// A plan: the words shown to approvers and the digest the approval is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub text: String,
+    pub digest: String,
+}
+
+fn digest(parts: &[String]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+/// Works out what `action` would do now, without changing anything.
+pub async fn plan(ctx: &Ctx, action: &Action) -> Result<Plan> {
+    match action {
+        Action::Decommission => decommission_plan(ctx).await,
+        Action::Update { parameters } => update_plan(ctx, parameters).await,
+        Action::Clean => clean_plan(ctx).await,
+        other => Ok(Plan {
+            text: format!("{} {}", ctx.target.env, other.verb()),
+            digest: digest(&[ctx.target.env.to_string(), other.verb().to_string()]),
+        }),
+    }
+}
+
+async fn decommission_plan(ctx: &Ctx) -> Result<Plan> {
+    let name = ctx.target.names.stack();
+    let info = stack::describe(ctx.aws(), &name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("nothing to decommission: there is no stack {name}")))?;
+    let (_, template) = ctx.engine.templates()?;
+    let mut delete = Vec::new();
+    let mut snapshot = Vec::new();
+    let mut keep = Vec::new();
+    let mut parts = vec![
+        info.id.clone(),
+        info.updated.map(|t| t.to_rfc3339()).unwrap_or_default(),
+    ];
+    let mut resources = stack::resources(ctx.aws(), &info.id).await?;
+    resources.retain(|r| !r.0.is_empty());
+    resources.sort();
+    for (logical, kind, _, physical) in &resources {
+        let policy = template.deletion_policy(logical);
+        let line = format!("{logical} ({kind})");
+        match policy.as_str() {
+            "Retain" | "RetainExceptOnCreate" => keep.push(line),
+            "Snapshot" => snapshot.push(line),
+            _ => delete.push(line),
+        }
+        parts.push(format!("{logical}|{kind}|{physical}|{policy}"));
+    }
+    let mut text = vec![format!(
+        "Decommission {name} ({}): {} resource(s)",
+        info.status,
+        resources.len()
+    )];
+    if !snapshot.is_empty() {
+        text.push(format!("• snapshot, then delete: {}", snapshot.join(", ")));
+    }
+    if !delete.is_empty() {
+        text.push(format!("• delete: {}", delete.join(", ")));
+    }
+    if !keep.is_empty() {
+        text.push(format!("• keep (retained): {}", keep.join(", ")));
+    }
+    Ok(Plan {
+        text: text.join("\n"),
+        digest: digest(&parts),
+    })
+}
+
+async fn update_plan(ctx: &Ctx, parameters: &BTreeMap<String, String>) -> Result<Plan> {
+    let summary = crate::engine::plan(ctx, parameters).await?;
+    let mut parts = vec![ctx.target.names.stack(), ctx.engine.templates()?.1.sha256()];
+    parts.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
+    parts.extend(summary.details.iter().cloned());
+    let mut text = vec![summary.headline.clone()];
+    text.extend(summary.details.iter().map(|d| format!("• {d}")));
+    Ok(Plan {
+        text: text.join("\n"),
+        digest: digest(&parts),
+    })
+}
+
+async fn clean_plan(ctx: &Ctx) -> Result<Plan> {
+    let app = &ctx.config().vars.app_name;
+    let images = image::find_images(ctx.aws(), app, &image_name(app)).await?;
+    let mut parts = vec![app.clone()];
+    let mut text = vec![format!("Clean {app}'s image and build leftovers")];
+    for i in &images {
+        text.push(format!(
+            "• delete image {} with {} snapshot(s)",
+            i.id,
+            i.snapshots.len()
+        ));
+        parts.push(format!("{}|{}", i.id, i.snapshots.join(",")));
+    }
+    if images.is_empty() {
+        text.push("• no image".into());
+    }
+    Ok(Plan {
+        text: text.join("\n"),
+        digest: digest(&parts),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApprovalPolicy;
+
+    #[test]
+    fn decommission_needs_one_approver_by_default() {
+        let s = ApprovalSettings::default();
+        let r = requirement(&s, "staging", "decommission").unwrap();
+        assert_eq!((r.approvers, r.ttl), (1, chrono::Duration::minutes(30)));
+        assert!(requirement(&s, "staging", "deploy").is_none());
+    }
+
+    #[test]
+    fn the_first_matching_policy_wins() {
+        let s = ApprovalSettings {
+            ttl_minutes: 30,
+            policies: vec![
+                ApprovalPolicy {
+                    environments: vec!["production".into()],
+                    actions: vec!["update".into(), "decommission".into()],
+                    approvers: 2,
+                    roles: vec!["admins".into()],
+                    ttl_minutes: Some(10),
+                },
+                ApprovalPolicy {
+                    environments: vec!["sandbox".into()],
+                    actions: vec!["decommission".into()],
+                    approvers: 0,
+                    roles: vec![],
+                    ttl_minutes: None,
+                },
+            ],
+        };
+        let r = requirement(&s, "production", "update").unwrap();
+        assert_eq!(
+            (r.approvers, r.roles.clone(), r.ttl),
+            (2, vec!["admins".to_string()], chrono::Duration::minutes(10))
+        );
+        assert!(
+            requirement(&s, "sandbox", "decommission").is_none(),
+            "approvers: 0 switches it off"
+        );
+        assert_eq!(requirement(&s, "staging", "decommission").unwrap().approvers, 1);
+    }
+}

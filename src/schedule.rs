@@ -1,0 +1,367 @@
+//! Scheduled cleanup announcements: at each cron time (in its time zone) the bot tells a
+//! channel about stale environments, stacks in failed states, leftover image builds and unused
+//! images, each with the matching clean or decommission (which then goes through the approval
+//! flow). Runs are claimed in the database before posting, so no announcement goes out twice,
+//! even across a restart, and one catch-up run follows downtime.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+
+use crate::aws_call;
+use crate::bot::port::{Button, OutgoingMessage};
+use crate::bot::Bot;
+use crate::cloud::{image, instances};
+use crate::config::ScheduleSettings;
+use crate::error::Result;
+use crate::names::{image_name, image_stack, tags};
+
+/// Parses a five-field cron expression (minute hour day-of-month month day-of-week).
+pub fn parse_cron(expr: &str) -> std::result::Result<Cron, String> {
+    Cron::new(expr)
+        .parse()
+        .map_err(|e| format!("invalid cron expression '{expr}': {e}"))
+}
+
+/// The first due time strictly after `after`.
+pub fn next_due(s: &ScheduleSettings, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let cron = parse_cron(&s.cron).ok()?;
+    let tz: Tz = s.timezone.parse().ok()?;
+    cron.find_next_occurrence(&after.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The latest due time in (`since`, `now`], if any: what a catch-up run makes up for.
+pub fn missed_since(s: &ScheduleSettings, since: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut last = None;
+    let mut t = since;
+    // Bounded: a schedule that fires every minute and a bot down for a year is 525,600 steps,
+    // well within reason, and anything longer is cut.
+    for _ in 0..600_000 {
+        match next_due(s, t) {
+            Some(n) if n <= now => {
+                last = Some(n);
+                t = n;
+            }
+            _ => break,
+        }
+    }
+    last
+}
+
+/// One thing the announcement reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub text: String,
+    /// The command that deals with it, if the bot can.
+    pub command: Option<String>,
+}
+
+/// Looks at AWS and the job history and lists what costs money for nothing.
+pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Result<Vec<Item>> {
+    let engine = bot.engine();
+    let aws = &engine.aws;
+    let app = engine.config.vars.app_name.clone();
+    let envs: Vec<String> = engine.config.settings.environments.keys().cloned().collect();
+    let mut items = Vec::new();
+
+    // Every stack of the app, paged.
+    let mut stacks = Vec::new();
+    let mut token = None;
+    loop {
+        let out = aws_call!(
+            aws,
+            "DescribeStacks",
+            aws.cfn.describe_stacks().set_next_token(token.clone()).send()
+        )?;
+        stacks.extend(out.stacks().iter().cloned());
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    let tag = |st: &aws_sdk_cloudformation::types::Stack, k: &str| {
+        st.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    let mut images_in_use = Vec::new();
+    let running = instances::find(
+        aws,
+        &[(tags::APP, &app)],
+        &["pending", "running", "stopping", "stopped"],
+    )
+    .await?;
+    for st in &stacks {
+        if tag(st, tags::APP).as_deref() != Some(app.as_str()) {
+            continue;
+        }
+        let name = st.stack_name().unwrap_or_default().to_string();
+        let status = st.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default();
+        if status == "DELETE_COMPLETE" {
+            continue;
+        }
+        if let Some(p) = st.parameters().iter().find(|p| p.parameter_key() == Some("ImageId")) {
+            images_in_use.extend(p.parameter_value().map(str::to_string));
+        }
+        if name == image_stack(&app) {
+            items.push(Item {
+                text: format!("leftover image build stack {name} ({status})"),
+                command: envs.first().map(|e| format!("{e} clean")),
+            });
+            continue;
+        }
+        let Some(env) = tag(st, tags::ENV) else { continue };
+        let configured = envs.contains(&env);
+        let decommission = configured.then(|| format!("{env} decommission"));
+        let fleet = fleet(&running, &env);
+        if status.ends_with("_FAILED") || status == "ROLLBACK_COMPLETE" {
+            items.push(Item {
+                text: format!("stack {name} is {status}{fleet}"),
+                command: decommission.clone(),
+            });
+            continue;
+        }
+        let created = st.creation_time().and_then(|t| DateTime::from_timestamp(t.secs(), 0));
+        let age = created.map(|c| (now - c).num_days()).unwrap_or(0);
+        let last_deploy = bot
+            .store()
+            .last_success(&env, &["commission", "deploy", "update"])
+            .ok()
+            .flatten()
+            .or(created);
+        let idle = last_deploy.map(|d| (now - d).num_days()).unwrap_or(0);
+        if age >= s.stale_after_days || idle >= s.stale_after_days {
+            let why = if idle >= s.stale_after_days {
+                format!("no deploy for {idle} day(s)")
+            } else {
+                format!("{age} day(s) old")
+            };
+            items.push(Item {
+                text: format!("environment {env} ({name}): {why}{fleet}"),
+                command: decommission,
+            });
+        }
+    }
+    let builders: Vec<_> = running
+        .iter()
+        .filter(|i| i.tag(tags::GROUP) == Some(tags::IMAGE_GROUP))
+        .collect();
+    if !builders.is_empty() {
+        let ids: Vec<&str> = builders.iter().map(|i| i.id.as_str()).collect();
+        items.push(Item {
+            text: format!(
+                "leftover image build instance(s) {} ({})",
+                ids.join(", "),
+                builders[0].instance_type
+            ),
+            command: envs.first().map(|e| format!("{e} clean")),
+        });
+    }
+    for img in image::find_images(aws, &app, &image_name(&app)).await? {
+        let age = img.age_days(now).unwrap_or(0);
+        if !images_in_use.contains(&img.id) && age >= s.unused_image_days {
+            items.push(Item {
+                text: format!(
+                    "image {} ({}) is used by no stack and {age} day(s) old, {} snapshot(s)",
+                    img.id,
+                    img.name,
+                    img.snapshots.len()
+                ),
+                command: envs.first().map(|e| format!("{e} clean")),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// ` — 2× t3.small, 1× t3.medium`
+fn fleet(running: &[instances::InstanceInfo], env: &str) -> String {
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in running.iter().filter(|i| i.tag(tags::ENV) == Some(env)) {
+        *by_type.entry(i.instance_type.as_str()).or_default() += 1;
+    }
+    if by_type.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = by_type.iter().map(|(t, n)| format!("{n}× {t}")).collect();
+    format!(" — {}", parts.join(", "))
+}
+
+/// The announcement message, with a button per actionable item.
+pub fn announcement(s: &ScheduleSettings, due: DateTime<Utc>, items: &[Item], prefix: &str) -> OutgoingMessage {
+    let mut lines = vec![format!(
+        "🧹 **Cleanup report** ({}, {})",
+        s.name,
+        due.format("%Y-%m-%d %H:%M UTC")
+    )];
+    if items.is_empty() {
+        lines.push("Nothing to clean up: no stale environment, failed stack or leftover image.".into());
+    }
+    let mut buttons = Vec::new();
+    for item in items {
+        match &item.command {
+            Some(c) => {
+                lines.push(format!("• {} → `{prefix} {c}`", item.text));
+                if buttons.len() < 5 && !buttons.iter().any(|b: &Button| &b.command == c) {
+                    buttons.push(Button {
+                        label: c.clone(),
+                        command: c.clone(),
+                    });
+                }
+            }
+            None => lines.push(format!("• {}", item.text)),
+        }
+    }
+    OutgoingMessage {
+        text: lines.join("\n"),
+        attachment: None,
+        buttons,
+    }
+}
+
+/// Runs one schedule's announcement for `due`, unless that run was already claimed.
+pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bool {
+    match bot.store().claim_schedule_run(&s.name, due, "announced") {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(e) => {
+            tracing::error!(schedule = %s.name, error = %e, "cannot record the schedule run");
+            return false;
+        }
+    }
+    let msg = match gather(bot, s, crate::clock::now()).await {
+        Ok(items) => announcement(s, due, &items, &bot.engine().config.settings.chat.prefix),
+        Err(e) => OutgoingMessage::text(format!(
+            "🧹 Cleanup report ({}): could not look at AWS: {}",
+            s.name,
+            bot.engine().redactor.redact(&e.to_string())
+        )),
+    };
+    match bot.port(&s.platform) {
+        Some(port) => {
+            if let Err(e) = port.send(&s.channel, msg).await {
+                tracing::warn!(schedule = %s.name, error = %e, "cannot post the announcement");
+            }
+        }
+        None => tracing::warn!(schedule = %s.name, platform = %s.platform, "the schedule's platform is not connected"),
+    }
+    let _ = bot.store().audit(
+        "schedule",
+        "schedule",
+        &s.name,
+        &s.channel,
+        &format!("schedule {}", s.name),
+        "announced",
+        None,
+    );
+    true
+}
+
+/// Runs every configured schedule until the task is dropped: one catch-up run for a due time
+/// missed while the bot was down, then each due time as it comes.
+pub async fn run_all(bot: Bot) {
+    let schedules = bot.engine().config.settings.schedules.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in schedules {
+        let bot = bot.clone();
+        tasks.spawn(async move {
+            if let Ok(Some(last)) = bot.store().last_schedule_run(&s.name) {
+                if let Some(missed) = missed_since(&s, last, crate::clock::now()) {
+                    run_once(&bot, &s, missed).await;
+                }
+            }
+            loop {
+                let Some(due) = next_due(&s, crate::clock::now()) else {
+                    return;
+                };
+                crate::clock::sleep_until(due).await;
+                run_once(&bot, &s, due).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// `schedules`: each schedule and its next run.
+pub fn describe(bot: &Bot) -> String {
+    let schedules = &bot.engine().config.settings.schedules;
+    if schedules.is_empty() {
+        return "No schedules are configured.".into();
+    }
+    let now = crate::clock::now();
+    schedules
+        .iter()
+        .map(|s| {
+            let next = next_due(s, now).map(|t| {
+                t.with_timezone(&s.timezone.parse::<Tz>().unwrap_or(Tz::UTC))
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            });
+            format!(
+                "• {} `{}` ({}) → {} {}: next {}",
+                s.name,
+                s.cron,
+                s.timezone,
+                s.platform,
+                s.channel,
+                next.unwrap_or_else(|| "never".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(cron: &str, tz: &str) -> ScheduleSettings {
+        ScheduleSettings {
+            name: "weekly".into(),
+            cron: cron.into(),
+            timezone: tz.into(),
+            platform: "console".into(),
+            channel: "ops".into(),
+            stale_after_days: 14,
+            unused_image_days: 30,
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn next_due_respects_the_time_zone() {
+        // 09:00 in Berlin on Monday 2026-11-30 is 08:00 UTC (winter time).
+        let s = sched("0 9 * * MON", "Europe/Berlin");
+        assert_eq!(
+            next_due(&s, at("2026-11-24T12:00:00Z")),
+            Some(at("2026-11-30T08:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_catch_up_covers_only_the_latest_missed_run() {
+        let s = sched("0 9 * * *", "UTC");
+        let missed = missed_since(&s, at("2026-11-20T09:00:00Z"), at("2026-11-24T12:00:00Z"));
+        assert_eq!(missed, Some(at("2026-11-24T09:00:00Z")));
+        assert_eq!(
+            missed_since(&s, at("2026-11-24T09:00:00Z"), at("2026-11-24T12:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_expressions_are_refused() {
+        assert!(parse_cron("61 * * * *").is_err());
+        assert!(parse_cron("every day").is_err());
+        assert!(parse_cron("*/15 9-17 * * MON-FRI").is_ok());
+    }
+}
