@@ -10,7 +10,8 @@
 //!   the watcher emits it as `Progress::StackEvent`, in scenario seconds (target p95 <= 3 s).
 //!
 //! Run: `cargo bench --profile dev --bench watcher` (options: `--scale N`, `--poll MS`,
-//! `--max-poll MS` to try other paces; defaults are the config defaults).
+//! `--max-poll MS` to try other paces; defaults are the config defaults). With `BENCH_DEBUG`
+//! set in the environment, every event seen more than 8 scenario seconds late is listed.
 #[path = "../tests/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
@@ -262,6 +263,8 @@ async fn run() {
                 .expect("create stack");
             let mut watcher = StackWatcher::for_new_stack(&name, out.stack_id().unwrap_or(&name));
             watcher.expect_resources(20);
+            // Slow resources' minimum durations are in scenario time.
+            watcher.set_time_scale(scale);
             let outcome = watcher
                 .wait(&aws, Operation::Create, pace, &progress, &CancellationToken::new())
                 .await
@@ -304,6 +307,14 @@ async fn run() {
                 at.saturating_duration_since(*shown).as_secs_f64() * scale
             })
             .collect();
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            for (id, at) in &w.received {
+                let l = at.saturating_duration_since(visible[id]).as_secs_f64() * scale;
+                if l > 8.0 {
+                    eprintln!("{} {id} {l:.2}", w.name);
+                }
+            }
+        }
         lat.sort_by(f64::total_cmp);
         all_latency.extend(lat.iter().copied());
         assert_eq!(w.received.len(), w.events, "every event emitted once");

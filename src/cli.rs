@@ -66,6 +66,9 @@ fn describe(cmd: &Command) -> &'static str {
         Command::Job { .. } => "job",
         Command::Cancel { .. } => "cancel",
         Command::Whoami => "whoami",
+        Command::Approve { .. } => "approve",
+        Command::Deny { .. } => "deny",
+        Command::Schedules => "schedules",
         _ => "this command",
     }
 }

@@ -258,7 +258,7 @@ pub struct ChatSettings {
     /// A status message is edited at most this often.
     pub edit_interval_ms: u64,
     /// Edits a status message may make in a burst; then one more every `edit_refill_secs`.
-    /// (5 and 25 s keep a 10-minute job at 1 message and at most 30 edits.)
+    /// (5 and 30 s keep a 10-minute job at 1 message and about 26 edits.)
     pub edit_burst: u32,
     pub edit_refill_secs: u64,
     /// All status-message edits of the bot together stay under this rate.
@@ -278,7 +278,7 @@ impl Default for ChatSettings {
             command_burst: 3,
             edit_interval_ms: 2000,
             edit_burst: 5,
-            edit_refill_secs: 25,
+            edit_refill_secs: 30,
             edits_per_second: 4,
             queue_when_busy: false,
             shutdown_grace_secs: 10,
@@ -389,8 +389,8 @@ pub struct WatchSettings {
 impl Default for WatchSettings {
     fn default() -> Self {
         WatchSettings {
-            poll_interval_ms: 2500,
-            max_poll_interval_ms: 6000,
+            poll_interval_ms: 2000,
+            max_poll_interval_ms: 3500,
             recent_events: 8,
         }
     }

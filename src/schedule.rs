@@ -289,8 +289,8 @@ pub async fn run_all(bot: Bot) {
 }
 
 /// `schedules`: each schedule and its next run.
-pub fn describe(bot: &Bot) -> String {
-    let schedules = &bot.engine().config.settings.schedules;
+pub fn describe(config: &crate::config::Config) -> String {
+    let schedules = &config.settings.schedules;
     if schedules.is_empty() {
         return "No schedules are configured.".into();
     }

@@ -179,7 +179,7 @@ async fn two_users_racing_for_one_environment_and_a_cancel() {
         None,
         "the status message is the answer"
     );
-    let busy = bot.handle(said("carol", "staging decommission")).await.unwrap();
+    let busy = bot.handle(said("carol", "staging deploy")).await.unwrap();
     assert_eq!(
         busy,
         "⏸ staging is busy: job #1 (update by alice) is running. Try again when it finishes, or `cancel 1`."

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 
+use crate::bot::approval_flow;
 use crate::bot::jobs::{self, action_args};
 use crate::bot::messages;
 use crate::bot::port::ChatEvent;
@@ -40,6 +41,8 @@ pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> 
         Command::Env { env, action } => command_env(inner, &ev, env, action).await,
         Command::Help { topic } => Some(command_help(inner, &ev, topic.as_deref())),
         Command::Whoami => Some(command_whoami(inner, &ev)),
+        Command::Approve { id } => approval_flow::approve(inner, &ev, id).await,
+        Command::Deny { id, reason } => approval_flow::deny(inner, &ev, id, reason).await,
         other => {
             if !inner.perms.is_known(who) {
                 audit(inner, &ev, "denied: no role", None);
@@ -50,13 +53,21 @@ pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> 
                 Command::Jobs => command_jobs(inner, &ev),
                 Command::Job { id } => command_job(inner, &ev, id),
                 Command::Cancel { id } => command_cancel(inner, &ev, id),
-                Command::Env { .. } | Command::Help { .. } | Command::Whoami => unreachable!("handled above"),
+                Command::Schedules => {
+                    audit(inner, &ev, "ok", None);
+                    crate::schedule::describe(&inner.engine.config)
+                }
+                Command::Env { .. }
+                | Command::Help { .. }
+                | Command::Whoami
+                | Command::Approve { .. }
+                | Command::Deny { .. } => unreachable!("handled above"),
             })
         }
     }
 }
 
-fn audit(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>) {
+pub(crate) fn audit(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>) {
     let who = &ev.identity;
     let command = inner.engine.redactor.redact(&ev.text);
     if let Err(e) = inner.store.audit(
@@ -128,6 +139,11 @@ async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: A
     if !action.mutates() {
         return start(inner, ev, new, action, None);
     }
+    if let Some(req) =
+        crate::approvals::requirement(&inner.engine.config.settings.approvals, env.as_str(), action.verb())
+    {
+        return approval_flow::request(inner, ev, new, target, action, req).await;
+    }
     if let Some(lock) = inner.jobs.try_lock(env.as_str()) {
         return start(inner, ev, new, action, Some(lock));
     }
@@ -189,7 +205,7 @@ fn start(
     None
 }
 
-fn internal(inner: &Inner, ev: &ChatEvent, detail: &str) -> String {
+pub(crate) fn internal(inner: &Inner, ev: &ChatEvent, detail: &str) -> String {
     tracing::error!(error = %inner.engine.redactor.redact(detail), "internal error handling a command");
     audit(inner, ev, "error: internal", None);
     messages::internal_error()

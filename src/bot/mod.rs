@@ -1,6 +1,7 @@
 //! The chat bot: the dispatcher, jobs, permissions in action, and live status messages. It
 //! drives the same engine as the CLI and talks to platforms only through [`port::ChatPort`].
 
+mod approval_flow;
 mod dispatch;
 pub mod jobs;
 pub mod messages;
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     pub jobs: JobTable,
     pub global_edits: Arc<DefaultDirectRateLimiter>,
     pub tasks: TaskTracker,
+    /// The expiry timer of each pending approval (by job id), cancelled when it is decided.
+    pub approval_timers: std::sync::Mutex<HashMap<u64, tokio_util::sync::CancellationToken>>,
 }
 
 impl Inner {
@@ -69,6 +72,7 @@ impl Bot {
             ports: RwLock::new(HashMap::new()),
             jobs: JobTable::default(),
             tasks: TaskTracker::new(),
+            approval_timers: Default::default(),
             store,
             engine,
         };
@@ -122,7 +126,16 @@ impl Bot {
             }
         };
         let mut resumed = Vec::new();
+        let pending = self.inner.store.pending_approvals().unwrap_or_default();
+        for id in &pending {
+            // Expiry runs on from the recorded time: a request that expired while the bot was
+            // down expires at once.
+            approval_flow::arm_expiry(self.inner.clone(), *id);
+        }
         for job in jobs {
+            if pending.contains(&job.id) {
+                continue;
+            }
             let Some(action) = jobs::action_from(&job.action, &job.args) else {
                 let _ = self.inner.store.finish_job(
                     job.id,

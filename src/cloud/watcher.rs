@@ -2,6 +2,12 @@
 //! CDK's stack activity monitor does. It pages newest-first only until an event it has already
 //! seen, starts from the operation's own first event, polls once more after the terminal
 //! status, counts resources done over the total, and names the first real failure.
+//!
+//! Pacing is resource-aware: while every resource in progress is a create of a type known to
+//! take long (an RDS instance, a CloudFront distribution, ...) that is still well inside its
+//! minimum typical duration, nothing can happen until one of them completes, so the next poll
+//! waits until the earliest expected completion (capped); otherwise the interval is `poll`
+//! while events keep coming, backing off to `max_poll` while nothing changes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -23,6 +29,94 @@ pub struct Pace {
     pub max_poll: Duration,
     /// The whole wait may not take longer than this.
     pub timeout: Duration,
+}
+
+/// Creates that take long, with a conservative *minimum* of how long one takes, in seconds.
+///
+/// The figures come from general experience with CloudFormation, not from AWS documentation
+/// (AWS publishes no creation times): they are deliberately lower than the usual durations,
+/// which are often several times longer (an RDS instance typically takes 5-15 min, Multi-AZ
+/// longer; an OpenSearch domain or an EKS cluster 10-20 min; a CloudFront distribution several
+/// minutes; an EC2 instance 30 s-2 min until CloudFormation sees it running). A resource that
+/// finishes early only costs latency, bounded by the cap on the wait.
+///
+/// Deliberately absent: types whose duration depends on the template rather than the type
+/// (`AWS::AutoScaling::AutoScalingGroup` takes seconds unless it waits for signals or
+/// instances; nested stacks; custom resources; wait conditions), and the many fast types.
+/// Only creates count: updates of these types are often quick (tags, parameters), and a
+/// replacement shows up as UPDATE_IN_PROGRESS.
+const SLOW_CREATES: &[(&str, u64)] = &[
+    ("AWS::RDS::DBInstance", 240),
+    ("AWS::RDS::DBCluster", 120),
+    ("AWS::ElastiCache::CacheCluster", 180),
+    ("AWS::ElastiCache::ReplicationGroup", 240),
+    ("AWS::CloudFront::Distribution", 120),
+    ("AWS::OpenSearchService::Domain", 300),
+    ("AWS::Elasticsearch::Domain", 300),
+    ("AWS::EKS::Cluster", 300),
+    ("AWS::EC2::NatGateway", 40),
+    ("AWS::EC2::Instance", 20),
+];
+
+/// The conservative minimum duration of a create of `resource_type`, if it is known to be slow.
+pub fn min_create_duration(resource_type: &str) -> Option<Duration> {
+    SLOW_CREATES
+        .iter()
+        .find(|(t, _)| *t == resource_type)
+        .map(|(_, secs)| Duration::from_secs(*secs))
+}
+
+/// A wait on slow resources never exceeds this (in the operation's time)...
+pub const SLOW_WAIT_MAX: Duration = Duration::from_secs(30);
+/// ... nor this many back-off ceilings (`max_poll`), so that fast paces stay fast.
+pub const SLOW_WAIT_MAX_POLLS: u32 = 5;
+
+/// One resource in progress, as the pacing decision sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct InProgress<'a> {
+    pub resource_type: &'a str,
+    /// CREATE_IN_PROGRESS (other operations on a resource are never assumed slow).
+    pub creating: bool,
+    /// The handler has started ("Resource creation Initiated", or a physical id is known):
+    /// before that, a second event is imminent.
+    pub initiated: bool,
+    /// Since its first CREATE_IN_PROGRESS event.
+    pub age: Duration,
+}
+
+/// The wait before the next poll. `base` is the interval of the ordinary pacing; `steady`
+/// says the last poll found nothing new and the stack is in its main in-progress status with
+/// no failure seen (not rolling back, not cleaning up). When every resource in progress is an initiated create of a slow type
+/// that is still inside its minimum duration, nothing new can happen before the earliest of
+/// them could complete: wait until then, at most `cap` and never less than `base`.
+/// Otherwise `base`.
+pub fn paced_wait(base: Duration, cap: Duration, steady: bool, running: &[InProgress<'_>]) -> Duration {
+    if !steady || running.is_empty() {
+        return base;
+    }
+    let mut earliest = Duration::MAX;
+    for r in running {
+        let min = match min_create_duration(r.resource_type) {
+            Some(min) if r.creating && r.initiated => min,
+            _ => return base,
+        };
+        match min.checked_sub(r.age) {
+            Some(left) if !left.is_zero() => earliest = earliest.min(left),
+            // Past its minimum: it may complete any moment.
+            _ => return base,
+        }
+    }
+    earliest.min(cap).max(base)
+}
+
+/// A resource of the operation that is in progress.
+#[derive(Debug, Clone)]
+struct Running {
+    resource_type: String,
+    creating: bool,
+    initiated: bool,
+    /// When its first in-progress event happened, on the local clock.
+    since: Instant,
 }
 
 /// The operation being watched decides which final status counts as success.
@@ -83,6 +177,10 @@ pub struct StackWatcher {
     failed: Vec<(String, String)>,
     events: usize,
     calls: usize,
+    /// Resources in progress, by logical id.
+    running: BTreeMap<String, Running>,
+    /// Seconds of the operation per second of the clock (1 against AWS).
+    time_scale: f64,
 }
 
 /// Statuses after which a resource counts as done for the progress bar.
@@ -104,19 +202,7 @@ impl StackWatcher {
     /// Remembers where the stack's event history stands now (one DescribeStackEvents call if
     /// the stack exists).
     pub async fn before_operation(aws: &Aws, stack_name: &str, stack_id: &str) -> Result<StackWatcher> {
-        let mut w = StackWatcher {
-            stack_name: stack_name.to_string(),
-            stack_id: stack_id.to_string(),
-            boundary: None,
-            seen: HashSet::new(),
-            total: 0,
-            settled: BTreeMap::new(),
-            status: None,
-            root_cause: None,
-            failed: Vec::new(),
-            events: 0,
-            calls: 0,
-        };
+        let mut w = StackWatcher::for_new_stack(stack_name, stack_id);
         w.calls += 1;
         match aws_call!(
             aws,
@@ -152,7 +238,17 @@ impl StackWatcher {
             failed: Vec::new(),
             events: 0,
             calls: 0,
+            running: BTreeMap::new(),
+            time_scale: 1.0,
         }
+    }
+
+    /// For tests and benchmarks against a fake AWS that compresses time: how many seconds of
+    /// the operation pass per second of the clock, so that the minimum durations of slow
+    /// resources keep their meaning. 1 (the default) against AWS.
+    pub fn set_time_scale(&mut self, operation_seconds_per_clock_second: f64) {
+        let scale = operation_seconds_per_clock_second;
+        self.time_scale = if scale.is_finite() && scale > 0.0 { scale } else { 1.0 };
     }
 
     /// Sets the stack id once the operation's response tells it.
@@ -175,7 +271,7 @@ impl StackWatcher {
         cancel: &CancellationToken,
     ) -> Result<Outcome> {
         let deadline = Instant::now() + pace.timeout;
-        let mut interval = pace.poll;
+        let mut backoff = pace.poll;
         loop {
             let new = self.poll(aws, progress).await?;
             if let Some(status) = self.status.clone() {
@@ -185,24 +281,82 @@ impl StackWatcher {
                     return Ok(self.outcome(op, &status));
                 }
             }
-            interval = if new > 0 {
+            backoff = if new > 0 {
                 pace.poll
             } else {
-                (interval.mul_f64(1.5)).min(pace.max_poll)
+                (backoff.mul_f64(1.5)).min(pace.max_poll)
             };
             let now = Instant::now();
             if now >= deadline {
                 let last = self.status.as_deref().unwrap_or("unknown");
                 return Err(Error::Timeout(format!(
-                    "stack {} still {last} after {} s",
+                    "stack {} still {last} after {:.1} s",
                     self.stack_name,
-                    pace.timeout.as_secs()
+                    pace.timeout.as_secs_f64()
                 )));
             }
+            let interval = self.next_interval(backoff, new == 0, &pace, now);
             tokio::select! {
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
                 _ = tokio::time::sleep(interval.min(deadline - now)) => {}
             }
+        }
+    }
+
+    /// The wait before the next poll: `backoff`, or longer while only slow creates run.
+    /// `quiet`: the last poll found nothing new. A completion is followed within a moment by
+    /// the start of the resources that depend on it, so only a poll that found nothing new
+    /// shows the set of resources in progress as it will stay.
+    fn next_interval(&self, backoff: Duration, quiet: bool, pace: &Pace, now: Instant) -> Duration {
+        let steady = quiet
+            && self.failed.is_empty()
+            && matches!(
+                self.status.as_deref(),
+                Some("CREATE_IN_PROGRESS" | "UPDATE_IN_PROGRESS")
+            );
+        let scale = self.time_scale;
+        let running: Vec<InProgress<'_>> = self
+            .running
+            .values()
+            .map(|r| InProgress {
+                resource_type: &r.resource_type,
+                creating: r.creating,
+                initiated: r.initiated,
+                age: now.saturating_duration_since(r.since).mul_f64(scale),
+            })
+            .collect();
+        let cap = SLOW_WAIT_MAX.min(pace.max_poll.mul_f64(scale) * SLOW_WAIT_MAX_POLLS);
+        paced_wait(backoff.mul_f64(scale), cap, steady, &running).div_f64(scale)
+    }
+
+    /// Keeps the resources in progress and since when. `since` is when the event happened on
+    /// the local clock.
+    fn track(&mut self, e: &StackEvent, since: Instant) {
+        if e.is_stack_itself() {
+            return;
+        }
+        if e.status.ends_with("_IN_PROGRESS") {
+            let creating = e.status == "CREATE_IN_PROGRESS";
+            let initiated = !e.physical_id.is_empty()
+                || e.reason
+                    .as_deref()
+                    .is_some_and(|r| r.to_ascii_lowercase().contains("initiated"));
+            let r = self.running.entry(e.logical_id.clone()).or_insert_with(|| Running {
+                resource_type: e.resource_type.clone(),
+                creating,
+                initiated: false,
+                since,
+            });
+            if r.creating != creating {
+                // A new phase (an update or a delete of a resource seen before) starts afresh.
+                r.creating = creating;
+                r.initiated = false;
+                r.since = since;
+            }
+            r.initiated |= initiated;
+            r.since = r.since.min(since);
+        } else {
+            self.running.remove(&e.logical_id);
         }
     }
 
@@ -246,9 +400,20 @@ impl StackWatcher {
             }
         }
         let count = fresh.len();
+        // When each event happened on the local clock: the newest one just now, the others as
+        // much earlier as their timestamps say (only differences of AWS timestamps are used,
+        // so clock skew does not matter; the newest may be older than "now" by up to the time
+        // since the last poll, which the conservative minimum durations absorb).
+        let at = Instant::now();
+        let newest = fresh.iter().filter_map(|e| e.timestamp).max();
         // Pages are newest-first; report oldest-first.
         for e in fresh.into_iter().rev() {
             self.seen.insert(e.event_id.clone());
+            let before = match (newest, e.timestamp) {
+                (Some(n), Some(t)) => (n - t).to_std().unwrap_or_default(),
+                _ => Duration::ZERO,
+            };
+            self.track(&e, at.checked_sub(before).unwrap_or(at));
             self.absorb(&e);
             progress.emit(Progress::StackEvent(e));
         }
@@ -352,6 +517,160 @@ mod tests {
             "{cause}"
         );
         assert_eq!(o.failed.len(), 2);
+    }
+
+    const BASE: Duration = Duration::from_millis(2500);
+    const CAP: Duration = Duration::from_secs(30);
+
+    fn creating(resource_type: &str, age_secs: u64) -> InProgress<'_> {
+        InProgress {
+            resource_type,
+            creating: true,
+            initiated: true,
+            age: Duration::from_secs(age_secs),
+        }
+    }
+
+    #[test]
+    fn slow_creates_inside_their_minimum_wait_until_the_earliest_completion() {
+        let rds = creating("AWS::RDS::DBInstance", 230);
+        assert_eq!(paced_wait(BASE, CAP, true, &[rds]), Duration::from_secs(10));
+        // The earliest of several: the instance may complete in 15 s.
+        let (rds, ec2) = (creating("AWS::RDS::DBInstance", 200), creating("AWS::EC2::Instance", 5));
+        assert_eq!(paced_wait(BASE, CAP, true, &[rds, ec2]), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn slow_wait_is_capped_and_never_shorter_than_the_base() {
+        let young = creating("AWS::RDS::DBInstance", 10);
+        assert_eq!(paced_wait(BASE, CAP, true, &[young]), CAP);
+        let almost = InProgress {
+            age: Duration::from_millis(239_000),
+            ..young
+        };
+        assert_eq!(paced_wait(BASE, CAP, true, &[almost]), BASE);
+    }
+
+    #[test]
+    fn ordinary_pace_unless_every_running_resource_is_a_young_slow_create() {
+        let rds = creating("AWS::RDS::DBInstance", 60);
+        let sg = creating("AWS::EC2::SecurityGroup", 1);
+        let cases: [(&str, bool, Vec<InProgress<'_>>); 7] = [
+            ("nothing running", true, vec![]),
+            ("a fast type alongside", true, vec![rds, sg]),
+            ("past its minimum", true, vec![creating("AWS::RDS::DBInstance", 240)]),
+            ("stack rolling back or cleaning up", false, vec![rds]),
+            (
+                "not initiated yet",
+                true,
+                vec![InProgress {
+                    initiated: false,
+                    ..rds
+                }],
+            ),
+            (
+                "an update, not a create",
+                true,
+                vec![InProgress { creating: false, ..rds }],
+            ),
+            (
+                "an auto scaling group",
+                true,
+                vec![creating("AWS::AutoScaling::AutoScalingGroup", 1)],
+            ),
+        ];
+        for (case, steady, running) in cases {
+            assert_eq!(paced_wait(BASE, CAP, steady, &running), BASE, "{case}");
+        }
+    }
+
+    #[test]
+    fn every_slow_type_has_a_plausible_minimum() {
+        for (t, secs) in SLOW_CREATES {
+            assert!(t.starts_with("AWS::") && t.matches("::").count() == 2, "{t}");
+            assert!((10..=600).contains(secs), "{t}: {secs}");
+        }
+        assert_eq!(min_create_duration("AWS::EC2::SecurityGroup"), None);
+    }
+
+    fn event_at(logical: &str, rtype: &str, status: &str, reason: Option<&str>, secs: i64) -> StackEvent {
+        StackEvent {
+            event_id: format!("{logical}-{status}-{secs}"),
+            stack_name: "argos-staging".into(),
+            stack_id: "arn:stack/argos-staging/1".into(),
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000 + secs, 0),
+            logical_id: logical.into(),
+            physical_id: String::new(),
+            resource_type: rtype.into(),
+            status: status.into(),
+            reason: reason.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn watcher_tracks_running_resources_from_event_timestamps() {
+        let mut w = StackWatcher::for_new_stack("argos-staging", "arn:stack/argos-staging/1");
+        let pace = Pace {
+            poll: BASE,
+            max_poll: Duration::from_secs(6),
+            timeout: Duration::from_secs(3600),
+        };
+        let now = Instant::now() + Duration::from_secs(1000);
+        // One batch, as poll() sees it: the newest event (t = 100 s) happened "now".
+        let db = "AWS::RDS::DBInstance";
+        let batch = [
+            event_at(
+                "argos-staging",
+                "AWS::CloudFormation::Stack",
+                "CREATE_IN_PROGRESS",
+                Some("User Initiated"),
+                0,
+            ),
+            event_at("Db", db, "CREATE_IN_PROGRESS", None, 10),
+            event_at("Db", db, "CREATE_IN_PROGRESS", Some("Resource creation Initiated"), 11),
+            event_at("Sg", "AWS::EC2::SecurityGroup", "CREATE_IN_PROGRESS", None, 20),
+            event_at("Sg", "AWS::EC2::SecurityGroup", "CREATE_COMPLETE", None, 100),
+        ];
+        for e in &batch {
+            let before = (batch[4].timestamp.unwrap() - e.timestamp.unwrap()).to_std().unwrap();
+            w.track(e, now - before);
+            w.absorb(e);
+        }
+        // Only the database runs, 90 s into a create of at least 240 s: the wait is capped at
+        // five back-off ceilings of 6 s.
+        assert_eq!(w.next_interval(BASE, true, &pace, now), Duration::from_secs(30));
+        // Right after new events (the security group just completed), dependents may be about
+        // to start: one more poll at the ordinary pace first.
+        assert_eq!(w.next_interval(BASE, false, &pace, now), BASE);
+        assert_eq!(
+            w.next_interval(BASE, true, &pace, now + Duration::from_secs(140)),
+            Duration::from_secs(10)
+        );
+        // Under a compressed clock the ages are scaled up (10 clock s = 200 operation s).
+        w.set_time_scale(20.0);
+        let fast = Duration::from_millis(125);
+        assert_eq!(
+            w.next_interval(fast, true, &pace, now - Duration::from_secs(80)),
+            Duration::from_millis(1500)
+        );
+        w.set_time_scale(1.0);
+        // A failure means a rollback is coming: ordinary pace.
+        let mut failing = StackWatcher::for_new_stack("argos-staging", "arn:stack/argos-staging/1");
+        for e in &batch[..3] {
+            failing.track(e, now);
+            failing.absorb(e);
+        }
+        assert_eq!(failing.next_interval(BASE, true, &pace, now), Duration::from_secs(30));
+        let failed = event_at("Other", "AWS::EC2::Instance", "CREATE_FAILED", Some("boom"), 12);
+        failing.track(&failed, now);
+        failing.absorb(&failed);
+        assert_eq!(failing.next_interval(BASE, true, &pace, now), BASE);
+        // Once the database completes, nothing slow runs any more.
+        let done = event_at("Db", db, "CREATE_COMPLETE", None, 400);
+        w.track(&done, now);
+        w.absorb(&done);
+        assert!(w.running.is_empty());
+        assert_eq!(w.next_interval(BASE, true, &pace, now), BASE);
     }
 
     #[test]

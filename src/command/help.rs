@@ -83,6 +83,24 @@ pub const COMMANDS: &[CommandHelp] = &[
         per_env: false,
     },
     CommandHelp {
+        name: "approve",
+        grammar: "approve <id>",
+        summary: "approve a pending request (e.g. a decommission)",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "deny",
+        grammar: "deny <id> [reason]",
+        summary: "deny a pending request, or withdraw your own",
+        per_env: false,
+    },
+    CommandHelp {
+        name: "schedules",
+        grammar: "schedules",
+        summary: "list the cleanup schedules and their next runs",
+        per_env: false,
+    },
+    CommandHelp {
         name: "whoami",
         grammar: "whoami",
         summary: "who you are and what you may run",

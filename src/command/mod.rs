@@ -27,6 +27,12 @@ pub enum Command {
     Whoami,
     /// Help, for everything or one command.
     Help { topic: Option<String> },
+    /// Approve a pending request (by its job id).
+    Approve { id: u64 },
+    /// Deny a pending request, or withdraw one's own.
+    Deny { id: u64, reason: Option<String> },
+    /// List schedules and their next runs.
+    Schedules,
 }
 
 /// What to do to an environment.
@@ -146,6 +152,12 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
             "help",
         ));
     }
+    // `aprove 12`: a near miss of a global command followed by a job number.
+    if rest[0].trim_start_matches('#').parse::<u64>().is_ok() {
+        if let Some(s) = closest(&first_lc, GLOBAL_VERBS) {
+            return Err(err(format!("unknown command '{first}'; did you mean '{s}'?"), s));
+        }
+    }
     let env = EnvName::parse(first).map_err(|e| err(e.to_string(), "help"))?;
     let verb = rest[0].to_ascii_lowercase();
     let args = &rest[1..];
@@ -205,6 +217,19 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
         "envs" => no_args(Command::Envs),
         "jobs" => no_args(Command::Jobs),
         "whoami" => no_args(Command::Whoami),
+        "schedules" => no_args(Command::Schedules),
+        "approve" => {
+            let id = parse_id(verb, args)?;
+            if args.len() > 1 {
+                return Err(err("`approve` takes one number", verb));
+            }
+            Ok(Command::Approve { id })
+        }
+        "deny" => {
+            let id = parse_id(verb, args)?;
+            let reason = (args.len() > 1).then(|| args[1..].join(" "));
+            Ok(Command::Deny { id, reason })
+        }
         "job" | "cancel" => {
             let id = parse_id(verb, args)?;
             if args.len() > 1 {

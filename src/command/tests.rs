@@ -65,6 +65,16 @@ fn every_env_command_parses() {
 
 #[test]
 fn every_global_command_parses() {
+    assert_eq!(parse("approve 7").unwrap(), Command::Approve { id: 7 });
+    assert_eq!(
+        parse("deny 7 not today").unwrap(),
+        Command::Deny {
+            id: 7,
+            reason: Some("not today".into())
+        }
+    );
+    assert_eq!(parse("deny 7").unwrap(), Command::Deny { id: 7, reason: None });
+    assert_eq!(parse("schedules").unwrap(), Command::Schedules);
     assert_eq!(parse("envs").unwrap(), Command::Envs);
     assert_eq!(parse("jobs").unwrap(), Command::Jobs);
     assert_eq!(parse("job 12").unwrap(), Command::Job { id: 12 });
@@ -102,6 +112,9 @@ fn errors_are_specific() {
         ("cancel x", "'x' is not a number"),
         ("envs now", "takes no arguments"),
         ("help deplo", "did you mean 'deploy'?"),
+        ("approve", "needs a number"),
+        ("approve 1 2", "takes one number"),
+        ("aprove 1", "did you mean 'approve'?"),
     ];
     for (text, want) in cases {
         let e = parse(text).unwrap_err();

@@ -148,6 +148,17 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Voids an approval whose plan changed (after it was approved, before the job started).
+    pub fn void_approval(&self, approval_id: u64) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "UPDATE approvals SET state = 'void', decided_at = ?2 WHERE id = ?1",
+                params![approval_id as i64, now()],
+            )
+            .ctx("void approval")?;
+        Ok(())
+    }
+
     pub fn set_approval_message(&self, approval_id: u64, message_id: &str) -> StoreResult<()> {
         self.conn()
             .execute(

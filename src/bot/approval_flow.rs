@@ -1,0 +1,450 @@
+//! The approval flow: a request shows exactly what will happen and offers Approve / Deny; the
+//! requester never counts as an approver; an approver needs the policy's role; every decision
+//! is audited; the plan is checked again just before the job starts, and a changed plan voids
+//! the approval. Requests expire, also across restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::approvals::{self, Requirement};
+use crate::bot::jobs;
+use crate::bot::port::{Button, ChatEvent, OutgoingMessage};
+use crate::bot::Inner;
+use crate::command::Action;
+use crate::engine::{Ctx, Target};
+use crate::error::Error;
+use crate::permissions::Decision;
+use crate::progress::ProgressTx;
+use crate::store::{ApprovalRecord, JobRecord, JobState, NewJob};
+
+/// How long working out a plan may take before the request gives up.
+const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn ctx(inner: &Inner, target: Target) -> Ctx {
+    Ctx {
+        engine: inner.engine.clone(),
+        target,
+        progress: ProgressTx::discard(),
+        cancel: Default::default(),
+        log: None,
+    }
+}
+
+fn who_may(req: &Requirement, env: &str) -> String {
+    if req.roles.is_empty() {
+        format!("anyone allowed to approve on {env}")
+    } else {
+        format!("role {}", req.roles.join(" or "))
+    }
+}
+
+fn request_text(job: &JobRecord, a: &ApprovalRecord, req: &Requirement, status: &str, prefix: &str) -> String {
+    let expires = a
+        .expires_at
+        .map(|t| t.format("%H:%M UTC").to_string())
+        .unwrap_or_default();
+    let mut lines = vec![
+        format!("🔐 **Approval needed** · job #{} · {} {} requested by {}", job.id, job.env, job.action, job.requester_name),
+        a.plan.clone(),
+        format!(
+            "Needs {} approval(s) from {}, not {}. Expires at {expires}. `{prefix} approve {}` / `{prefix} deny {} [reason]`",
+            req.approvers,
+            who_may(req, &job.env),
+            job.requester_name,
+            job.id,
+            job.id
+        ),
+    ];
+    for v in &a.votes {
+        let reason = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        lines.push(format!(
+            "• {} by {}{reason}",
+            if v.decision == "approve" { "approved" } else { "denied" },
+            v.user_name
+        ));
+    }
+    if !status.is_empty() {
+        lines.push(status.to_string());
+    }
+    lines.join("\n")
+}
+
+/// Buttons only while the request is open.
+fn buttons(id: u64, open: bool) -> Vec<Button> {
+    if !open {
+        return vec![];
+    }
+    vec![
+        Button {
+            label: "Approve".into(),
+            command: format!("approve {id}"),
+        },
+        Button {
+            label: "Deny".into(),
+            command: format!("deny {id}"),
+        },
+    ]
+}
+
+fn requirement_for(inner: &Inner, job: &JobRecord) -> Requirement {
+    approvals::requirement(&inner.engine.config.settings.approvals, &job.env, &job.action).unwrap_or(Requirement {
+        approvers: 1,
+        roles: vec![],
+        ttl: chrono::Duration::minutes(30),
+    })
+}
+
+async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
+    let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(job_id), inner.store.approval_for_job(job_id)) else {
+        return;
+    };
+    let (Some(port), Some(msg)) = (inner.port(&job.platform), a.message_id.clone()) else {
+        return;
+    };
+    let req = requirement_for(inner, &job);
+    let text = request_text(&job, &a, &req, status, &inner.engine.config.settings.chat.prefix);
+    let out = OutgoingMessage {
+        text: inner.engine.redactor.redact(&text),
+        attachment: None,
+        buttons: buttons(job_id, open),
+    };
+    let _ = port.edit(&job.channel, &msg, out).await;
+}
+
+async fn tell_channel(inner: &Inner, job: &JobRecord, text: String) {
+    if let Some(port) = inner.port(&job.platform) {
+        let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
+    }
+}
+
+/// Records the request, posts it, and arms its expiry. The request message is the answer.
+pub(crate) async fn request(
+    inner: &Arc<Inner>,
+    ev: &ChatEvent,
+    new: NewJob,
+    target: Target,
+    action: Action,
+    req: Requirement,
+) -> Option<String> {
+    let env = target.env.to_string();
+    let plan = match tokio::time::timeout(PLAN_TIMEOUT, approvals::plan(&ctx(inner, target), &action)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(Error::Invalid(m))) => return Some(m),
+        Ok(Err(e)) => return Some(format!("❌ {}", inner.engine.redactor.redact(&e.to_string()))),
+        Err(_) => return Some("❌ AWS did not answer in time; nothing was requested".into()),
+    };
+    let id = match inner.store.insert_job(&new, JobState::Queued) {
+        Ok(id) => id,
+        Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
+    };
+    let expires = crate::clock::now() + req.ttl;
+    let approval = match inner
+        .store
+        .insert_approval(id, &plan.digest, &plan.text, req.approvers, expires)
+    {
+        Ok(a) => a,
+        Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
+    };
+    super::dispatch::audit(
+        inner,
+        ev,
+        &format!("approval requested: job #{id} {env} {}", action.verb()),
+        Some(id),
+    );
+    let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(id), inner.store.approval_for_job(id)) else {
+        return Some(super::dispatch::internal(inner, ev, "approval vanished after insert"));
+    };
+    let text = request_text(&job, &a, &req, "", &inner.engine.config.settings.chat.prefix);
+    let reply = match inner.port(&ev.identity.platform) {
+        Some(port) => {
+            let msg = OutgoingMessage {
+                text: inner.engine.redactor.redact(&text),
+                attachment: None,
+                buttons: buttons(id, true),
+            };
+            match port.send(&ev.channel, msg).await {
+                Ok(m) => {
+                    let _ = inner.store.set_approval_message(approval, &m);
+                    None
+                }
+                Err(_) => Some(text),
+            }
+        }
+        None => Some(text),
+    };
+    arm_expiry(inner.clone(), id);
+    reply
+}
+
+/// Expires the request at its time (immediately if that has passed, as after a restart).
+pub(crate) fn arm_expiry(inner: Arc<Inner>, job_id: u64) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    inner
+        .approval_timers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(job_id, stop.clone());
+    let task = inner.clone();
+    // A timer, not a job: it is not tracked with the jobs (waiting for jobs must not wait out
+    // a 30-minute timer), and its state is in the database, so nothing is lost if it is dropped.
+    tokio::spawn(async move {
+        let Ok(Some(a)) = task.store.approval_for_job(job_id) else {
+            return;
+        };
+        if let Some(at) = a.expires_at {
+            tokio::select! {
+                _ = crate::clock::sleep_until(at) => {}
+                // Decided before it expired: nothing left to do.
+                _ = stop.cancelled() => return,
+            }
+        }
+        expire(&task, job_id).await;
+    });
+}
+
+/// Stops a request's expiry timer once it is decided.
+fn disarm(inner: &Inner, job_id: u64) {
+    if let Some(t) = inner
+        .approval_timers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&job_id)
+    {
+        t.cancel();
+    }
+}
+
+async fn expire(inner: &Inner, job_id: u64) {
+    let Ok(Some(a)) = inner.store.approval_for_job(job_id) else {
+        return;
+    };
+    if !matches!(inner.store.decide_approval(a.id, "expired"), Ok(true)) {
+        return;
+    }
+    disarm(inner, job_id);
+    let _ = inner
+        .store
+        .finish_job(job_id, JobState::Cancelled, "approval request expired");
+    let _ = inner.store.audit(
+        "bot",
+        "bot",
+        "argos",
+        "-",
+        &format!("approval of job #{job_id}"),
+        "expired",
+        Some(job_id),
+    );
+    refresh_request(
+        inner,
+        job_id,
+        "⌛ Expired: nobody approved in time. Nothing was done.",
+        false,
+    )
+    .await;
+}
+
+enum Lookup {
+    Found(Box<(JobRecord, ApprovalRecord)>),
+    Reply(String),
+}
+
+fn lookup(inner: &Inner, id: u64) -> Lookup {
+    let job = match inner.store.job(id) {
+        Ok(Some(j)) => j,
+        Ok(None) => return Lookup::Reply(crate::bot::messages::no_such_job(id)),
+        Err(e) => return Lookup::Reply(format!("❌ {e}")),
+    };
+    match inner.store.approval_for_job(id) {
+        Ok(Some(a)) if a.state == "pending" => Lookup::Found(Box::new((job, a))),
+        Ok(Some(a)) => Lookup::Reply(format!("Job #{id}'s approval request is {}.", a.state)),
+        Ok(None) => Lookup::Reply(format!("Job #{id} has no approval request.")),
+        Err(e) => Lookup::Reply(format!("❌ {e}")),
+    }
+}
+
+/// Whether `ev`'s author may decide on this request; the reason if not.
+fn may_decide(inner: &Inner, ev: &ChatEvent, job: &JobRecord) -> Result<(), String> {
+    let req = requirement_for(inner, job);
+    if req.roles.is_empty() {
+        if let Decision::Denied { missing } = inner.perms.check(&ev.identity, &job.env, "approve") {
+            return Err(crate::bot::messages::denied(&missing));
+        }
+        return Ok(());
+    }
+    let held = inner.perms.roles_of(&ev.identity);
+    if req.roles.iter().any(|r| held.contains(r)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "⛔ Approving job #{} needs the role {}; you have {}.",
+            job.id,
+            req.roles.join(" or "),
+            if held.is_empty() {
+                "none".into()
+            } else {
+                held.join(", ")
+            }
+        ))
+    }
+}
+
+pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Option<String> {
+    let (job, a) = match lookup(inner, id) {
+        Lookup::Found(found) => *found,
+        Lookup::Reply(r) => return Some(r),
+    };
+    if a.expires_at.is_some_and(|t| t <= crate::clock::now()) {
+        expire(inner, id).await;
+        return Some(format!("⌛ Job #{id}'s approval request has expired."));
+    }
+    if job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform {
+        super::dispatch::audit(inner, ev, &format!("approve refused: own request #{id}"), Some(id));
+        return Some(format!("✋ You requested job #{id}; someone else has to approve it."));
+    }
+    if let Err(why) = may_decide(inner, ev, &job) {
+        super::dispatch::audit(inner, ev, &format!("approve refused: {why}"), Some(id));
+        return Some(why);
+    }
+    match inner
+        .store
+        .add_vote(a.id, &ev.identity.user_id, &ev.identity.display_name, "approve", None)
+    {
+        Ok(true) => {}
+        Ok(false) => return Some(format!("You have already voted on job #{id}.")),
+        Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
+    }
+    let a = inner.store.approval_for_job(id).ok().flatten().unwrap_or(a);
+    let have = a.approvals();
+    super::dispatch::audit(
+        inner,
+        ev,
+        &format!("approved job #{id} ({have}/{})", a.needed),
+        Some(id),
+    );
+    if (have as u32) < a.needed {
+        refresh_request(inner, id, &format!("{have}/{} approvals", a.needed), true).await;
+        return Some(format!(
+            "✔ Approved ({have}/{}): job #{id} needs more approval.",
+            a.needed
+        ));
+    }
+    // Enough approvals: only one decision wins, however many arrive at once.
+    if !matches!(inner.store.decide_approval(a.id, "approved"), Ok(true)) {
+        return Some(format!("Job #{id} has already been decided."));
+    }
+    disarm(inner, id);
+    start_approved(inner, job, a).await
+}
+
+/// Checks the plan again, then starts the job, or voids the approval if the plan changed.
+async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -> Option<String> {
+    let id = job.id;
+    let action = jobs::action_from(&job.action, &job.args)?;
+    let target = match inner.engine.target(&job.env) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("❌ {e}")),
+    };
+    let now_plan = tokio::time::timeout(PLAN_TIMEOUT, approvals::plan(&ctx(inner, target), &action)).await;
+    let current = match now_plan {
+        Ok(Ok(p)) => Some(p.digest),
+        _ => None,
+    };
+    if current.as_deref() != Some(a.digest.as_str()) {
+        let _ = inner.store.void_approval(a.id);
+        let _ = inner.store.finish_job(
+            id,
+            JobState::Cancelled,
+            "approval void: the plan changed before the job started",
+        );
+        let _ = inner.store.audit(
+            "bot",
+            "bot",
+            "argos",
+            &job.channel,
+            &format!("approval of job #{id}"),
+            "void: plan changed",
+            Some(id),
+        );
+        refresh_request(
+            inner,
+            id,
+            "⚠️ Void: what this would do has changed since it was requested. Nothing was done.",
+            false,
+        )
+        .await;
+        tell_channel(
+            inner,
+            &job,
+            format!("⚠️ {}: the plan for job #{id} ({} {}) changed after it was requested, so the approval is void and nothing was done. Request it again to see the new plan.", job.requester_name, job.env, job.action),
+        )
+        .await;
+        return Some(format!(
+            "⚠️ The plan for job #{id} changed since it was requested; the approval is void and {} has been told.",
+            job.requester_name
+        ));
+    }
+    refresh_request(inner, id, "✅ Approved: starting.", false).await;
+    let task = inner.clone();
+    inner.tasks.spawn(async move {
+        let lock = task.jobs.lock(&job.env).await;
+        task.jobs.register(id, &job.env);
+        jobs::execute(task.clone(), job, action, Some(lock), false).await;
+    });
+    Some(format!("✅ Approved: job #{id} starts now."))
+}
+
+pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Option<String>) -> Option<String> {
+    let (job, a) = match lookup(inner, id) {
+        Lookup::Found(found) => *found,
+        Lookup::Reply(r) => return Some(r),
+    };
+    let own = job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform;
+    if !own {
+        if let Err(why) = may_decide(inner, ev, &job) {
+            super::dispatch::audit(inner, ev, &format!("deny refused: {why}"), Some(id));
+            return Some(why);
+        }
+    }
+    let _ = inner.store.add_vote(
+        a.id,
+        &ev.identity.user_id,
+        &ev.identity.display_name,
+        "deny",
+        reason.as_deref(),
+    );
+    if !matches!(inner.store.decide_approval(a.id, "denied"), Ok(true)) {
+        return Some(format!("Job #{id} has already been decided."));
+    }
+    disarm(inner, id);
+    let why = reason.clone().map(|r| format!(": {r}")).unwrap_or_default();
+    let verb = if own { "withdrawn" } else { "denied" };
+    let _ = inner.store.finish_job(
+        id,
+        JobState::Cancelled,
+        &format!("{verb} by {}{why}", ev.identity.display_name),
+    );
+    super::dispatch::audit(inner, ev, &format!("{verb} job #{id}{why}"), Some(id));
+    refresh_request(
+        inner,
+        id,
+        &format!(
+            "❌ {} by {}{why}. Nothing was done.",
+            if own { "Withdrawn" } else { "Denied" },
+            ev.identity.display_name
+        ),
+        false,
+    )
+    .await;
+    if !own {
+        tell_channel(
+            inner,
+            &job,
+            format!(
+                "❌ {}: job #{id} ({} {}) was denied by {}{why}.",
+                job.requester_name, job.env, job.action, ev.identity.display_name
+            ),
+        )
+        .await;
+    }
+    Some(format!("❌ Job #{id} {verb}."))
+}
