@@ -71,8 +71,10 @@ pub async fn bot(config: PathBuf) -> i32 {
     };
     bot.add_port(port);
     let resumed = bot.resume_unfinished().await;
+    let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
     tracing::info!(?resumed, "bot running");
     wait_for_stop().await;
+    schedules.abort();
     client.abort();
     let left = bot
         .shutdown(Duration::from_secs(settings.chat.shutdown_grace_secs))

@@ -126,6 +126,7 @@ pub async fn run(bot: Bot, user: String) {
     let port = Arc::new(ConsolePort::new(terminal));
     bot.add_port(port.clone());
     let resumed = bot.resume_unfinished().await;
+    let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
     if !resumed.is_empty() {
         port.print_reply(&format!("resumed job(s) {resumed:?} from before the restart"));
     }
@@ -166,4 +167,5 @@ pub async fn run(bot: Bot, user: String) {
         }
     }
     bot.idle().await;
+    schedules.abort();
 }

@@ -1,5 +1,12 @@
 //! The Discord adapter (serenity): turns gateway events into [`ChatEvent`]s, answers slash
-//! commands, and implements [`ChatPort`] for posting and editing channel messages.
+//! commands and button clicks, and implements [`ChatPort`] for posting and editing channel
+//! messages (with their buttons).
+//!
+//! A button's `custom_id` is [`BUTTON_PREFIX`] followed by the command it runs, so a click needs
+//! no state kept by the bot and buttons keep working after a restart. A click is acknowledged
+//! at once with a deferred *ephemeral* response ("Argos is thinking…", seen only by the
+//! clicker), runs the command as the clicking user, and the deferred response then becomes the
+//! reply.
 //!
 //! Rate limits are enforced here, not left to serenity or to Discord's 429s: serenity's own
 //! limiter is bypassed when a proxy is set (the tests' fake Discord), and we want the same
@@ -22,15 +29,18 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serenity::all::{
-    ChannelId, ClientBuilder, Command, CommandDataOptionValue, CommandInteraction, CommandOptionType, Context,
-    CreateAttachment, CreateAutocompleteResponse, CreateCommand, CreateCommandOption, CreateInteractionResponse,
+    ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue, CommandInteraction, CommandOptionType,
+    ComponentInteraction, ComponentInteractionDataKind, Context, CreateActionRow, CreateAttachment,
+    CreateAutocompleteResponse, CreateButton, CreateCommand, CreateCommandOption, CreateInteractionResponse,
     CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage, EventHandler,
-    GatewayIntents, GuildId, Http, HttpBuilder, Interaction, Message, MessageId, Ready, UserId,
+    GatewayIntents, GuildId, Http, HttpBuilder, Interaction, Message, MessageId, Ready, RoleId, User, UserId,
 };
 use tokio::sync::{oneshot, Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
 
-use crate::bot::port::{addressed_text, ChatEvent, ChatPort, CommandHandler, OutgoingMessage, PortError, PortResult};
+use crate::bot::port::{
+    addressed_text, Button, ChatEvent, ChatPort, CommandHandler, OutgoingMessage, PortError, PortResult,
+};
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
 
@@ -60,6 +70,17 @@ const GLOBAL_COMMANDS: &[&str] = &["envs", "jobs", "job", "cancel", "whoami", "h
 
 /// What the deferred slash-command response becomes when the bot answers in the channel.
 pub const FOLLOWING_IN_CHANNEL: &str = "On it: following this job in the channel.";
+
+/// What a button click is answered with when the bot answers in the channel instead.
+pub const ON_IT: &str = "On it.";
+
+/// The start of our buttons' `custom_id`s; the rest is the command the button runs.
+pub const BUTTON_PREFIX: &str = "argos:cmd:";
+
+/// Discord's limits on a `custom_id`, a button label, and buttons in one action row.
+pub const MAX_CUSTOM_ID_CHARS: usize = 100;
+const MAX_LABEL_CHARS: usize = 80;
+pub const MAX_BUTTONS: usize = 5;
 
 /// Discord refuses message content longer than this.
 pub const MAX_CONTENT_CHARS: usize = 2000;
@@ -213,6 +234,70 @@ fn fit(text: &str) -> String {
     out
 }
 
+/// The `custom_id` of a button that runs `command`, or `None` if it would be too long for Discord.
+pub fn button_custom_id(command: &str) -> Option<String> {
+    let id = format!("{BUTTON_PREFIX}{}", command.trim());
+    (id.chars().count() <= MAX_CUSTOM_ID_CHARS).then_some(id)
+}
+
+/// The command a button's `custom_id` runs; `None` for `custom_id`s that are not ours.
+pub fn button_command(custom_id: &str) -> Option<&str> {
+    custom_id
+        .strip_prefix(BUTTON_PREFIX)
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
+/// Green for approving, red for denying or cancelling, grey for anything else.
+pub fn button_style(label: &str) -> ButtonStyle {
+    let word = label
+        .trim()
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "approve" | "confirm" | "yes" | "ok" | "retry" | "resume" => ButtonStyle::Success,
+        "deny" | "reject" | "cancel" | "abort" | "no" | "stop" => ButtonStyle::Danger,
+        _ => ButtonStyle::Secondary,
+    }
+}
+
+/// One action row with the message's buttons (at most [`MAX_BUTTONS`]); no rows without buttons.
+/// A button whose command does not fit in a `custom_id` is left out (and logged).
+fn action_rows(buttons: &[Button]) -> Vec<CreateActionRow> {
+    let row: Vec<CreateButton> = buttons
+        .iter()
+        .filter_map(|b| {
+            let Some(id) = button_custom_id(&b.command) else {
+                tracing::warn!(label = %b.label, "button left out: its command is too long for Discord");
+                return None;
+            };
+            let label: String = b.label.chars().take(MAX_LABEL_CHARS).collect();
+            Some(CreateButton::new(id).label(label).style(button_style(&b.label)))
+        })
+        .take(MAX_BUTTONS)
+        .collect();
+    if row.is_empty() {
+        vec![]
+    } else {
+        vec![CreateActionRow::Buttons(row)]
+    }
+}
+
+/// Who someone is, from their user and (in a guild) their nickname and role ids.
+fn identity_of(user: &User, nick: Option<&String>, roles: &[RoleId]) -> Identity {
+    Identity {
+        platform: "discord".into(),
+        user_id: user.id.to_string(),
+        display_name: nick
+            .cloned()
+            .or_else(|| user.global_name.clone())
+            .unwrap_or_else(|| user.name.clone()),
+        platform_roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
 async fn read_attachment(msg: &OutgoingMessage) -> PortResult<Option<CreateAttachment>> {
     let Some(a) = &msg.attachment else { return Ok(None) };
     let data = tokio::fs::read(&a.path)
@@ -253,6 +338,10 @@ impl DiscordPort {
         let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
         let file = read_attachment(&msg).await?;
         let mut builder = CreateMessage::new().content(fit(&msg.text));
+        let rows = action_rows(&msg.buttons);
+        if !rows.is_empty() {
+            builder = builder.components(rows);
+        }
         if let Some(file) = file {
             builder = builder.add_file(file);
         }
@@ -265,7 +354,10 @@ impl DiscordPort {
         let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
         let message_id = MessageId::new(snowflake("message", message_id).map_err(PortError)?);
         let file = read_attachment(&msg).await?;
-        let mut builder = EditMessage::new().content(fit(&msg.text));
+        // Always sent: an edit without buttons removes the ones the message had.
+        let mut builder = EditMessage::new()
+            .content(fit(&msg.text))
+            .components(action_rows(&msg.buttons));
         if let Some(file) = file {
             builder = builder.new_attachment(file);
         }
@@ -406,21 +498,11 @@ impl Handler {
             &option_text(&cmd, "env"),
             &option_text(&cmd, "args"),
         );
-        let identity = Identity {
-            platform: "discord".into(),
-            user_id: cmd.user.id.to_string(),
-            display_name: cmd
-                .member
-                .as_ref()
-                .and_then(|m| m.nick.clone())
-                .or_else(|| cmd.user.global_name.clone())
-                .unwrap_or_else(|| cmd.user.name.clone()),
-            platform_roles: cmd
-                .member
-                .as_ref()
-                .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
-                .unwrap_or_default(),
-        };
+        let identity = identity_of(
+            &cmd.user,
+            cmd.member.as_ref().and_then(|m| m.nick.as_ref()),
+            cmd.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
+        );
         let event = ChatEvent {
             identity,
             channel: cmd.channel_id.to_string(),
@@ -439,6 +521,50 @@ impl Handler {
                 self.port
                     .secret
                     .scrub(format!("answering /{SLASH_COMMAND} failed: {e}"))
+            );
+        }
+    }
+
+    /// A click on one of our buttons: acknowledged at once (ephemeral, only the clicker sees
+    /// it), then the button's command runs as the clicking user and the reply replaces the
+    /// acknowledgement.
+    async fn on_button(&self, ctx: &Context, click: ComponentInteraction) {
+        if !matches!(click.data.kind, ComponentInteractionDataKind::Button) {
+            return;
+        }
+        let Some(command) = button_command(&click.data.custom_id).map(str::to_string) else {
+            return;
+        };
+        self.port.limiter.global().await;
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(true));
+        if let Err(e) = click.create_response(&ctx.http, defer).await {
+            tracing::warn!(
+                "{}",
+                self.port
+                    .secret
+                    .scrub(format!("acknowledging a button click failed: {e}"))
+            );
+            return;
+        }
+        let identity = identity_of(
+            &click.user,
+            click.member.as_ref().and_then(|m| m.nick.as_ref()),
+            click.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
+        );
+        let event = ChatEvent {
+            identity,
+            channel: click.channel_id.to_string(),
+            text: command,
+        };
+        let reply = (self.handler)(event).await.unwrap_or_else(|| ON_IT.to_string());
+        self.port.limiter.global().await;
+        if let Err(e) = click
+            .edit_response(&ctx.http, EditInteractionResponse::new().content(fit(&reply)))
+            .await
+        {
+            tracing::warn!(
+                "{}",
+                self.port.secret.scrub(format!("answering a button click failed: {e}"))
             );
         }
     }
@@ -464,21 +590,11 @@ impl EventHandler for Handler {
         let Some(text) = addressed_text(&msg.content, &self.prefix, bot_id.as_deref()) else {
             return;
         };
-        let identity = Identity {
-            platform: "discord".into(),
-            user_id: msg.author.id.to_string(),
-            display_name: msg
-                .member
-                .as_ref()
-                .and_then(|m| m.nick.clone())
-                .or_else(|| msg.author.global_name.clone())
-                .unwrap_or_else(|| msg.author.name.clone()),
-            platform_roles: msg
-                .member
-                .as_ref()
-                .map(|m| m.roles.iter().map(|r| r.to_string()).collect())
-                .unwrap_or_default(),
-        };
+        let identity = identity_of(
+            &msg.author,
+            msg.member.as_ref().and_then(|m| m.nick.as_ref()),
+            msg.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
+        );
         let channel = msg.channel_id.to_string();
         let event = ChatEvent {
             identity,
@@ -513,6 +629,7 @@ impl EventHandler for Handler {
                 }
             }
             Interaction::Command(cmd) if cmd.data.name == SLASH_COMMAND => self.on_command(&ctx, cmd).await,
+            Interaction::Component(click) => self.on_button(&ctx, click).await,
             _ => {}
         }
     }
@@ -586,5 +703,45 @@ pub async fn start_with_limits(
                 READY_TIMEOUT.as_secs()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn button_ids_carry_the_command() {
+        assert_eq!(button_custom_id("approve 12").as_deref(), Some("argos:cmd:approve 12"));
+        assert_eq!(button_command("argos:cmd:approve 12"), Some("approve 12"));
+        assert_eq!(button_command("someone-else:approve 12"), None);
+        assert_eq!(button_command("argos:cmd: "), None);
+        let long = "x".repeat(MAX_CUSTOM_ID_CHARS);
+        assert_eq!(button_custom_id(&long), None, "too long for Discord");
+        let fits = "x".repeat(MAX_CUSTOM_ID_CHARS - BUTTON_PREFIX.len());
+        assert_eq!(button_custom_id(&fits).map(|i| i.len()), Some(MAX_CUSTOM_ID_CHARS));
+    }
+
+    #[test]
+    fn button_styles_follow_the_label() {
+        assert_eq!(button_style("Approve"), ButtonStyle::Success);
+        assert_eq!(button_style("✅ Approve"), ButtonStyle::Success);
+        assert_eq!(button_style("Deny"), ButtonStyle::Danger);
+        assert_eq!(button_style("Cancel job"), ButtonStyle::Danger);
+        assert_eq!(button_style("Show log"), ButtonStyle::Secondary);
+    }
+
+    #[test]
+    fn at_most_five_buttons_in_one_row_and_none_without_buttons() {
+        let b = |i: usize| Button {
+            label: format!("B{i}"),
+            command: format!("job {i}"),
+        };
+        assert!(action_rows(&[]).is_empty());
+        let rows = action_rows(&(0..7).map(b).collect::<Vec<_>>());
+        let v = serde_json::to_value(&rows).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1);
+        assert_eq!(v[0]["components"].as_array().unwrap().len(), MAX_BUTTONS);
+        assert_eq!(v[0]["components"][0]["custom_id"], "argos:cmd:job 0");
     }
 }
