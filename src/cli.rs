@@ -250,11 +250,8 @@ async fn print_progress(mut rx: UnboundedReceiver<Progress>, terminal: bool) {
 
 /// `[#########-----------] 9/20 argos-staging`
 pub fn bar(label: &str, done: usize, total: usize) -> String {
-    const WIDTH: usize = 24;
-    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(0);
     format!(
-        "[{}{}] {done}/{total} {label}",
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled)
+        "[{}] {done}/{total} {label}",
+        crate::progress::bar(done, total, 24, "#", "-")
     )
 }

@@ -144,6 +144,13 @@ impl Permissions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_are_the_environment_verbs_plus_approve() {
+        let mut want = crate::command::env_verbs();
+        want.push("approve");
+        assert_eq!(ACTIONS, want.as_slice());
+    }
     use crate::config::{PermissionRule, RoleMembers};
     use std::collections::BTreeMap;
 

@@ -143,6 +143,12 @@ impl ProgressTx {
     }
 }
 
+/// A text progress bar of `width` cells: `fill` for done, `empty` for the rest.
+pub fn bar(done: usize, total: usize, width: usize, fill: &str, empty: &str) -> String {
+    let filled = (done.min(total) * width).checked_div(total).unwrap_or(0);
+    format!("{}{}", fill.repeat(filled), empty.repeat(width - filled))
+}
+
 /// Renders an event as one plain line, for terminals that are not interactive and for logs.
 /// Returns `None` for events that only feed the progress bar.
 pub fn plain_line(p: &Progress) -> Option<String> {

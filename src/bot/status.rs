@@ -48,13 +48,7 @@ pub fn duration(d: Duration) -> String {
 }
 
 fn bar(done: usize, total: usize) -> String {
-    const WIDTH: usize = 20;
-    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(0);
-    format!(
-        "`[{}{}]` {done}/{total}",
-        "█".repeat(filled),
-        "░".repeat(WIDTH - filled)
-    )
+    format!("`[{}]` {done}/{total}", crate::progress::bar(done, total, 20, "█", "░"))
 }
 
 impl StatusModel {

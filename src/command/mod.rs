@@ -89,28 +89,15 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const ENV_VERBS: &[&str] = &[
-    "commission",
-    "deploy",
-    "update",
-    "plan",
-    "decommission",
-    "clean",
-    "status",
-    "events",
-];
-const GLOBAL_VERBS: &[&str] = &[
-    "envs",
-    "jobs",
-    "job",
-    "cancel",
-    "whoami",
-    "help",
-    "approve",
-    "deny",
-    "schedules",
-];
+/// The verbs that act on one environment, from the command table (the one source of truth).
+pub fn env_verbs() -> Vec<&'static str> {
+    COMMANDS.iter().filter(|c| c.per_env).map(|c| c.name).collect()
+}
 
+/// The verbs that stand alone.
+pub fn global_verbs() -> Vec<&'static str> {
+    COMMANDS.iter().filter(|c| !c.per_env).map(|c| c.name).collect()
+}
 fn err(message: impl Into<String>, topic: &str) -> ParseError {
     ParseError {
         message: message.into(),
@@ -133,10 +120,10 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         return Err(err("no command given", "help"));
     };
     let first_lc = first.to_ascii_lowercase();
-    if GLOBAL_VERBS.contains(&first_lc.as_str()) {
+    if global_verbs().contains(&first_lc.as_str()) {
         return parse_global(&first_lc, rest);
     }
-    if ENV_VERBS.contains(&first_lc.as_str()) {
+    if env_verbs().contains(&first_lc.as_str()) {
         let example = rest.first().copied().unwrap_or("staging");
         return Err(err(
             format!("put the environment first: `{example} {first_lc}`"),
@@ -144,7 +131,7 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         ));
     }
     if rest.is_empty() {
-        if let Some(s) = closest(&first_lc, GLOBAL_VERBS) {
+        if let Some(s) = closest(&first_lc, &global_verbs()) {
             return Err(err(format!("unknown command '{first}'; did you mean '{s}'?"), s));
         }
         return Err(err(
@@ -154,7 +141,7 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
     }
     // `aprove 12`: a near miss of a global command followed by a job number.
     if rest[0].trim_start_matches('#').parse::<u64>().is_ok() {
-        if let Some(s) = closest(&first_lc, GLOBAL_VERBS) {
+        if let Some(s) = closest(&first_lc, &global_verbs()) {
             return Err(err(format!("unknown command '{first}'; did you mean '{s}'?"), s));
         }
     }
@@ -184,7 +171,7 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
             parameters: parse_parameters(args, "plan")?,
         },
         other => {
-            return Err(match closest(other, ENV_VERBS) {
+            return Err(match closest(other, &env_verbs()) {
                 Some(s) => err(format!("unknown command '{other}'; did you mean '{s}'?"), s),
                 None => err(format!("unknown command '{other}'"), "help"),
             })

@@ -148,7 +148,17 @@ pub async fn run(bot: Bot, user: String) {
         }
         let line = tokio::select! {
             l = lines.next_line() => l,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::signal::ctrl_c() => {
+                // Interrupted: wait briefly, then leave running jobs recorded as running (they
+                // resume at the next start) rather than waiting for them indefinitely.
+                let grace = std::time::Duration::from_secs(bot.engine().config.settings.chat.shutdown_grace_secs);
+                let left = bot.shutdown(grace).await;
+                if !left.is_empty() {
+                    port.print_reply(&format!("stopped with job(s) {left:?} still running; they resume at the next start"));
+                }
+                schedules.abort();
+                return;
+            }
         };
         let Ok(Some(line)) = line else { break };
         let line = line.trim();
