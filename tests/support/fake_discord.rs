@@ -10,6 +10,9 @@
 //! `POST interactions/{id}/{token}/callback`, `GET|PATCH webhooks/{app}/{token}/messages/@original`,
 //! `POST webhooks/{app}/{token}` (followups), `PATCH webhooks/{app}/{token}/messages/{m}`.
 //! Anything else is answered 404 and recorded in [`State::unexpected`].
+//!
+//! Message components (buttons) are recorded as sent ([`Sent::components`],
+//! [`StoredMessage::components`]) and echoed back; [`FakeDiscord::push_button`] clicks one.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -145,7 +148,16 @@ pub struct Sent {
     pub attachments: Vec<String>,
     /// The interaction id, for interaction answers.
     pub interaction: Option<String>,
+    /// The action rows this request set (`Some(vec![])` removes them); `None`: left as they were.
+    pub components: Option<Vec<Value>>,
     pub at: Instant,
+}
+
+impl Sent {
+    /// The buttons this request set (none when it left them as they were).
+    pub fn buttons(&self) -> Vec<FakeButton> {
+        buttons_in(self.components.as_deref().unwrap_or_default())
+    }
 }
 
 /// A message as it stands now.
@@ -156,7 +168,38 @@ pub struct StoredMessage {
     pub content: String,
     /// File names, as of the last upload.
     pub attachments: Vec<String>,
+    /// The action rows as they stand now.
+    pub components: Vec<Value>,
     pub edits: u32,
+}
+
+impl StoredMessage {
+    /// The buttons under the message now.
+    pub fn buttons(&self) -> Vec<FakeButton> {
+        buttons_in(&self.components)
+    }
+}
+
+/// A button as the bot sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeButton {
+    pub label: String,
+    /// 1 primary, 2 secondary, 3 success, 4 danger, 5 link.
+    pub style: u64,
+    pub custom_id: String,
+}
+
+/// The buttons in some action rows, in order.
+pub fn buttons_in(rows: &[Value]) -> Vec<FakeButton> {
+    rows.iter()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["type"].as_u64() == Some(2))
+        .map(|c| FakeButton {
+            label: c["label"].as_str().unwrap_or("").to_string(),
+            style: c["style"].as_u64().unwrap_or(0),
+            custom_id: c["custom_id"].as_str().unwrap_or("").to_string(),
+        })
+        .collect()
 }
 
 /// An interaction callback (`type` 5 = deferred, 4 = message, 8 = autocomplete choices).
@@ -381,6 +424,22 @@ pub fn interaction_json(id: &str, token: &str, kind: u8, channel: &str, user: &T
     })
 }
 
+/// A click on the button `custom_id` under `message` (a [`message_json`] value): an interaction
+/// of type 3 (MESSAGE_COMPONENT), component type 2 (button).
+pub fn component_interaction_json(
+    id: &str,
+    token: &str,
+    channel: &str,
+    user: &TestUser,
+    message: Value,
+    custom_id: &str,
+) -> Value {
+    let mut v = interaction_json(id, token, 3, channel, user, vec![]);
+    v["data"] = json!({"custom_id": custom_id, "component_type": 2});
+    v["message"] = message;
+    v
+}
+
 /// What Discord answers for a registered command (the request plus the ids Discord adds).
 pub fn command_json(request: &Value, guild: Option<&str>) -> Value {
     let mut c = request.clone();
@@ -400,6 +459,22 @@ pub fn command_json(request: &Value, guild: Option<&str>) -> Value {
         c["guild_id"] = json!(g);
     }
     c
+}
+
+/// A stored message as Discord shows it, with its components.
+fn stored_message_json(m: &StoredMessage, guild: bool) -> Value {
+    let att: Vec<Value> = m.attachments.iter().map(|n| attachment_json(&m.id, n, 1)).collect();
+    let mut v = message_json(
+        &m.id,
+        &m.channel,
+        &TestUser::argos(),
+        &m.content,
+        &att,
+        m.edits > 0,
+        guild,
+    );
+    v["components"] = Value::Array(m.components.clone());
+    v
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,6 +602,7 @@ impl Inner {
         }
         let (body, files) = payload(req);
         let content = body["content"].as_str().unwrap_or("").to_string();
+        let components = body["components"].as_array().cloned().unwrap_or_default();
         let mut s = self.state();
         let id = s.new_id();
         let attachments: Vec<Value> = files
@@ -541,6 +617,7 @@ impl Inner {
                 channel: channel.clone(),
                 content: content.clone(),
                 attachments: names.clone(),
+                components: components.clone(),
                 edits: 0,
             },
         );
@@ -551,19 +628,18 @@ impl Inner {
             content: content.clone(),
             attachments: names,
             interaction: None,
+            components: Some(components.clone()),
             at: Instant::now(),
         });
         drop(s);
         // Discord echoes the bot's own messages to it through the gateway.
-        self.dispatch(
-            "MESSAGE_CREATE",
-            message_json(&id, &channel, &TestUser::argos(), &content, &attachments, false, true),
-        );
+        let mut echo = message_json(&id, &channel, &TestUser::argos(), &content, &attachments, false, true);
+        echo["components"] = Value::Array(components.clone());
+        self.dispatch("MESSAGE_CREATE", echo);
         self.changed();
-        Response::json(
-            200,
-            &message_json(&id, &channel, &TestUser::argos(), &content, &attachments, false, false),
-        )
+        let mut answer = message_json(&id, &channel, &TestUser::argos(), &content, &attachments, false, false);
+        answer["components"] = Value::Array(components);
+        Response::json(200, &answer)
     }
 
     fn edit_message(&self, req: &Request) -> Response {
@@ -585,8 +661,13 @@ impl Inner {
         if !names.is_empty() {
             stored.attachments = names.clone();
         }
+        let components = body["components"].as_array().cloned();
+        if let Some(c) = &components {
+            stored.components = c.clone();
+        }
         stored.edits += 1;
         let content = stored.content.clone();
+        let rows = stored.components.clone();
         let attachments: Vec<Value> = stored.attachments.iter().map(|n| attachment_json(&id, n, 1)).collect();
         s.sent.push(Sent {
             kind: SentKind::Edit,
@@ -595,14 +676,14 @@ impl Inner {
             content: content.clone(),
             attachments: names,
             interaction: None,
+            components,
             at: Instant::now(),
         });
         drop(s);
         self.changed();
-        Response::json(
-            200,
-            &message_json(&id, &channel, &TestUser::argos(), &content, &attachments, true, false),
-        )
+        let mut answer = message_json(&id, &channel, &TestUser::argos(), &content, &attachments, true, false);
+        answer["components"] = Value::Array(rows);
+        Response::json(200, &answer)
     }
 
     fn get_message(&self, req: &Request) -> Response {
@@ -611,21 +692,7 @@ impl Inner {
         }
         let s = self.state();
         match s.messages.get(req.param("message").unwrap_or("")) {
-            Some(m) => {
-                let att: Vec<Value> = m.attachments.iter().map(|n| attachment_json(&m.id, n, 1)).collect();
-                Response::json(
-                    200,
-                    &message_json(
-                        &m.id,
-                        &m.channel,
-                        &TestUser::argos(),
-                        &m.content,
-                        &att,
-                        m.edits > 0,
-                        false,
-                    ),
-                )
-            }
+            Some(m) => Response::json(200, &stored_message_json(m, false)),
             None => json_error(404, "Unknown Message"),
         }
     }
@@ -700,6 +767,7 @@ impl Inner {
                 content: body["data"]["content"].as_str().unwrap_or("").to_string(),
                 attachments: files.into_iter().map(|(n, _)| n).collect(),
                 interaction: Some(id),
+                components: body["data"]["components"].as_array().cloned(),
                 at: Instant::now(),
             });
         }
@@ -753,6 +821,7 @@ impl Inner {
             content: content.clone(),
             attachments: names,
             interaction: Some(interaction),
+            components: body["components"].as_array().cloned(),
             at: Instant::now(),
         });
         drop(s);
@@ -1090,6 +1159,40 @@ impl FakeDiscord {
         let (id, token) = self.new_interaction(channel);
         let options = vec![option("command", command, false), option("env", typed, true)];
         let d = interaction_json(&id, &token, 4, &channel.to_string(), user, options);
+        self.inner.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
+    /// A person clicks the button `custom_id` under the bot's message `message_id` in `channel`
+    /// (INTERACTION_CREATE, type 3). The button must be on the message as it stands now, as
+    /// only those can be clicked. Returns the interaction id.
+    pub fn push_button(&self, channel: u64, user: &TestUser, message_id: &str, custom_id: &str) -> String {
+        let message = {
+            let s = self.inner.state();
+            let m = s
+                .messages
+                .get(message_id)
+                .unwrap_or_else(|| panic!("no message {message_id} to click a button of"));
+            assert_eq!(
+                m.channel,
+                channel.to_string(),
+                "message {message_id} is in another channel"
+            );
+            assert!(
+                m.buttons().iter().any(|b| b.custom_id == custom_id),
+                "message {message_id} has no button {custom_id:?}: {:?}",
+                m.buttons()
+            );
+            stored_message_json(m, true)
+        };
+        self.push_button_unchecked(channel, user, message, custom_id)
+    }
+
+    /// Like [`Self::push_button`] under any `message` (a [`message_json`] value) with any
+    /// `custom_id`, e.g. another app's button. Returns the interaction id.
+    pub fn push_button_unchecked(&self, channel: u64, user: &TestUser, message: Value, custom_id: &str) -> String {
+        let (id, token) = self.new_interaction(channel);
+        let d = component_interaction_json(&id, &token, &channel.to_string(), user, message, custom_id);
         self.inner.dispatch("INTERACTION_CREATE", d);
         id
     }
