@@ -53,7 +53,7 @@ const USER_BASE: u64 = 1_600_000_000_000_000_000;
 const CHANNEL_BASE: u64 = 1_700_000_000_000_000_000;
 const EVERYONE_ROLE: u64 = 1_300_000_000_000_000_009;
 /// The time compression of the `chat` part.
-const K: u32 = 25;
+const K: u32 = 30;
 const JOBS: usize = 20;
 
 /// The resident set size of this process, in kB.
