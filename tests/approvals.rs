@@ -325,7 +325,7 @@ async fn a_plan_that_changes_after_approval_voids_it() {
         .send()
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while w.fake.stack_status("argos-sandbox").as_deref() != Some("UPDATE_COMPLETE") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -52,7 +52,7 @@ fn said(name: &str, text: &str) -> ChatEvent {
 
 /// Waits (bounded) until the fake has seen `action`.
 async fn until_called(fake: &FakeAws, action: &str) {
-    tokio::time::timeout(Duration::from_secs(20), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while !fake.actions().iter().any(|a| a.ends_with(action)) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

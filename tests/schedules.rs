@@ -182,7 +182,7 @@ async fn failed_stacks_are_reported_with_a_decommission() {
         .send()
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while fake.stack_status("argos-staging").as_deref() != Some("ROLLBACK_COMPLETE") {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -44,7 +44,7 @@ pub const MEMBER_ROLE: u64 = 1_300_000_000_000_000_003;
 const INTENT_MESSAGE_CONTENT: u64 = 1 << 15;
 const TIMESTAMP: &str = "2025-01-01T00:00:00.000000+00:00";
 /// How long a wait may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A person in the test guild.
 #[derive(Debug, Clone, PartialEq, Eq)]
