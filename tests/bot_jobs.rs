@@ -255,3 +255,47 @@ async fn rate_limits_and_denials_are_polite_and_start_nothing() {
     assert!(bot.store().recent_jobs(10).unwrap().is_empty());
     assert_eq!(bot.store().audit_log(50).unwrap().len(), 7, "every command is audited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_mode_runs_the_second_job_after_the_first() {
+    let fake = FakeAws::start().await;
+    fake.set_time_scale(1.0);
+    let project = TestProject::new(
+        &fake.endpoint_url(),
+        &CONFIG.replace(
+            "  edit_interval_ms: 50",
+            "  edit_interval_ms: 50\n  queue_when_busy: true",
+        ),
+    );
+    let bot = Bot::new(
+        project.engine().await,
+        Store::open(&project.config().database_path()).unwrap(),
+    );
+    let port = RecordingPort::new();
+    bot.add_port(port.clone());
+    slow_update(&fake);
+
+    assert_eq!(bot.handle(said("alice", "staging update")).await, None);
+    let queued = bot.handle(said("carol", "staging clean")).await.unwrap();
+    assert_eq!(
+        queued,
+        "🕒 Job #2 is queued behind job #1 (update by alice) on staging."
+    );
+    assert_eq!(bot.store().job(2).unwrap().unwrap().state, JobState::Queued);
+    until_called(&fake, "ExecuteChangeSet").await;
+    assert!(
+        !fake.actions().iter().any(|a| a.ends_with("DeregisterImage")),
+        "the queued job waits its turn"
+    );
+    bot.handle(said("alice", "cancel 1")).await;
+    bot.idle().await;
+
+    let first = bot.store().job(1).unwrap().unwrap();
+    let second = bot.store().job(2).unwrap().unwrap();
+    assert_eq!((first.state, second.state), (JobState::Cancelled, JobState::Succeeded));
+    assert!(
+        second.started_at.unwrap() >= first.finished_at.unwrap(),
+        "one operation per environment at a time"
+    );
+    assert!(fake.actions().iter().any(|a| a == "ec2:DeregisterImage"));
+}
