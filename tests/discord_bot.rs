@@ -11,7 +11,7 @@ use argos::config::Config;
 use argos::engine::Engine;
 use argos::platform::discord::{self, RateLimits, FOLLOWING_IN_CHANNEL};
 use argos::store::{JobState, Store};
-use support::fake_aws::{Change, Ec2Image, Ec2Instance, FakeAws, Op, StackScript};
+use support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
 use support::fake_discord::*;
 use support::TestProject;
 use tokio::task::JoinHandle;
@@ -42,39 +42,9 @@ const LIMITS: RateLimits = RateLimits {
 
 /// The test config: Discord through the fake, quick pacing, and the fake's users mapped to roles.
 fn extra_config(fake: &FakeDiscord, content_intent: bool) -> String {
-    format!(
-        r#"
-discord:
-  enabled: true
-  api_proxy: {url}
-  guild_id: "{GUILD_ID}"
-  message_content_intent: {content_intent}
-chat:
-  commands_per_minute: 6
-  command_burst: 3
-  edit_interval_ms: 200
-  edit_burst: 5
-  edit_refill_secs: 1
-permissions:
-  roles:
-    admins: {{ discord_roles: ["{ADMIN_ROLE}"] }}
-    deployers: {{ discord_roles: ["{DEPLOYER_ROLE}"] }}
-  rules:
-    - role: admins
-      environments: ["*"]
-      actions: ["*"]
-    - role: deployers
-      environments: [staging]
-      actions: [deploy, status]
-# The approval flow has tests of its own; here every job starts when asked.
-approvals:
-  policies:
-    - environments: ["*"]
-      actions: ["*"]
-      approvers: 0
-"#,
-        url = fake.url()
-    )
+    // The approval flow has tests of its own; here every job starts when asked.
+    fake.bot_config(content_intent)
+        + "approvals:\n  policies:\n    - environments: [\"*\"]\n      actions: [\"*\"]\n      approvers: 0\n"
 }
 
 /// A bot connected to the fake Discord, and the adapter's client task.
@@ -113,21 +83,7 @@ fn add_app(fake: &FakeAws, engine: &Engine) {
         &[("subnet-0aaa1111bbbb2222c", "us-east-1a")],
     );
     fake.add_image(Ec2Image::owned(IMAGE_ID, "argos-image", &[("App", "argos")]));
-    for (i, role) in ROLES.iter().enumerate() {
-        let name = format!("argos-staging-{role}");
-        fake.add_instance(Ec2Instance::running(
-            &format!("i-0{i:016x}"),
-            &[("App", "argos"), ("Env", "staging"), ("Group", role), ("Name", &name)],
-        ));
-    }
-    fake.set_outputs(
-        STACK,
-        &[
-            ("DatabaseHost", "db.internal"),
-            ("DatabasePort", "5432"),
-            ("KnowledgeHost", "172.31.9.9"),
-        ],
-    );
+    support::add_staging_hosts(fake, ROLES);
     let (_, app) = engine.templates().expect("templates");
     fake.add_stack(
         STACK,

@@ -277,33 +277,7 @@ async fn a_click_runs_the_command_as_the_clicker_and_answers_only_them() {
 /// The whole bot with the default approval policy (decommission needs one approver with the
 /// `approve` permission), the deployer allowed to deploy only.
 fn extra_config(fake: &FakeDiscord) -> String {
-    format!(
-        r#"
-discord:
-  enabled: true
-  api_proxy: {url}
-  guild_id: "{GUILD_ID}"
-  message_content_intent: true
-chat:
-  commands_per_minute: 6
-  command_burst: 3
-  edit_interval_ms: 200
-  edit_burst: 5
-  edit_refill_secs: 1
-permissions:
-  roles:
-    admins: {{ discord_roles: ["{ADMIN_ROLE}"] }}
-    deployers: {{ discord_roles: ["{DEPLOYER_ROLE}"] }}
-  rules:
-    - role: admins
-      environments: ["*"]
-      actions: ["*"]
-    - role: deployers
-      environments: [staging]
-      actions: [deploy, status]
-"#,
-        url = fake.url()
-    )
+    fake.bot_config(true)
 }
 
 struct World {

@@ -61,21 +61,7 @@ fn project(fake: &FakeAws, roles: Option<&[&str]>) -> TestProject {
 
 /// Running instances for the roles, tagged the way the stack tags them, and stack outputs.
 fn add_hosts(fake: &FakeAws, roles: &[&str]) {
-    for (i, role) in roles.iter().enumerate() {
-        let name = format!("argos-staging-{role}");
-        fake.add_instance(Ec2Instance::running(
-            &format!("i-0{i:016x}"),
-            &[("App", "argos"), ("Env", "staging"), ("Group", role), ("Name", &name)],
-        ));
-    }
-    fake.set_outputs(
-        STACK,
-        &[
-            ("DatabaseHost", "db.internal"),
-            ("DatabasePort", "5432"),
-            ("KnowledgeHost", "172.31.9.9"),
-        ],
-    );
+    support::add_staging_hosts(fake, roles);
 }
 
 /// The app stack, already CREATE_COMPLETE with the merged template and real-looking parameters.

@@ -1007,6 +1007,39 @@ impl FakeDiscord {
     }
 
     /// Settings that point the adapter at this fake (guild commands in the test guild).
+    /// The YAML a test project needs for a bot on this fake: Discord through it, quick pacing,
+    /// and the test users' roles mapped (admins may do everything; deployers may deploy and
+    /// see status on staging).
+    pub fn bot_config(&self, content_intent: bool) -> String {
+        format!(
+            r#"
+discord:
+  enabled: true
+  api_proxy: {url}
+  guild_id: "{GUILD_ID}"
+  message_content_intent: {content_intent}
+chat:
+  commands_per_minute: 6
+  command_burst: 3
+  edit_interval_ms: 200
+  edit_burst: 5
+  edit_refill_secs: 1
+permissions:
+  roles:
+    admins: {{ discord_roles: ["{ADMIN_ROLE}"] }}
+    deployers: {{ discord_roles: ["{DEPLOYER_ROLE}"] }}
+  rules:
+    - role: admins
+      environments: ["*"]
+      actions: ["*"]
+    - role: deployers
+      environments: [staging]
+      actions: [deploy, status]
+"#,
+            url = self.url()
+        )
+    }
+
     pub fn settings(&self, message_content_intent: bool) -> argos::config::DiscordSettings {
         argos::config::DiscordSettings {
             enabled: true,

@@ -109,6 +109,26 @@ environments:
     }
 }
 
+/// Running instances of staging for `roles`, tagged the way the stack tags them, and the stack
+/// outputs deploy reads: what a deploy needs from AWS.
+pub fn add_staging_hosts(fake: &fake_aws::FakeAws, roles: &[&str]) {
+    for (i, role) in roles.iter().enumerate() {
+        let name = format!("argos-staging-{role}");
+        fake.add_instance(fake_aws::Ec2Instance::running(
+            &format!("i-0{i:016x}"),
+            &[("App", "argos"), ("Env", "staging"), ("Group", role), ("Name", &name)],
+        ));
+    }
+    fake.set_outputs(
+        "argos-staging",
+        &[
+            ("DatabaseHost", "db.internal"),
+            ("DatabasePort", "5432"),
+            ("KnowledgeHost", "172.31.9.9"),
+        ],
+    );
+}
+
 /// An operation context that records every progress event.
 pub struct Recorder {
     pub ctx: Ctx,
