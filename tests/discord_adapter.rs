@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argos::bot::port::{Attachment, ChatEvent, ChatPort, CommandHandler, OutgoingMessage};
-use argos::platform::discord::{self, DiscordPort, RateLimits, FOLLOWING_IN_CHANNEL, SLASH_CHOICES};
+use argos::platform::discord::{self, DiscordPort, RateLimits, FOLLOWING_IN_CHANNEL};
 use serde_json::json;
 use support::fake_discord::*;
 
@@ -167,7 +167,7 @@ async fn connects_registers_and_answers_a_prefix_command() {
         .iter()
         .map(|c| c["value"].as_str().unwrap())
         .collect();
-    assert_eq!(choices, SLASH_CHOICES);
+    assert_eq!(choices, discord::slash_choices());
     assert_eq!(cmd["options"][1]["name"], "env");
     assert_eq!(cmd["options"][1]["autocomplete"], true);
     assert_eq!(cmd["options"][2]["name"], "args");

@@ -47,26 +47,11 @@ use crate::permissions::Identity;
 /// The slash command's name: `/argos`.
 pub const SLASH_COMMAND: &str = "argos";
 
-/// The choices of the slash command's `command` option.
-pub const SLASH_CHOICES: &[&str] = &[
-    "commission",
-    "deploy",
-    "update",
-    "plan",
-    "decommission",
-    "clean",
-    "status",
-    "events",
-    "envs",
-    "jobs",
-    "job",
-    "cancel",
-    "whoami",
-    "help",
-];
-
-/// Commands that take no environment: their text is `<command> <args>`.
-const GLOBAL_COMMANDS: &[&str] = &["envs", "jobs", "job", "cancel", "whoami", "help"];
+/// The choices of the slash command's `command` option: every command of the grammar (one
+/// table, `command::COMMANDS`, so the slash command never drifts from what the parser knows).
+pub fn slash_choices() -> Vec<&'static str> {
+    crate::command::COMMANDS.iter().map(|c| c.name).collect()
+}
 
 /// What the deferred slash-command response becomes when the bot answers in the channel.
 pub const FOLLOWING_IN_CHANNEL: &str = "On it: following this job in the channel.";
@@ -389,7 +374,7 @@ impl ChatPort for DiscordPort {
 
 /// The `/argos` slash command.
 pub fn slash_command() -> CreateCommand {
-    let command = SLASH_CHOICES.iter().fold(
+    let command = slash_choices().iter().fold(
         CreateCommandOption::new(CommandOptionType::String, "command", "What to do").required(true),
         |opt, c| opt.add_string_choice(*c, *c),
     );
@@ -410,7 +395,7 @@ pub fn slash_command() -> CreateCommand {
 /// The command text a slash command stands for: `<env> <command> <args>`, or
 /// `<command> <args>` for the commands that take no environment.
 pub fn slash_text(command: &str, env: &str, args: &str) -> String {
-    let parts: Vec<&str> = if GLOBAL_COMMANDS.contains(&command) {
+    let parts: Vec<&str> = if crate::command::global_verbs().contains(&command) {
         vec![command, args]
     } else {
         vec![env, command, args]
