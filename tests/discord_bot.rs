@@ -4,8 +4,6 @@
 //! never having answered 429 and every message the bot sent having been read.
 mod support;
 
-use std::time::Duration;
-
 use argos::bot::Bot;
 use argos::config::Config;
 use argos::engine::Engine;
@@ -27,18 +25,8 @@ const RESOURCES: &[(&str, &str)] = &[
 const TINY_TEMPLATE: &str =
     r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
 
-/// A short window so pacing tests stay quick; the fake enforces the same one.
-const WINDOW: Duration = Duration::from_millis(250);
-const FAKE_LIMITS: FakeLimits = FakeLimits {
-    per_channel: 5,
-    window: WINDOW,
-    global_per_second: 50,
-};
-const LIMITS: RateLimits = RateLimits {
-    per_channel: 5,
-    window: WINDOW,
-    global_per_second: 40,
-};
+const FAKE_LIMITS: FakeLimits = FAST_FAKE_LIMITS;
+const LIMITS: RateLimits = FAST_LIMITS;
 
 /// The test config: Discord through the fake, quick pacing, and the fake's users mapped to roles.
 fn extra_config(fake: &FakeDiscord, content_intent: bool) -> String {
@@ -84,21 +72,7 @@ fn add_app(fake: &FakeAws, engine: &Engine) {
     );
     fake.add_image(Ec2Image::owned(IMAGE_ID, "argos-image", &[("App", "argos")]));
     support::add_staging_hosts(fake, ROLES);
-    let (_, app) = engine.templates().expect("templates");
-    fake.add_stack(
-        STACK,
-        &app.body,
-        &[
-            ("AppName", "argos"),
-            ("EnvName", "staging"),
-            ("KeyName", "argos"),
-            ("ImageId", IMAGE_ID),
-            ("VpcId", "vpc-0default000000001"),
-            ("SubnetId", "subnet-0aaa1111bbbb2222c"),
-            ("DatabasePassword", "old-secret"),
-        ],
-        RESOURCES,
-    );
+    support::add_staging_stack(fake, engine, IMAGE_ID, &[], RESOURCES);
 }
 
 /// The next update changes two instances; each takes `seconds` (scenario time).

@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use argos::bot::port::{Button, ChatEvent, ChatPort, CommandHandler, OutgoingMessage};
 use argos::bot::Bot;
@@ -29,17 +28,8 @@ const RESOURCES: &[(&str, &str)] = &[
     ("ApiInstance", "AWS::EC2::Instance"),
 ];
 
-const WINDOW: Duration = Duration::from_millis(250);
-const FAKE_LIMITS: FakeLimits = FakeLimits {
-    per_channel: 5,
-    window: WINDOW,
-    global_per_second: 50,
-};
-const LIMITS: RateLimits = RateLimits {
-    per_channel: 5,
-    window: WINDOW,
-    global_per_second: 40,
-};
+const FAKE_LIMITS: FakeLimits = FAST_FAKE_LIMITS;
+const LIMITS: RateLimits = FAST_LIMITS;
 
 const STYLE_SECONDARY: u64 = 2;
 const STYLE_SUCCESS: u64 = 3;

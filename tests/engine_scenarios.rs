@@ -66,22 +66,7 @@ fn add_hosts(fake: &FakeAws, roles: &[&str]) {
 
 /// The app stack, already CREATE_COMPLETE with the merged template and real-looking parameters.
 fn add_app_stack(fake: &FakeAws, engine: &Engine) -> String {
-    let (_, app) = engine.templates().expect("templates");
-    fake.add_stack(
-        STACK,
-        &app.body,
-        &[
-            ("AppName", "argos"),
-            ("EnvName", "staging"),
-            ("KeyName", "argos"),
-            ("ImageId", IMAGE_ID),
-            ("VpcId", "vpc-0default000000001"),
-            ("SubnetId", "subnet-0aaa1111bbbb2222c"),
-            ("DatabasePassword", "old-secret"),
-            ("ApiInstanceType", "t3.large"),
-        ],
-        RESOURCES,
-    )
+    support::add_staging_stack(fake, engine, IMAGE_ID, &[("ApiInstanceType", "t3.large")], RESOURCES)
 }
 
 /// `service:Action` with consecutive repeats of one action collapsed to `Action*`, so a

@@ -46,6 +46,20 @@ const TIMESTAMP: &str = "2025-01-01T00:00:00.000000+00:00";
 /// How long a wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// A short rate-limit window so pacing tests stay quick; the fake enforces the same window
+/// as the adapter's limits below, and the adapter stays under the fake's global limit.
+pub const FAST_WINDOW: Duration = Duration::from_millis(250);
+pub const FAST_FAKE_LIMITS: FakeLimits = FakeLimits {
+    per_channel: 5,
+    window: FAST_WINDOW,
+    global_per_second: 50,
+};
+pub const FAST_LIMITS: argos::platform::discord::RateLimits = argos::platform::discord::RateLimits {
+    per_channel: 5,
+    window: FAST_WINDOW,
+    global_per_second: 40,
+};
+
 /// A person in the test guild.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestUser {

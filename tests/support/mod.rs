@@ -129,6 +129,29 @@ pub fn add_staging_hosts(fake: &fake_aws::FakeAws, roles: &[&str]) {
     );
 }
 
+/// Creates the staging stack, already CREATE_COMPLETE, from the repository's merged template
+/// with real-looking parameters (`extra` adds or overrides some).
+pub fn add_staging_stack(
+    fake: &fake_aws::FakeAws,
+    engine: &Engine,
+    image_id: &str,
+    extra: &[(&str, &str)],
+    resources: &[(&str, &str)],
+) -> String {
+    let (_, app) = engine.templates().expect("templates");
+    let mut params = vec![
+        ("AppName", "argos"),
+        ("EnvName", "staging"),
+        ("KeyName", "argos"),
+        ("ImageId", image_id),
+        ("VpcId", "vpc-0default000000001"),
+        ("SubnetId", "subnet-0aaa1111bbbb2222c"),
+        ("DatabasePassword", "old-secret"),
+    ];
+    params.extend_from_slice(extra);
+    fake.add_stack("argos-staging", &app.body, &params, resources)
+}
+
 /// An operation context that records every progress event.
 pub struct Recorder {
     pub ctx: Ctx,
