@@ -1,20 +1,26 @@
 //! Runs `ansible-playbook` for real: a generated inventory, extra variables from a file (never
 //! on the command line, where `ps` would show secrets), our JSON-lines stdout callback for
-//! per-task events, a timeout, and a kill of the whole process group on cancel or drop. Every
-//! line is redacted before it goes anywhere.
-//! (The process-tree kill reads `/proc`: Linux, where the bot runs.)
+//! per-task events, a timeout, and a cancel. Every line is redacted before it goes anywhere.
+//! The run's processes die with the run and with argos, `kill -9` included ([`supervise`]);
+//! [`sweep_orphans`] cleans up after an argos that died anyway ([`reaper`]).
+//! (Linux only: death signals, subreapers and `/proc`, where the bot runs.)
 
 pub mod inventory;
+mod procfs;
+pub mod reaper;
+pub mod supervise;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
+
+pub use reaper::{new_run_dir, runs_dir, sweep_orphans, SweepReport, SweptProcess};
+use supervise::RunGuard;
 
 use crate::error::{Error, Result};
 use crate::progress::{HostStatus, PlaybookEvent, Progress, ProgressTx};
@@ -23,6 +29,12 @@ use crate::redact::Redactor;
 /// The stdout callback plugin, shipped inside the binary so any working directory works.
 pub const CALLBACK_PLUGIN: &str = include_str!("argos_jsonl.py");
 const CALLBACK_NAME: &str = "argos_jsonl";
+
+/// The environment variable naming a process's run folder; every process of a run has it.
+pub const ENV_RUN_DIR: &str = "ARGOS_RUN_DIR";
+/// The environment variable naming the argos process that started the run, `<pid>:<start>`
+/// (start: field 22 of `/proc/<pid>/stat`); every process of a run has it.
+pub const ENV_RUN_OWNER: &str = "ARGOS_RUN_OWNER";
 
 /// One playbook run.
 #[derive(Debug, Clone)]
@@ -36,6 +48,7 @@ pub struct PlaybookRun {
     pub private_key: Option<PathBuf>,
     pub timeout: Duration,
     /// A private directory for this run: inventory, vars, plugin, Ansible's temp files.
+    /// Created by [`run`] and removed when the run ends; the engine uses [`new_run_dir`].
     pub workdir: PathBuf,
     /// Where the redacted output is appended, if anywhere.
     pub log: Option<PathBuf>,
@@ -95,59 +108,85 @@ fn text(v: &Option<serde_json::Value>) -> Option<String> {
 
 /// Runs one playbook to its end, emitting progress; a failed task becomes
 /// `Error::Playbook("task T failed on host H: message")`.
+///
+/// `run.workdir` is created (mode 0700, with an owner file, see [`reaper`]) and removed when
+/// the run ends, however it ends: success, failure, timeout, cancel, or this future dropped
+/// half-way. No process of the run outlives it, nor argos (see [`supervise`]). A timeout or a
+/// cancel is reported only once the process tree is gone (or after a bounded wait of a few
+/// seconds if something refuses to die).
 pub async fn run(
     run: &PlaybookRun,
     redactor: &Redactor,
     progress: &ProgressTx,
     cancel: &CancellationToken,
 ) -> Result<PlaybookReport> {
-    let plugins = run.workdir.join("callback_plugins");
-    let tmp = run.workdir.join("tmp");
+    let dir = reaper::create_run_dir(&run.workdir)?;
+    let mut guard = RunGuard::new(dir.clone());
+    let result = run_in(run, &dir, &mut guard, redactor, progress, cancel).await;
+    guard.finish().await;
+    result
+}
+
+async fn run_in(
+    run: &PlaybookRun,
+    dir: &Path,
+    guard: &mut RunGuard,
+    redactor: &Redactor,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<PlaybookReport> {
+    let plugins = dir.join("callback_plugins");
+    let tmp = dir.join("tmp");
     for d in [&plugins, &tmp] {
         tokio::fs::create_dir_all(d)
             .await
             .map_err(|e| Error::Io(format!("cannot create {}: {e}", d.display())))?;
     }
     write_private(&plugins.join(format!("{CALLBACK_NAME}.py")), CALLBACK_PLUGIN).await?;
-    let inventory = run.workdir.join("inventory.json");
+    write_private(&dir.join(supervise::SUPERVISOR_FILE), supervise::SUPERVISOR).await?;
+    write_private(&dir.join(supervise::SITECUSTOMIZE_FILE), supervise::SITECUSTOMIZE).await?;
+    let inventory = dir.join("inventory.json");
     write_private(&inventory, &run.inventory_json).await?;
-    let vars = run.workdir.join("vars.json");
+    let vars = dir.join("vars.json");
     write_private(&vars, &serde_json::to_string(&run.extra_vars).expect("vars serialize")).await?;
 
-    let mut cmd = Command::new(&run.command);
-    cmd.arg("-i")
-        .arg(&inventory)
-        .arg("-e")
-        .arg(format!("@{}", vars.display()))
-        .arg(&run.playbook);
+    let mut args: Vec<OsString> = vec![
+        "-i".into(),
+        inventory.into(),
+        "-e".into(),
+        format!("@{}", vars.display()).into(),
+        run.playbook.clone().into(),
+    ];
     if let Some(key) = &run.private_key {
-        cmd.arg("--private-key").arg(key);
+        args.extend(["--private-key".into(), key.clone().into()]);
     }
-    cmd.current_dir(run.playbook.parent().unwrap_or(Path::new(".")))
-        .env("ANSIBLE_CALLBACK_PLUGINS", &plugins)
-        .env("ANSIBLE_STDOUT_CALLBACK", CALLBACK_NAME)
-        .env("ANSIBLE_LOAD_CALLBACK_PLUGINS", "1")
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
-        .env("ANSIBLE_LOCAL_TEMP", &tmp)
-        .env("ANSIBLE_HOME", run.workdir.join("home"))
-        .env("ANSIBLE_REMOTE_TEMP", run.workdir.join("remote-tmp"))
-        .env("ANSIBLE_SSH_CONTROL_PATH_DIR", run.workdir.join("cp"))
-        .env("ANSIBLE_SSH_ARGS", "-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new -o ServerAliveInterval=120")
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| {
+    let env = |k: &str, v: &dyn AsRef<std::ffi::OsStr>| (OsString::from(k), v.as_ref().to_os_string());
+    let envs = vec![
+        env("ANSIBLE_CALLBACK_PLUGINS", &plugins),
+        env("ANSIBLE_STDOUT_CALLBACK", &CALLBACK_NAME),
+        env("ANSIBLE_LOAD_CALLBACK_PLUGINS", &"1"),
+        env("ANSIBLE_NOCOLOR", &"1"),
+        env("ANSIBLE_RETRY_FILES_ENABLED", &"0"),
+        env("ANSIBLE_LOCAL_TEMP", &tmp),
+        env("ANSIBLE_HOME", &dir.join("home")),
+        env("ANSIBLE_REMOTE_TEMP", &dir.join("remote-tmp")),
+        env("ANSIBLE_SSH_CONTROL_PATH_DIR", &dir.join("cp")),
+        env("ANSIBLE_SSH_ARGS", &"-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new -o ServerAliveInterval=120"),
+        env("PYTHONUNBUFFERED", &"1"),
+    ];
+    let launch = supervise::Launch {
+        program: run.command.clone(),
+        args,
+        envs,
+        cwd: run.playbook.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        run_dir: dir.to_path_buf(),
+    };
+    let mut child = supervise::spawn(launch, guard).await.map_err(|e| {
         Error::Invalid(format!(
             "cannot start {}: {e} (run scripts/bootstrap, or set ansible.command in the config)",
             run.command.display()
         ))
     })?;
-    let pid = child.id();
-    let mut group = ProcessGroupGuard(pid);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
 
@@ -201,11 +240,11 @@ pub async fn run(
                 _ => break,
             },
             _ = &mut deadline => {
-                kill_group(pid);
+                guard.stop(&mut child).await;
                 return Err(Error::Timeout(format!("playbook {} ran longer than {} s and was stopped", run.role, run.timeout.as_secs())));
             }
             _ = cancel.cancelled() => {
-                kill_group(pid);
+                guard.stop(&mut child).await;
                 return Err(Error::Cancelled);
             }
         }
@@ -215,7 +254,7 @@ pub async fn run(
         .await
         .map_err(|e| Error::Io(format!("ansible-playbook: {e}")))?;
     // Reaped: its pid may be reused from now on, so the guard must not signal it any more.
-    group.0 = None;
+    guard.reaped();
     let stderr_tail = stderr_task.await.unwrap_or_default();
     if let Some(f) = log.as_mut() {
         for l in &stderr_tail {
@@ -368,59 +407,4 @@ async fn write_private(path: &Path, contents: &str) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Io(e.to_string()))?
-}
-
-/// Kills the playbook and everything it started. Ansible's forked workers call `setsid`, so
-/// neither the process group nor the session of `ansible-playbook` reaches them, and once the
-/// parent dies they are re-parented away. So the tree is collected from `/proc` first (by
-/// parent pid), then every process and its group is killed.
-fn kill_group(pid: Option<u32>) {
-    let Some(root) = pid else { return };
-    let mut tree = vec![root];
-    let parents = process_parents();
-    let mut i = 0;
-    while i < tree.len() {
-        let p = tree[i];
-        tree.extend(
-            parents
-                .iter()
-                .filter(|(_, parent)| *parent == p)
-                .map(|(child, _)| *child),
-        );
-        i += 1;
-    }
-    for p in tree {
-        // SAFETY: kill/killpg only send signals, to processes our child started.
-        unsafe {
-            libc::killpg(p as libc::pid_t, libc::SIGKILL);
-            libc::kill(p as libc::pid_t, libc::SIGKILL);
-        }
-    }
-}
-
-/// (pid, parent pid) of every process, from /proc.
-fn process_parents() -> Vec<(u32, u32)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command name is in parentheses and may contain spaces: read after the last ')'.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
-        })
-        .collect()
-}
-
-/// Kills the process group when the run is dropped half-way (a cancelled job's task).
-struct ProcessGroupGuard(Option<u32>);
-
-impl Drop for ProcessGroupGuard {
-    fn drop(&mut self) {
-        kill_group(self.0);
-    }
 }

@@ -125,12 +125,6 @@ pub(crate) fn playbook_run(
     for (k, v) in &a.extra_vars {
         extra.insert(k.clone(), v.replace("{root}", &root.to_string_lossy()));
     }
-    let stamp = format!(
-        "{}-{}-{}",
-        role,
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-    );
     Ok(PlaybookRun {
         command: cfg.ansible_command(),
         playbook: cfg.playbooks_dir().join(format!("{role}.yml")),
@@ -139,14 +133,14 @@ pub(crate) fn playbook_run(
         extra_vars: extra,
         private_key: ctx.engine.private_key()?,
         timeout: Duration::from_secs(cfg.settings.timeouts.playbook_secs),
-        workdir: cfg.state_dir().join("runs").join(stamp),
+        // `<state>/runs/<role>-<pid>-<nanos>`: the folder `ansible::sweep_orphans` looks in.
+        workdir: ansible::new_run_dir(&cfg.state_dir(), role),
         log: ctx.log.clone(),
     })
 }
 
-/// Runs a playbook and removes its private work directory afterwards (it holds the vars file).
+/// Runs a playbook; `ansible::run` removes its private work directory (it holds the vars file)
+/// however the run ends.
 pub(crate) async fn run_with_log(ctx: &Ctx, run: PlaybookRun) -> Result<ansible::PlaybookReport> {
-    let result = ansible::run(&run, &ctx.engine.redactor, &ctx.progress, &ctx.cancel).await;
-    let _ = tokio::fs::remove_dir_all(&run.workdir).await;
-    result
+    ansible::run(&run, &ctx.engine.redactor, &ctx.progress, &ctx.cancel).await
 }
