@@ -135,6 +135,9 @@ pub struct Settings {
     pub permissions: PermissionSettings,
     #[serde(default)]
     pub chat: ChatSettings,
+    /// Where the shared state lives (SQLite by default, PostgreSQL for several replicas).
+    #[serde(default)]
+    pub store: StoreSettings,
     #[serde(default)]
     pub discord: DiscordSettings,
     #[serde(default)]
@@ -242,6 +245,43 @@ pub struct PermissionRule {
     /// Action names (commission, deploy, update, plan, decommission, clean, status, events,
     /// approve) or `*`.
     pub actions: Vec<String>,
+}
+
+/// The shared state and the leases that decide who runs a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// A PostgreSQL URL (`postgresql://argos@db.internal/argos`) for several replicas. Leave
+    /// it unset and set `ARGOS_DATABASE_URL` to keep the password out of this file. Unset: the
+    /// SQLite file (`chat.database`).
+    pub url: Option<String>,
+    /// How long a replica's lease on a job lasts without a heartbeat: a dead replica's jobs
+    /// are taken over this long after its last heartbeat, at most.
+    pub lease_ms: u64,
+    /// How often each replica renews its leases (well under `lease_ms`).
+    pub heartbeat_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            lease_ms: 10_000,
+            heartbeat_ms: 2_000,
+        }
+    }
+}
+
+/// The environment variable that names the PostgreSQL URL (it wins over `store.url`).
+pub const DATABASE_URL_ENV: &str = "ARGOS_DATABASE_URL";
+
+impl StoreSettings {
+    pub fn lease(&self) -> crate::store::LeaseSettings {
+        crate::store::LeaseSettings {
+            lease: std::time::Duration::from_millis(self.lease_ms),
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+        }
+    }
 }
 
 /// How the bot behaves in chat.
@@ -590,6 +630,23 @@ impl Config {
                 "requests_per_second, burst and max_attempts must be at least 1",
             ));
         }
+        let st = &self.settings.store;
+        if st.heartbeat_ms == 0 || st.lease_ms < 2 * st.heartbeat_ms {
+            return Err(ConfigError::new(
+                f,
+                Some("store"),
+                "heartbeat_ms must be at least 1 and lease_ms at least twice heartbeat_ms",
+            ));
+        }
+        if let Some(url) = &st.url {
+            if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+                return Err(ConfigError::new(
+                    f,
+                    Some("store.url"),
+                    "must be a PostgreSQL URL (postgresql://user@host:port/database)",
+                ));
+            }
+        }
         let w = &self.settings.watch;
         if w.poll_interval_ms == 0 || w.max_poll_interval_ms < w.poll_interval_ms {
             return Err(ConfigError::new(
@@ -717,6 +774,14 @@ impl Config {
             None => self.state_dir().join("argos.db"),
         }
     }
+    /// The PostgreSQL URL, if the store is PostgreSQL: `ARGOS_DATABASE_URL`, else `store.url`.
+    pub fn database_url(&self) -> Option<String> {
+        std::env::var(DATABASE_URL_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| self.settings.store.url.clone())
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(&self.settings.paths.state)
     }

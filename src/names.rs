@@ -110,6 +110,18 @@ impl Names {
 }
 
 /// Names of the environment-agnostic image and its build stack.
+/// This machine's host name (for replica records and messages), or `localhost`.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match (rc, std::str::from_utf8(&buf[..end])) {
+        (0, Ok(h)) if !h.is_empty() => h.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
 pub fn image_name(app: &str) -> String {
     format!("{app}-image")
 }

@@ -8,12 +8,12 @@ use crate::bot::Bot;
 use crate::cli::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Config;
 
-async fn open(config: PathBuf) -> Result<Bot, i32> {
+async fn open(config: PathBuf, kind: &'static str) -> Result<Bot, i32> {
     let config = Config::load(&config).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_USAGE
     })?;
-    Bot::start(config).await.map_err(|e| {
+    Bot::start(config, kind).await.map_err(|e| {
         eprintln!("error: {e}");
         EXIT_FAILED
     })
@@ -21,7 +21,7 @@ async fn open(config: PathBuf) -> Result<Bot, i32> {
 
 /// The console bot, until end of input.
 pub async fn console(config: PathBuf, user: String) -> i32 {
-    let bot = match open(config).await {
+    let bot = match open(config, "console").await {
         Ok(b) => b,
         Err(code) => return code,
     };
@@ -31,7 +31,7 @@ pub async fn console(config: PathBuf, user: String) -> i32 {
 
 /// The chat bot on the enabled platforms, until ctrl-c or SIGTERM.
 pub async fn bot(config: PathBuf) -> i32 {
-    let bot = match open(config).await {
+    let bot = match open(config, "bot").await {
         Ok(b) => b,
         Err(code) => return code,
     };
@@ -51,12 +51,14 @@ pub async fn bot(config: PathBuf) -> i32 {
         }
     };
     let envs: Vec<String> = settings.environments.keys().cloned().collect();
-    let (port, client) = match crate::platform::discord::start(
+    let (port, client) = match crate::platform::discord::start_replica(
         &settings.discord,
         token,
         settings.chat.prefix.clone(),
         envs,
         bot.handler(),
+        bot.event_claim(),
+        crate::platform::discord::RateLimits::DISCORD,
     )
     .await
     {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use argos::bot::port::ChatEvent;
 use argos::bot::Bot;
 use argos::permissions::Identity;
-use argos::store::{JobState, NewJob, Store};
+use argos::store::{JobState, LeaseSettings, NewJob, StartOutcome, Store};
 use support::chat::{Posted, RecordingPort};
 use support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
 use support::TestProject;
@@ -136,8 +136,16 @@ async fn a_restart_in_the_middle_of_a_job_re_attaches_and_edits_the_same_message
         action: "decommission".into(),
         args: "{}".into(),
     };
-    let id = bot.store().insert_job(&job, JobState::Running).unwrap();
-    bot.store().set_status_message(id, "msg-before-restart").unwrap();
+    // It was started by a replica that is gone: its lease has run out.
+    let gone = LeaseSettings {
+        lease: Duration::ZERO,
+        heartbeat: Duration::ZERO,
+    };
+    let StartOutcome::Started { id, token } = bot.store().start_job(&job, "bot-gone", gone).unwrap() else {
+        panic!("the environment is free");
+    };
+    bot.store().set_status_message(id, token, "msg-before-restart").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
 
     let resumed = bot.resume_unfinished().await;
     assert_eq!(resumed, vec![id]);
@@ -180,9 +188,11 @@ async fn two_users_racing_for_one_environment_and_a_cancel() {
         "the status message is the answer"
     );
     let busy = bot.handle(said("carol", "staging deploy")).await.unwrap();
-    assert_eq!(
-        busy,
-        "⏸ staging is busy: job #1 (update by alice) is running. Try again when it finishes, or `cancel 1`."
+    assert!(
+        busy.starts_with(
+            "⏸ staging is busy: job #1 (update by alice) is running. Try again when it finishes, or `cancel 1`. It runs in bot-"
+        ),
+        "{busy}"
     );
 
     until_called(&fake, "ExecuteChangeSet").await;

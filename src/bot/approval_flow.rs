@@ -111,9 +111,18 @@ async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
     let _ = port.edit(&job.channel, &msg, out).await;
 }
 
+/// Tells the requester's channel, directly when this process can post there, else through the
+/// outbox (another console, a replica with the chat connection).
 async fn tell_channel(inner: &Inner, job: &JobRecord, text: String) {
-    if let Some(port) = inner.port(&job.platform) {
-        let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
+    match inner.port(&job.platform) {
+        Some(port) if port.serves(&job.channel) => {
+            let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
+        }
+        _ => {
+            if let Err(e) = inner.store.enqueue_message(&job.platform, &job.channel, &text) {
+                tracing::warn!(job = job.id, error = %e, "cannot queue a message for the requester");
+            }
+        }
     }
 }
 
@@ -133,7 +142,10 @@ pub(crate) async fn request(
         Ok(Err(e)) => return Some(format!("❌ {}", inner.engine.redactor.redact(&e.to_string()))),
         Err(_) => return Some("❌ AWS did not answer in time; nothing was requested".into()),
     };
-    let id = match inner.store.insert_job(&new, JobState::Queued) {
+    let id = match inner
+        .store
+        .insert_job_for(&new, JobState::Queued, Some(&inner.replica.id))
+    {
         Ok(id) => id,
         Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
     };
@@ -224,7 +236,7 @@ async fn expire(inner: &Inner, job_id: u64) {
     disarm(inner, job_id);
     let _ = inner
         .store
-        .finish_job(job_id, JobState::Cancelled, "approval request expired");
+        .end_unstarted_job(job_id, JobState::Cancelled, "approval request expired");
     let _ = inner.store.audit(
         "bot",
         "bot",
@@ -333,6 +345,23 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         return Some(format!("Job #{id} has already been decided."));
     }
     disarm(inner, id);
+    let here = inner.port(&job.platform).is_some_and(|p| p.serves(&job.channel));
+    let owner_alive = job.owner.as_deref().is_some_and(|o| {
+        inner
+            .store
+            .replicas()
+            .map(|rs| rs.iter().any(|r| r.id == o && r.alive))
+            .unwrap_or(false)
+    });
+    if !here && owner_alive {
+        // The requester follows the job where they asked for it: its owner starts it at its
+        // next heartbeat and tells them.
+        refresh_request(inner, id, "✅ Approved: starting.", false).await;
+        return Some(format!(
+            "✅ Approved: job #{id} starts where {} asked for it.",
+            job.requester_name
+        ));
+    }
     start_approved(inner, job, a).await
 }
 
@@ -351,7 +380,7 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
     };
     if current.as_deref() != Some(a.digest.as_str()) {
         let _ = inner.store.void_approval(a.id);
-        let _ = inner.store.finish_job(
+        let _ = inner.store.end_unstarted_job(
             id,
             JobState::Cancelled,
             "approval void: the plan changed before the job started",
@@ -384,13 +413,30 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
         ));
     }
     refresh_request(inner, id, "✅ Approved: starting.", false).await;
+    let _ = inner.store.set_job_owner(id, &inner.replica.id);
     let task = inner.clone();
     inner.tasks.spawn(async move {
-        let lock = task.jobs.lock(&job.env).await;
-        task.jobs.register(id, &job.env);
-        jobs::execute(task.clone(), job, action, Some(lock), false).await;
+        if let Some(lease) = jobs::wait_for_lock(&task, id).await {
+            if let Ok(Some(job)) = task.store.job(id) {
+                jobs::execute(task.clone(), job, action, lease, false).await;
+            }
+        }
     });
     Some(format!("✅ Approved: job #{id} starts now."))
+}
+
+/// The owner of an approved job starts it (the approval was decided in another process,
+/// which cannot post where the requester follows the job).
+pub(crate) async fn start_owned(inner: &Arc<Inner>, id: u64) {
+    let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(id), inner.store.approval_for_job(id)) else {
+        return;
+    };
+    if job.state != JobState::Queued || a.state != "approved" {
+        return;
+    }
+    if let Some(reply) = start_approved(inner, job.clone(), a).await {
+        tell_channel(inner, &job, reply).await;
+    }
 }
 
 pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Option<String>) -> Option<String> {
@@ -418,7 +464,7 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
     disarm(inner, id);
     let why = reason.clone().map(|r| format!(": {r}")).unwrap_or_default();
     let verb = if own { "withdrawn" } else { "denied" };
-    let _ = inner.store.finish_job(
+    let _ = inner.store.end_unstarted_job(
         id,
         JobState::Cancelled,
         &format!("{verb} by {}{why}", ev.identity.display_name),

@@ -17,7 +17,7 @@ use crate::engine::{self, Ctx};
 use crate::names::EnvName;
 use crate::permissions::{Decision, ACTIONS};
 use crate::progress::ProgressTx;
-use crate::store::{JobState, NewJob};
+use crate::store::{JobState, NewJob, StartOutcome};
 
 /// How long `status` and `events` may take before the reply gives up.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -136,73 +136,75 @@ async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: A
         action: action.verb().to_string(),
         args: action_args(&action),
     };
-    if !action.mutates() {
-        return start(inner, ev, new, action, None);
+    if action.mutates() {
+        if let Some(req) =
+            crate::approvals::requirement(&inner.engine.config.settings.approvals, env.as_str(), action.verb())
+        {
+            return approval_flow::request(inner, ev, new, target, action, req).await;
+        }
     }
-    if let Some(req) =
-        crate::approvals::requirement(&inner.engine.config.settings.approvals, env.as_str(), action.verb())
-    {
-        return approval_flow::request(inner, ev, new, target, action, req).await;
-    }
-    if let Some(lock) = inner.jobs.try_lock(env.as_str()) {
-        return start(inner, ev, new, action, Some(lock));
-    }
-    let running = inner
-        .jobs
-        .running_on(env.as_str())
-        .and_then(|id| inner.store.job(id).ok().flatten());
+    start(inner, ev, new, action)
+}
+
+/// Records the job and takes its environment's lock in the store, atomically; refuses or
+/// queues when any process (another replica, a console, the CLI) holds the environment.
+fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Option<String> {
+    let obtained = std::time::Instant::now();
+    let env = new.env.clone();
+    let outcome = match inner.store.start_job(&new, &inner.replica.id, inner.replica.lease) {
+        Ok(o) => o,
+        Err(e) => return Some(internal(inner, ev, &e.to_string())),
+    };
+    let (holder, lock) = match outcome {
+        StartOutcome::Started { id, token } => {
+            let lease = inner.replica.hold(id, &env, token, obtained);
+            let job = match inner.store.job(id) {
+                Ok(Some(j)) => j,
+                Ok(None) => return Some(internal(inner, ev, "job vanished after insert")),
+                Err(e) => return Some(internal(inner, ev, &e.to_string())),
+            };
+            audit(inner, ev, &format!("ok: job #{id} started"), Some(id));
+            // Registered before the task runs, so a cancel finds it at once.
+            inner.jobs.register(id, &env);
+            inner
+                .tasks
+                .spawn(jobs::execute(inner.clone(), job, action, lease, false));
+            // The job's status message is the answer.
+            return None;
+        }
+        StartOutcome::Busy(holder, lock) => (*holder, lock),
+    };
+    let where_runs = lock.owner.as_deref().map(messages::where_runs).unwrap_or_default();
     if !inner.engine.config.settings.chat.queue_when_busy {
-        let Some(running) = running else {
+        let Some(running) = holder else {
             audit(inner, ev, "busy", None);
             return Some(format!("⏸ {env} is busy; try again in a moment."));
         };
         audit(inner, ev, &format!("busy: job #{} running", running.id), None);
-        return Some(messages::busy(env.as_str(), &running));
+        return Some(format!("{}{where_runs}", messages::busy(&env, &running)));
     }
-    // Queue behind the running job: recorded now, started when the lock is free.
-    let id = match inner.store.insert_job(&new, JobState::Queued) {
+    // Queue behind the running job: recorded now, started when the lock is free, by this
+    // process (or, if it dies meanwhile, by a live replica that adopts the job).
+    let id = match inner
+        .store
+        .insert_job_for(&new, JobState::Queued, Some(&inner.replica.id))
+    {
         Ok(id) => id,
         Err(e) => return Some(internal(inner, ev, &e.to_string())),
     };
     audit(inner, ev, &format!("queued as job #{id}"), Some(id));
     let task_inner = inner.clone();
-    let env_name = env.to_string();
     inner.tasks.spawn(async move {
-        let lock = task_inner.jobs.lock(&env_name).await;
-        if let Ok(Some(job)) = task_inner.store.job(id) {
-            jobs::execute(task_inner.clone(), job, action, Some(lock), false).await;
+        if let Some(lease) = jobs::wait_for_lock(&task_inner, id).await {
+            if let Ok(Some(job)) = task_inner.store.job(id) {
+                jobs::execute(task_inner.clone(), job, action, lease, false).await;
+            }
         }
     });
-    Some(match running {
-        Some(r) => messages::queued(env.as_str(), id, &r),
+    Some(match holder {
+        Some(r) => messages::queued(&env, id, &r),
         None => format!("🕒 Job #{id} is queued on {env}."),
     })
-}
-
-fn start(
-    inner: &Arc<Inner>,
-    ev: &ChatEvent,
-    new: NewJob,
-    action: Action,
-    lock: Option<jobs::EnvLock>,
-) -> Option<String> {
-    let id = match inner.store.insert_job(&new, JobState::Running) {
-        Ok(id) => id,
-        Err(e) => return Some(internal(inner, ev, &e.to_string())),
-    };
-    let job = match inner.store.job(id) {
-        Ok(Some(j)) => j,
-        Ok(None) => return Some(internal(inner, ev, "job vanished after insert")),
-        Err(e) => return Some(internal(inner, ev, &e.to_string())),
-    };
-    audit(inner, ev, &format!("ok: job #{id} started"), Some(id));
-    // Registered before the task runs, so a competitor is always told which job is in the way.
-    inner.jobs.register(id, &job.env);
-    inner
-        .tasks
-        .spawn(jobs::execute(inner.clone(), job, action, lock, false));
-    // The job's status message is the answer.
-    None
 }
 
 pub(crate) fn internal(inner: &Inner, ev: &ChatEvent, detail: &str) -> String {
@@ -224,12 +226,30 @@ fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> String {
             return messages::denied(&format!("{missing} (needed to cancel someone else's job)"));
         }
     }
-    if job.state.is_finished() || !inner.jobs.cancel(id) {
+    if job.state.is_finished() {
         audit(inner, ev, "cancel: not running", Some(id));
         return messages::job_not_running(id, job.state.as_str());
     }
-    audit(inner, ev, "ok: cancel requested", Some(id));
-    messages::cancel_requested(id)
+    if inner.jobs.cancel(id) {
+        audit(inner, ev, "ok: cancel requested", Some(id));
+        return messages::cancel_requested(id);
+    }
+    // It runs in another process: its owner acts on the request at its next heartbeat.
+    match inner.store.request_cancel(id) {
+        Ok(true) => {
+            audit(inner, ev, "ok: cancel requested from its owner", Some(id));
+            format!(
+                "{}{}",
+                messages::cancel_requested(id),
+                job.owner.as_deref().map(messages::where_runs).unwrap_or_default()
+            )
+        }
+        Ok(false) => {
+            audit(inner, ev, "cancel: not running", Some(id));
+            messages::job_not_running(id, job.state.as_str())
+        }
+        Err(e) => internal(inner, ev, &e.to_string()),
+    }
 }
 
 fn command_jobs(inner: &Inner, ev: &ChatEvent) -> String {
@@ -253,11 +273,13 @@ fn command_job(inner: &Inner, ev: &ChatEvent, id: u64) -> String {
 fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
     audit(inner, ev, "ok", None);
     let envs = &inner.engine.config.settings.environments;
+    let held = inner.store.held_locks().unwrap_or_default();
     let mut lines = vec![format!("{} environment(s):", envs.len())];
     for name in envs.keys() {
-        let running = inner
-            .jobs
-            .running_on(name)
+        let running = held
+            .iter()
+            .find(|l| &l.env == name)
+            .and_then(|l| l.job_id)
             .map(|id| format!(" (job #{id} running)"))
             .unwrap_or_default();
         lines.push(format!("• {name}{running}"));

@@ -1,13 +1,15 @@
-//! Jobs: one operation per environment at a time (the lock is a proof token that the running
-//! job holds), persisted from acceptance to result, cancellable, and resumed after a restart.
+//! Jobs: one operation per environment at a time (the environment's lock is a row in the
+//! store, and the running job holds its lease and fencing token), persisted from acceptance to
+//! result, cancellable from any process, and taken over when their owner dies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot::port::{Attachment, OutgoingMessage};
+use crate::bot::replica::JobLease;
 use crate::bot::reporter::{Pacing, Reporter};
 use crate::bot::status::{Ending, StatusModel};
 use crate::bot::Inner;
@@ -17,43 +19,17 @@ use crate::error::Error;
 use crate::progress::ProgressTx;
 use crate::store::{JobRecord, JobState};
 
-/// Proof that the holder is the one job working on an environment. Only [`JobTable`] makes
-/// them; engine work that mutates an environment takes one.
-pub struct EnvLock {
-    pub env: String,
-    _guard: OwnedMutexGuard<()>,
-}
-
-/// Which jobs run now, and the per-environment locks.
+/// The jobs this process runs now, with their cancel tokens. Who holds an environment is
+/// the store's business ([`crate::store::Store::start_job`]); this table only lets a cancel
+/// reach the task that runs the job here.
 #[derive(Default)]
 pub struct JobTable {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: Mutex<HashMap<u64, (String, CancellationToken)>>,
+    /// Woken when a job here ends, so a queued job of this process tries the lock at once.
+    pub freed: tokio::sync::Notify,
 }
 
 impl JobTable {
-    fn env_mutex(&self, env: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(env.to_string()).or_default().clone()
-    }
-
-    /// The lock if the environment is free now.
-    pub fn try_lock(&self, env: &str) -> Option<EnvLock> {
-        self.env_mutex(env).try_lock_owned().ok().map(|g| EnvLock {
-            env: env.to_string(),
-            _guard: g,
-        })
-    }
-
-    /// Waits for the environment (queue mode).
-    pub async fn lock(&self, env: &str) -> EnvLock {
-        let g = self.env_mutex(env).lock_owned().await;
-        EnvLock {
-            env: env.to_string(),
-            _guard: g,
-        }
-    }
-
     /// Records the job as the one running on `env`, as soon as it holds the lock, so a
     /// competitor is always told which job is in the way. Returns its cancel token.
     pub(crate) fn register(&self, id: u64, env: &str) -> CancellationToken {
@@ -67,6 +43,7 @@ impl JobTable {
 
     fn unregister(&self, id: u64) {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.freed.notify_waiters();
     }
 
     /// Cancels a running job; false if it is not running here.
@@ -142,16 +119,61 @@ async fn run_action(ctx: &Ctx, action: &Action) -> Result<Summary, Error> {
     }
 }
 
-/// Runs one job to its end: status message, engine operation, reporter, result. `lock` is
-/// held until the job is recorded as finished. `resumed` jobs first follow any stack operation
-/// still in flight, then re-run their (idempotent) operation.
-pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, lock: Option<EnvLock>, resumed: bool) {
+/// Waits until the queued job `id` gets its environment's lock (queue mode, or an approved
+/// request behind a running job). Any process may hold the environment meanwhile.
+pub(crate) async fn wait_for_lock(inner: &Inner, id: u64) -> Option<Arc<JobLease>> {
+    loop {
+        let freed = inner.jobs.freed.notified();
+        let obtained = Instant::now();
+        match inner.store.lock_for_job(id, &inner.replica.id, inner.replica.lease) {
+            Ok(Some(token)) => {
+                let job = inner.store.job(id).ok().flatten()?;
+                return Some(inner.replica.hold(id, &job.env, token, obtained));
+            }
+            Ok(None) => {
+                // Ended meanwhile (cancelled, denied)?
+                let job = inner.store.job(id).ok().flatten()?;
+                if job.state.is_finished() {
+                    return None;
+                }
+            }
+            Err(e) => tracing::warn!(job = id, error = %e, "cannot take the environment's lock"),
+        }
+        // Another process's job may end at any time: look again soon.
+        tokio::select! {
+            _ = freed => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Runs one job to its end: status message, engine operation, reporter, result. The job holds
+/// `lease` throughout; every store write for it carries the lease's token, and the moment the
+/// lease is lost (taken over after a pause, not renewed) the work stops without a word, since
+/// the new owner carries on with the same status message. `resumed` jobs first follow any
+/// stack operation still in flight, then re-run their (idempotent) operation.
+pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLease>, resumed: bool) {
     let id = job.id;
+    let token = lease.token;
+    let cancel = inner.jobs.register(id, &job.env);
+    let finish = |state: JobState, text: &str| {
+        let r = inner.store.finish_and_release(id, token, state, text);
+        inner.replica.release(id);
+        inner.jobs.unregister(id);
+        if let Err(e) = r {
+            if e.is_fenced() {
+                tracing::warn!(
+                    job = id,
+                    "another replica took this job over; its result is theirs to record"
+                );
+            } else {
+                tracing::error!(job = id, error = %e, "cannot record the job's end");
+            }
+        }
+    };
     let Some(port) = inner.port(&job.platform) else {
         let why = format!("the {} adapter is not running", job.platform);
-        let _ = inner
-            .store
-            .finish_job(id, JobState::Interrupted, &crate::bot::messages::interrupted(&why));
+        finish(JobState::Interrupted, &crate::bot::messages::interrupted(&why));
         return;
     };
     let started = job.started_at.unwrap_or_else(chrono::Utc::now);
@@ -167,7 +189,9 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
         }
         None => match port.send(&job.channel, first).await {
             Ok(m) => {
-                let _ = inner.store.set_status_message(id, &m);
+                if let Err(e) = inner.store.set_status_message(id, token, &m) {
+                    tracing::warn!(job = id, error = %e, "cannot record the status message");
+                }
                 m
             }
             Err(e) => {
@@ -176,11 +200,17 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
             }
         },
     };
-    let cancel = inner.jobs.register(id, &job.env);
     let logs = inner.engine.config.state_dir().join("logs");
     let _ = std::fs::create_dir_all(&logs);
     let log = logs.join(format!("job-{id}.log"));
-    let _ = inner.store.mark_running(id, &log.to_string_lossy());
+    if let Err(e) = inner.store.mark_running(id, token, &log.to_string_lossy()) {
+        if e.is_fenced() {
+            inner.replica.release(id);
+            inner.jobs.unregister(id);
+            return;
+        }
+        tracing::warn!(job = id, error = %e, "cannot record the job as running");
+    }
 
     let (progress, rx) = ProgressTx::channel();
     let mut reporter = Reporter {
@@ -191,6 +221,7 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
         global: inner.global_edits.clone(),
         redactor: inner.engine.redactor.clone(),
         edits: 0,
+        lease: Some((inner.store.clone(), lease.clone())),
     };
     let result = match inner.engine.target(&job.env) {
         Err(e) => {
@@ -217,9 +248,20 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
                 drop(ctx);
                 r
             };
-            let (m, r) = tokio::join!(follow, work);
-            model = m;
-            r
+            // Losing the lease drops the work: a running playbook is killed with its whole
+            // tree, and nothing is cancelled on AWS (the new owner follows that operation).
+            tokio::select! {
+                (m, r) = async { tokio::join!(follow, work) } => {
+                    model = m;
+                    r
+                }
+                _ = lease.lost() => {
+                    tracing::warn!(job = id, "stopped working on the job: its lease is gone");
+                    inner.replica.release(id);
+                    inner.jobs.unregister(id);
+                    return;
+                }
+            }
         }
     };
     let redactor = &inner.engine.redactor;
@@ -234,14 +276,15 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
             (JobState::Failed, Ending::Failed(text.clone()), text)
         }
     };
+    if !lease.valid() {
+        inner.replica.release(id);
+        inner.jobs.unregister(id);
+        return;
+    }
     let attachment = log.exists().then(|| Attachment {
         filename: format!("argos-job-{id}.log"),
         path: log.clone(),
     });
     reporter.finish(&mut model, ending, attachment).await;
-    if let Err(e) = inner.store.finish_job(id, state, &text) {
-        tracing::error!(job = id, error = %e, "cannot record the job's end");
-    }
-    inner.jobs.unregister(id);
-    drop(lock);
+    finish(state, &text);
 }

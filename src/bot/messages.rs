@@ -30,6 +30,12 @@ pub fn busy(env: &str, running: &JobRecord) -> String {
     )
 }
 
+/// Where a job runs, after a busy or cancel reply: the replica's id names its kind, host and
+/// process (`console-ops1-4242-…`).
+pub fn where_runs(owner: &str) -> String {
+    format!(" It runs in {owner}.")
+}
+
 pub fn queued(env: &str, id: u64, ahead: &JobRecord) -> String {
     format!(
         "🕒 Job #{id} is queued behind job #{} ({} by {}) on {env}.",

@@ -6,8 +6,10 @@ mod dispatch;
 pub mod jobs;
 pub mod messages;
 pub mod port;
+pub mod replica;
 pub mod reporter;
 pub mod status;
+mod takeover;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -20,14 +22,17 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::permissions::Permissions;
-use crate::store::{JobState, Store};
+use crate::store::Store;
 use jobs::JobTable;
-use port::{ChatEvent, ChatPort, CommandHandler};
+use port::{ChatEvent, ChatPort, CommandHandler, EventClaim};
+use replica::Replica;
 
 /// What every handler and job shares.
 pub(crate) struct Inner {
     pub engine: Engine,
     pub store: Store,
+    /// This process among the replicas: its id, heartbeat and the leases of its jobs.
+    pub replica: Arc<Replica>,
     pub perms: Permissions,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub ports: RwLock<HashMap<String, Arc<dyn ChatPort>>>,
@@ -55,13 +60,25 @@ pub struct Bot {
 }
 
 impl Bot {
-    /// Opens the database named in the config and connects the engine.
-    pub async fn start(config: Config) -> Result<Bot, String> {
-        let store = Store::open(&config.database_path()).map_err(|e| e.to_string())?;
-        Ok(Bot::new(Engine::new(config).await, store))
+    /// Opens the store named in the config (SQLite, or PostgreSQL) and connects the engine.
+    pub async fn start(config: Config, kind: &'static str) -> Result<Bot, String> {
+        let url = config.database_url();
+        let path = config.database_path();
+        let store = tokio::task::spawn_blocking(move || Store::open_configured(url.as_deref(), &path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Bot::new_as(Engine::new(config).await, store, kind)
     }
 
+    /// A bot replica on `store` (tests and benchmarks; panics if the store refuses it).
     pub fn new(engine: Engine, store: Store) -> Bot {
+        Bot::new_as(engine, store, "bot").expect("register the replica")
+    }
+
+    /// A replica of `kind` (`bot`, `console`) on `store`.
+    pub fn new_as(engine: Engine, store: Store, kind: &'static str) -> Result<Bot, String> {
+        let replica = Replica::register(store.clone(), kind, &[], engine.config.settings.store.lease())?;
         let chat = &engine.config.settings.chat;
         let quota = Quota::per_minute(NonZeroU32::new(chat.commands_per_minute).expect("validated"))
             .allow_burst(NonZeroU32::new(chat.command_burst).expect("validated"));
@@ -73,10 +90,18 @@ impl Bot {
             jobs: JobTable::default(),
             tasks: TaskTracker::new(),
             approval_timers: Default::default(),
+            replica: Arc::new(replica),
             store,
             engine,
         };
-        Bot { inner: Arc::new(inner) }
+        // Leases are renewed from the start: a job may begin before the periodic work does.
+        inner.replica.spawn_heartbeat();
+        Ok(Bot { inner: Arc::new(inner) })
+    }
+
+    /// This replica's id in the store.
+    pub fn replica_id(&self) -> &str {
+        &self.inner.replica.id
     }
 
     /// Connects a platform: jobs started there post their status messages through it.
@@ -101,6 +126,30 @@ impl Bot {
         &self.inner.engine
     }
 
+    /// What adapters call before answering a chat event that every replica may see (a
+    /// Discord message or interaction): true for exactly one replica, which answers it.
+    pub fn event_claim(&self) -> EventClaim {
+        let bot = self.clone();
+        Arc::new(move |platform: &'static str, event_id: String| {
+            let bot = bot.clone();
+            Box::pin(async move {
+                let store = bot.inner.store.clone();
+                let me = bot.inner.replica.id.clone();
+                let claimed = tokio::task::spawn_blocking(move || store.claim_event(platform, &event_id, &me)).await;
+                match claimed {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => {
+                        // Unsure whether another replica has it: better one answer too many
+                        // than a command nobody answers.
+                        tracing::warn!(error = %e, "cannot claim a chat event; answering it");
+                        true
+                    }
+                    Err(_) => false,
+                }
+            })
+        })
+    }
+
     /// The handler adapters call for each command addressed to the bot.
     pub fn handler(&self) -> CommandHandler {
         let bot = self.clone();
@@ -115,52 +164,31 @@ impl Bot {
         dispatch::handle(&self.inner, ev).await
     }
 
-    /// Picks up the jobs that were running when the bot last stopped: each re-attaches to its
-    /// stack operation and keeps editing its status message. Call after the ports are added.
+    /// Starts this replica's heartbeat and periodic work, after the ports are added, and does
+    /// the first round at once: jobs whose owner's lease ran out (a crash, or this process's
+    /// own previous run) are taken over and resumed: each re-attaches to its stack operation
+    /// and keeps editing its status message. A job whose owner is alive is left alone, however
+    /// its row reads. Returns the ids of the jobs resumed in the first round.
     pub async fn resume_unfinished(&self) -> Vec<u64> {
-        let jobs = match self.inner.store.unfinished_jobs() {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read unfinished jobs");
-                return vec![];
-            }
-        };
-        let mut resumed = Vec::new();
         let pending = self.inner.store.pending_approvals().unwrap_or_default();
         for id in &pending {
             // Expiry runs on from the recorded time: a request that expired while the bot was
-            // down expires at once.
+            // down expires at once. The decision is a compare-and-set, so replicas that all
+            // arm it expire it once.
             approval_flow::arm_expiry(self.inner.clone(), *id);
         }
-        for job in jobs {
-            if pending.contains(&job.id) {
-                continue;
+        takeover::sweep_children(&self.inner).await;
+        let resumed = takeover::tick(&self.inner).await;
+        // Weak: a bot that is dropped (a test playing a crash) stops ticking.
+        let weak = Arc::downgrade(&self.inner);
+        let ticks = self.inner.replica.ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                ticks.notified().await;
+                let Some(inner) = weak.upgrade() else { break };
+                takeover::tick(&inner).await;
             }
-            let Some(action) = jobs::action_from(&job.action, &job.args) else {
-                let _ = self.inner.store.finish_job(
-                    job.id,
-                    JobState::Interrupted,
-                    &messages::interrupted("unknown action"),
-                );
-                continue;
-            };
-            let lock = if action.mutates() {
-                self.inner.jobs.try_lock(&job.env)
-            } else {
-                None
-            };
-            if action.mutates() && lock.is_none() {
-                let _ = self.inner.store.finish_job(
-                    job.id,
-                    JobState::Interrupted,
-                    &messages::interrupted("another job holds the environment"),
-                );
-                continue;
-            }
-            resumed.push(job.id);
-            let inner = self.inner.clone();
-            self.inner.tasks.spawn(jobs::execute(inner, job, action, lock, true));
-        }
+        });
         resumed
     }
 
@@ -181,7 +209,14 @@ impl Bot {
                 Some(*id),
             );
         }
+        // What is left is another replica's to take over at once (or this one's next start).
+        self.inner.replica.retire();
         left
+    }
+
+    /// Ends this replica's leases now (a clean exit with nothing left running).
+    pub fn retire(&self) {
+        self.inner.replica.retire();
     }
 
     /// Waits until every job started so far has finished (tests and the console's end).

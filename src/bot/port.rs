@@ -68,6 +68,16 @@ pub trait ChatPort: Send + Sync {
     /// Replaces the content of a message the bot posted earlier.
     fn edit<'a>(&'a self, channel: &'a str, message_id: &'a str, msg: OutgoingMessage)
         -> BoxFuture<'a, PortResult<()>>;
+    /// Whether this adapter can post in `channel`. A chat connection reaches every channel;
+    /// a console reaches only its own terminal.
+    fn serves(&self, channel: &str) -> bool {
+        let _ = channel;
+        true
+    }
+    /// The one channel this adapter serves, when it serves only one (a console).
+    fn own_channel(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Strips the prefix (`!argos ...`) or a leading mention of the bot (`<@123> ...`,
@@ -94,6 +104,11 @@ pub fn addressed_text<'a>(line: &'a str, prefix: &str, bot_user_id: Option<&str>
 /// where the command came from, or `None` when the bot has already answered in the channel
 /// (a job posts its own status message, which is the answer).
 pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+
+/// What an adapter calls with a platform and an event id (a Discord message or interaction
+/// id) before it acknowledges or answers the event: true for exactly one replica, which then
+/// handles it; the others stay silent.
+pub type EventClaim = std::sync::Arc<dyn Fn(&'static str, String) -> BoxFuture<'static, bool> + Send + Sync>;
 
 #[cfg(test)]
 mod tests {

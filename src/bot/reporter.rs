@@ -52,6 +52,9 @@ pub struct Reporter {
     pub redactor: Redactor,
     /// Edits made so far (for the benchmark and tests).
     pub edits: usize,
+    /// The job's lease: no edit goes out once it is lost (the new owner edits the message
+    /// now), and each edit is recorded (for `job <id>` anywhere) with the lease's token.
+    pub lease: Option<(crate::store::Store, Arc<crate::bot::replica::JobLease>)>,
 }
 
 impl Reporter {
@@ -105,6 +108,17 @@ impl Reporter {
 
     async fn edit(&mut self, model: &StatusModel, attachment: Option<Attachment>) {
         let text = self.redactor.redact(&model.render(chrono::Utc::now()));
+        if let Some((store, lease)) = &self.lease {
+            if !lease.valid() {
+                return;
+            }
+            if let Err(e) = store.set_progress(lease.job_id, lease.token, &text) {
+                if e.is_fenced() {
+                    return;
+                }
+                tracing::warn!(job = model.job_id, error = %e, "cannot record progress");
+            }
+        }
         let msg = OutgoingMessage {
             text,
             attachment,

@@ -68,6 +68,12 @@ impl Action {
         !matches!(self, Action::Status | Action::Events | Action::Plan { .. })
     }
 
+    /// Whether the action runs as a job under the environment's lock. `plan` does too: it
+    /// creates (and deletes) a change set on the stack, which must not meet a running update.
+    pub fn is_job(&self) -> bool {
+        !matches!(self, Action::Status | Action::Events)
+    }
+
     /// Whether the action destroys things (the CLI asks for confirmation).
     pub fn destroys(&self) -> bool {
         matches!(self, Action::Decommission | Action::Clean)

@@ -13,8 +13,12 @@ use crate::bot::port::{addressed_text, ChatEvent, ChatPort, OutgoingMessage, Por
 use crate::bot::Bot;
 use crate::permissions::Identity;
 
-/// The channel name console messages use.
-pub const CHANNEL: &str = "console";
+/// The channel of a console user: a message for a job that user started (an approval decided
+/// in another console, a result) reaches that user's console and no other, also after a
+/// restart.
+pub fn channel(user: &str) -> String {
+    format!("console:{user}")
+}
 
 struct Screen {
     terminal: bool,
@@ -28,10 +32,11 @@ struct Screen {
 /// Prints to stdout. One per process.
 pub struct ConsolePort {
     screen: Mutex<Screen>,
+    channel: String,
 }
 
 impl ConsolePort {
-    pub fn new(terminal: bool) -> ConsolePort {
+    pub fn new(terminal: bool, user: &str) -> ConsolePort {
         ConsolePort {
             screen: Mutex::new(Screen {
                 terminal,
@@ -39,6 +44,7 @@ impl ConsolePort {
                 last: None,
                 printed: HashMap::new(),
             }),
+            channel: channel(user),
         }
     }
 
@@ -94,6 +100,14 @@ impl ChatPort for ConsolePort {
         "console"
     }
 
+    fn serves(&self, channel: &str) -> bool {
+        channel == self.channel
+    }
+
+    fn own_channel(&self) -> Option<String> {
+        Some(self.channel.clone())
+    }
+
     fn send<'a>(&'a self, _channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>> {
         Box::pin(async move {
             let id = {
@@ -123,7 +137,7 @@ impl ChatPort for ConsolePort {
 /// Runs the console until end of input, then waits for the jobs it started.
 pub async fn run(bot: Bot, user: String) {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let port = Arc::new(ConsolePort::new(terminal));
+    let port = Arc::new(ConsolePort::new(terminal, &user));
     bot.add_port(port.clone());
     let resumed = bot.resume_unfinished().await;
     let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
@@ -169,7 +183,7 @@ pub async fn run(bot: Bot, user: String) {
         let text = addressed_text(line, &prefix, None).unwrap_or(line).to_string();
         let event = ChatEvent {
             identity: identity.clone(),
-            channel: CHANNEL.into(),
+            channel: port.channel.clone(),
             text,
         };
         if let Some(reply) = bot.handle(event).await {
@@ -177,5 +191,6 @@ pub async fn run(bot: Bot, user: String) {
         }
     }
     bot.idle().await;
+    bot.retire();
     schedules.abort();
 }

@@ -39,7 +39,7 @@ use tokio::sync::{oneshot, Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use crate::bot::port::{
-    addressed_text, Button, ChatEvent, ChatPort, CommandHandler, OutgoingMessage, PortError, PortResult,
+    addressed_text, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult,
 };
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
@@ -432,6 +432,9 @@ struct Handler {
     prefix: String,
     env_names: Vec<String>,
     handler: CommandHandler,
+    /// Several replicas may hold a gateway session and see the same event: the claim decides
+    /// which one answers. `None`: this is the only one.
+    claim: Option<EventClaim>,
     guild_id: Option<GuildId>,
     bot_id: OnceLock<UserId>,
     ready: ReadySender,
@@ -450,6 +453,14 @@ fn option_text(cmd: &CommandInteraction, name: &str) -> String {
 }
 
 impl Handler {
+    /// True when this replica is the one to handle the event with this id.
+    async fn mine(&self, event_id: String) -> bool {
+        match &self.claim {
+            Some(claim) => claim("discord", event_id).await,
+            None => true,
+        }
+    }
+
     async fn register(&self, ctx: &Context) -> Result<(), String> {
         self.port.limiter.global().await;
         let result = match self.guild_id {
@@ -466,6 +477,9 @@ impl Handler {
     }
 
     async fn on_command(&self, ctx: &Context, cmd: CommandInteraction) {
+        if !self.mine(cmd.id.to_string()).await {
+            return;
+        }
         // Acknowledge first: Discord drops interactions not answered within 3 s.
         self.port.limiter.global().await;
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
@@ -520,6 +534,9 @@ impl Handler {
         let Some(command) = button_command(&click.data.custom_id).map(str::to_string) else {
             return;
         };
+        if !self.mine(click.id.to_string()).await {
+            return;
+        }
         self.port.limiter.global().await;
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(true));
         if let Err(e) = click.create_response(&ctx.http, defer).await {
@@ -575,6 +592,9 @@ impl EventHandler for Handler {
         let Some(text) = addressed_text(&msg.content, &self.prefix, bot_id.as_deref()) else {
             return;
         };
+        if !self.mine(msg.id.to_string()).await {
+            return;
+        }
         let identity = identity_of(
             &msg.author,
             msg.member.as_ref().and_then(|m| m.nick.as_ref()),
@@ -632,6 +652,20 @@ pub async fn start(
     start_with_limits(settings, token, prefix, env_names, handler, RateLimits::DISCORD).await
 }
 
+/// [`start`] for one replica among several: each event is answered only by the replica whose
+/// `claim` wins.
+pub async fn start_replica(
+    settings: &DiscordSettings,
+    token: String,
+    prefix: String,
+    env_names: Vec<String>,
+    handler: CommandHandler,
+    claim: EventClaim,
+    limits: RateLimits,
+) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
+    connect(settings, token, prefix, env_names, handler, Some(claim), limits).await
+}
+
 /// [`start`] with other rate limits (tests use a short window).
 pub async fn start_with_limits(
     settings: &DiscordSettings,
@@ -639,6 +673,18 @@ pub async fn start_with_limits(
     prefix: String,
     env_names: Vec<String>,
     handler: CommandHandler,
+    limits: RateLimits,
+) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
+    connect(settings, token, prefix, env_names, handler, None, limits).await
+}
+
+async fn connect(
+    settings: &DiscordSettings,
+    token: String,
+    prefix: String,
+    env_names: Vec<String>,
+    handler: CommandHandler,
+    claim: Option<EventClaim>,
     limits: RateLimits,
 ) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
     let guild_id = match &settings.guild_id {
@@ -657,6 +703,7 @@ pub async fn start_with_limits(
         prefix,
         env_names,
         handler,
+        claim,
         guild_id,
         bot_id: OnceLock::new(),
         ready: ready.clone(),

@@ -1,7 +1,6 @@
 //! The audit log: every command, allowed or denied, with its outcome.
 
-use rusqlite::params;
-
+use super::sql::params;
 use super::{now, Context, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +17,8 @@ pub struct AuditRecord {
 }
 
 impl Store {
+    /// Records one command. A job id that names no job (`job 999`) is kept out of the
+    /// reference, so the record is never lost to the foreign key.
     #[allow(clippy::too_many_arguments)]
     pub fn audit(
         &self,
@@ -29,10 +30,10 @@ impl Store {
         outcome: &str,
         job_id: Option<u64>,
     ) -> StoreResult<()> {
-        self.conn()
-            .execute(
+        self.with(|db| {
+            db.execute(
                 "INSERT INTO audit (at, platform, user_id, user_name, channel, command, outcome, job_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT id FROM jobs WHERE id = ?8))",
                 params![
                     now(),
                     platform,
@@ -44,34 +45,34 @@ impl Store {
                     job_id.map(|j| j as i64)
                 ],
             )
-            .ctx("write audit record")?;
+        })
+        .ctx("write audit record")?;
         Ok(())
     }
 
     /// The newest records first.
     pub fn audit_log(&self, limit: usize) -> StoreResult<Vec<AuditRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
+        self.with(|db| {
+            let rows = db.query(
                 "SELECT id, at, platform, user_id, user_name, channel, command, outcome, job_id
                  FROM audit ORDER BY id DESC LIMIT ?1",
-            )
-            .ctx("read audit log")?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(AuditRecord {
-                    id: r.get::<_, i64>(0)? as u64,
-                    at: r.get(1)?,
-                    platform: r.get(2)?,
-                    user_id: r.get(3)?,
-                    user_name: r.get(4)?,
-                    channel: r.get(5)?,
-                    command: r.get(6)?,
-                    outcome: r.get(7)?,
-                    job_id: r.get::<_, Option<i64>>(8)?.map(|j| j as u64),
+                params![limit as i64],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| AuditRecord {
+                    id: r.int(0) as u64,
+                    at: r.text(1),
+                    platform: r.text(2),
+                    user_id: r.text(3),
+                    user_name: r.text(4),
+                    channel: r.text(5),
+                    command: r.text(6),
+                    outcome: r.text(7),
+                    job_id: r.opt_int(8).map(|j| j as u64),
                 })
-            })
-            .ctx("read audit log")?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx("read audit log")
+                .collect())
+        })
+        .ctx("read audit log")
     }
 }

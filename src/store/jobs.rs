@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use rusqlite::{params, OptionalExtension, Row};
-
-use super::{now, parse_time, Context, Store, StoreResult};
+use super::sql::{params, Row};
+use super::{now, parse_time, Context, DbError, Store, StoreError, StoreResult};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,136 +83,220 @@ pub struct JobRecord {
     pub status_message_id: Option<String>,
     pub result: Option<String>,
     pub log_path: Option<String>,
+    /// The replica that runs (or will run) the job.
+    pub owner: Option<String>,
+    /// The fencing token of the environment lock the job holds, once it holds one.
+    pub token: Option<i64>,
+    /// Someone asked to cancel it (the owner acts on it, wherever the request came from).
+    pub cancel_requested: bool,
+    /// The latest status line, for `job <id>` on any replica.
+    pub progress: Option<String>,
 }
 
-const COLUMNS: &str = "id, requester_id, requester_name, platform, channel, env, action, args, state, created_at, \
-                       started_at, finished_at, status_message_id, result, log_path";
+pub(crate) const COLUMNS: &str = "id, requester_id, requester_name, platform, channel, env, action, args, state, created_at, \
+                       started_at, finished_at, status_message_id, result, log_path, owner, token, cancel_requested, progress";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
-    let time = |i: usize| -> rusqlite::Result<_> { Ok(r.get::<_, Option<String>>(i)?.as_deref().and_then(parse_time)) };
-    Ok(JobRecord {
-        id: r.get::<_, i64>(0)? as u64,
-        requester_id: r.get(1)?,
-        requester_name: r.get(2)?,
-        platform: r.get(3)?,
-        channel: r.get(4)?,
-        env: r.get(5)?,
-        action: r.get(6)?,
-        args: r.get(7)?,
-        state: JobState::parse(&r.get::<_, String>(8)?),
-        created_at: time(9)?,
-        started_at: time(10)?,
-        finished_at: time(11)?,
-        status_message_id: r.get(12)?,
-        result: r.get(13)?,
-        log_path: r.get(14)?,
-    })
+pub(crate) fn from_row(r: &Row) -> JobRecord {
+    let time = |i: usize| r.opt_text(i).as_deref().and_then(parse_time);
+    JobRecord {
+        id: r.int(0) as u64,
+        requester_id: r.text(1),
+        requester_name: r.text(2),
+        platform: r.text(3),
+        channel: r.text(4),
+        env: r.text(5),
+        action: r.text(6),
+        args: r.text(7),
+        state: JobState::parse(&r.text(8)),
+        created_at: time(9),
+        started_at: time(10),
+        finished_at: time(11),
+        status_message_id: r.opt_text(12),
+        result: r.opt_text(13),
+        log_path: r.opt_text(14),
+        owner: r.opt_text(15),
+        token: r.opt_int(16),
+        cancel_requested: r.int(17) != 0,
+        progress: r.opt_text(18),
+    }
+}
+
+/// The condition under which a write made for a running job may land: the job still holds
+/// its environment's lock with this fencing token (placeholder `?{n}`). A process that lost
+/// its lease (paused past it, cut off) finds its token stale and its write refused.
+pub(crate) fn fence(n: usize) -> String {
+    format!("EXISTS (SELECT 1 FROM env_locks l WHERE l.env = jobs.env AND l.job_id = jobs.id AND l.token = ?{n})")
 }
 
 impl Store {
-    /// Records a new job in `state` and returns its id.
+    /// Records a new job in `state`, owned by `owner`, and returns its id.
     pub fn insert_job(&self, job: &NewJob, state: JobState) -> StoreResult<u64> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                job.requester_id,
-                job.requester_name,
-                job.platform,
-                job.channel,
-                job.env,
-                job.action,
-                job.args,
-                state.as_str(),
-                now()
-            ],
-        )
-        .ctx("insert job")?;
-        Ok(conn.last_insert_rowid() as u64)
+        self.insert_job_for(job, state, None)
+    }
+
+    pub fn insert_job_for(&self, job: &NewJob, state: JobState, owner: Option<&str>) -> StoreResult<u64> {
+        self.with(|db| {
+            let row = db.query_opt(
+                "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state, created_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+                params![
+                    &job.requester_id,
+                    &job.requester_name,
+                    &job.platform,
+                    &job.channel,
+                    &job.env,
+                    &job.action,
+                    &job.args,
+                    state.as_str(),
+                    now(),
+                    owner
+                ],
+            )?;
+            Ok(row.map(|r| r.int(0) as u64).unwrap_or(0))
+        })
+        .ctx("insert job")
     }
 
     pub fn job(&self, id: u64) -> StoreResult<Option<JobRecord>> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
-                [id as i64],
-                from_row,
-            )
-            .optional()
-            .ctx("read job")
+        self.with(|db| {
+            Ok(db
+                .query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"), params![id])?
+                .map(|r| from_row(&r)))
+        })
+        .ctx("read job")
     }
 
     /// The newest jobs first.
     pub fn recent_jobs(&self, limit: usize) -> StoreResult<Vec<JobRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?1"))
-            .ctx("list jobs")?;
-        let rows = stmt.query_map([limit as i64], from_row).ctx("list jobs")?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx("list jobs")
+        self.with(|db| {
+            let rows = db.query(
+                &format!("SELECT {COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?1"),
+                params![limit as i64],
+            )?;
+            Ok(rows.iter().map(from_row).collect())
+        })
+        .ctx("list jobs")
     }
 
-    /// Jobs that were queued or running: after a restart these are picked up again.
+    /// Jobs that were queued or running.
     pub fn unfinished_jobs(&self) -> StoreResult<Vec<JobRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
-            ))
-            .ctx("list unfinished jobs")?;
-        let rows = stmt.query_map([], from_row).ctx("list unfinished jobs")?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx("list unfinished jobs")
+        self.with(|db| {
+            let rows = db.query(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"),
+                &[],
+            )?;
+            Ok(rows.iter().map(from_row).collect())
+        })
+        .ctx("list unfinished jobs")
     }
 
     /// When a job with one of `actions` last succeeded on `env`.
     pub fn last_success(&self, env: &str, actions: &[&str]) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
-        let conn = self.conn();
         let list = actions
             .iter()
             .map(|a| format!("'{}'", a.replace('\'', "")))
             .collect::<Vec<_>>()
             .join(",");
-        let s: Option<String> = conn
-            .query_row(
+        self.with(|db| {
+            let row = db.query_opt(
                 &format!(
                     "SELECT MAX(finished_at) FROM jobs WHERE env = ?1 AND state = 'succeeded' AND action IN ({list})"
                 ),
-                [env],
-                |r| r.get(0),
-            )
-            .ctx("read last success")?;
-        Ok(s.as_deref().and_then(parse_time))
+                params![env],
+            )?;
+            Ok(row.and_then(|r| r.opt_text(0)).as_deref().and_then(parse_time))
+        })
+        .ctx("read last success")
     }
 
-    pub fn mark_running(&self, id: u64, log_path: &str) -> StoreResult<()> {
-        self.conn()
-            .execute(
-                "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?2), log_path = ?3 WHERE id = ?1",
-                params![id as i64, now(), log_path],
-            )
-            .ctx("mark job running")?;
+    /// A fenced write: `set` (`?1` is the job id, `?2`... the `extra` values, `{token}` the
+    /// token) lands only while the job holds its lock with `token`; otherwise the write is
+    /// refused with [`DbError::Fenced`].
+    fn fenced(&self, what: &str, id: u64, token: i64, set: &str, extra: &[super::sql::Value]) -> StoreResult<()> {
+        let t = extra.len() + 2;
+        let mut values = vec![super::sql::Value::Int(id as i64)];
+        values.extend_from_slice(extra);
+        values.push(super::sql::Value::Int(token));
+        let sql = format!(
+            "UPDATE jobs SET {} WHERE id = ?1 AND {}",
+            set.replace("{token}", &format!("?{t}")),
+            fence(t)
+        );
+        let n = self.with(|db| db.execute(&sql, &values)).ctx(what)?;
+        if n == 0 {
+            return Err(StoreError::new(what, DbError::Fenced(token)));
+        }
         Ok(())
     }
 
-    pub fn set_status_message(&self, id: u64, message_id: &str) -> StoreResult<()> {
-        self.conn()
-            .execute(
-                "UPDATE jobs SET status_message_id = ?2 WHERE id = ?1",
-                params![id as i64, message_id],
-            )
-            .ctx("record status message")?;
-        Ok(())
+    /// Marks a job as running under the lock with `token`.
+    pub fn mark_running(&self, id: u64, token: i64, log_path: &str) -> StoreResult<()> {
+        self.fenced(
+            "mark job running",
+            id,
+            token,
+            "state = 'running', started_at = COALESCE(started_at, ?2), log_path = ?3, token = {token}",
+            params![now(), log_path],
+        )
     }
 
-    /// Records the end of a job. A job already finished keeps its first result.
-    pub fn finish_job(&self, id: u64, state: JobState, result: &str) -> StoreResult<()> {
-        self.conn()
-            .execute(
+    pub fn set_status_message(&self, id: u64, token: i64, message_id: &str) -> StoreResult<()> {
+        self.fenced(
+            "record status message",
+            id,
+            token,
+            "status_message_id = ?2",
+            params![message_id],
+        )
+    }
+
+    /// The latest status line of a running job.
+    pub fn set_progress(&self, id: u64, token: i64, line: &str) -> StoreResult<()> {
+        self.fenced("record progress", id, token, "progress = ?2", params![line])
+    }
+
+    /// Records the end of a job that holds its lock with `token`. A job already finished
+    /// keeps its first result.
+    pub fn finish_job(&self, id: u64, token: i64, state: JobState, result: &str) -> StoreResult<()> {
+        self.fenced(
+            "finish job",
+            id,
+            token,
+            "state = ?2, result = ?3, finished_at = ?4",
+            params![state.as_str(), result, now()],
+        )
+    }
+
+    /// Ends a job that holds no lock (queued, waiting for approval, or abandoned): only while
+    /// it is still unfinished. True if this call ended it.
+    pub fn end_unstarted_job(&self, id: u64, state: JobState, result: &str) -> StoreResult<bool> {
+        self.with(|db| {
+            db.execute(
                 "UPDATE jobs SET state = ?2, result = ?3, finished_at = ?4 WHERE id = ?1 AND state IN ('queued', 'running')",
-                params![id as i64, state.as_str(), result, now()],
+                params![id, state.as_str(), result, now()],
             )
-            .ctx("finish job")?;
+        })
+        .map(|n| n == 1)
+        .ctx("finish job")
+    }
+
+    /// Asks the job's owner, wherever it runs, to cancel it. False if it is not unfinished.
+    pub fn request_cancel(&self, id: u64) -> StoreResult<bool> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![id],
+            )
+        })
+        .map(|n| n == 1)
+        .ctx("request cancel")
+    }
+
+    /// Hands an unfinished job to another owner (a queued job or an approved request whose
+    /// replica is gone).
+    pub fn set_job_owner(&self, id: u64, owner: &str) -> StoreResult<()> {
+        self.with(|db| db.execute("UPDATE jobs SET owner = ?2 WHERE id = ?1", params![id, owner]))
+            .ctx("set job owner")?;
         Ok(())
     }
 }

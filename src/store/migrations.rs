@@ -1,9 +1,14 @@
-//! Schema migrations, applied in order and recorded in `PRAGMA user_version`. Never edit a
-//! migration that has shipped: add a new one.
+//! Schema migrations, applied in order, once, under a lock, so processes opening a fresh
+//! database at the same moment do not race: SQLite records the version in `PRAGMA
+//! user_version` (inside a `BEGIN IMMEDIATE` transaction), PostgreSQL in `argos_schema`
+//! (under a transaction-scoped advisory lock). Migrations are written in SQLite's DDL and
+//! translated for PostgreSQL ([`Dialect::ddl`]). Never edit a migration that has shipped: add
+//! a new one.
 
 use rusqlite::Connection;
 
-use super::{Context, StoreResult};
+use super::sql::{params, Dialect, Sql};
+use super::{DbError, StoreError, StoreResult};
 
 const MIGRATIONS: &[&str] = &[
     // 1: jobs and the audit log.
@@ -66,21 +71,124 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         PRIMARY KEY (schedule, due_at)
     );",
+    // 3: shared state across processes and replicas.
+    "ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN token INTEGER;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN progress TEXT;
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        platforms TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        stopped INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE env_locks (
+        env TEXT PRIMARY KEY,
+        job_id INTEGER,
+        owner TEXT,
+        token INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE TABLE event_claims (
+        platform TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        claimed_ms INTEGER NOT NULL,
+        PRIMARY KEY (platform, event_id)
+    );
+    CREATE INDEX event_claims_by_age ON event_claims(claimed_ms);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        claimed_by TEXT,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_by_state ON outbox(delivered_at, platform);",
 ];
 
-pub fn apply(conn: &mut Connection) -> StoreResult<()> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .ctx("read schema version")?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let version = i as i64 + 1;
-        let tx = conn.transaction().ctx("begin migration")?;
-        tx.execute_batch(sql).ctx(&format!("migration {version}"))?;
-        tx.pragma_update(None, "user_version", version)
-            .ctx("record schema version")?;
-        tx.commit().ctx("commit migration")?;
+fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Applies what is missing, holding SQLite's write lock throughout: a second process that
+/// opens the file meanwhile waits, then finds the schema current.
+pub fn apply_sqlite(conn: &mut Connection) -> StoreResult<()> {
+    let fail = |what: &str, e: rusqlite::Error| StoreError::new(what, DbError::Sqlite(e));
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| fail("begin migration", e))?;
+    let result = (|| {
+        let current: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| fail("read schema version", e))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let version = i as i64 + 1;
+            conn.execute_batch(sql)
+                .map_err(|e| fail(&format!("migration {version}"), e))?;
+            conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+                .map_err(|e| fail("record schema version", e))?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| fail("commit migration", e)),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
-    Ok(())
+}
+
+/// Any number with which no other program locks this database.
+const MIGRATION_LOCK: i64 = 0x4152_474f_5301;
+
+/// Applies what is missing in one transaction under an advisory lock: replicas that start
+/// together migrate once, the others wait and find the schema current.
+pub fn apply_postgres(db: &mut dyn Sql) -> StoreResult<()> {
+    db.execute("BEGIN", &[])?;
+    let result = (|| {
+        // pg_advisory_xact_lock returns void, which has no row type of its own.
+        db.query(
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS held",
+            params![MIGRATION_LOCK],
+        )?;
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS argos_schema (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            &[],
+        )?;
+        let current = db
+            .query_opt("SELECT COALESCE(MAX(version), 0) FROM argos_schema", &[])?
+            .map(|r| r.int(0))
+            .unwrap_or(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let version = i as i64 + 1;
+            for statement in statements(&Dialect::Postgres.ddl(sql)) {
+                db.execute(statement, &[]).map_err(|e| StoreError {
+                    context: format!("migration {version}"),
+                    source: e.source,
+                })?;
+            }
+            db.execute(
+                "INSERT INTO argos_schema (version, applied_at) VALUES (?1, ?2)",
+                params![version, super::now()],
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => db.execute("COMMIT", &[]).map(|_| ()),
+        Err(e) => {
+            let _ = db.execute("ROLLBACK", &[]);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -95,9 +203,18 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_in_order() {
         let mut conn = Connection::open_in_memory().unwrap();
-        apply(&mut conn).unwrap();
-        apply(&mut conn).unwrap();
+        apply_sqlite(&mut conn).unwrap();
+        apply_sqlite(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, latest());
+    }
+
+    #[test]
+    fn every_migration_translates_for_postgres() {
+        for sql in MIGRATIONS {
+            let pg = Dialect::Postgres.ddl(sql);
+            assert!(!pg.contains("AUTOINCREMENT") && !pg.contains("INTEGER"), "{pg}");
+            assert!(statements(&pg).count() >= 1);
+        }
     }
 }

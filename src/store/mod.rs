@@ -1,20 +1,49 @@
-//! The embedded database: one SQLite file with versioned migrations, holding jobs, the audit
-//! log, approvals and schedule runs. Writes are synchronous and durable (WAL with
-//! `synchronous=FULL`), so a crash loses no job, approval or audit record.
+//! The shared state: jobs, the audit log, approvals, schedule runs, and what decides who may
+//! act (replicas and their leases, environment locks with fencing tokens, chat-event claims,
+//! the outbox). One embedded SQLite file by default, safe for several processes on one host;
+//! PostgreSQL for several replicas (`store.url` or `ARGOS_DATABASE_URL`). Both run the same
+//! queries and migrations. Writes are durable before a call returns, so a crash loses no job,
+//! approval or audit record.
 
 mod approvals;
 mod audit;
+mod claims;
 mod jobs;
+mod leases;
 mod migrations;
+mod postgres;
+pub(crate) mod sql;
+mod sqlite;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 pub use approvals::{ApprovalRecord, Vote};
 pub use audit::AuditRecord;
+pub use claims::OutboxMessage;
 pub use jobs::{JobRecord, JobState, NewJob};
+pub use leases::{EnvLockRecord, LeaseSettings, ReplicaRecord, StartOutcome, Takeover};
+use sql::{Dialect, Row, Sql, Value};
+
+/// What went wrong underneath.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Postgres(String),
+    /// The server is unreachable or the connection dropped; retried for a while.
+    #[error("connection lost: {0}")]
+    Connection(String),
+    /// A write for a job whose lease this process no longer holds.
+    #[error("the job's lease was taken over (fencing token {0} is stale)")]
+    Fenced(i64),
+    #[error("{0}")]
+    Config(String),
+}
 
 /// A database error, with what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +51,32 @@ pub use jobs::{JobRecord, JobState, NewJob};
 pub struct StoreError {
     pub context: String,
     #[source]
-    pub source: rusqlite::Error,
+    pub source: DbError,
+}
+
+impl StoreError {
+    pub(crate) fn new(context: &str, source: DbError) -> StoreError {
+        StoreError {
+            context: context.to_string(),
+            source,
+        }
+    }
+
+    pub fn is_connection(&self) -> bool {
+        matches!(self.source, DbError::Connection(_))
+    }
+
+    /// True when the write was refused because another owner holds the job now.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self.source, DbError::Fenced(_))
+    }
+
+    fn context(mut self, what: &str) -> StoreError {
+        if self.context.is_empty() || matches!(self.context.as_str(), "prepare" | "execute" | "query" | "statement") {
+            self.context = what.to_string();
+        }
+        self
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -31,61 +85,196 @@ pub(crate) trait Context<T> {
     fn ctx(self, what: &str) -> StoreResult<T>;
 }
 
-impl<T> Context<T> for rusqlite::Result<T> {
+impl<T> Context<T> for StoreResult<T> {
     fn ctx(self, what: &str) -> StoreResult<T> {
-        self.map_err(|source| StoreError {
-            context: what.to_string(),
-            source,
-        })
+        self.map_err(|e| e.context(what))
     }
 }
 
+enum Backend {
+    Sqlite(Connection),
+    Postgres(postgres::PgLink),
+}
+
+impl Backend {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+/// A connection seen through the dialect: queries are rendered before they run.
+pub(crate) struct Db<'a> {
+    backend: &'a mut Backend,
+}
+
+impl Sql for Db<'_> {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> StoreResult<u64> {
+        let d = self.backend.dialect();
+        let sql = d.render(sql);
+        match self.backend {
+            Backend::Sqlite(c) => c.execute(&sql, params),
+            Backend::Postgres(p) => p.execute(&sql, params),
+        }
+    }
+    fn query(&mut self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
+        let d = self.backend.dialect();
+        let sql = d.render(sql);
+        match self.backend {
+            Backend::Sqlite(c) => c.query(&sql, params),
+            Backend::Postgres(p) => p.query(&sql, params),
+        }
+    }
+}
+
+/// How long the store keeps retrying while PostgreSQL is unreachable, before a call fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+
 /// The handle everything shares. Calls are short (one statement or one transaction), so a
-/// plain mutex around one connection is enough for a bot's write rate and keeps ordering simple.
+/// plain mutex around one connection is enough for a bot's write rate and keeps ordering
+/// simple; the database orders what several processes do.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    backend: Arc<Mutex<Backend>>,
+    kind: &'static str,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite file and brings its schema up to date. Several
+    /// processes may do this at the same moment.
     pub fn open(path: &Path) -> StoreResult<Store> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path).ctx(&format!("open {}", path.display()))?;
-        Self::init(conn)
+        Self::init(Backend::Sqlite(sqlite::open(path)?), "sqlite")
     }
 
-    /// An in-memory database, for tests and benchmarks.
+    /// An in-memory SQLite database, for tests and benchmarks.
     pub fn in_memory() -> StoreResult<Store> {
-        Self::init(Connection::open_in_memory().ctx("open in-memory database")?)
+        Self::init(Backend::Sqlite(sqlite::open_in_memory()?), "sqlite")
     }
 
-    fn init(mut conn: Connection) -> StoreResult<Store> {
-        conn.pragma_update(None, "journal_mode", "WAL").ctx("enable WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL").ctx("set synchronous")?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .ctx("enable foreign keys")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .ctx("set busy timeout")?;
-        migrations::apply(&mut conn)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+    /// Connects to PostgreSQL and brings its schema up to date (under an advisory lock, so
+    /// replicas starting together migrate once).
+    pub fn connect(url: &str) -> StoreResult<Store> {
+        let deadline = Instant::now() + RECONNECT_FOR;
+        let link = loop {
+            match postgres::PgLink::connect(url) {
+                Ok(l) => break l,
+                Err(e) if e.is_connection() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(250))
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Self::init(Backend::Postgres(link), "postgresql")
+    }
+
+    /// SQLite at `path`, or PostgreSQL when a URL is given.
+    pub fn open_configured(url: Option<&str>, path: &Path) -> StoreResult<Store> {
+        match url {
+            Some(u) => Self::connect(u),
+            None => Self::open(path),
+        }
+    }
+
+    fn init(backend: Backend, kind: &'static str) -> StoreResult<Store> {
+        let store = Store {
+            backend: Arc::new(Mutex::new(backend)),
+            kind,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Backend> {
+        // A panic while holding the lock cannot leave the database inconsistent (statements
+        // and transactions are atomic there), so a poisoned lock is safe to keep using.
+        self.backend.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `sqlite` or `postgresql`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Runs `f` on the connection; retried while PostgreSQL is unreachable.
+    pub(crate) fn with<T>(&self, mut f: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.retrying(|backend| f(&mut Db { backend }))
+    }
+
+    /// Runs `f` in one transaction: all of it or nothing. On SQLite it holds the write lock
+    /// from the start; on PostgreSQL rows are locked with `FOR UPDATE` where `f` needs it.
+    pub(crate) fn tx<T>(&self, f: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.tx_within(RECONNECT_FOR, f)
+    }
+
+    /// [`Store::tx`], giving up after `limit` while the database is unreachable (the
+    /// heartbeat must not wait out its own lease).
+    pub(crate) fn tx_within<T>(
+        &self,
+        limit: Duration,
+        mut f: impl FnMut(&mut dyn Sql) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.retrying_for(limit, |backend| {
+            let begin = match backend.dialect() {
+                Dialect::Sqlite => "BEGIN IMMEDIATE",
+                Dialect::Postgres => "BEGIN",
+            };
+            let mut db = Db { backend };
+            db.execute(begin, &[]).ctx("begin transaction")?;
+            match f(&mut db) {
+                Ok(v) => {
+                    db.execute("COMMIT", &[]).ctx("commit")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = db.execute("ROLLBACK", &[]);
+                    Err(e)
+                }
+            }
         })
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (statements are
-        // atomic), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn retrying<T>(&self, f: impl FnMut(&mut Backend) -> StoreResult<T>) -> StoreResult<T> {
+        self.retrying_for(RECONNECT_FOR, f)
+    }
+
+    fn retrying_for<T>(&self, limit: Duration, mut f: impl FnMut(&mut Backend) -> StoreResult<T>) -> StoreResult<T> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let r = f(&mut self.lock());
+            match r {
+                Err(e) if e.is_connection() && start.elapsed() < limit => {
+                    tracing::warn!(error = %e, "database unreachable; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// The schema version (the number of migrations applied).
     pub fn schema_version(&self) -> i64 {
-        self.conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap_or(0)
+        let mut b = self.lock();
+        match &mut *b {
+            Backend::Sqlite(c) => sqlite::user_version(c).unwrap_or(0),
+            Backend::Postgres(_) => Db { backend: &mut b }
+                .query_opt("SELECT MAX(version) FROM argos_schema", &[])
+                .ok()
+                .flatten()
+                .map(|r| r.int(0))
+                .unwrap_or(0),
+        }
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let mut b = self.lock();
+        match &mut *b {
+            Backend::Sqlite(c) => migrations::apply_sqlite(c),
+            Backend::Postgres(_) => migrations::apply_postgres(&mut Db { backend: &mut b }),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod fake_aws;
 pub mod fake_discord;
 pub mod http_server;
 pub mod moto;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,9 @@ aws:
   max_attempts: 4
   requests_per_second: 200
   burst: 50
+store:
+  lease_ms: 1000
+  heartbeat_ms: 200
 watch:
   poll_interval_ms: 40
   max_poll_interval_ms: 120

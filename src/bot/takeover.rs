@@ -1,0 +1,197 @@
+//! The periodic work of a live replica, run after each heartbeat: act on cancel requests made
+//! elsewhere, take over the jobs of replicas whose lease ran out, adopt queued jobs of a gone
+//! owner, start approved jobs it owns, and deliver the outbox.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::bot::port::OutgoingMessage;
+use crate::bot::{approval_flow, jobs, messages, Inner};
+use crate::store::JobState;
+
+/// One round; returns the ids of the jobs it resumed.
+pub(crate) async fn tick(inner: &Arc<Inner>) -> Vec<u64> {
+    let me = inner.replica.id.clone();
+    if let Ok(ids) = inner.store.cancel_requests(&me) {
+        for id in ids {
+            inner.jobs.cancel(id);
+        }
+    }
+    let mut resumed = take_over_expired(inner).await;
+    resumed.extend(resume_unlocked(inner));
+    adopt_orphans(inner).await;
+    if let Ok(ids) = inner.store.approved_unstarted(&me) {
+        for id in ids {
+            approval_flow::start_owned(inner, id).await;
+        }
+    }
+    deliver_outbox(inner).await;
+    resumed
+}
+
+/// Whether this process can post to `channel` on `platform` (and so run the job there).
+fn serves(inner: &Inner, platform: &str, channel: &str) -> bool {
+    inner.port(platform).is_some_and(|p| p.serves(channel))
+}
+
+async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
+    let mut resumed = Vec::new();
+    let Ok(expired) = inner.store.expired_locks() else {
+        return resumed;
+    };
+    for t in expired {
+        let job = match t.job {
+            Some(j) if !j.state.is_finished() => j,
+            // The owner died between recording the end and freeing the environment.
+            _ => {
+                let _ = inner.store.release_stale(&t.lock.env, t.lock.token);
+                continue;
+            }
+        };
+        // A CLI run cannot be resumed elsewhere: its operator is gone with it.
+        let cli = job.platform == "cli";
+        if !cli && !serves(inner, &job.platform, &job.channel) {
+            continue;
+        }
+        let obtained = Instant::now();
+        let Ok(Some(token)) = inner
+            .store
+            .take_over(&t.lock.env, t.lock.token, &inner.replica.id, inner.replica.lease)
+        else {
+            continue;
+        };
+        if cli {
+            let _ = inner.store.finish_and_release(
+                job.id,
+                token,
+                JobState::Interrupted,
+                &messages::interrupted("the CLI process that ran it stopped"),
+            );
+            continue;
+        }
+        tracing::warn!(job = job.id, from = ?t.lock.owner, "taking over a job whose owner's lease ran out");
+        sweep_children(inner).await;
+        let Some(action) = jobs::action_from(&job.action, &job.args) else {
+            let _ = inner.store.finish_and_release(
+                job.id,
+                token,
+                JobState::Interrupted,
+                &messages::interrupted("unknown action"),
+            );
+            continue;
+        };
+        let lease = inner.replica.hold(job.id, &job.env, token, obtained);
+        let job = inner.store.job(job.id).ok().flatten().unwrap_or(job);
+        resumed.push(job.id);
+        inner
+            .tasks
+            .spawn(jobs::execute(inner.clone(), job, action, lease, true));
+    }
+    resumed
+}
+
+/// Running jobs recorded before locks lived in the store: resumed under a lock now.
+fn resume_unlocked(inner: &Arc<Inner>) -> Vec<u64> {
+    let mut resumed = Vec::new();
+    for job in inner.store.unlocked_running_jobs().unwrap_or_default() {
+        if !serves(inner, &job.platform, &job.channel) {
+            continue;
+        }
+        let Some(action) = jobs::action_from(&job.action, &job.args) else {
+            let _ =
+                inner
+                    .store
+                    .end_unstarted_job(job.id, JobState::Interrupted, &messages::interrupted("unknown action"));
+            continue;
+        };
+        let obtained = Instant::now();
+        match inner.store.lock_for_job(job.id, &inner.replica.id, inner.replica.lease) {
+            Ok(Some(token)) => {
+                let lease = inner.replica.hold(job.id, &job.env, token, obtained);
+                resumed.push(job.id);
+                inner
+                    .tasks
+                    .spawn(jobs::execute(inner.clone(), job, action, lease, true));
+            }
+            _ => {
+                let _ = inner.store.end_unstarted_job(
+                    job.id,
+                    JobState::Interrupted,
+                    &messages::interrupted("another job holds the environment"),
+                );
+            }
+        }
+    }
+    resumed
+}
+
+/// Queued jobs whose owner is gone: waiting for the environment (queue mode) or for approval.
+async fn adopt_orphans(inner: &Arc<Inner>) {
+    for job in inner.store.orphaned_jobs().unwrap_or_default() {
+        if !serves(inner, &job.platform, &job.channel) {
+            continue;
+        }
+        if !matches!(
+            inner.store.adopt_job(job.id, job.owner.as_deref(), &inner.replica.id),
+            Ok(true)
+        ) {
+            continue;
+        }
+        match inner.store.approval_for_job(job.id).ok().flatten() {
+            Some(a) if a.state == "pending" => approval_flow::arm_expiry(inner.clone(), job.id),
+            // Approved ones are started by the owner's next round; others ended.
+            Some(_) => {}
+            None => {
+                let Some(action) = jobs::action_from(&job.action, &job.args) else {
+                    continue;
+                };
+                let task = inner.clone();
+                inner.tasks.spawn(async move {
+                    if let Some(lease) = jobs::wait_for_lock(&task, job.id).await {
+                        if let Ok(Some(job)) = task.store.job(job.id) {
+                            jobs::execute(task.clone(), job, action, lease, false).await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Posts what other processes left in the outbox for the platforms and channels served here.
+async fn deliver_outbox(inner: &Arc<Inner>) {
+    let ports = inner.ports.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut platforms = Vec::new();
+    let mut channels = Vec::new();
+    for (name, port) in &ports {
+        match port.own_channel() {
+            Some(c) => channels.push(c),
+            None => platforms.push(name.clone()),
+        }
+    }
+    let p: Vec<&str> = platforms.iter().map(String::as_str).collect();
+    let c: Vec<&str> = channels.iter().map(String::as_str).collect();
+    let Ok(messages) = inner.store.claim_outbox(&inner.replica.id, &p, &c) else {
+        return;
+    };
+    for m in messages {
+        if let Some(port) = ports.get(&m.platform) {
+            let text = inner.engine.redactor.redact(&m.text);
+            if let Err(e) = port.send(&m.channel, OutgoingMessage::text(text)).await {
+                tracing::warn!(error = %inner.engine.redactor.redact(&e.0), "cannot deliver an outbox message");
+                continue;
+            }
+        }
+        let _ = inner.store.mark_delivered(m.id);
+    }
+}
+
+/// Kills what a dead owner on this host left running (its playbooks, their workers and what
+/// those started) and removes its run folders, before the job's playbooks run again here.
+pub(crate) async fn sweep_children(inner: &Inner) {
+    let runs = crate::ansible::runs_dir(&inner.engine.config.state_dir());
+    match tokio::task::spawn_blocking(move || crate::ansible::sweep_orphans(Some(&runs))).await {
+        Ok(report) if !report.is_empty() => tracing::warn!(%report, "swept what a dead owner left running"),
+        _ => {}
+    }
+}

@@ -1,0 +1,125 @@
+//! Chat-event claims and the outbox. Every replica may see the same chat event (Discord
+//! delivers it to every session on a shard; Slack redelivers when an ack is late): the one
+//! whose insert of the event's id lands answers it. The outbox carries messages that a
+//! process without the chat connection (the CLI, another console) wants posted: a replica
+//! serving the platform (or the channel) claims each once and delivers it.
+
+use std::time::Duration;
+
+use super::sql::{params, Value};
+use super::{now, Context, Store, StoreResult};
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: u64,
+    pub platform: String,
+    pub channel: String,
+    pub text: String,
+}
+
+impl Store {
+    /// Claims a chat event for `replica`: true for exactly one caller per (platform, id).
+    pub fn claim_event(&self, platform: &str, event_id: &str, replica: &str) -> StoreResult<bool> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO event_claims (platform, event_id, replica, claimed_ms) VALUES (?1, ?2, ?3, NOW_MS())
+                 ON CONFLICT DO NOTHING",
+                params![platform, event_id, replica],
+            )
+        })
+        .map(|n| n == 1)
+        .ctx("claim chat event")
+    }
+
+    /// Forgets claims older than `older` (platforms do not redeliver after minutes).
+    pub fn prune_event_claims(&self, older: Duration) -> StoreResult<u64> {
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM event_claims WHERE claimed_ms < NOW_MS() - ?1",
+                params![older.as_millis() as i64],
+            )
+        })
+        .ctx("prune chat-event claims")
+    }
+
+    /// Queues a message for a channel.
+    pub fn enqueue_message(&self, platform: &str, channel: &str, text: &str) -> StoreResult<u64> {
+        self.with(|db| {
+            Ok(db
+                .query_opt(
+                    "INSERT INTO outbox (platform, channel, text, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    params![platform, channel, text, now()],
+                )?
+                .map(|r| r.int(0) as u64)
+                .unwrap_or(0))
+        })
+        .ctx("queue message")
+    }
+
+    /// Claims undelivered messages for the platforms in `platforms` or the channels in
+    /// `channels` (a console serves only its own channel). Messages claimed by a replica that
+    /// died before delivering them are claimed again.
+    pub fn claim_outbox(
+        &self,
+        replica: &str,
+        platforms: &[&str],
+        channels: &[&str],
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        if platforms.is_empty() && channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut values: Vec<Value> = vec![replica.into()];
+        let mut list = |items: &[&str]| -> String {
+            let marks: Vec<String> = items
+                .iter()
+                .map(|i| {
+                    values.push((*i).into());
+                    format!("?{}", values.len())
+                })
+                .collect();
+            if marks.is_empty() {
+                "NULL".into()
+            } else {
+                marks.join(", ")
+            }
+        };
+        let (p, c) = (list(platforms), list(channels));
+        self.tx(|db| {
+            db.execute(
+                "UPDATE outbox SET claimed_by = NULL WHERE delivered_at IS NULL AND claimed_by IS NOT NULL
+                 AND claimed_by NOT IN (SELECT id FROM replicas WHERE expires_ms >= NOW_MS())",
+                &[],
+            )?;
+            // `claimed_by IS NULL` in the outer condition too: PostgreSQL re-checks it on the
+            // newest row version after waiting for a competitor's row lock.
+            let rows = db.query(
+                &format!(
+                    "UPDATE outbox SET claimed_by = ?1 WHERE claimed_by IS NULL AND delivered_at IS NULL AND id IN (
+                         SELECT id FROM outbox WHERE claimed_by IS NULL AND delivered_at IS NULL
+                         AND (platform IN ({p}) OR channel IN ({c})) ORDER BY id LIMIT 20)
+                     RETURNING id, platform, channel, text"
+                ),
+                &values,
+            )?;
+            let mut out: Vec<OutboxMessage> = rows
+                .iter()
+                .map(|r| OutboxMessage {
+                    id: r.int(0) as u64,
+                    platform: r.text(1),
+                    channel: r.text(2),
+                    text: r.text(3),
+                })
+                .collect();
+            out.sort_by_key(|m| m.id);
+            Ok(out)
+        })
+        .ctx("claim outbox messages")
+    }
+
+    pub fn mark_delivered(&self, id: u64) -> StoreResult<()> {
+        self.with(|db| db.execute("UPDATE outbox SET delivered_at = ?2 WHERE id = ?1", params![id, now()]))
+            .ctx("mark message delivered")?;
+        Ok(())
+    }
+}
