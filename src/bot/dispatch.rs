@@ -234,6 +234,18 @@ fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> String {
         audit(inner, ev, "ok: cancel requested", Some(id));
         return messages::cancel_requested(id);
     }
+    if job.state == JobState::Queued {
+        // Nothing runs yet (it waits for the environment or for approval): it simply ends.
+        let why = format!("cancelled by {} before it started", ev.identity.display_name);
+        return match inner.store.end_unstarted_job(id, JobState::Cancelled, &why) {
+            Ok(true) => {
+                audit(inner, ev, "ok: cancelled before it started", Some(id));
+                format!("🛑 Job #{id} is cancelled; it had not started.")
+            }
+            Ok(false) => messages::job_not_running(id, "finished"),
+            Err(e) => internal(inner, ev, &e.to_string()),
+        };
+    }
     // It runs in another process: its owner acts on the request at its next heartbeat.
     match inner.store.request_cancel(id) {
         Ok(true) => {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::sql::{params, Row};
+use super::sql::{params, Row, Sql};
 use super::{now, parse_time, Context, DbError, Store, StoreError, StoreResult};
 
 /// Where a job is in its life.
@@ -121,11 +121,29 @@ pub(crate) fn from_row(r: &Row) -> JobRecord {
     }
 }
 
-/// The condition under which a write made for a running job may land: the job still holds
-/// its environment's lock with this fencing token (placeholder `?{n}`). A process that lost
-/// its lease (paused past it, cut off) finds its token stale and its write refused.
-pub(crate) fn fence(n: usize) -> String {
-    format!("EXISTS (SELECT 1 FROM env_locks l WHERE l.env = jobs.env AND l.job_id = jobs.id AND l.token = ?{n})")
+/// Checks, inside a transaction, that job `id` still holds its environment's lock with
+/// `token`, and locks that lock row until the transaction ends. Every fenced write does this
+/// first: a takeover (which updates the lock row) either happened before, and the write is
+/// refused, or waits until the write is committed. Lock rows are always locked before job
+/// rows (here, in takeovers and in starts), so these transactions never deadlock.
+pub(crate) fn check_fence(db: &mut dyn Sql, what: &str, id: u64, token: i64) -> StoreResult<()> {
+    let env = db
+        .query_opt("SELECT env FROM jobs WHERE id = ?1", params![id])?
+        .map(|r| r.text(0));
+    let held = match env {
+        Some(env) => db
+            .query_opt(
+                "SELECT token FROM env_locks WHERE env = ?1 AND job_id = ?2 AND token = ?3 FOR_UPDATE",
+                params![env, id, token],
+            )?
+            .is_some(),
+        None => false,
+    };
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::new(what, DbError::Fenced(token)))
+    }
 }
 
 impl Store {
@@ -210,23 +228,27 @@ impl Store {
     }
 
     /// A fenced write: `set` (`?1` is the job id, `?2`... the `extra` values, `{token}` the
-    /// token) lands only while the job holds its lock with `token`; otherwise the write is
-    /// refused with [`DbError::Fenced`].
+    /// token) lands only while the job holds its lock with `token`; otherwise nothing is
+    /// written and the call fails with [`DbError::Fenced`].
     fn fenced(&self, what: &str, id: u64, token: i64, set: &str, extra: &[super::sql::Value]) -> StoreResult<()> {
-        let t = extra.len() + 2;
         let mut values = vec![super::sql::Value::Int(id as i64)];
         values.extend_from_slice(extra);
-        values.push(super::sql::Value::Int(token));
-        let sql = format!(
-            "UPDATE jobs SET {} WHERE id = ?1 AND {}",
-            set.replace("{token}", &format!("?{t}")),
-            fence(t)
-        );
-        let n = self.with(|db| db.execute(&sql, &values)).ctx(what)?;
-        if n == 0 {
-            return Err(StoreError::new(what, DbError::Fenced(token)));
-        }
-        Ok(())
+        let set = if set.contains("{token}") {
+            values.push(super::sql::Value::Int(token));
+            set.replace("{token}", &format!("?{}", values.len()))
+        } else {
+            set.to_string()
+        };
+        let sql = format!("UPDATE jobs SET {set} WHERE id = ?1 AND state IN ('queued', 'running')");
+        self.tx(|db| {
+            check_fence(db, what, id, token)?;
+            if db.execute(&sql, &values)? == 0 {
+                // Over already: the first result stays.
+                return Err(StoreError::new(what, DbError::Fenced(token)));
+            }
+            Ok(())
+        })
+        .ctx(what)
     }
 
     /// Marks a job as running under the lock with `token`.

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::jobs::{fence, JobRecord, JobState, NewJob};
+use super::jobs::{check_fence, JobRecord, JobState, NewJob};
 use super::sql::{params, Sql};
 use super::{now, Context, Store, StoreResult};
 
@@ -143,7 +143,7 @@ impl Store {
     pub fn heartbeat(&self, id: &str, lease: LeaseSettings) -> StoreResult<Vec<(String, u64, i64)>> {
         self.tx_within(lease.heartbeat, |db| {
             db.execute(
-                "UPDATE replicas SET heartbeat_ms = NOW_MS(), expires_ms = NOW_MS() + ?2 WHERE id = ?1",
+                "UPDATE replicas SET heartbeat_ms = NOW_MS(), expires_ms = NOW_MS() + ?2 WHERE id = ?1 AND stopped = 0",
                 params![id, lease.lease_ms()],
             )?;
             db.execute(
@@ -347,20 +347,15 @@ impl Store {
     /// nothing written) when `token` is stale.
     pub fn finish_and_release(&self, id: u64, token: i64, state: JobState, result: &str) -> StoreResult<()> {
         self.tx(|db| {
-            let n = db.execute(
-                &format!(
-                    "UPDATE jobs SET state = ?2, result = ?3, finished_at = ?4 WHERE id = ?1 AND state IN ('queued', 'running') AND {}",
-                    fence(5)
-                ),
-                params![id, state.as_str(), result, now(), token],
+            check_fence(db, "finish job", id, token)?;
+            db.execute(
+                "UPDATE jobs SET state = ?2, result = ?3, finished_at = ?4 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![id, state.as_str(), result, now()],
             )?;
-            let m = db.execute(
+            db.execute(
                 "UPDATE env_locks SET job_id = NULL, owner = NULL, expires_ms = 0 WHERE job_id = ?1 AND token = ?2",
                 params![id, token],
             )?;
-            if n == 0 && m == 0 {
-                return Err(super::StoreError::new("finish job", super::DbError::Fenced(token)));
-            }
             Ok(())
         })
         .ctx("finish job")

@@ -115,12 +115,16 @@ const POSTGRES_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::B
 impl Dialect {
     /// A query in this dialect: `NOW_MS()` becomes the database's clock, and for PostgreSQL
     /// `?N` placeholders become `$N`.
+    /// `FOR_UPDATE` locks the selected rows until the transaction ends on PostgreSQL; SQLite
+    /// has no row locks (a `BEGIN IMMEDIATE` transaction holds the whole database).
     pub fn render<'a>(self, sql: &'a str) -> Cow<'a, str> {
         match self {
-            Dialect::Sqlite if !sql.contains("NOW_MS()") => Cow::Borrowed(sql),
-            Dialect::Sqlite => Cow::Owned(sql.replace("NOW_MS()", SQLITE_NOW_MS)),
+            Dialect::Sqlite if !sql.contains("NOW_MS()") && !sql.contains("FOR_UPDATE") => Cow::Borrowed(sql),
+            Dialect::Sqlite => Cow::Owned(sql.replace("NOW_MS()", SQLITE_NOW_MS).replace("FOR_UPDATE", "")),
             Dialect::Postgres => {
-                let sql = sql.replace("NOW_MS()", POSTGRES_NOW_MS);
+                let sql = sql
+                    .replace("NOW_MS()", POSTGRES_NOW_MS)
+                    .replace("FOR_UPDATE", "FOR UPDATE");
                 let mut out = String::with_capacity(sql.len());
                 let mut chars = sql.chars().peekable();
                 while let Some(c) = chars.next() {
