@@ -533,6 +533,10 @@ pub struct EnvSettings {
     pub database_instance_class: Option<String>,
     /// Further stack parameters, by the template's parameter name.
     pub parameters: BTreeMap<String, String>,
+    /// Where the bot tells the team what happens to this environment outside chat (approval
+    /// requests filed from the CLI, break-glass runs): `discord:<channel id>`, or
+    /// `console:<user>` for a console.
+    pub announce: Option<String>,
 }
 
 /// `playbooks/group_vars/all.yml`: the variables the engine shares with Ansible.
@@ -827,6 +831,9 @@ impl Config {
         merged.parameters.extend(own.parameters.clone());
         if own.database_instance_class.is_some() {
             merged.database_instance_class = own.database_instance_class.clone();
+        }
+        if own.announce.is_some() {
+            merged.announce = own.announce.clone();
         }
         Ok((env, merged))
     }

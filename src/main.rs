@@ -51,19 +51,42 @@ async fn main() {
         Sub::Console { user } => argos::serve::console(cli.config, user).await,
         Sub::Bot => argos::serve::bot(cli.config).await,
         Sub::Run(words) => {
-            let mut yes = cli.yes;
-            let words: Vec<String> = words
-                .into_iter()
-                .filter(|w| {
-                    let flag = w == "--yes" || w == "-y";
-                    yes |= flag;
-                    !flag
-                })
-                .collect();
-            argos::cli::run(cli.config, words, yes).await
+            let (words, yes, approval) = match run_flags(words, cli.yes) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(argos::cli::EXIT_USAGE);
+                }
+            };
+            argos::cli::run(cli.config, words, yes, approval).await
         }
     };
     std::process::exit(code);
+}
+
+/// Takes the CLI's own flags out of the command's words: `--yes`, `--no-wait`, and
+/// `--break-glass "reason"` (or `--break-glass=reason`).
+fn run_flags(words: Vec<String>, yes: bool) -> Result<(Vec<String>, bool, argos::cli::ApprovalOptions), String> {
+    let mut yes = yes;
+    let mut approval = argos::cli::ApprovalOptions::default();
+    let mut rest = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        match w.as_str() {
+            "--yes" | "-y" => yes = true,
+            "--no-wait" => approval.no_wait = true,
+            "--break-glass" => {
+                let reason = words.next().filter(|r| !r.trim().is_empty() && !r.starts_with("--"));
+                approval.break_glass = Some(reason.ok_or("--break-glass needs a reason: --break-glass \"why\"")?);
+            }
+            _ => match w.strip_prefix("--break-glass=") {
+                Some(r) if !r.trim().is_empty() => approval.break_glass = Some(r.to_string()),
+                Some(_) => return Err("--break-glass needs a reason: --break-glass \"why\"".into()),
+                None => rest.push(w),
+            },
+        }
+    }
+    Ok((rest, yes, approval))
 }
 
 async fn check(config: PathBuf) -> i32 {

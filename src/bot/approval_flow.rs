@@ -98,9 +98,13 @@ async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
     let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(job_id), inner.store.approval_for_job(job_id)) else {
         return;
     };
-    let (Some(port), Some(msg)) = (inner.port(&job.platform), a.message_id.clone()) else {
-        return;
+    let Some(msg) = a.message_id.clone() else { return };
+    // A request filed elsewhere (the CLI) was posted through the outbox where it was announced.
+    let (platform, channel, msg) = match msg.splitn(3, '|').collect::<Vec<_>>()[..] {
+        [p, c, m] => (p.to_string(), c.to_string(), m.to_string()),
+        _ => (job.platform.clone(), job.channel.clone(), msg),
     };
+    let Some(port) = inner.port(&platform) else { return };
     let req = requirement_for(inner, &job);
     let text = request_text(&job, &a, &req, status, &inner.engine.config.settings.chat.prefix);
     let out = OutgoingMessage {
@@ -108,12 +112,16 @@ async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
         attachment: None,
         buttons: buttons(job_id, open),
     };
-    let _ = port.edit(&job.channel, &msg, out).await;
+    let _ = port.edit(&channel, &msg, out).await;
 }
 
 /// Tells the requester's channel, directly when this process can post there, else through the
 /// outbox (another console, a replica with the chat connection).
 async fn tell_channel(inner: &Inner, job: &JobRecord, text: String) {
+    if job.platform == "cli" {
+        // The CLI that asked is watching the request itself.
+        return;
+    }
     match inner.port(&job.platform) {
         Some(port) if port.serves(&job.channel) => {
             let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
@@ -345,6 +353,14 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         return Some(format!("Job #{id} has already been decided."));
     }
     disarm(inner, id);
+    if job.platform == "cli" {
+        // The operator's CLI runs it: at once if it is waiting, or when they run it again.
+        refresh_request(inner, id, "✅ Approved: it runs from the CLI.", false).await;
+        return Some(format!(
+            "✅ Approved: job #{id} runs from {}'s CLI (at once if it is waiting, else when they run it again).",
+            job.requester_name
+        ));
+    }
     let here = inner.port(&job.platform).is_some_and(|p| p.serves(&job.channel));
     let owner_alive = job.owner.as_deref().is_some_and(|o| {
         inner

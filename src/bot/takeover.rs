@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bot::port::OutgoingMessage;
+use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::{approval_flow, jobs, messages, Inner};
 use crate::store::JobState;
 
@@ -176,10 +176,33 @@ async fn deliver_outbox(inner: &Arc<Inner>) {
     };
     for m in messages {
         if let Some(port) = ports.get(&m.platform) {
-            let text = inner.engine.redactor.redact(&m.text);
-            if let Err(e) = port.send(&m.channel, OutgoingMessage::text(text)).await {
-                tracing::warn!(error = %inner.engine.redactor.redact(&e.0), "cannot deliver an outbox message");
-                continue;
+            let msg = OutgoingMessage {
+                text: inner.engine.redactor.redact(&m.text),
+                attachment: None,
+                buttons: m
+                    .buttons
+                    .iter()
+                    .map(|(label, command)| Button {
+                        label: label.clone(),
+                        command: command.clone(),
+                    })
+                    .collect(),
+            };
+            match port.send(&m.channel, msg).await {
+                Ok(message_id) => {
+                    // The request's message is edited with each decision, like one posted here;
+                    // it lives on the announcing platform, not the job's (`platform|channel|id`).
+                    if let Some(job) = m.approval_job {
+                        if let Ok(Some(a)) = inner.store.approval_for_job(job) {
+                            let at = format!("{}|{}|{message_id}", m.platform, m.channel);
+                            let _ = inner.store.set_approval_message(a.id, &at);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %inner.engine.redactor.redact(&e.0), "cannot deliver an outbox message");
+                    continue;
+                }
             }
         }
         let _ = inner.store.mark_delivered(m.id);

@@ -16,6 +16,10 @@ pub struct OutboxMessage {
     pub platform: String,
     pub channel: String,
     pub text: String,
+    /// Buttons under it: (label, command).
+    pub buttons: Vec<(String, String)>,
+    /// The job whose approval request this is (its message id is recorded once posted).
+    pub approval_job: Option<u64>,
 }
 
 impl Store {
@@ -45,11 +49,25 @@ impl Store {
 
     /// Queues a message for a channel.
     pub fn enqueue_message(&self, platform: &str, channel: &str, text: &str) -> StoreResult<u64> {
+        self.enqueue_with_buttons(platform, channel, text, &[], None)
+    }
+
+    /// Queues a message with buttons; `approval_job` ties it to that job's approval request.
+    pub fn enqueue_with_buttons(
+        &self,
+        platform: &str,
+        channel: &str,
+        text: &str,
+        buttons: &[(String, String)],
+        approval_job: Option<u64>,
+    ) -> StoreResult<u64> {
+        let buttons = serde_json::to_string(buttons).unwrap_or_else(|_| "[]".into());
         self.with(|db| {
             Ok(db
                 .query_opt(
-                    "INSERT INTO outbox (platform, channel, text, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-                    params![platform, channel, text, now()],
+                    "INSERT INTO outbox (platform, channel, text, created_at, buttons, approval_job)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    params![platform, channel, text, now(), buttons.as_str(), approval_job],
                 )?
                 .map(|r| r.int(0) as u64)
                 .unwrap_or(0))
@@ -98,7 +116,7 @@ impl Store {
                     "UPDATE outbox SET claimed_by = ?1 WHERE claimed_by IS NULL AND delivered_at IS NULL AND id IN (
                          SELECT id FROM outbox WHERE claimed_by IS NULL AND delivered_at IS NULL
                          AND (platform IN ({p}) OR channel IN ({c})) ORDER BY id LIMIT 20)
-                     RETURNING id, platform, channel, text"
+                     RETURNING id, platform, channel, text, buttons, approval_job"
                 ),
                 &values,
             )?;
@@ -109,6 +127,8 @@ impl Store {
                     platform: r.text(1),
                     channel: r.text(2),
                     text: r.text(3),
+                    buttons: serde_json::from_str(&r.text(4)).unwrap_or_default(),
+                    approval_job: r.opt_int(5).map(|j| j as u64),
                 })
                 .collect();
             out.sort_by_key(|m| m.id);

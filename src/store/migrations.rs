@@ -109,7 +109,9 @@ const MIGRATIONS: &[&str] = &[
         text TEXT NOT NULL,
         created_at TEXT NOT NULL,
         claimed_by TEXT,
-        delivered_at TEXT
+        delivered_at TEXT,
+        buttons TEXT,
+        approval_job INTEGER
     );
     CREATE INDEX outbox_by_state ON outbox(delivered_at, platform);",
 ];

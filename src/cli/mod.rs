@@ -15,13 +15,19 @@ use crate::engine::{self, Ctx, Engine, Summary};
 use crate::error::Error;
 use crate::progress::{plain_line, Progress, ProgressTx};
 
+mod approval;
+mod job;
+
+pub use approval::ApprovalOptions;
+use job::{CliJob, Session};
+
 /// Exit codes: 0 done, 1 the operation failed, 2 bad input or config, 130 cancelled.
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_CANCELLED: i32 = 130;
 
 /// Runs one command given as words; returns the process exit code.
-pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool) -> i32 {
+pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, approval: ApprovalOptions) -> i32 {
     let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -38,7 +44,7 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool) -> 
         }
     };
     match cmd {
-        Command::Env { env, action } => run_env(config, env.as_str(), action, assume_yes).await,
+        Command::Env { env, action } => run_env(config, env.as_str(), action, assume_yes, approval).await,
         Command::Envs => {
             for (name, s) in &config.settings.environments {
                 let types: Vec<String> = s.instance_types.iter().map(|(g, t)| format!("{g}={t}")).collect();
@@ -79,7 +85,30 @@ fn print_help(topic: Option<&str>) {
     }
 }
 
-async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool) -> i32 {
+/// The job this command runs as: through approval when the environment's policy asks for it
+/// (unless `--break-glass`), under the environment's lock in any case.
+async fn claim_job(
+    engine: &Engine,
+    env: &str,
+    action: &Action,
+    opts: &ApprovalOptions,
+) -> Result<CliJob, (i32, String)> {
+    let session = Session::open(&engine.config).await?;
+    let needs = action
+        .mutates()
+        .then(|| crate::approvals::requirement(&engine.config.settings.approvals, env, action.verb()))
+        .flatten();
+    match (needs, &opts.break_glass) {
+        (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,
+        (Some(_), Some(reason)) => {
+            approval::break_glass(&session, engine, env, action, reason);
+            CliJob::start(session, env, action)
+        }
+        (None, _) => CliJob::start(session, env, action),
+    }
+}
+
+async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, approval: ApprovalOptions) -> i32 {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let engine = Engine::new(config).await;
     let target = match engine.target(env) {
@@ -129,8 +158,12 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool) ->
     // Work on AWS is a job like any other: recorded, audited, and under the environment's
     // lock in the shared store, so the bot, a console and another CLI see it and wait.
     let slot = if action.is_job() {
-        match CliJob::start(&engine.config, env, &action).await {
+        match claim_job(&engine, env, &action, &approval).await {
             Ok(s) => Some(s),
+            Err((0, message)) => {
+                eprintln!("{message}");
+                return 0;
+            }
             Err((code, message)) => {
                 eprintln!("error: {message}");
                 return code;
@@ -197,159 +230,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool) ->
     }
 }
 
-/// The job a CLI command runs as: its row, its lock and lease, its audit records.
-struct CliJob {
-    store: crate::store::Store,
-    replica: std::sync::Arc<crate::bot::replica::Replica>,
-    lease: std::sync::Arc<crate::bot::replica::JobLease>,
-    id: u64,
-    user: String,
-    command: String,
-}
-
-impl CliJob {
-    async fn start(config: &Config, env: &str, action: &Action) -> Result<CliJob, (i32, String)> {
-        use crate::store::{NewJob, StartOutcome, Store};
-        let url = config.database_url();
-        let path = config.database_path();
-        let store = tokio::task::spawn_blocking(move || Store::open_configured(url.as_deref(), &path))
-            .await
-            .map_err(|e| (EXIT_FAILED, e.to_string()))?
-            .map_err(|e| (EXIT_FAILED, e.to_string()))?;
-        let runs = crate::ansible::runs_dir(&config.state_dir());
-        if let Ok(report) = tokio::task::spawn_blocking(move || crate::ansible::sweep_orphans(Some(&runs))).await {
-            if !report.is_empty() {
-                tracing::warn!(%report, "swept what a dead argos process left running");
-            }
-        }
-        let lease = config.settings.store.lease();
-        let replica = crate::bot::replica::Replica::register(store.clone(), "cli", &["cli"], lease)
-            .map_err(|e| (EXIT_FAILED, e))?;
-        let replica = std::sync::Arc::new(replica);
-        let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-        let command = format!("{env} {}", action.verb());
-        let new = NewJob {
-            requester_id: user.clone(),
-            requester_name: user.clone(),
-            platform: "cli".into(),
-            channel: format!("cli:{}", crate::names::hostname()),
-            env: env.to_string(),
-            action: action.verb().to_string(),
-            args: crate::bot::jobs::action_args(action),
-        };
-        let audit = |outcome: &str, job: Option<u64>| {
-            if let Err(e) = store.audit("cli", &user, &user, &new.channel, &command, outcome, job) {
-                eprintln!("warning: cannot write the audit log: {e}");
-            }
-        };
-        // One retry: a lock left by a CLI that died is freed by the first look at it.
-        for attempt in 0..2 {
-            let obtained = std::time::Instant::now();
-            match store.start_job(&new, &replica.id, lease) {
-                Ok(StartOutcome::Started { id, token }) => {
-                    audit(&format!("ok: job #{id} started"), Some(id));
-                    let held = replica.hold(id, env, token, obtained);
-                    replica.spawn_heartbeat();
-                    return Ok(CliJob {
-                        store,
-                        replica,
-                        lease: held,
-                        id,
-                        user,
-                        command,
-                    });
-                }
-                Ok(StartOutcome::Busy(holder, lock)) => {
-                    if attempt == 0
-                        && !lock.live
-                        && reap_dead_cli_job(&store, &replica, &lock, holder.as_ref().as_ref())
-                    {
-                        continue;
-                    }
-                    let text = match holder.as_ref() {
-                        Some(j) => format!(
-                            "{env} is busy: job #{} ({} by {} via {}) is {}{}{}",
-                            j.id,
-                            j.action,
-                            j.requester_name,
-                            j.platform,
-                            j.state,
-                            lock.owner.as_deref().map(|o| format!(" in {o}")).unwrap_or_default(),
-                            if lock.live {
-                                ""
-                            } else {
-                                " (its process stopped; a bot takes it over)"
-                            }
-                        ),
-                        None => format!("{env} is busy"),
-                    };
-                    audit(&format!("busy: {text}"), None);
-                    replica.retire();
-                    return Err((EXIT_USAGE, format!("{text}; nothing was started")));
-                }
-                Err(e) => {
-                    replica.retire();
-                    return Err((EXIT_FAILED, e.to_string()));
-                }
-            }
-        }
-        replica.retire();
-        Err((EXIT_USAGE, format!("{env} is busy; nothing was started")))
-    }
-
-    /// Records the end (fenced by the lease's token) and frees the environment.
-    async fn finish(self, result: &Result<Outcome, Error>, redactor: &crate::redact::Redactor) {
-        use crate::store::JobState;
-        let (state, text) = match result {
-            Ok(Outcome::Summary(s)) => (JobState::Succeeded, s.headline.clone()),
-            Ok(Outcome::Text(_)) => (JobState::Succeeded, "done".to_string()),
-            Err(Error::Cancelled) => (JobState::Cancelled, "cancelled".to_string()),
-            Err(e) => (JobState::Failed, redactor.redact(&e.to_string())),
-        };
-        if self.lease.valid() {
-            if let Err(e) = self.store.finish_and_release(self.id, self.lease.token, state, &text) {
-                eprintln!("warning: cannot record the end of job #{}: {e}", self.id);
-            }
-            let _ = self.store.audit(
-                "cli",
-                &self.user,
-                &self.user,
-                "-",
-                &self.command,
-                &format!("{state}: job #{}", self.id),
-                Some(self.id),
-            );
-        }
-        self.replica.release(self.id);
-        self.replica.retire();
-    }
-}
-
-/// A CLI job whose process died holds its environment until someone looks: the CLI cannot be
-/// resumed elsewhere, so the job ends as interrupted and the lock is freed.
-fn reap_dead_cli_job(
-    store: &crate::store::Store,
-    replica: &crate::bot::replica::Replica,
-    lock: &crate::store::EnvLockRecord,
-    holder: Option<&crate::store::JobRecord>,
-) -> bool {
-    let Some(job) = holder.filter(|j| j.platform == "cli") else {
-        return false;
-    };
-    let Ok(Some(token)) = store.take_over(&lock.env, lock.token, &replica.id, replica.lease) else {
-        return false;
-    };
-    store
-        .finish_and_release(
-            job.id,
-            token,
-            crate::store::JobState::Interrupted,
-            &crate::bot::messages::interrupted("the CLI process that ran it stopped"),
-        )
-        .is_ok()
-}
-
-enum Outcome {
+pub(crate) enum Outcome {
     Summary(Summary),
     Text(String),
 }

@@ -1,0 +1,269 @@
+//! Approvals from the CLI: an action that needs approval in chat needs it here too. The CLI
+//! files the request (announced with Approve / Deny buttons in the environment's channel by
+//! the bot, through the outbox), prints its id and waits for the decision, or exits at once
+//! with `--no-wait` (running the command again picks the same request up). `--break-glass
+//! "reason"` skips the approval; it is audited and announced.
+
+use std::time::Duration;
+
+use crate::approvals::{self, Requirement};
+use crate::command::Action;
+use crate::engine::{Ctx, Engine};
+use crate::progress::ProgressTx;
+use crate::store::JobState;
+
+use super::job::{CliJob, Session};
+use super::{EXIT_FAILED, EXIT_USAGE};
+
+/// How often the CLI looks at the request while it waits.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What the CLI does about approval.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalOptions {
+    /// File the request and exit instead of waiting for the decision.
+    pub no_wait: bool,
+    /// Run without approval, for this reason (audited and announced).
+    pub break_glass: Option<String>,
+}
+
+/// Where the environment's announcements go: `(platform, channel)`.
+fn announce_target(engine: &Engine, env: &str) -> Option<(String, String)> {
+    let (_, settings) = engine.config.environment(env).ok()?;
+    let (platform, channel) = settings
+        .announce?
+        .split_once(':')
+        .map(|(p, c)| (p.to_string(), c.to_string()))?;
+    Some((platform, channel))
+}
+
+/// Announces `text` in the environment's channel, if it has one.
+pub(crate) fn announce(
+    session: &Session,
+    engine: &Engine,
+    env: &str,
+    text: &str,
+    buttons: &[(String, String)],
+    job: Option<u64>,
+) {
+    let Some((platform, channel)) = announce_target(engine, env) else {
+        eprintln!("warning: environments.{env}.announce is not set: nobody in chat is told");
+        return;
+    };
+    if let Err(e) = session
+        .store
+        .enqueue_with_buttons(&platform, &channel, text, buttons, job)
+    {
+        eprintln!("warning: cannot queue the announcement: {e}");
+    }
+}
+
+/// A break-glass run: audited, announced, then a job like any other.
+pub(crate) fn break_glass(session: &Session, engine: &Engine, env: &str, action: &Action, reason: &str) {
+    let command = format!("{env} {}", action.verb());
+    session.audit(&command, &format!("break-glass: {reason}"), None);
+    announce(
+        session,
+        engine,
+        env,
+        &format!(
+            "🚨 **Break-glass** · {} runs `{command}` from the CLI on {} without approval: {reason}",
+            session.user,
+            crate::names::hostname()
+        ),
+        &[],
+        None,
+    );
+}
+
+/// Files (or finds) the approval request and waits for its decision. `Ok` holds the job,
+/// running under its environment's lock; `Err` the exit code and the last line to print.
+pub(crate) async fn gate(
+    session: Session,
+    engine: &Engine,
+    env: &str,
+    action: &Action,
+    req: Requirement,
+    opts: &ApprovalOptions,
+) -> Result<CliJob, (i32, String)> {
+    let command = format!("{env} {}", action.verb());
+    let id = match earlier_request(&session, env, action) {
+        Some(id) => {
+            eprintln!("approval request #{id} for `{command}` is on file");
+            id
+        }
+        None => file_request(&session, engine, env, action, &req).await?,
+    };
+    let mut waited = false;
+    loop {
+        let a = session
+            .store
+            .approval_for_job(id)
+            .map_err(|e| (EXIT_FAILED, e.to_string()))?
+            .ok_or((EXIT_FAILED, format!("approval request #{id} vanished")))?;
+        match a.state.as_str() {
+            "pending" if a.expires_at.is_some_and(|t| t <= chrono::Utc::now()) => {
+                if session.store.decide_approval(a.id, "expired").unwrap_or(false) {
+                    let _ = session
+                        .store
+                        .end_unstarted_job(id, JobState::Cancelled, "approval request expired");
+                    session.audit(&command, "approval expired", Some(id));
+                }
+            }
+            "pending" if opts.no_wait => {
+                session.replica.retire();
+                return Err((
+                    0,
+                    format!("approval request #{id} is waiting; run `argos {command}` again once it is approved"),
+                ));
+            }
+            "pending" => {
+                if !waited {
+                    eprintln!(
+                        "waiting for {} approval(s) of request #{id} (ctrl-c stops waiting; the request stays)",
+                        a.needed
+                    );
+                    waited = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::signal::ctrl_c() => {
+                        session.replica.retire();
+                        return Err((130, format!("stopped waiting; request #{id} stays open")));
+                    }
+                }
+            }
+            "approved" => {
+                let by: Vec<&str> = a
+                    .votes
+                    .iter()
+                    .filter(|v| v.decision == "approve")
+                    .map(|v| v.user_name.as_str())
+                    .collect();
+                eprintln!("request #{id} approved by {}", by.join(", "));
+                // Bound to the plan: if what would happen changed, the approval is void.
+                let now = plan(engine, env, action).await?;
+                if now.digest != a.digest {
+                    let _ = session.store.void_approval(a.id);
+                    let _ = session.store.end_unstarted_job(
+                        id,
+                        JobState::Cancelled,
+                        "approval void: the plan changed before the job started",
+                    );
+                    session.audit(&command, "approval void: plan changed", Some(id));
+                    session.replica.retire();
+                    return Err((
+                        EXIT_FAILED,
+                        format!("the plan changed since request #{id} was approved; nothing was done: run the command again"),
+                    ));
+                }
+                return CliJob::start_approved(session, id, env, command);
+            }
+            other => {
+                let why = a
+                    .votes
+                    .iter()
+                    .find(|v| v.decision == "deny")
+                    .map(|v| {
+                        format!(
+                            " by {}{}",
+                            v.user_name,
+                            v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                session.replica.retire();
+                return Err((
+                    EXIT_FAILED,
+                    format!("approval request #{id} was {other}{why}; nothing was done"),
+                ));
+            }
+        }
+    }
+}
+
+/// A request this user filed earlier for the same command that is still open or approved.
+fn earlier_request(session: &Session, env: &str, action: &Action) -> Option<u64> {
+    let args = crate::bot::jobs::action_args(action);
+    session
+        .store
+        .recent_jobs(200)
+        .ok()?
+        .into_iter()
+        .filter(|j| {
+            j.platform == "cli"
+                && j.requester_id == session.user
+                && j.env == env
+                && j.action == action.verb()
+                && j.args == args
+                && j.state == JobState::Queued
+        })
+        .find(|j| {
+            session
+                .store
+                .approval_for_job(j.id)
+                .ok()
+                .flatten()
+                .is_some_and(|a| a.state == "pending" || a.state == "approved")
+        })
+        .map(|j| {
+            // This process waits for it now.
+            let _ = session.store.set_job_owner(j.id, &session.replica.id);
+            j.id
+        })
+}
+
+async fn plan(engine: &Engine, env: &str, action: &Action) -> Result<approvals::Plan, (i32, String)> {
+    let target = engine.target(env).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    let ctx = Ctx {
+        engine: engine.clone(),
+        target,
+        progress: ProgressTx::discard(),
+        cancel: Default::default(),
+        log: None,
+    };
+    approvals::plan(&ctx, action)
+        .await
+        .map_err(|e| (EXIT_FAILED, e.redacted(&engine.redactor).to_string()))
+}
+
+async fn file_request(
+    session: &Session,
+    engine: &Engine,
+    env: &str,
+    action: &Action,
+    req: &Requirement,
+) -> Result<u64, (i32, String)> {
+    let command = format!("{env} {}", action.verb());
+    let plan = plan(engine, env, action).await?;
+    let new = session.new_job(env, action);
+    let store = &session.store;
+    let id = store
+        .insert_job_for(&new, JobState::Queued, Some(&session.replica.id))
+        .map_err(|e| (EXIT_FAILED, e.to_string()))?;
+    let expires = chrono::Utc::now() + req.ttl;
+    store
+        .insert_approval(id, &plan.digest, &plan.text, req.approvers, expires)
+        .map_err(|e| (EXIT_FAILED, e.to_string()))?;
+    session.audit(&command, &format!("approval requested: job #{id} {command}"), Some(id));
+    let who = if req.roles.is_empty() {
+        format!("anyone allowed to approve on {env}")
+    } else {
+        format!("role {}", req.roles.join(" or "))
+    };
+    let text = format!(
+        "🔐 **Approval needed** · job #{id} · {command} requested by {} from the CLI\n{}\nNeeds {} approval(s) from {who}. Expires at {}.",
+        session.user,
+        plan.text,
+        req.approvers,
+        expires.format("%H:%M UTC")
+    );
+    let buttons = [
+        ("Approve".to_string(), format!("approve {id}")),
+        ("Deny".to_string(), format!("deny {id}")),
+    ];
+    announce(session, engine, env, &text, &buttons, Some(id));
+    eprintln!("{}", text.replace("**", ""));
+    eprintln!("approval request #{id} filed: approvers answer with `approve {id}` or the buttons in chat");
+    Ok(id)
+}

@@ -1,0 +1,215 @@
+//! A CLI command as a job among the others: its row, its environment lock and lease (renewed
+//! by a heartbeat thread while it runs), its audit records, and the reaping of a dead CLI's
+//! job that still holds an environment.
+
+use std::sync::Arc;
+
+use crate::bot::replica::{JobLease, Replica};
+use crate::command::Action;
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::{EnvLockRecord, JobRecord, JobState, NewJob, StartOutcome, Store};
+
+use super::{Outcome, EXIT_FAILED, EXIT_USAGE};
+
+/// The job a CLI command runs as: its row, its lock and lease, its audit records.
+/// This CLI process in the store: the store, its replica record, who runs it.
+pub(crate) struct Session {
+    pub(crate) store: Store,
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) user: String,
+    pub(crate) channel: String,
+}
+
+impl Session {
+    /// Opens the configured store, sweeps what a dead argos on this host left running, and
+    /// registers this process as a `cli` replica with a heartbeat.
+    pub(crate) async fn open(config: &Config) -> Result<Session, (i32, String)> {
+        let url = config.database_url();
+        let path = config.database_path();
+        let store = tokio::task::spawn_blocking(move || Store::open_configured(url.as_deref(), &path))
+            .await
+            .map_err(|e| (EXIT_FAILED, e.to_string()))?
+            .map_err(|e| (EXIT_FAILED, e.to_string()))?;
+        let runs = crate::ansible::runs_dir(&config.state_dir());
+        if let Ok(report) = tokio::task::spawn_blocking(move || crate::ansible::sweep_orphans(Some(&runs))).await {
+            if !report.is_empty() {
+                tracing::warn!(%report, "swept what a dead argos process left running");
+            }
+        }
+        let replica = Replica::register(store.clone(), "cli", &["cli"], config.settings.store.lease())
+            .map_err(|e| (EXIT_FAILED, e))?;
+        let replica = Arc::new(replica);
+        replica.spawn_heartbeat();
+        Ok(Session {
+            store,
+            replica,
+            user: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+            channel: format!("cli:{}", crate::names::hostname()),
+        })
+    }
+
+    pub(crate) fn new_job(&self, env: &str, action: &Action) -> NewJob {
+        NewJob {
+            requester_id: self.user.clone(),
+            requester_name: self.user.clone(),
+            platform: "cli".into(),
+            channel: self.channel.clone(),
+            env: env.to_string(),
+            action: action.verb().to_string(),
+            args: crate::bot::jobs::action_args(action),
+        }
+    }
+
+    pub(crate) fn audit(&self, command: &str, outcome: &str, job: Option<u64>) {
+        if let Err(e) = self
+            .store
+            .audit("cli", &self.user, &self.user, &self.channel, command, outcome, job)
+        {
+            eprintln!("warning: cannot write the audit log: {e}");
+        }
+    }
+}
+
+/// The job a CLI command runs as.
+pub(crate) struct CliJob {
+    pub(crate) session: Session,
+    pub(crate) lease: Arc<JobLease>,
+    pub(crate) id: u64,
+    pub(crate) command: String,
+}
+
+impl CliJob {
+    /// Records a new job and takes its environment's lock, or says who holds it.
+    pub(crate) fn start(session: Session, env: &str, action: &Action) -> Result<CliJob, (i32, String)> {
+        let command = format!("{env} {}", action.verb());
+        let new = session.new_job(env, action);
+        let (store, replica) = (&session.store, &session.replica);
+        let lease = replica.lease;
+        let audit = |outcome: &str, job: Option<u64>| session.audit(&command, outcome, job);
+        // One retry: a lock left by a CLI that died is freed by the first look at it.
+        for attempt in 0..2 {
+            let obtained = std::time::Instant::now();
+            match store.start_job(&new, &replica.id, lease) {
+                Ok(StartOutcome::Started { id, token }) => {
+                    audit(&format!("ok: job #{id} started"), Some(id));
+                    let held = replica.hold(id, env, token, obtained);
+                    return Ok(CliJob {
+                        session,
+                        lease: held,
+                        id,
+                        command,
+                    });
+                }
+                Ok(StartOutcome::Busy(holder, lock)) => {
+                    if attempt == 0
+                        && !lock.live
+                        && reap_dead_cli_job(store, replica, &lock, holder.as_ref().as_ref())
+                    {
+                        continue;
+                    }
+                    let text = match holder.as_ref() {
+                        Some(j) => format!(
+                            "{env} is busy: job #{} ({} by {} via {}) is {}{}{}",
+                            j.id,
+                            j.action,
+                            j.requester_name,
+                            j.platform,
+                            j.state,
+                            lock.owner.as_deref().map(|o| format!(" in {o}")).unwrap_or_default(),
+                            if lock.live {
+                                ""
+                            } else {
+                                " (its process stopped; a bot takes it over)"
+                            }
+                        ),
+                        None => format!("{env} is busy"),
+                    };
+                    audit(&format!("busy: {text}"), None);
+                    replica.retire();
+                    return Err((EXIT_USAGE, format!("{text}; nothing was started")));
+                }
+                Err(e) => {
+                    replica.retire();
+                    return Err((EXIT_FAILED, e.to_string()));
+                }
+            }
+        }
+        replica.retire();
+        Err((EXIT_USAGE, format!("{env} is busy; nothing was started")))
+    }
+
+    /// Takes the environment's lock for an approved job recorded earlier.
+    pub(crate) fn start_approved(
+        session: Session,
+        id: u64,
+        env: &str,
+        command: String,
+    ) -> Result<CliJob, (i32, String)> {
+        let obtained = std::time::Instant::now();
+        match session
+            .store
+            .lock_for_job(id, &session.replica.id, session.replica.lease)
+        {
+            Ok(Some(token)) => {
+                session.audit(&command, &format!("ok: approved job #{id} started"), Some(id));
+                let lease = session.replica.hold(id, env, token, obtained);
+                Ok(CliJob {
+                    session,
+                    lease,
+                    id,
+                    command,
+                })
+            }
+            Ok(None) => {
+                session.replica.retire();
+                Err((
+                    EXIT_USAGE,
+                    format!("{env} is busy; approved job #{id} waits: run the command again when it is free"),
+                ))
+            }
+            Err(e) => {
+                session.replica.retire();
+                Err((EXIT_FAILED, e.to_string()))
+            }
+        }
+    }
+
+    /// Records the end (fenced by the lease's token) and frees the environment.
+    pub(crate) async fn finish(self, result: &Result<Outcome, Error>, redactor: &crate::redact::Redactor) {
+        let (state, text) = match result {
+            Ok(Outcome::Summary(s)) => (JobState::Succeeded, s.headline.clone()),
+            Ok(Outcome::Text(_)) => (JobState::Succeeded, "done".to_string()),
+            Err(Error::Cancelled) => (JobState::Cancelled, "cancelled".to_string()),
+            Err(e) => (JobState::Failed, redactor.redact(&e.to_string())),
+        };
+        let s = &self.session;
+        if self.lease.valid() {
+            if let Err(e) = s.store.finish_and_release(self.id, self.lease.token, state, &text) {
+                eprintln!("warning: cannot record the end of job #{}: {e}", self.id);
+            }
+            s.audit(&self.command, &format!("{state}: job #{}", self.id), Some(self.id));
+        }
+        s.replica.release(self.id);
+        s.replica.retire();
+    }
+}
+
+/// A CLI job whose process died holds its environment until someone looks: the CLI cannot be
+/// resumed elsewhere, so the job ends as interrupted and the lock is freed.
+fn reap_dead_cli_job(store: &Store, replica: &Replica, lock: &EnvLockRecord, holder: Option<&JobRecord>) -> bool {
+    let Some(job) = holder.filter(|j| j.platform == "cli") else {
+        return false;
+    };
+    let Ok(Some(token)) = store.take_over(&lock.env, lock.token, &replica.id, replica.lease) else {
+        return false;
+    };
+    store
+        .finish_and_release(
+            job.id,
+            token,
+            JobState::Interrupted,
+            &crate::bot::messages::interrupted("the CLI process that ran it stopped"),
+        )
+        .is_ok()
+}
