@@ -8,13 +8,17 @@
 //!   images, instances, one shared request budget.
 //! - [`ansible`]: `ansible-playbook` as a subprocess with a generated inventory, a JSON-lines
 //!   callback, a timeout, and redaction of every line.
-//! - [`config`], [`names`], [`redact`], [`error`]: the shared ground.
+//! - [`config`], [`names`], [`redact`], [`error`], [`budget`]: the shared ground.
+//! - [`store`]: the shared state (SQLite or PostgreSQL): jobs, locks and leases, approvals,
+//!   audit log, chat-event claims, outbox.
+//! - [`bot`]: the dispatcher, jobs, replicas and takeovers; [`platform`]: the adapters.
 //! - [`check`]: `argos check`, every static check at once.
 //! - [`cli`]: the terminal front end.
 
 pub mod ansible;
 pub mod approvals;
 pub mod bot;
+pub mod budget;
 pub mod check;
 pub mod cli;
 pub mod clock;

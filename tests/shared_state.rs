@@ -201,3 +201,34 @@ async fn a_console_beside_a_running_job_leaves_it_alone_and_takes_it_over_when_i
     assert!(left.is_empty(), "run folders left: {left:?}");
     drop(moto);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_request_budget_is_shared_by_the_live_replicas() {
+    // No AWS call is made: the endpoint only has to parse.
+    // The tests' config allows 200 requests a second.
+    let project = TestProject::new("http://127.0.0.1:9", "");
+    let path = project.config().database_path();
+    let mut bots = Vec::new();
+    for _ in 0..3 {
+        let bot = argos::bot::Bot::new(project.engine().await, Store::open(&path).unwrap());
+        bots.push(bot);
+    }
+    for bot in &bots {
+        bot.resume_unfinished().await;
+    }
+    // Each takes a third (the last one saw all three at its first round; the others at their
+    // next heartbeat).
+    let shared = |bots: &[argos::bot::Bot], n: u32| bots.iter().all(|b| b.engine().aws.budget_share() == (n, 200 / n));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !shared(&bots, 3) {
+        assert!(Instant::now() < deadline, "never shared by 3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One stops cleanly: the other two take its share back.
+    let gone = bots.pop().unwrap();
+    gone.shutdown(Duration::ZERO).await;
+    while !shared(&bots, 2) {
+        assert!(Instant::now() < deadline, "never shared by 2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -74,6 +74,10 @@ pub trait ChatPort: Send + Sync {
         let _ = channel;
         true
     }
+    /// The platform's limits belong to the token, shared by this many live replicas.
+    fn share_budget(&self, replicas: usize) {
+        let _ = replicas;
+    }
     /// The one channel this adapter serves, when it serves only one (a console).
     fn own_channel(&self) -> Option<String> {
         None

@@ -26,7 +26,20 @@ pub(crate) async fn tick(inner: &Arc<Inner>) -> Vec<u64> {
         }
     }
     deliver_outbox(inner).await;
+    share_budgets(inner);
     resumed
+}
+
+/// Budgets that belong to an account or a token are split by the live replicas: the AWS
+/// account's among every process that calls AWS, a chat token's among the bots.
+fn share_budgets(inner: &Inner) {
+    let Ok(replicas) = inner.store.replicas() else { return };
+    let alive: Vec<_> = replicas.iter().filter(|r| r.alive).collect();
+    inner.engine.aws.set_share(alive.len());
+    let bots = alive.iter().filter(|r| r.kind == "bot").count();
+    for port in inner.ports.read().unwrap_or_else(|p| p.into_inner()).values() {
+        port.share_budget(bots);
+    }
 }
 
 /// Whether this process can post to `channel` on `platform` (and so run the job there).

@@ -102,9 +102,7 @@ impl CliJob {
                     });
                 }
                 Ok(StartOutcome::Busy(holder, lock)) => {
-                    if attempt == 0
-                        && !lock.live
-                        && reap_dead_cli_job(store, replica, &lock, holder.as_ref().as_ref())
+                    if attempt == 0 && !lock.live && reap_dead_cli_job(store, replica, &lock, holder.as_ref().as_ref())
                     {
                         continue;
                     }

@@ -94,6 +94,10 @@ async fn claim_job(
     opts: &ApprovalOptions,
 ) -> Result<CliJob, (i32, String)> {
     let session = Session::open(&engine.config).await?;
+    // The account's request budget is shared with every live argos process.
+    if let Ok(replicas) = session.store.replicas() {
+        engine.aws.set_share(replicas.iter().filter(|r| r.alive).count());
+    }
     let needs = action
         .mutates()
         .then(|| crate::approvals::requirement(&engine.config.settings.approvals, env, action.verb()))

@@ -8,14 +8,12 @@ pub mod stack;
 pub mod template;
 pub mod watcher;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::{AwsSettings, Config};
 
@@ -66,7 +64,7 @@ impl AwsError {
 pub struct Aws {
     pub cfn: aws_sdk_cloudformation::Client,
     pub ec2: aws_sdk_ec2::Client,
-    budget: Arc<DefaultDirectRateLimiter>,
+    budget: Arc<crate::budget::SharedBudget>,
 }
 
 impl Aws {
@@ -106,18 +104,29 @@ impl Aws {
             ));
         }
         let shared = loader.load().await;
-        let quota = Quota::per_second(NonZeroU32::new(settings.requests_per_second.max(1)).expect("at least 1"))
-            .allow_burst(NonZeroU32::new(settings.burst.max(1)).expect("at least 1"));
         Aws {
             cfn: aws_sdk_cloudformation::Client::new(&shared),
             ec2: aws_sdk_ec2::Client::new(&shared),
-            budget: Arc::new(RateLimiter::direct(quota)),
+            budget: Arc::new(crate::budget::SharedBudget::new(
+                settings.requests_per_second,
+                settings.burst,
+            )),
         }
     }
 
     /// Waits for a slot in the account's request budget. Every AWS call goes through here.
     pub async fn budget(&self) {
         self.budget.until_ready().await;
+    }
+
+    /// The account's budget is shared by this many live processes (this one included).
+    pub fn set_share(&self, processes: usize) {
+        self.budget.set_share(processes);
+    }
+
+    /// How many processes share the account's budget now, and this one's rate.
+    pub fn budget_share(&self) -> (u32, u32) {
+        (self.budget.share(), self.budget.per_second())
     }
 }
 

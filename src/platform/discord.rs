@@ -22,12 +22,11 @@
 //! The bot token is never logged nor put into an error: errors pass through [`Secret::scrub`].
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
 use serenity::all::{
     ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue, CommandInteraction, CommandOptionType,
     ComponentInteraction, ComponentInteractionDataKind, Context, CreateActionRow, CreateAttachment,
@@ -41,6 +40,7 @@ use tokio::time::Instant;
 use crate::bot::port::{
     addressed_text, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult,
 };
+use crate::budget::SharedBudget;
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
 
@@ -107,7 +107,8 @@ impl Default for RateLimits {
 
 struct Limiter {
     limits: RateLimits,
-    global: DefaultDirectRateLimiter,
+    /// The global limit belongs to the bot token: replicas share it.
+    global: SharedBudget,
     channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
 }
 
@@ -128,11 +129,9 @@ impl Drop for ChannelPermit {
 
 impl Limiter {
     fn new(limits: RateLimits) -> Limiter {
-        let rate = NonZeroU32::new(limits.global_per_second.max(1)).expect("at least one");
-        let burst = NonZeroU32::new((limits.global_per_second / 8).max(1)).expect("at least one");
         Limiter {
             limits,
-            global: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            global: SharedBudget::new(limits.global_per_second, (limits.global_per_second / 8).max(1)),
             channels: StdMutex::new(HashMap::new()),
         }
     }
@@ -149,7 +148,8 @@ impl Limiter {
             map.entry(channel.to_string()).or_default().clone()
         };
         let log = slot.lock_owned().await;
-        let keep = self.limits.per_channel.max(1) as usize;
+        // A channel's bucket belongs to the token too: each replica keeps to its share.
+        let keep = (self.limits.per_channel / self.global.share()).max(1) as usize;
         if log.len() >= keep {
             // A little headroom for clock granularity on Discord's side.
             let window = self.limits.window + self.limits.window / 50;
@@ -303,6 +303,11 @@ impl DiscordPort {
     }
 
     /// The limits this port keeps to.
+    /// Discord's limits belong to the bot token: `replicas` live bots share them.
+    pub fn set_share(&self, replicas: usize) {
+        self.limiter.global.set_share(replicas);
+    }
+
     pub fn limits(&self) -> RateLimits {
         self.limiter.limits
     }
@@ -356,6 +361,10 @@ impl DiscordPort {
 impl ChatPort for DiscordPort {
     fn platform(&self) -> &'static str {
         "discord"
+    }
+
+    fn share_budget(&self, replicas: usize) {
+        self.set_share(replicas);
     }
 
     fn send<'a>(&'a self, channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>> {
