@@ -824,7 +824,11 @@ impl Config {
         let env = EnvName::parse(raw).map_err(|e| e.to_string())?;
         let Some(own) = self.settings.environments.get(env.as_str()) else {
             let known: Vec<&str> = self.settings.environments.keys().map(String::as_str).collect();
-            return Err(format!("unknown environment '{env}'; configured: {}", known.join(", ")));
+            return Err(format!(
+                "unknown environment {}; configured: {}",
+                crate::names::quote(env.as_str()),
+                known.join(", ")
+            ));
         };
         let mut merged = self.settings.defaults.clone();
         merged.instance_types.extend(own.instance_types.clone());

@@ -2,13 +2,19 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// The subcommands clap knows; every other word goes to the grammar.
+const OWN_SUBCOMMANDS: [&str; 3] = ["check", "console", "bot"];
 
 #[derive(Parser)]
 #[command(
     name = "argos",
     version,
-    about = "Commission, deploy and tear down the Argos stack on AWS"
+    about = "Commission, deploy and tear down the Argos stack on AWS",
+    override_usage = "argos [OPTIONS] <env> <command> [args...]\n       argos [OPTIONS] <check|console|bot|envs|help [command]>",
+    // `help` is the grammar's (`argos help deploy`); `help check` is answered below.
+    disable_help_subcommand = true
 )]
 struct Cli {
     /// The config file.
@@ -45,12 +51,15 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ARGOS_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = cli();
     let code = match cli.command {
         Sub::Check => check(cli.config).await,
         Sub::Console { user } => argos::serve::console(cli.config, user).await,
         Sub::Bot => argos::serve::bot(cli.config).await,
         Sub::Run(words) => {
+            if let Some(code) = help(&words) {
+                std::process::exit(code);
+            }
             let (words, yes, approval) = match run_flags(words, cli.yes) {
                 Ok(x) => x,
                 Err(e) => {
@@ -62,6 +71,42 @@ async fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The clap command, its help followed by the grammar of the environment commands.
+fn command() -> clap::Command {
+    Cli::command().after_help(argos::cli::help::overview())
+}
+
+fn cli() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// Help that needs no config: `argos help`, `argos help check` (clap's), and `--help` anywhere
+/// in a command's words (`argos staging --help`, `argos staging deploy --help`). `argos help
+/// <command>` is the grammar's, answered by `cli::run` (which refuses a junk topic).
+fn help(words: &[String]) -> Option<i32> {
+    let asks = words.iter().any(|w| w == "--help" || w == "-h");
+    let topic = words.get(1).map(|w| w.to_ascii_lowercase());
+    if words.first().is_some_and(|w| w.eq_ignore_ascii_case("help")) && !asks {
+        match topic.as_deref() {
+            None => {
+                let _ = command().print_help();
+                return Some(0);
+            }
+            Some(own) if OWN_SUBCOMMANDS.contains(&own) => {
+                // Prints the subcommand's help and exits.
+                command().get_matches_from(["argos", own, "--help"]);
+                return Some(0);
+            }
+            Some(_) => return None,
+        }
+    }
+    if !asks {
+        return None;
+    }
+    print!("{}", argos::cli::help::for_words(words));
+    Some(0)
 }
 
 /// Takes the CLI's own flags out of the command's words: `--yes`, `--no-wait`, and

@@ -1,4 +1,5 @@
-//! Environment names and the names and tags derived from them (stack, image, `Name` tag).
+//! Environment names and the names and tags derived from them (stack, image, `Name` tag), and
+//! how a user's text is quoted back ([`quote`]).
 //!
 //! One place decides what a valid environment is, so the CLI, the chat grammar and the engine
 //! all refuse `Prod!` the same way, before any AWS call.
@@ -24,16 +25,60 @@ pub struct InvalidName {
 
 impl InvalidName {
     fn new(raw: &str, reason: impl Into<String>) -> Self {
-        // Never echo a huge or control-laden string back into chat or a terminal.
-        let mut shown: String = raw.chars().take(40).filter(|c| !c.is_control()).collect();
-        if raw.chars().count() > 40 {
-            shown.push('…');
-        }
         InvalidName {
-            shown: format!("'{shown}'"),
+            shown: quote(raw),
             reason: reason.into(),
         }
     }
+}
+
+/// The most characters of a user's text that a reply or an error quotes back.
+pub const QUOTE_MAX_CHARS: usize = 60;
+
+/// A user's text as it may be shown back, in single quotes: see [`shorten`]. Every reply and
+/// error that quotes what someone typed goes through this (or [`shorten`], unquoted).
+pub fn quote(raw: &str) -> String {
+    format!("'{}'", shorten(raw, QUOTE_MAX_CHARS))
+}
+
+/// A user's text made safe to show: control characters escaped (`\x1b`, `\n`), and the
+/// invisible ones that reorder or hide text (bidirectional overrides, zero-width characters,
+/// line separators) as `\u{202e}`, so a terminal or a chat shows them instead of obeying them;
+/// at most `max` characters in all, ending with `…` when cut. Only the part shown is read.
+pub fn shorten(raw: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        let piece = match c {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => "\\t".to_string(),
+            // C0, DEL and C1: all at most 0x9f.
+            c if c.is_control() => format!("\\x{:02x}", c as u32),
+            c if is_invisible(c) => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        };
+        let n = piece.chars().count();
+        // Room for `…` unless this is the last piece.
+        let room = if chars.peek().is_some() {
+            max.saturating_sub(1)
+        } else {
+            max
+        };
+        if len + n > room {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+        len += n;
+    }
+    out
+}
+
+/// Format characters that change how text around them reads without showing themselves.
+fn is_invisible(c: char) -> bool {
+    matches!(c as u32, 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF)
 }
 
 impl EnvName {
@@ -176,6 +221,24 @@ mod tests {
         let err = EnvName::parse(&long).unwrap_err().to_string();
         assert!(err.contains("200 characters long"), "{err}");
         assert!(err.len() < 250, "the name is shortened in the message: {err}");
+    }
+
+    #[test]
+    fn quoted_text_is_short_and_shows_control_characters() {
+        assert_eq!(quote("deplyo"), "'deplyo'");
+        assert_eq!(quote("\x1b[2J\x1b[H"), "'\\x1b[2J\\x1b[H'");
+        assert_eq!(quote("a\tb\nc\r\u{7f}\u{9b}"), "'a\\tb\\nc\\r\\x7f\\x9b'");
+        assert_eq!(quote("abc\u{202e}fed"), "'abc\\u{202e}fed'");
+        let long = quote(&"a".repeat(100_000));
+        assert_eq!(long, format!("'{}…'", "a".repeat(QUOTE_MAX_CHARS - 1)));
+        // The bound holds for the escaped text too.
+        let escapes = shorten(&"\x1b".repeat(1000), 60);
+        assert_eq!(escapes.chars().count(), 57, "{escapes}");
+        assert!(escapes.ends_with("\\x1b…"), "{escapes}");
+        // Exactly `max` characters are shown whole.
+        assert_eq!(shorten(&"b".repeat(60), 60), "b".repeat(60));
+        assert_eq!(shorten("", 60), "");
+        assert_eq!(shorten("é€", 1), "…");
     }
 
     #[test]

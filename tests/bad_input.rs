@@ -10,8 +10,8 @@ use argos::names::EnvName;
 use support::fake_aws::FakeAws;
 use support::{Recorder, TestProject};
 
-/// Runs the real binary; returns (exit code, stderr).
-async fn argos(config: &Path, args: &[&str]) -> (i32, String) {
+/// Runs the real binary; returns (exit code, stdout, stderr).
+async fn argos_output(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
         .arg("--config")
         .arg(config)
@@ -21,8 +21,14 @@ async fn argos(config: &Path, args: &[&str]) -> (i32, String) {
         .output()
         .await
         .expect("run argos");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    (out.status.code().unwrap_or(-1), stderr)
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// Runs the real binary; returns (exit code, stderr).
+async fn argos(config: &Path, args: &[&str]) -> (i32, String) {
+    let (code, _, stderr) = argos_output(config, args).await;
+    (code, stderr)
 }
 
 /// The last `error: ...` line the binary printed.
@@ -309,4 +315,134 @@ async fn missing_config_file() {
     let (code, _) = argos(&path, &["check"]).await;
     assert_eq!(code, 2);
     assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn cli_quotes_input_short_and_escaped() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), "");
+    let long = "a".repeat(100_000);
+    let bell = format!("{long}\x07");
+    let cases: [(Vec<&str>, String); 4] = [
+        (vec![&long], format!("unknown command '{}…'", "a".repeat(59))),
+        (
+            vec!["staging", "\x1b[2J\x1b[H"],
+            "unknown command '\\x1b[2J\\x1b[H'".into(),
+        ),
+        (vec!["help", "\x1b[2J"], "no help for '\\x1b[2J'".into()),
+        (
+            vec!["staging", "deploy", &bell],
+            format!("'{}…' is not a role name", "a".repeat(59)),
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, stderr) = argos(&project.config_path, &args).await;
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(
+            stderr.lines().next(),
+            Some(format!("error: {want}").as_str()),
+            "{stderr}"
+        );
+        assert!(
+            stderr.chars().count() < 300,
+            "{} chars: {stderr}",
+            stderr.chars().count()
+        );
+        assert!(!stderr.contains(['\x1b', '\x07']), "{stderr:?}");
+    }
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn cli_refuses_an_unknown_role_before_a_job_exists() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), "");
+
+    let (code, stderr) = argos(&project.config_path, &["staging", "deploy", "api", "nosuchrole"]).await;
+
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        error_line(&stderr),
+        "unknown role 'nosuchrole'; configured roles: knowledge, api, front, collector"
+    );
+    let (code, stderr) = argos(&project.config_path, &["staging", "deploy", "--roles", "web,db"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        error_line(&stderr),
+        "unknown roles 'web', 'db'; configured roles: knowledge, api, front, collector"
+    );
+    let db = project.config().database_path();
+    if db.exists() {
+        let store = argos::store::Store::open(&db).unwrap();
+        assert!(store.recent_jobs(10).unwrap().is_empty(), "no job row");
+    }
+    assert_no_calls(&fake);
+}
+
+#[tokio::test]
+async fn cli_help_shows_the_grammar_and_each_command() {
+    // Help needs no config.
+    let nowhere = Path::new("/nonexistent/argos.yaml");
+    let (code, all, _) = argos_output(nowhere, &["--help"]).await;
+    assert_eq!(code, 0, "{all}");
+    assert!(
+        all.contains("Environment commands (argos <env> <command> [args]):"),
+        "{all}"
+    );
+    for grammar in [
+        "<env> commission",
+        "<env> deploy [roles...]",
+        "<env> update [Parameter=value...]",
+        "<env> decommission",
+        "envs",
+        "help [command]",
+    ] {
+        assert!(all.contains(&format!("  {grammar}  ")), "{grammar}: {all}");
+    }
+    assert!(
+        all.contains("In `argos console` and chat only: jobs, job <id>, cancel <id>"),
+        "{all}"
+    );
+    let (code, help, _) = argos_output(nowhere, &["help"]).await;
+    assert_eq!((code, help), (0, all), "`argos help` is `argos --help`");
+
+    // One environment: every command on it.
+    let (code, on_env, stderr) = argos_output(nowhere, &["staging", "--help"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        on_env.starts_with("Environment commands (argos <env> <command> [args]):\n  <env> commission "),
+        "{on_env}"
+    );
+
+    // One command, three ways.
+    let (code, deploy, stderr) = argos_output(nowhere, &["staging", "deploy", "--help"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        deploy.starts_with("usage: argos <env> deploy [roles...]\n\nrun the playbooks (all roles, or those named).\n"),
+        "{deploy}"
+    );
+    assert!(deploy.contains("`--roles a,b`"), "{deploy}");
+    for other in [vec!["help", "deploy"], vec!["staging", "deploy", "api", "-h"]] {
+        let (code, same, _) = argos_output(nowhere, &other).await;
+        assert_eq!((code, &same), (0, &deploy), "{other:?}");
+    }
+    let (_, decommission, _) = argos_output(nowhere, &["help", "decommission"]).await;
+    assert!(decommission.contains("`--yes` (-y) confirms instead"), "{decommission}");
+    let (_, jobs, _) = argos_output(nowhere, &["jobs", "--help"]).await;
+    assert!(jobs.starts_with("usage: argos jobs\n"), "{jobs}");
+    assert!(
+        jobs.contains("It runs in `argos console` or chat, where jobs live."),
+        "{jobs}"
+    );
+    let (code, check, _) = argos_output(nowhere, &["help", "check"]).await;
+    assert_eq!(code, 0);
+    assert!(check.contains("Usage: argos check"), "{check}");
+
+    let (code, stderr) = argos(nowhere, &["help", "deplyo"]).await;
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.lines().next(),
+        Some("error: no help for 'deplyo'; did you mean 'deploy'?"),
+        "{stderr}"
+    );
 }

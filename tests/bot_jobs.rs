@@ -309,3 +309,54 @@ async fn queue_mode_runs_the_second_job_after_the_first() {
     );
     assert!(fake.actions().iter().any(|a| a == "ec2:DeregisterImage"));
 }
+
+#[tokio::test]
+async fn a_missing_job_and_an_unknown_role_are_answered_audited_and_start_nothing() {
+    let fake = FakeAws::start().await;
+    let (_project, bot, port) = setup(&fake).await;
+
+    assert_eq!(
+        bot.handle(said("alice", "job 999")).await.unwrap(),
+        "❓ There is no job #999."
+    );
+    assert_eq!(
+        bot.handle(said("alice", "cancel 999")).await.unwrap(),
+        "❓ There is no job #999."
+    );
+    // An unknown role is refused before a job exists, naming the configured roles...
+    assert_eq!(
+        bot.handle(said("bob", "staging deploy api nosuchrole")).await.unwrap(),
+        "❓ unknown role 'nosuchrole'; configured roles: knowledge, api, front, collector"
+    );
+    // ...to those who may deploy there; others learn only that they may not.
+    assert!(bot
+        .handle(said("mallory", "staging deploy nosuchrole"))
+        .await
+        .unwrap()
+        .starts_with("⛔ You don't have permission for deploy on staging."));
+
+    assert!(bot.store().recent_jobs(10).unwrap().is_empty(), "no job row");
+    assert!(port.posted().is_empty(), "no status message");
+    assert!(fake.calls().is_empty(), "nothing reached AWS: {:?}", fake.actions());
+    let audit: Vec<(String, String, Option<u64>)> = bot
+        .store()
+        .audit_log(10)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|a| (a.command, a.outcome, a.job_id))
+        .collect();
+    let record = |command: &str, outcome: &str| (command.to_string(), outcome.to_string(), None);
+    assert_eq!(
+        audit,
+        [
+            record("job 999", "not found: no job #999"),
+            record("cancel 999", "not found: no job #999"),
+            record(
+                "staging deploy api nosuchrole",
+                "refused: unknown role 'nosuchrole'; configured roles: knowledge, api, front, collector"
+            ),
+            record("staging deploy nosuchrole", "denied: missing deploy on staging"),
+        ]
+    );
+}

@@ -4,6 +4,7 @@ mod support;
 
 use std::process::Stdio;
 
+use support::fake_aws::FakeAws;
 use support::moto::Moto;
 use support::TestProject;
 use tokio::io::AsyncWriteExt;
@@ -26,7 +27,7 @@ permissions:
       actions: [deploy, status, events]
 "#;
 
-async fn console(project: &TestProject, user: &str, input: &str) -> (String, i32) {
+async fn console(project: &TestProject, user: &str, input: impl AsRef<[u8]>) -> (String, i32) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
         .arg("--config")
         .arg(&project.config_path)
@@ -38,7 +39,8 @@ async fn console(project: &TestProject, user: &str, input: &str) -> (String, i32
         .spawn()
         .expect("argos starts");
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
+    // A console that stopped reading early shows in what it answered, not as a broken pipe.
+    let _ = stdin.write_all(input.as_ref()).await;
     drop(stdin);
     let out = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
         .await
@@ -113,4 +115,54 @@ async fn console_session_with_three_users() {
         .iter()
         .any(|a| a.job_id == Some(1) && a.outcome == "ok: job #1 started"));
     drop(moto);
+}
+
+#[tokio::test]
+async fn bad_lines_get_a_short_answer_and_the_console_goes_on() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), PERMISSIONS);
+    let long = "a".repeat(100_000);
+    let mut input: Vec<u8> = b"\xff\xfe\x80 junk\nwhoami\n".to_vec();
+    input.extend_from_slice(format!("{long}\nstaging \x1b[2J\x1b[H\nstaging status now\x07\nenvs\n").as_bytes());
+
+    let (out, code) = console(&project, "alice", &input).await;
+
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("❓ that line is not valid UTF-8; type commands as plain text\nusage: <env> <commission|"),
+        "{out}"
+    );
+    // Every line after the bad one is still answered, the last one too.
+    assert!(out.contains("You are alice (console id alice)."), "{out}");
+    assert!(out.contains("2 environment(s):"), "{out}");
+    // A long line is quoted short; an escape sequence is shown, never sent to the terminal.
+    let reply = out
+        .lines()
+        .skip_while(|l| !l.contains("aaaa"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        reply.starts_with(&format!("❓ unknown command '{}…'\nusage: ", "a".repeat(59))),
+        "{reply}"
+    );
+    assert!(reply.chars().count() < 300, "{} chars: {reply}", reply.chars().count());
+    assert!(out.chars().count() < 2000, "{} chars in all", out.chars().count());
+    assert!(out.contains("❓ unknown command '\\x1b[2J\\x1b[H'"), "{out}");
+    assert!(out.contains("status takes no arguments (got 'now\\x07')"), "{out}");
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "control characters reached the terminal: {out:?}"
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.actions());
+    // The audit keeps the long line, bounded and escaped too.
+    let store = argos::store::Store::open(&project.config().database_path()).unwrap();
+    let audit = store.audit_log(20).unwrap();
+    let long_one = audit.iter().find(|a| a.command.starts_with("aaaa")).expect("audited");
+    assert_eq!(long_one.command.chars().count(), 500, "{long_one:?}");
+    assert!(long_one.outcome.chars().count() < 100, "{long_one:?}");
+    assert!(
+        audit.iter().any(|a| a.command == "staging \\x1b[2J\\x1b[H"),
+        "{audit:?}"
+    );
 }

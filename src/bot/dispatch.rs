@@ -14,13 +14,16 @@ use crate::bot::port::ChatEvent;
 use crate::bot::Inner;
 use crate::command::{self, Action, Command, COMMANDS};
 use crate::engine::{self, Ctx};
-use crate::names::EnvName;
+use crate::names::{quote, shorten, EnvName};
 use crate::permissions::{Decision, ACTIONS};
 use crate::progress::ProgressTx;
 use crate::store::{JobState, NewJob, StartOutcome};
 
 /// How long `status` and `events` may take before the reply gives up.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most characters of a command the audit log keeps (escaped like a quote in a reply).
+const AUDIT_MAX_CHARS: usize = 500;
 
 pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
     let who = &ev.identity;
@@ -69,7 +72,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> 
 
 pub(crate) fn audit(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>) {
     let who = &ev.identity;
-    let command = inner.engine.redactor.redact(&ev.text);
+    let command = shorten(&inner.engine.redactor.redact(&ev.text), AUDIT_MAX_CHARS);
     if let Err(e) = inner.store.audit(
         &who.platform,
         &who.user_id,
@@ -95,6 +98,13 @@ async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: A
             return Some(messages::unknown_env(&e.to_string()));
         }
     };
+    if let Action::Deploy { roles } = &action {
+        // Before any job exists: a typo in a role is not a failed job.
+        if let Err(e) = engine::check_roles(&inner.engine.config, roles) {
+            audit(inner, ev, &format!("refused: {e}"), None);
+            return Some(messages::usage_error(&e.to_string()));
+        }
+    }
     if matches!(action, Action::Status | Action::Events) {
         let ctx = Ctx {
             engine: inner.engine.clone(),
@@ -216,7 +226,10 @@ pub(crate) fn internal(inner: &Inner, ev: &ChatEvent, detail: &str) -> String {
 fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> String {
     let job = match inner.store.job(id) {
         Ok(Some(j)) => j,
-        Ok(None) => return messages::no_such_job(id),
+        Ok(None) => {
+            audit(inner, ev, &format!("not found: no job #{id}"), None);
+            return messages::no_such_job(id);
+        }
         Err(e) => return internal(inner, ev, &e.to_string()),
     };
     let own = job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform;
@@ -274,10 +287,16 @@ fn command_jobs(inner: &Inner, ev: &ChatEvent) -> String {
 }
 
 fn command_job(inner: &Inner, ev: &ChatEvent, id: u64) -> String {
-    audit(inner, ev, "ok", Some(id));
     match inner.store.job(id) {
-        Ok(Some(j)) => messages::job_detail(&j),
-        Ok(None) => messages::no_such_job(id),
+        Ok(Some(j)) => {
+            audit(inner, ev, "ok", Some(id));
+            messages::job_detail(&j)
+        }
+        Ok(None) => {
+            // No job to refer to: the record stands on its own.
+            audit(inner, ev, &format!("not found: no job #{id}"), None);
+            messages::no_such_job(id)
+        }
         Err(e) => internal(inner, ev, &e.to_string()),
     }
 }
@@ -346,7 +365,7 @@ fn command_help(inner: &Inner, ev: &ChatEvent, topic: Option<&str>) -> String {
     };
     if let Some(t) = topic {
         let Some(c) = COMMANDS.iter().find(|c| c.name == t) else {
-            return messages::usage_error(&format!("no help for '{t}'"));
+            return messages::usage_error(&format!("no help for {}", quote(t)));
         };
         if !may(c.name) {
             return format!("`{}`: {} — you may not run it.", c.grammar, c.summary);

@@ -19,6 +19,14 @@ pub fn usage_error(text: &str) -> String {
     format!("❓ {text}")
 }
 
+/// A console line that is not UTF-8 (it is not shown: it may hold anything).
+pub fn not_utf8() -> String {
+    usage_error(&format!(
+        "that line is not valid UTF-8; type commands as plain text\nusage: {}",
+        crate::command::usage(None)
+    ))
+}
+
 pub fn unknown_env(err: &str) -> String {
     format!("❓ {err}")
 }

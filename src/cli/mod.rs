@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::progress::{plain_line, Progress, ProgressTx};
 
 mod approval;
+pub mod help;
 mod job;
 
 pub use approval::ApprovalOptions;
@@ -28,15 +29,23 @@ pub const EXIT_CANCELLED: i32 = 130;
 
 /// Runs one command given as words; returns the process exit code.
 pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, approval: ApprovalOptions) -> i32 {
-    let config = match Config::load(&config_path) {
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let cmd = match command::parse_words(&refs) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
-    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let cmd = match command::parse_words(&refs) {
+    // Help needs no config.
+    if let Command::Help { topic } = &cmd {
+        print!(
+            "{}",
+            topic.as_deref().and_then(help::command).unwrap_or_else(help::overview)
+        );
+        return 0;
+    }
+    let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -50,10 +59,6 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
                 let types: Vec<String> = s.instance_types.iter().map(|(g, t)| format!("{g}={t}")).collect();
                 println!("{name}\t{}", types.join(" "));
             }
-            0
-        }
-        Command::Help { topic } => {
-            print_help(topic.as_deref());
             0
         }
         other => {
@@ -76,12 +81,6 @@ fn describe(cmd: &Command) -> &'static str {
         Command::Deny { .. } => "deny",
         Command::Schedules => "schedules",
         _ => "this command",
-    }
-}
-
-fn print_help(topic: Option<&str>) {
-    for c in command::COMMANDS.iter().filter(|c| topic.is_none_or(|t| t == c.name)) {
-        println!("  {:<38} {}", c.grammar, c.summary);
     }
 }
 
@@ -122,6 +121,13 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
             return EXIT_USAGE;
         }
     };
+    // Before anything is asked or claimed: a typo in a role is not a failed job.
+    if let Action::Deploy { roles } = &action {
+        if let Err(e) = engine::check_roles(&engine.config, roles) {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    }
     if action.destroys() && !assume_yes {
         if !interactive {
             eprintln!(

@@ -6,9 +6,9 @@ mod help;
 
 use std::collections::BTreeMap;
 
-pub use help::{usage, COMMANDS};
+pub use help::{usage, CommandHelp, COMMANDS};
 
-use crate::names::EnvName;
+use crate::names::{quote, shorten, EnvName};
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,9 +111,15 @@ fn err(message: impl Into<String>, topic: &str) -> ParseError {
     }
 }
 
+/// The longest reason `deny` keeps (it is shown in the request's message and the audit).
+pub const REASON_MAX_CHARS: usize = 200;
+
 fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let len = word.chars().count();
     candidates
         .iter()
+        // Two edits change the length by at most two: a long word costs nothing.
+        .filter(|c| len.abs_diff(c.len()) <= 2)
         .map(|c| (strsim::damerau_levenshtein(word, c), *c))
         .filter(|(d, c)| *d <= 2 && *d < c.len())
         .min_by_key(|(d, _)| *d)
@@ -130,7 +136,11 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         return parse_global(&first_lc, rest);
     }
     if env_verbs().contains(&first_lc.as_str()) {
-        let example = rest.first().copied().unwrap_or("staging");
+        let example = rest
+            .first()
+            .copied()
+            .filter(|e| EnvName::parse(e).is_ok())
+            .unwrap_or("staging");
         return Err(err(
             format!("put the environment first: `{example} {first_lc}`"),
             &first_lc,
@@ -138,17 +148,21 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
     }
     if rest.is_empty() {
         if let Some(s) = closest(&first_lc, &global_verbs()) {
-            return Err(err(format!("unknown command '{first}'; did you mean '{s}'?"), s));
+            return Err(err(format!("unknown command {}; did you mean '{s}'?", quote(first)), s));
+        }
+        if EnvName::parse(first).is_err() {
+            return Err(err(format!("unknown command {}", quote(first)), "help"));
         }
         return Err(err(
-            format!("'{first}' needs a command after it, e.g. `{first} status`"),
+            // A valid environment name: short, and safe to show as it is.
+            format!("{} needs a command after it, e.g. `{first} status`", quote(first)),
             "help",
         ));
     }
     // `aprove 12`: a near miss of a global command followed by a job number.
     if rest[0].trim_start_matches('#').parse::<u64>().is_ok() {
         if let Some(s) = closest(&first_lc, &global_verbs()) {
-            return Err(err(format!("unknown command '{first}'; did you mean '{s}'?"), s));
+            return Err(err(format!("unknown command {}; did you mean '{s}'?", quote(first)), s));
         }
     }
     let env = EnvName::parse(first).map_err(|e| err(e.to_string(), "help"))?;
@@ -157,7 +171,10 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
     let action = match verb.as_str() {
         "commission" | "decommission" | "clean" | "status" | "events" => {
             if let Some(extra) = args.first() {
-                return Err(err(format!("`{verb}` takes no arguments (got '{extra}')"), &verb));
+                return Err(err(
+                    format!("`{verb}` takes no arguments (got {})", quote(extra)),
+                    &verb,
+                ));
             }
             match verb.as_str() {
                 "commission" => Action::Commission,
@@ -177,10 +194,12 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
             parameters: parse_parameters(args, "plan")?,
         },
         other => {
+            // Quoted as typed, not lowercased.
+            let typed = quote(rest[0]);
             return Err(match closest(other, &env_verbs()) {
-                Some(s) => err(format!("unknown command '{other}'; did you mean '{s}'?"), s),
-                None => err(format!("unknown command '{other}'"), "help"),
-            })
+                Some(s) => err(format!("unknown command {typed}; did you mean '{s}'?"), s),
+                None => err(format!("unknown command {typed}"), "help"),
+            });
         }
     };
     Ok(Command::Env { env, action })
@@ -198,12 +217,12 @@ fn parse_id(verb: &str, args: &[&str]) -> Result<u64, ParseError> {
     };
     raw.trim_start_matches('#')
         .parse::<u64>()
-        .map_err(|_| err(format!("'{raw}' is not a number"), verb))
+        .map_err(|_| err(format!("{} is not a number", quote(raw)), verb))
 }
 
 fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
     let no_args = |cmd: Command| match args.first() {
-        Some(extra) => Err(err(format!("`{verb}` takes no arguments (got '{extra}')"), verb)),
+        Some(extra) => Err(err(format!("`{verb}` takes no arguments (got {})", quote(extra)), verb)),
         None => Ok(cmd),
     };
     match verb {
@@ -220,7 +239,7 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
         }
         "deny" => {
             let id = parse_id(verb, args)?;
-            let reason = (args.len() > 1).then(|| args[1..].join(" "));
+            let reason = (args.len() > 1).then(|| shorten(&args[1..].join(" "), REASON_MAX_CHARS));
             Ok(Command::Deny { id, reason })
         }
         "job" | "cancel" => {
@@ -245,7 +264,7 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
                     let hint = closest(t, &names)
                         .map(|s| format!("; did you mean '{s}'?"))
                         .unwrap_or_default();
-                    return Err(err(format!("no help for '{t}'{hint}"), "help"));
+                    return Err(err(format!("no help for {}{hint}", quote(args[0])), "help"));
                 }
             }
             Ok(Command::Help { topic })
@@ -264,7 +283,7 @@ fn parse_roles(args: &[&str]) -> Result<Vec<String>, ParseError> {
         } else if let Some(v) = a.strip_prefix("--roles=") {
             v
         } else if a.starts_with('-') {
-            return Err(err(format!("unknown option '{a}'"), "deploy"));
+            return Err(err(format!("unknown option {}", quote(a)), "deploy"));
         } else {
             a
         };
@@ -273,7 +292,7 @@ fn parse_roles(args: &[&str]) -> Result<Vec<String>, ParseError> {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             {
-                return Err(err(format!("'{r}' is not a role name"), "deploy"));
+                return Err(err(format!("{} is not a role name", quote(r)), "deploy"));
             }
             if !roles.iter().any(|x: &String| x == r) {
                 roles.push(r.to_string());
@@ -287,16 +306,16 @@ fn parse_parameters(args: &[&str], verb: &str) -> Result<BTreeMap<String, String
     let mut out = BTreeMap::new();
     for a in args {
         let Some((k, v)) = a.split_once('=') else {
-            return Err(err(format!("'{a}' is not Parameter=value"), verb));
+            return Err(err(format!("{} is not Parameter=value", quote(a)), verb));
         };
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(err(
-                format!("'{k}' is not a parameter name (letters and digits only)"),
+                format!("{} is not a parameter name (letters and digits only)", quote(k)),
                 verb,
             ));
         }
         if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(err(format!("parameter '{k}' is given twice"), verb));
+            return Err(err(format!("parameter {} is given twice", quote(k)), verb));
         }
     }
     Ok(out)

@@ -130,3 +130,59 @@ fn usage_is_per_command() {
     assert_eq!(usage(Some("deploy")), "<env> deploy [roles...]");
     assert!(usage(None).contains("commission"));
 }
+
+#[test]
+fn quoted_input_is_short_and_escaped() {
+    // One long word: quoted once, cut, whatever the surface adds around it.
+    let long = "a".repeat(100_000);
+    for text in [
+        long.clone(),
+        format!("staging {long}"),
+        format!("staging status {long}"),
+        format!("job {long}"),
+        format!("help {long}"),
+        format!("staging deploy --{long}"),
+        format!("staging deploy {long};"),
+        format!("staging update {long}"),
+        format!("staging update {long}-x=1"),
+        format!("deploy {long}"),
+    ] {
+        let shown = parse(&text).unwrap_err().to_string();
+        assert!(shown.chars().count() < 300, "{} chars: {shown}", shown.chars().count());
+        assert!(
+            shown.contains(&format!("{}…", "a".repeat(50))) || text.starts_with("deploy"),
+            "{shown}"
+        );
+    }
+    assert_eq!(
+        parse(&long).unwrap_err().message,
+        format!("unknown command '{}…'", "a".repeat(59))
+    );
+    // Escape sequences are shown, not sent to the terminal.
+    let cases = [
+        ("staging \x1b[2J\x1b[H", "unknown command '\\x1b[2J\\x1b[H'"),
+        ("\x1b[2J\x1b[H", "unknown command '\\x1b[2J\\x1b[H'"),
+        (
+            "staging status \x1b[31m",
+            "`status` takes no arguments (got '\\x1b[31m')",
+        ),
+        ("cancel \x07", "'\\x07' is not a number"),
+        ("help \x1b]0;pwned\x07", "no help for '\\x1b]0;pwned\\x07'"),
+        ("staging deploy --\u{9b}2J", "unknown option '--\\x9b2J'"),
+        ("staging update \u{202e}x", "'\\u{202e}x' is not Parameter=value"),
+    ];
+    for (text, want) in cases {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.message, want, "{text:?}");
+        assert!(
+            !e.to_string().chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}: {e}"
+        );
+    }
+    // A deny reason is kept, shortened and escaped the same way.
+    let Command::Deny { reason: Some(r), .. } = parse(&format!("deny 3 \x1b[2J {long}")).unwrap() else {
+        panic!("a deny with a reason")
+    };
+    assert!(r.starts_with("\\x1b[2J aaa") && r.ends_with('…'), "{r}");
+    assert_eq!(r.chars().count(), REASON_MAX_CHARS);
+}

@@ -9,22 +9,36 @@ use crate::ansible::inventory::{Inventory, Reach};
 use crate::ansible::{self, PlaybookRun};
 use crate::cloud::instances::{self, InstanceInfo};
 use crate::cloud::stack;
+use crate::config::Config;
 use crate::engine::{Ctx, Summary};
 use crate::error::{Error, Result};
-use crate::names::tags;
+use crate::names::{quote, tags};
+
+/// Refuses roles that are not configured (`ansible.roles`), naming the configured ones: the
+/// bot and the CLI ask this before a job exists, and deploy itself again.
+pub fn check_roles(config: &Config, roles: &[String]) -> Result<()> {
+    let configured = &config.settings.ansible.roles;
+    let unknown: Vec<String> = roles
+        .iter()
+        .filter(|r| !configured.contains(r))
+        .map(|r| quote(r))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "unknown role{} {}; configured roles: {}",
+        if unknown.len() == 1 { "" } else { "s" },
+        unknown.join(", "),
+        configured.join(", ")
+    )))
+}
 
 /// Runs `roles` (all configured roles when empty) against the environment.
 pub async fn deploy(ctx: &Ctx, roles: &[String]) -> Result<Summary> {
     let cfg = ctx.config();
+    check_roles(cfg, roles)?;
     let configured = &cfg.settings.ansible.roles;
-    for r in roles {
-        if !configured.contains(r) {
-            return Err(Error::Invalid(format!(
-                "unknown role '{r}'; roles: {}",
-                configured.join(", ")
-            )));
-        }
-    }
     // Configured order, whatever order they were asked in.
     let selected: Vec<String> = configured
         .iter()

@@ -23,7 +23,7 @@ pub use bake::{get_or_bake_image, image_inputs_hash};
 pub use clean::clean;
 pub use commission::commission;
 pub use decommission::decommission;
-pub use deploy::deploy;
+pub use deploy::{check_roles, deploy};
 pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::bot::messages;
 use crate::bot::port::{addressed_text, ChatEvent, ChatPort, OutgoingMessage, PortResult};
 use crate::bot::Bot;
 use crate::permissions::Identity;
@@ -154,14 +155,17 @@ pub async fn run(bot: Bot, user: String) {
     if terminal {
         port.print_reply(&format!("Argos console as {user}. Type `help`; ctrl-d to leave."));
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut buf = Vec::new();
     loop {
         if terminal {
             print!("argos> ");
             let _ = std::io::stdout().flush();
         }
-        let line = tokio::select! {
-            l = lines.next_line() => l,
+        buf.clear();
+        // Bytes, decoded per line: one bad line is answered, not taken for the end of input.
+        let read = tokio::select! {
+            r = input.read_until(b'\n', &mut buf) => r,
             _ = tokio::signal::ctrl_c() => {
                 // Interrupted: wait briefly, then leave running jobs recorded as running (they
                 // resume at the next start) rather than waiting for them indefinitely.
@@ -174,7 +178,18 @@ pub async fn run(bot: Bot, user: String) {
                 return;
             }
         };
-        let Ok(Some(line)) = line else { break };
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                port.print_reply(&format!("cannot read the input ({e}); leaving"));
+                break;
+            }
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            port.print_reply(&messages::not_utf8());
+            continue;
+        };
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
