@@ -311,7 +311,10 @@ fn may_decide(inner: &Inner, ev: &ChatEvent, job: &JobRecord) -> Result<(), Stri
 pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Option<String> {
     let (job, a) = match lookup(inner, id) {
         Lookup::Found(found) => *found,
-        Lookup::Reply(r) => return Some(r),
+        Lookup::Reply(r) => {
+            super::dispatch::audit(inner, ev, &format!("approve refused: {r}"), Some(id));
+            return Some(r);
+        }
     };
     if a.expires_at.is_some_and(|t| t <= crate::clock::now()) {
         expire(inner, id).await;
@@ -458,7 +461,10 @@ pub(crate) async fn start_owned(inner: &Arc<Inner>, id: u64) {
 pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Option<String>) -> Option<String> {
     let (job, a) = match lookup(inner, id) {
         Lookup::Found(found) => *found,
-        Lookup::Reply(r) => return Some(r),
+        Lookup::Reply(r) => {
+            super::dispatch::audit(inner, ev, &format!("deny refused: {r}"), Some(id));
+            return Some(r);
+        }
     };
     let own = job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform;
     if !own {

@@ -60,6 +60,9 @@ pub(crate) fn announce(
 
 /// A break-glass run: audited, announced, then a job like any other.
 pub(crate) fn break_glass(session: &Session, engine: &Engine, env: &str, action: &Action, reason: &str) {
+    // The reason is the operator's own text: kept short and with control characters shown.
+    let reason = crate::names::shorten(reason, 200);
+    let reason = reason.as_str();
     let command = format!("{env} {}", action.verb());
     session.audit(&command, &format!("break-glass: {reason}"), None);
     announce(
