@@ -284,6 +284,26 @@ async fn denials_and_rate_limits_are_polite_and_start_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mass_mentions_in_a_command_ping_nobody() {
+    let w = world(true).await;
+    let (bot, client) = start_bot(w.project.config()).await;
+    // Replies quote what was typed, before any permission check: the stranger gets them too.
+    for (text, quoted) in [
+        ("!argos @everyone deploy", "'@everyone'"),
+        ("!argos @here deploy", "'@here'"),
+        ("!argos <@&4242> deploy", "'<@&4242>'"),
+    ] {
+        w.discord.push_message(CHANNEL, &TestUser::stranger(), text);
+        let reply = w.discord.next_message().await;
+        assert!(reply.content.contains(quoted), "{}", reply.content);
+        assert!(reply.pings_nobody(), "sent with {:?}", reply.allowed_mentions);
+    }
+    bot.idle().await;
+    clean_finish(&w);
+    client.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_users_race_for_staging_and_the_admin_cancels() {
     let w = world(true).await;
     w.aws.set_time_scale(1.0);

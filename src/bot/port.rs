@@ -68,6 +68,22 @@ pub trait ChatPort: Send + Sync {
     /// Replaces the content of a message the bot posted earlier.
     fn edit<'a>(&'a self, channel: &'a str, message_id: &'a str, msg: OutgoingMessage)
         -> BoxFuture<'a, PortResult<()>>;
+    /// [`ChatPort::edit`], unless `still()` is false by the time the request would go out (a
+    /// job whose lease ran out while it waited for the platform's rate limit stays silent).
+    fn edit_if<'a>(
+        &'a self,
+        channel: &'a str,
+        message_id: &'a str,
+        msg: OutgoingMessage,
+        still: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, PortResult<()>> {
+        Box::pin(async move {
+            if !still() {
+                return Ok(());
+            }
+            self.edit(channel, message_id, msg).await
+        })
+    }
     /// Whether this adapter can post in `channel`. A chat connection reaches every channel;
     /// a console reaches only its own terminal.
     fn serves(&self, channel: &str) -> bool {

@@ -100,21 +100,29 @@ impl Reporter {
 
     /// The last edit: the ending, and the log. It goes out whatever the per-message budget
     /// says (it is the one that matters), but still waits its turn in the shared budget.
+    /// A failed final edit (a 429 from a budget another replica used a moment ago) is tried
+    /// again: it is the one that must not be lost.
     pub async fn finish(&mut self, model: &mut StatusModel, ending: Ending, log: Option<Attachment>) {
         model.finish(ending, chrono::Utc::now());
-        self.global.until_ready().await;
-        self.edit(model, log).await;
+        for pause in [1, 2, 4] {
+            self.global.until_ready().await;
+            if self.edit(model, log.clone()).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
     }
 
-    async fn edit(&mut self, model: &StatusModel, attachment: Option<Attachment>) {
+    /// True when the edit went out (or there is nothing more to say: the lease is gone).
+    async fn edit(&mut self, model: &StatusModel, attachment: Option<Attachment>) -> bool {
         let text = self.redactor.redact(&model.render(chrono::Utc::now()));
         if let Some((store, lease)) = &self.lease {
             if !lease.valid() {
-                return;
+                return true;
             }
             if let Err(e) = store.set_progress(lease.job_id, lease.token, &text) {
                 if e.is_fenced() {
-                    return;
+                    return true;
                 }
                 tracing::warn!(job = model.job_id, error = %e, "cannot record progress");
             }
@@ -124,10 +132,16 @@ impl Reporter {
             attachment,
             buttons: Vec::new(),
         };
-        match self.port.edit(&self.channel, &self.message_id, msg).await {
-            Ok(()) => self.edits += 1,
+        let lease = self.lease.as_ref().map(|(_, l)| l.clone());
+        let still = move || lease.as_ref().is_none_or(|l| l.valid());
+        match self.port.edit_if(&self.channel, &self.message_id, msg, &still).await {
+            Ok(()) => {
+                self.edits += 1;
+                true
+            }
             Err(e) => {
-                tracing::warn!(job = model.job_id, error = %self.redactor.redact(&e.to_string()), "status edit failed")
+                tracing::warn!(job = model.job_id, error = %self.redactor.redact(&e.to_string()), "status edit failed");
+                false
             }
         }
     }

@@ -30,13 +30,21 @@ pub(crate) async fn tick(inner: &Arc<Inner>) -> Vec<u64> {
     resumed
 }
 
+/// The longest window of a chat platform's rate limits (Discord: 5 s per channel), plus margin.
+const CHAT_WINDOW_MS: i64 = 6_000;
+
 /// Budgets that belong to an account or a token are split by the live replicas: the AWS
 /// account's among every process that calls AWS, a chat token's among the bots.
 fn share_budgets(inner: &Inner) {
     let Ok(replicas) = inner.store.replicas() else { return };
     let alive: Vec<_> = replicas.iter().filter(|r| r.alive).collect();
     inner.engine.aws.set_share(alive.len());
-    let bots = alive.iter().filter(|r| r.kind == "bot").count();
+    // A bot that stopped a moment ago still counts for one rate-limit window: its last
+    // requests are still in the platform's window when its lease is shorter than that.
+    let bots = replicas
+        .iter()
+        .filter(|r| r.kind == "bot" && (r.alive || r.silent_ms < CHAT_WINDOW_MS))
+        .count();
     for port in inner.ports.read().unwrap_or_else(|p| p.into_inner()).values() {
         port.share_budget(bots);
     }

@@ -17,7 +17,9 @@
 //!   the moment each request *completed* (it has reached Discord by then), so request latency
 //!   cannot squeeze two windows together. Requests to one channel are serialized, which also
 //!   keeps edits of one message in order.
-//! - globally, a governor quota of `global_per_second` (small burst), for every REST call.
+//! - globally, a governor quota of `global_per_second` (small burst), for every REST call but
+//!   the interaction endpoints (responses, deferrals, follow-ups), which Discord does not count
+//!   against the global limit; the quota is shared by the live bot replicas.
 //!
 //! The bot token is never logged nor put into an error: errors pass through [`Secret::scrub`].
 
@@ -29,10 +31,11 @@ use futures_util::future::BoxFuture;
 
 use serenity::all::{
     ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue, CommandInteraction, CommandOptionType,
-    ComponentInteraction, ComponentInteractionDataKind, Context, CreateActionRow, CreateAttachment,
-    CreateAutocompleteResponse, CreateButton, CreateCommand, CreateCommandOption, CreateInteractionResponse,
-    CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage, EventHandler,
-    GatewayIntents, GuildId, Http, HttpBuilder, Interaction, Message, MessageId, Ready, RoleId, User, UserId,
+    ComponentInteraction, ComponentInteractionDataKind, Context, CreateActionRow, CreateAllowedMentions,
+    CreateAttachment, CreateAutocompleteResponse, CreateButton, CreateCommand, CreateCommandOption,
+    CreateInteractionResponse, CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
+    EventHandler, GatewayIntents, GuildId, Http, HttpBuilder, Interaction, Message, MessageId, Ready, RoleId, User,
+    UserId,
 };
 use tokio::sync::{oneshot, Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
@@ -210,6 +213,12 @@ fn snowflake(what: &str, text: &str) -> Result<u64, String> {
 }
 
 /// Cuts text to what Discord accepts, on a character boundary.
+/// Every message the bot sends pings nobody: replies quote what users typed, and an
+/// `@everyone` or a role mention in a command must not reach the whole server.
+fn no_pings() -> CreateAllowedMentions {
+    CreateAllowedMentions::new()
+}
+
 fn fit(text: &str) -> String {
     if text.chars().count() <= MAX_CONTENT_CHARS {
         return text.to_string();
@@ -327,7 +336,9 @@ impl DiscordPort {
     async fn post(&self, channel: &str, msg: OutgoingMessage) -> PortResult<String> {
         let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
         let file = read_attachment(&msg).await?;
-        let mut builder = CreateMessage::new().content(fit(&msg.text));
+        let mut builder = CreateMessage::new()
+            .content(fit(&msg.text))
+            .allowed_mentions(no_pings());
         let rows = action_rows(&msg.buttons);
         if !rows.is_empty() {
             builder = builder.components(rows);
@@ -340,18 +351,29 @@ impl DiscordPort {
         Ok(sent.id.to_string())
     }
 
-    async fn change(&self, channel: &str, message_id: &str, msg: OutgoingMessage) -> PortResult<()> {
+    async fn change(
+        &self,
+        channel: &str,
+        message_id: &str,
+        msg: OutgoingMessage,
+        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
+    ) -> PortResult<()> {
         let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
         let message_id = MessageId::new(snowflake("message", message_id).map_err(PortError)?);
         let file = read_attachment(&msg).await?;
         // Always sent: an edit without buttons removes the ones the message had.
         let mut builder = EditMessage::new()
             .content(fit(&msg.text))
-            .components(action_rows(&msg.buttons));
+            .components(action_rows(&msg.buttons))
+            .allowed_mentions(no_pings());
         if let Some(file) = file {
             builder = builder.new_attachment(file);
         }
         let _permit = self.limiter.channel(channel).await;
+        // The wait for the channel may have been long (or this process was paused in it).
+        if still.is_some_and(|still| !still()) {
+            return Ok(());
+        }
         self.timed("edit", channel_id.edit_message(&self.http, message_id, builder))
             .await?;
         Ok(())
@@ -377,7 +399,17 @@ impl ChatPort for DiscordPort {
         message_id: &'a str,
         msg: OutgoingMessage,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg))
+        Box::pin(self.change(channel, message_id, msg, None))
+    }
+
+    fn edit_if<'a>(
+        &'a self,
+        channel: &'a str,
+        message_id: &'a str,
+        msg: OutgoingMessage,
+        still: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, PortResult<()>> {
+        Box::pin(self.change(channel, message_id, msg, Some(still)))
     }
 }
 
@@ -489,8 +521,9 @@ impl Handler {
         if !self.mine(cmd.id.to_string()).await {
             return;
         }
-        // Acknowledge first: Discord drops interactions not answered within 3 s.
-        self.port.limiter.global().await;
+        // Acknowledge first: Discord drops interactions not answered within 3 s. Interaction
+        // responses do not count against the bot's global limit (Discord's rate-limit docs),
+        // so they never wait behind status edits.
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
         if let Err(e) = cmd.create_response(&ctx.http, defer).await {
             tracing::warn!(
@@ -519,9 +552,13 @@ impl Handler {
         let reply = (self.handler)(event)
             .await
             .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
-        self.port.limiter.global().await;
         if let Err(e) = cmd
-            .edit_response(&ctx.http, EditInteractionResponse::new().content(fit(&reply)))
+            .edit_response(
+                &ctx.http,
+                EditInteractionResponse::new()
+                    .content(fit(&reply))
+                    .allowed_mentions(no_pings()),
+            )
             .await
         {
             tracing::warn!(
@@ -546,7 +583,6 @@ impl Handler {
         if !self.mine(click.id.to_string()).await {
             return;
         }
-        self.port.limiter.global().await;
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(true));
         if let Err(e) = click.create_response(&ctx.http, defer).await {
             tracing::warn!(
@@ -568,9 +604,13 @@ impl Handler {
             text: command,
         };
         let reply = (self.handler)(event).await.unwrap_or_else(|| ON_IT.to_string());
-        self.port.limiter.global().await;
         if let Err(e) = click
-            .edit_response(&ctx.http, EditInteractionResponse::new().content(fit(&reply)))
+            .edit_response(
+                &ctx.http,
+                EditInteractionResponse::new()
+                    .content(fit(&reply))
+                    .allowed_mentions(no_pings()),
+            )
             .await
         {
             tracing::warn!(
@@ -634,7 +674,6 @@ impl EventHandler for Handler {
                 let response = choices
                     .iter()
                     .fold(CreateAutocompleteResponse::new(), |r, e| r.add_string_choice(e, e));
-                self.port.limiter.global().await;
                 if let Err(e) = ac
                     .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(response))
                     .await

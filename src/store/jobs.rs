@@ -126,6 +126,41 @@ pub(crate) fn from_row(r: &Row) -> JobRecord {
 /// first: a takeover (which updates the lock row) either happened before, and the write is
 /// refused, or waits until the write is committed. Lock rows are always locked before job
 /// rows (here, in takeovers and in starts), so these transactions never deadlock.
+/// Inserts a job's row: running ones start now under the lock with `token`.
+pub(crate) fn insert_row(
+    db: &mut dyn Sql,
+    job: &NewJob,
+    state: JobState,
+    owner: Option<&str>,
+    token: Option<i64>,
+) -> StoreResult<u64> {
+    let now = now();
+    let started = (state == JobState::Running).then(|| now.clone());
+    let row = db.query_opt(
+        "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state,
+                           created_at, started_at, owner, token)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+        params![
+            &job.requester_id,
+            &job.requester_name,
+            &job.platform,
+            &job.channel,
+            &job.env,
+            &job.action,
+            &job.args,
+            state.as_str(),
+            now,
+            started,
+            owner,
+            token
+        ],
+    )?;
+    Ok(row.map(|r| r.int(0) as u64).unwrap_or(0))
+}
+
+/// How long a fenced progress write keeps retrying while the database is unreachable.
+const FENCED_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) fn check_fence(db: &mut dyn Sql, what: &str, id: u64, token: i64) -> StoreResult<()> {
     let env = db
         .query_opt("SELECT env FROM jobs WHERE id = ?1", params![id])?
@@ -153,26 +188,8 @@ impl Store {
     }
 
     pub fn insert_job_for(&self, job: &NewJob, state: JobState, owner: Option<&str>) -> StoreResult<u64> {
-        self.with(|db| {
-            let row = db.query_opt(
-                "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state, created_at, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-                params![
-                    &job.requester_id,
-                    &job.requester_name,
-                    &job.platform,
-                    &job.channel,
-                    &job.env,
-                    &job.action,
-                    &job.args,
-                    state.as_str(),
-                    now(),
-                    owner
-                ],
-            )?;
-            Ok(row.map(|r| r.int(0) as u64).unwrap_or(0))
-        })
-        .ctx("insert job")
+        self.with(|db| insert_row(db, job, state, owner, None))
+            .ctx("insert job")
     }
 
     pub fn job(&self, id: u64) -> StoreResult<Option<JobRecord>> {
@@ -240,7 +257,9 @@ impl Store {
             set.to_string()
         };
         let sql = format!("UPDATE jobs SET {set} WHERE id = ?1 AND state IN ('queued', 'running')");
-        self.tx(|db| {
+        // Short: a job that cannot reach the store keeps going (these writes are progress and
+        // ids), and one whose lease runs out meanwhile must be free to notice and stop.
+        self.tx_within(FENCED_RETRY, |db| {
             check_fence(db, what, id, token)?;
             if db.execute(&sql, &values)? == 0 {
                 // Over already: the first result stays.

@@ -272,31 +272,12 @@ impl Store {
                 };
                 return Ok(StartOutcome::Busy(Box::new(holder), lock));
             };
-            let id = db
-                .query_opt(
-                    "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state,
-                                       created_at, started_at, owner, token)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?8, ?9, ?10) RETURNING id",
-                    params![
-                        &job.requester_id,
-                        &job.requester_name,
-                        &job.platform,
-                        &job.channel,
-                        &job.env,
-                        &job.action,
-                        &job.args,
-                        now(),
-                        owner,
-                        token
-                    ],
-                )?
-                .map(|r| r.int(0))
-                .unwrap_or(0);
+            let id = super::jobs::insert_row(db, job, JobState::Running, Some(owner), Some(token))?;
             db.execute(
                 "UPDATE env_locks SET job_id = ?2 WHERE env = ?1 AND token = ?3",
                 params![&job.env, id, token],
             )?;
-            Ok(StartOutcome::Started { id: id as u64, token })
+            Ok(StartOutcome::Started { id, token })
         })
         .ctx("start job")
     }

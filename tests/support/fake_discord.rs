@@ -13,9 +13,17 @@
 //!
 //! Message components (buttons) are recorded as sent ([`Sent::components`],
 //! [`StoredMessage::components`]) and echoed back; [`FakeDiscord::push_button`] clicks one.
+//!
+//! Several bot processes (replicas): [`FakeDiscord::start_sharded`] delivers every gateway event
+//! to every open session, as Discord does for the sessions on one shard (the default fake hands
+//! each event to one session only). [`FakeDiscord::add_session`] gives each replica its own
+//! REST base URL (and through it its own gateway address), so the fake records which replica
+//! sent each request ([`Sent::session`], [`Callback::session`]) and which session each event
+//! was written to ([`State::deliveries`]).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,6 +53,9 @@ const INTENT_MESSAGE_CONTENT: u64 = 1 << 15;
 const TIMESTAMP: &str = "2025-01-01T00:00:00.000000+00:00";
 /// How long a wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// The header the per-session REST endpoints ([`FakeDiscord::add_session`]) add to each request
+/// before it is served, naming the session.
+const SESSION_HEADER: &str = "x-fake-discord-session";
 
 /// A short rate-limit window so pacing tests stay quick; the fake enforces the same window
 /// as the adapter's limits below, and the adapter stays under the fake's global limit.
@@ -112,6 +123,16 @@ impl TestUser {
             bot: true,
         }
     }
+    /// The `n`th of many ordinary members (`user<n>`, with the member role only), e.g. for
+    /// load: each has an id of its own that a config can grant permissions to.
+    pub fn numbered(n: u32) -> TestUser {
+        TestUser {
+            id: 1_400_000_000_000_100_000 + u64::from(n),
+            name: Box::leak(format!("user{n}").into_boxed_str()),
+            roles: vec![MEMBER_ROLE],
+            bot: false,
+        }
+    }
     pub fn id_str(&self) -> String {
         self.id.to_string()
     }
@@ -165,9 +186,22 @@ pub struct Sent {
     /// The action rows this request set (`Some(vec![])` removes them); `None`: left as they were.
     pub components: Option<Vec<Value>>,
     pub at: Instant,
+    /// The [`FakeDiscord::add_session`] endpoint the request came through (`None`: [`FakeDiscord::url`]).
+    pub session: Option<String>,
+    /// The request's `allowed_mentions` (`None`: it sent none, so Discord would ping whatever
+    /// the content mentions).
+    pub allowed_mentions: Option<Value>,
 }
 
 impl Sent {
+    /// Whether Discord would ping nobody for this request: `allowed_mentions` present with
+    /// nothing to parse and no user or role listed.
+    pub fn pings_nobody(&self) -> bool {
+        let Some(a) = &self.allowed_mentions else { return false };
+        let empty = |k: &str| a.get(k).is_none_or(|v| v.as_array().is_some_and(|x| x.is_empty()));
+        a.get("parse").is_some() && empty("parse") && empty("users") && empty("roles")
+    }
+
     /// The buttons this request set (none when it left them as they were).
     pub fn buttons(&self) -> Vec<FakeButton> {
         buttons_in(self.components.as_deref().unwrap_or_default())
@@ -223,6 +257,30 @@ pub struct Callback {
     pub kind: u64,
     pub data: Value,
     pub at: Instant,
+    /// The [`FakeDiscord::add_session`] endpoint the callback came through.
+    pub session: Option<String>,
+}
+
+/// One dispatch (MESSAGE_CREATE, INTERACTION_CREATE, ...) written to one gateway session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The session's [`FakeDiscord::add_session`] name (`None`: the fake's own gateway address).
+    pub session: Option<String>,
+    /// The event type, e.g. `MESSAGE_CREATE`.
+    pub event: String,
+    /// The event's `id` (message or interaction id).
+    pub id: String,
+    pub at: Instant,
+}
+
+/// One gateway connection.
+#[derive(Debug, Clone)]
+pub struct GatewayConn {
+    pub session: Option<String>,
+    /// READY was sent on it.
+    pub ready: bool,
+    /// Still connected.
+    pub open: bool,
 }
 
 /// Everything the fake saw.
@@ -243,6 +301,12 @@ pub struct State {
     pub unexpected: Vec<String>,
     /// Every REST request: (method, path, arrival).
     pub requests: Vec<(String, String, Instant)>,
+    /// Each 429 answer: (session, `"METHOD /path"`).
+    pub limited: Vec<(Option<String>, String)>,
+    /// Every event written to a gateway session, in order.
+    pub deliveries: Vec<Delivery>,
+    /// Every gateway connection, in the order they were opened.
+    pub gateway_conns: Vec<GatewayConn>,
     read: usize,
     next_id: u64,
     channel_log: HashMap<String, VecDeque<Instant>>,
@@ -275,6 +339,11 @@ struct Inner {
     dispatch: mpsc::UnboundedSender<Value>,
     dispatch_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
     ws_url: String,
+    /// Every event goes to every open session ([`FakeDiscord::start_sharded`]).
+    sharded: bool,
+    /// The open sessions' own queues (sharded mode): (connection number, sender).
+    subscribers: Mutex<Vec<(u64, mpsc::UnboundedSender<Value>)>>,
+    next_conn: AtomicU64,
 }
 
 impl Inner {
@@ -287,8 +356,26 @@ impl Inner {
     }
 
     fn dispatch(&self, t: &str, d: Value) {
-        let _ = self.dispatch.send(json!({"t": t, "d": d}));
+        let ev = json!({"t": t, "d": d});
+        if self.sharded {
+            let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            subs.retain(|(_, tx)| tx.send(ev.clone()).is_ok());
+        } else {
+            let _ = self.dispatch.send(ev);
+        }
     }
+}
+
+/// The session a request came through ([`SESSION_HEADER`]).
+fn session_of(req: &Request) -> Option<String> {
+    req.header(SESSION_HEADER).map(str::to_string)
+}
+
+/// A replica's own endpoints: its REST server and its gateway listener.
+struct SessionEndpoint {
+    name: String,
+    http: HttpServer,
+    gateway: JoinHandle<()>,
 }
 
 /// The fake: a REST server and a gateway listener on 127.0.0.1.
@@ -296,11 +383,16 @@ pub struct FakeDiscord {
     inner: Arc<Inner>,
     http: HttpServer,
     gateway: JoinHandle<()>,
+    sessions: Mutex<Vec<SessionEndpoint>>,
 }
 
 impl Drop for FakeDiscord {
     fn drop(&mut self) {
         self.gateway.abort();
+        for s in self.sessions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            s.gateway.abort();
+            s.http.shutdown();
+        }
     }
 }
 
@@ -563,11 +655,16 @@ fn payload(req: &Request) -> (Value, Vec<(String, usize)>) {
 }
 
 impl Inner {
-    /// Records the request and applies the global limit; `Some` is the 429 to answer.
+    /// Records the request and applies the global limit; `Some` is the 429 to answer. As on
+    /// Discord, the interaction endpoints (callbacks, and the webhooks that edit and follow up
+    /// an interaction's answer) are not counted against the global limit.
     fn admit(&self, req: &Request, channel: Option<&str>) -> Option<Response> {
         let now = Instant::now();
         let mut s = self.state();
         s.requests.push((req.method.clone(), req.path.clone(), now));
+        if req.path.contains("/interactions/") || req.path.contains("/webhooks/") {
+            return None;
+        }
         let second = Duration::from_secs(1);
         while s.global_log.front().is_some_and(|t| now.duration_since(*t) >= second) {
             s.global_log.pop_front();
@@ -575,6 +672,8 @@ impl Inner {
         if s.global_log.len() >= self.limits.global_per_second as usize {
             let retry = second.saturating_sub(now.duration_since(s.global_log[0]));
             s.rate_limited += 1;
+            s.limited
+                .push((session_of(req), format!("{} {}", req.method, req.path)));
             drop(s);
             self.changed();
             return Some(too_many(retry, true));
@@ -588,6 +687,8 @@ impl Inner {
             if log.len() >= self.limits.per_channel as usize {
                 let retry = window.saturating_sub(now.duration_since(log[0]));
                 s.rate_limited += 1;
+                s.limited
+                    .push((session_of(req), format!("{} {}", req.method, req.path)));
                 drop(s);
                 self.changed();
                 return Some(too_many(retry, false));
@@ -644,6 +745,8 @@ impl Inner {
             interaction: None,
             components: Some(components.clone()),
             at: Instant::now(),
+            session: session_of(req),
+            allowed_mentions: body.get("allowed_mentions").cloned(),
         });
         drop(s);
         // Discord echoes the bot's own messages to it through the gateway.
@@ -692,6 +795,8 @@ impl Inner {
             interaction: None,
             components,
             at: Instant::now(),
+            session: session_of(req),
+            allowed_mentions: body.get("allowed_mentions").cloned(),
         });
         drop(s);
         self.changed();
@@ -771,6 +876,7 @@ impl Inner {
             kind,
             data: body["data"].clone(),
             at: Instant::now(),
+            session: session_of(req),
         });
         if kind == 4 {
             let mid = s.new_id();
@@ -783,6 +889,8 @@ impl Inner {
                 interaction: Some(id),
                 components: body["data"]["components"].as_array().cloned(),
                 at: Instant::now(),
+                session: session_of(req),
+                allowed_mentions: body["data"].get("allowed_mentions").cloned(),
             });
         }
         drop(s);
@@ -837,6 +945,8 @@ impl Inner {
             interaction: Some(interaction),
             components: body["components"].as_array().cloned(),
             at: Instant::now(),
+            session: session_of(req),
+            allowed_mentions: body.get("allowed_mentions").cloned(),
         });
         drop(s);
         self.changed();
@@ -915,18 +1025,85 @@ fn router(inner: Arc<Inner>) -> Router {
 // ---------------------------------------------------------------------------------------------
 // Gateway
 
-async fn gateway(listener: TcpListener, inner: Arc<Inner>) {
+async fn gateway(listener: TcpListener, inner: Arc<Inner>, session: Option<String>, ws_url: String) {
     while let Ok((stream, _)) = listener.accept().await {
         let inner = inner.clone();
+        let session = session.clone();
+        let ws_url = ws_url.clone();
         tokio::spawn(async move {
             if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
-                connection(ws, inner).await;
+                connection(ws, inner, session, ws_url).await;
             }
         });
     }
 }
 
-async fn connection(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, inner: Arc<Inner>) {
+/// Where a connection's events come from: the one shared queue (the first session to identify
+/// holds it until it closes), or, sharded, a queue of its own that every dispatch feeds.
+enum Events<'a> {
+    Shared(tokio::sync::MutexGuard<'a, mpsc::UnboundedReceiver<Value>>),
+    Own(mpsc::UnboundedReceiver<Value>, Unsubscribe),
+}
+
+impl Events<'_> {
+    async fn recv(&mut self) -> Option<Value> {
+        match self {
+            Events::Shared(rx) => rx.recv().await,
+            Events::Own(rx, _) => rx.recv().await,
+        }
+    }
+}
+
+/// Removes a sharded session's queue when its connection ends.
+struct Unsubscribe {
+    inner: Arc<Inner>,
+    conn: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(c, _)| *c != self.conn);
+    }
+}
+
+/// Marks the connection closed in [`State::gateway_conns`] when it ends, however it ends.
+struct ConnClosed {
+    inner: Arc<Inner>,
+    index: usize,
+}
+
+impl Drop for ConnClosed {
+    fn drop(&mut self) {
+        if let Some(c) = self.inner.state().gateway_conns.get_mut(self.index) {
+            c.open = false;
+        }
+        self.inner.changed();
+    }
+}
+
+async fn connection(
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    inner: Arc<Inner>,
+    session: Option<String>,
+    ws_url: String,
+) {
+    let index = {
+        let mut s = inner.state();
+        s.gateway_conns.push(GatewayConn {
+            session: session.clone(),
+            ready: false,
+            open: true,
+        });
+        s.gateway_conns.len() - 1
+    };
+    let _closed = ConnClosed {
+        inner: inner.clone(),
+        index,
+    };
     let (mut tx, mut rx) = ws.split();
     let hello = json!({"op": 10, "d": {"heartbeat_interval": 41_250}, "s": null, "t": null});
     if tx.send(WsMessage::Text(hello.to_string())).await.is_err() {
@@ -951,13 +1128,40 @@ async fn connection(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream
             _ => {}
         }
     }
-    let mut events = inner.dispatch_rx.lock().await;
+    let mut events = if inner.sharded {
+        let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (sub_tx, sub_rx) = mpsc::unbounded_channel();
+        inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((conn, sub_tx));
+        Events::Own(
+            sub_rx,
+            Unsubscribe {
+                inner: inner.clone(),
+                conn,
+            },
+        )
+    } else {
+        Events::Shared(inner.dispatch_rx.lock().await)
+    };
     seq += 1;
-    let ready = json!({"op": 0, "t": "READY", "s": seq, "d": ready_json(&inner.ws_url)});
+    let mut ready_d = ready_json(&ws_url);
+    if let Some(name) = &session {
+        ready_d["session_id"] = json!(format!("fake-session-{name}"));
+    }
+    let ready = json!({"op": 0, "t": "READY", "s": seq, "d": ready_d});
     if tx.send(WsMessage::Text(ready.to_string())).await.is_err() {
         return;
     }
-    inner.state().ready_sent += 1;
+    {
+        let mut s = inner.state();
+        s.ready_sent += 1;
+        if let Some(c) = s.gateway_conns.get_mut(index) {
+            c.ready = true;
+        }
+    }
     inner.changed();
     loop {
         tokio::select! {
@@ -979,6 +1183,13 @@ async fn connection(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream
                 if tx.send(WsMessage::Text(frame.to_string())).await.is_err() {
                     return;
                 }
+                inner.state().deliveries.push(Delivery {
+                    session: session.clone(),
+                    event: ev["t"].as_str().unwrap_or("").to_string(),
+                    id: ev["d"]["id"].as_str().unwrap_or("").to_string(),
+                    at: Instant::now(),
+                });
+                inner.changed();
             }
         }
     }
@@ -994,6 +1205,19 @@ impl FakeDiscord {
     }
 
     pub async fn start_with(limits: FakeLimits) -> FakeDiscord {
+        FakeDiscord::start_mode(limits, false).await
+    }
+
+    /// A fake for several bot replicas: every gateway event (MESSAGE_CREATE,
+    /// INTERACTION_CREATE, the echo of the bot's own messages) is written to every open session,
+    /// as Discord does for every session of a shard. An event pushed while no session is open is
+    /// lost (Discord would not deliver it either). Give each replica its own endpoint with
+    /// [`FakeDiscord::add_session`] to tell their requests apart.
+    pub async fn start_sharded(limits: FakeLimits) -> FakeDiscord {
+        FakeDiscord::start_mode(limits, true).await
+    }
+
+    async fn start_mode(limits: FakeLimits, sharded: bool) -> FakeDiscord {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
         let ws_url = format!("ws://{}", listener.local_addr().expect("gateway addr"));
         let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
@@ -1003,11 +1227,145 @@ impl FakeDiscord {
             limits,
             dispatch,
             dispatch_rx: tokio::sync::Mutex::new(dispatch_rx),
-            ws_url,
+            ws_url: ws_url.clone(),
+            sharded,
+            subscribers: Mutex::new(Vec::new()),
+            next_conn: AtomicU64::new(0),
         });
         let http = router(inner.clone()).serve().await.expect("start fake Discord REST");
-        let gateway = tokio::spawn(gateway(listener, inner.clone()));
-        FakeDiscord { inner, http, gateway }
+        let gateway = tokio::spawn(gateway(listener, inner.clone(), None, ws_url));
+        FakeDiscord {
+            inner,
+            http,
+            gateway,
+            sessions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A REST base URL of its own for one bot replica (put it in that replica's
+    /// `discord.api_proxy`): the same fake (same state, limits, token), but every request that
+    /// comes through it is recorded with `name` ([`Sent::session`], [`Callback::session`],
+    /// [`State::limited`]), and its `GET gateway` / `GET gateway/bot` hand out a gateway
+    /// address of its own, whose connections are recorded with `name` too
+    /// ([`State::gateway_conns`], [`State::deliveries`]). The rate limits stay shared, as
+    /// Discord's are per bot token.
+    pub async fn add_session(&self, name: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind session gateway");
+        let ws_url = format!("ws://{}", listener.local_addr().expect("gateway addr"));
+        let gateway = tokio::spawn(gateway(
+            listener,
+            self.inner.clone(),
+            Some(name.to_string()),
+            ws_url.clone(),
+        ));
+        let router = router(self.inner.clone());
+        let tag = name.to_string();
+        let session_ws = ws_url.clone();
+        let http = HttpServer::start(move |mut req: Request| {
+            req.headers.push((SESSION_HEADER.to_string(), tag.clone()));
+            let gateway_lookup =
+                req.method == "GET" && (req.path == "/api/v10/gateway" || req.path == "/api/v10/gateway/bot");
+            let mut resp = router.handle(req);
+            if gateway_lookup && resp.status == 200 {
+                if let Ok(mut v) = serde_json::from_slice::<Value>(&resp.body) {
+                    v["url"] = json!(session_ws);
+                    resp.body = v.to_string().into_bytes();
+                }
+            }
+            resp
+        })
+        .await
+        .expect("start a session's REST endpoint");
+        let url = http.url();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(SessionEndpoint {
+                name: name.to_string(),
+                http,
+                gateway,
+            });
+        url
+    }
+
+    /// Waits (at most [`WAIT`]) until each of `names` has an open gateway connection that got
+    /// READY.
+    pub async fn wait_sessions_ready(&self, names: &[&str]) {
+        self.wait_for(&format!("READY on sessions {names:?}"), |s| {
+            names
+                .iter()
+                .all(|n| {
+                    s.gateway_conns
+                        .iter()
+                        .any(|c| c.open && c.ready && c.session.as_deref() == Some(*n))
+                })
+                .then_some(())
+        })
+        .await
+    }
+
+    /// The sessions (by name; `None` for the fake's own address) that event `id` was written to.
+    pub fn deliveries_of(&self, id: &str) -> Vec<Option<String>> {
+        self.inner
+            .state()
+            .deliveries
+            .iter()
+            .filter(|d| d.id == id)
+            .map(|d| d.session.clone())
+            .collect()
+    }
+
+    /// Everything sent or edited through session `name`'s endpoint, in order.
+    pub fn sent_by(&self, name: &str) -> Vec<Sent> {
+        self.inner
+            .state()
+            .sent
+            .iter()
+            .filter(|m| m.session.as_deref() == Some(name))
+            .cloned()
+            .collect()
+    }
+
+    /// [`FakeDiscord::wait_for`] with another time limit.
+    pub async fn wait_for_within<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut f: impl FnMut(&mut State) -> Option<T>,
+    ) -> T {
+        let result = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.inner.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(v) = f(&mut self.inner.state()) {
+                    return v;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        match result {
+            Ok(v) => v,
+            Err(_) => {
+                let s = self.inner.state();
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\nunread: {:#?}\ncallbacks: {:#?}\nunexpected: {:?}\n\
+                     gateway connections: {:?}\nevents delivered: {}\nlast requests: {:?}",
+                    s.unread(),
+                    s.callbacks,
+                    s.unexpected,
+                    s.gateway_conns,
+                    s.deliveries.len(),
+                    s.requests
+                        .iter()
+                        .rev()
+                        .take(10)
+                        .map(|(m, p, _)| format!("{m} {p}"))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        }
     }
 
     /// The base URL for `DiscordSettings::api_proxy`.
@@ -1070,31 +1428,8 @@ permissions:
     }
 
     /// Waits (at most [`WAIT`], else the test fails) until `f` returns `Some`.
-    pub async fn wait_for<T>(&self, what: &str, mut f: impl FnMut(&mut State) -> Option<T>) -> T {
-        let result = tokio::time::timeout(WAIT, async {
-            loop {
-                let notified = self.inner.notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if let Some(v) = f(&mut self.inner.state()) {
-                    return v;
-                }
-                notified.await;
-            }
-        })
-        .await;
-        match result {
-            Ok(v) => v,
-            Err(_) => {
-                let s = self.inner.state();
-                panic!(
-                    "timed out after {WAIT:?} waiting for {what}\nunread: {:#?}\ncallbacks: {:#?}\nunexpected: {:?}",
-                    s.unread(),
-                    s.callbacks,
-                    s.unexpected
-                )
-            }
-        }
+    pub async fn wait_for<T>(&self, what: &str, f: impl FnMut(&mut State) -> Option<T>) -> T {
+        self.wait_for_within(what, WAIT, f).await
     }
 
     /// Waits until the bot identified and got READY.
@@ -1134,9 +1469,15 @@ permissions:
     }
 
     /// Fails the test on requests the fake does not serve (or with a wrong token).
+    /// No request the fake did not expect, and no message that could ping anyone.
     pub fn assert_no_unexpected(&self) {
         let s = self.inner.state();
         assert!(s.unexpected.is_empty(), "unexpected requests: {:?}", s.unexpected);
+        let pinging: Vec<&Sent> = s.sent.iter().filter(|m| !m.pings_nobody()).collect();
+        assert!(
+            pinging.is_empty(),
+            "messages sent without allowed_mentions: none: {pinging:#?}"
+        );
     }
 
     /// 429 answers sent so far.

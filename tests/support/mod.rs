@@ -9,6 +9,7 @@ pub mod fake_discord;
 pub mod http_server;
 pub mod moto;
 pub mod postgres;
+pub mod replicas;
 
 use std::path::{Path, PathBuf};
 
