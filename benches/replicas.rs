@@ -197,16 +197,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for r in &self.replicas {
-                let log = r.log();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!(
-                    "--- replica {} (pid {}) log, last lines ---\n{}",
-                    r.name,
-                    r.pid,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
+            print_log_tails(&self.replicas, 40);
         }
         // The replicas go first (SIGKILL), before the fake Discord and the project folder.
         self.replicas.clear();

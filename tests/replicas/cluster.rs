@@ -147,16 +147,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for r in &self.replicas {
-                let log = r.log();
-                let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                eprintln!(
-                    "--- replica {} (pid {}) log, last lines ---\n{}",
-                    r.name,
-                    r.pid,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
+            print_log_tails(&self.replicas, 60);
         }
         // The replicas go first (SIGKILL; their playbooks die with them), before the fake
         // Discord and the project folder they use.
@@ -193,6 +184,17 @@ pub(crate) async fn commission_at_gate(c: &Cluster) -> (Sent, JobRecord, usize) 
     assert_eq!(job.state, JobState::Running);
     assert!(c.replicas[o].owns(job.owner.as_deref().unwrap()), "{job:#?}");
     (status, job, o)
+}
+
+/// Opens the gate; waits for the final ✅ edit and for the job's end in the store.
+pub(crate) async fn finish_at_gate(c: &Cluster) -> (Sent, JobRecord) {
+    c.gate.open();
+    let last = final_edit(c).await;
+    let done = poll_until("the job's end in the store", LONG, || {
+        c.store.job(1).ok().flatten().filter(|j| j.state.is_finished())
+    })
+    .await;
+    (last, done)
 }
 
 /// Waits for the final ✅ edit of the status message.

@@ -34,12 +34,7 @@ async fn postgresql_restarted_in_the_middle_of_a_job_loses_nothing() {
         (log.contains("PostgreSQL connection closed") || log.contains("database unreachable; retrying")).then_some(())
     })
     .await;
-    c.gate.open();
-    let last = final_edit(&c).await;
-    let done = poll_until("the job's end in the store", LONG, || {
-        c.store.job(1).ok().flatten().filter(|j| j.state.is_finished())
-    })
-    .await;
+    let (last, done) = finish_at_gate(&c).await;
 
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     assert_eq!(done.result.as_deref(), Some("commissioned argos-staging"));
@@ -118,12 +113,7 @@ async fn postgresql_down_past_the_lease_the_bot_drops_the_job_and_takes_it_up_ag
     })
     .await;
     let running_again = up.elapsed();
-    c.gate.open();
-    let last = final_edit(&c).await;
-    let done = poll_until("the job's end in the store", LONG, || {
-        c.store.job(1).ok().flatten().filter(|j| j.state.is_finished())
-    })
-    .await;
+    let (last, done) = finish_at_gate(&c).await;
 
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     assert_eq!(done.result.as_deref(), Some("commissioned argos-staging"));

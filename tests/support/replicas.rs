@@ -108,6 +108,20 @@ pub fn write_replica_config(project: &TestProject, name: &str, api_proxy: &str) 
     path
 }
 
+/// Prints the last `lines` lines of each replica's log (for a failing test or benchmark).
+pub fn print_log_tails(replicas: &[BotReplica], lines: usize) {
+    for r in replicas {
+        let log = r.log();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        eprintln!(
+            "--- replica {} (pid {}) log, last lines ---\n{}",
+            r.name,
+            r.pid,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
 /// The state folder [`write_replica_config`] gives replica `name`.
 pub fn replica_state_dir(project: &TestProject, name: &str) -> PathBuf {
     project.dir.path().join(format!("state-{name}"))
