@@ -22,30 +22,32 @@
 //!   against the global limit; the quota is shared by the live bot replicas.
 //!
 //! The bot token is never logged nor put into an error: errors pass through [`Secret::scrub`].
+//! What arrives from the gateway is handled in [`handler`]; the pacing lives in [`limiter`].
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use serenity::all::{
-    ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue, CommandInteraction, CommandOptionType,
-    ComponentInteraction, ComponentInteractionDataKind, Context, CreateActionRow, CreateAllowedMentions,
-    CreateAttachment, CreateAutocompleteResponse, CreateButton, CreateCommand, CreateCommandOption,
-    CreateInteractionResponse, CreateInteractionResponseMessage, CreateMessage, EditInteractionResponse, EditMessage,
-    EventHandler, GatewayIntents, GuildId, Http, HttpBuilder, Interaction, Message, MessageId, Ready, RoleId, User,
-    UserId,
+    ButtonStyle, ChannelId, ClientBuilder, Command, CommandOptionType, CreateActionRow, CreateAllowedMentions,
+    CreateAttachment, CreateButton, CreateCommand, CreateCommandOption, CreateMessage, EditMessage, GatewayIntents,
+    GuildId, Http, HttpBuilder, MessageId, RoleId, User,
 };
-use tokio::sync::{oneshot, Mutex as AsyncMutex, OwnedMutexGuard};
-use tokio::time::Instant;
+use tokio::sync::oneshot;
 
 use crate::bot::port::{
     addressed_text, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult,
 };
-use crate::budget::SharedBudget;
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
+
+mod handler;
+mod limiter;
+
+use handler::{signal, Handler, ReadySender};
+use limiter::Limiter;
+pub use limiter::RateLimits;
 
 /// The slash command's name: `/argos`.
 pub const SLASH_COMMAND: &str = "argos";
@@ -81,87 +83,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A REST call that takes longer than this is abandoned (and frees its channel).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The limits the adapter keeps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    /// Message creates and edits per channel in any `window`.
-    pub per_channel: u32,
-    pub window: Duration,
-    /// Every REST call together, per second.
-    pub global_per_second: u32,
-}
-
-impl RateLimits {
-    /// Discord's limits (5 message creates/edits per 5 s per channel, 50 requests/s globally),
-    /// with the global one kept at 40 for headroom.
-    pub const DISCORD: RateLimits = RateLimits {
-        per_channel: 5,
-        window: Duration::from_secs(5),
-        global_per_second: 40,
-    };
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        RateLimits::DISCORD
-    }
-}
-
-struct Limiter {
-    limits: RateLimits,
-    /// The global limit belongs to the bot token: replicas share it.
-    global: SharedBudget,
-    channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
-}
-
-/// Held while one message create/edit is in flight; records its completion when dropped.
-struct ChannelPermit {
-    log: OwnedMutexGuard<VecDeque<Instant>>,
-    keep: usize,
-}
-
-impl Drop for ChannelPermit {
-    fn drop(&mut self) {
-        self.log.push_back(Instant::now());
-        while self.log.len() > self.keep {
-            self.log.pop_front();
-        }
-    }
-}
-
-impl Limiter {
-    fn new(limits: RateLimits) -> Limiter {
-        Limiter {
-            limits,
-            global: SharedBudget::new(limits.global_per_second, (limits.global_per_second / 8).max(1)),
-            channels: StdMutex::new(HashMap::new()),
-        }
-    }
-
-    /// Waits for the global budget.
-    async fn global(&self) {
-        self.global.until_ready().await;
-    }
-
-    /// Waits until one more create/edit fits in the channel's window, then the global budget.
-    async fn channel(&self, channel: &str) -> ChannelPermit {
-        let slot = {
-            let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(channel.to_string()).or_default().clone()
-        };
-        let log = slot.lock_owned().await;
-        // A channel's bucket belongs to the token too: each replica keeps to its share.
-        let keep = (self.limits.per_channel / self.global.share()).max(1) as usize;
-        if log.len() >= keep {
-            // A little headroom for clock granularity on Discord's side.
-            let window = self.limits.window + self.limits.window / 50;
-            tokio::time::sleep_until(log[log.len() - keep] + window).await;
-        }
-        self.global().await;
-        ChannelPermit { log, keep }
-    }
-}
 
 /// The token, kept only to scrub it out of error text.
 struct Secret(String);
@@ -458,234 +379,6 @@ pub fn env_choices(env_names: &[String], typed: &str) -> Vec<String> {
         .take(MAX_CHOICES)
         .cloned()
         .collect()
-}
-
-type ReadySender = Arc<StdMutex<Option<oneshot::Sender<Result<(), String>>>>>;
-
-fn signal(ready: &ReadySender, outcome: Result<(), String>) {
-    if let Some(tx) = ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        let _ = tx.send(outcome);
-    }
-}
-
-struct Handler {
-    port: Arc<DiscordPort>,
-    prefix: String,
-    env_names: Vec<String>,
-    handler: CommandHandler,
-    /// Several replicas may hold a gateway session and see the same event: the claim decides
-    /// which one answers. `None`: this is the only one.
-    claim: Option<EventClaim>,
-    guild_id: Option<GuildId>,
-    bot_id: OnceLock<UserId>,
-    ready: ReadySender,
-}
-
-fn option_text(cmd: &CommandInteraction, name: &str) -> String {
-    cmd.data
-        .options
-        .iter()
-        .find(|o| o.name == name)
-        .and_then(|o| match &o.value {
-            CommandDataOptionValue::String(s) => Some(s.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-impl Handler {
-    /// True when this replica is the one to handle the event with this id.
-    async fn mine(&self, event_id: String) -> bool {
-        match &self.claim {
-            Some(claim) => claim("discord", event_id).await,
-            None => true,
-        }
-    }
-
-    async fn register(&self, ctx: &Context) -> Result<(), String> {
-        self.port.limiter.global().await;
-        let result = match self.guild_id {
-            Some(guild) => guild.set_commands(&ctx.http, vec![slash_command()]).await.map(|_| ()),
-            None => Command::set_global_commands(&ctx.http, vec![slash_command()])
-                .await
-                .map(|_| ()),
-        };
-        result.map_err(|e| {
-            self.port
-                .secret
-                .scrub(format!("registering /{SLASH_COMMAND} failed: {e}"))
-        })
-    }
-
-    async fn on_command(&self, ctx: &Context, cmd: CommandInteraction) {
-        if !self.mine(cmd.id.to_string()).await {
-            return;
-        }
-        // Acknowledge first: Discord drops interactions not answered within 3 s. Interaction
-        // responses do not count against the bot's global limit (Discord's rate-limit docs),
-        // so they never wait behind status edits.
-        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
-        if let Err(e) = cmd.create_response(&ctx.http, defer).await {
-            tracing::warn!(
-                "{}",
-                self.port
-                    .secret
-                    .scrub(format!("deferring /{SLASH_COMMAND} failed: {e}"))
-            );
-            return;
-        }
-        let text = slash_text(
-            &option_text(&cmd, "command"),
-            &option_text(&cmd, "env"),
-            &option_text(&cmd, "args"),
-        );
-        let identity = identity_of(
-            &cmd.user,
-            cmd.member.as_ref().and_then(|m| m.nick.as_ref()),
-            cmd.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
-        );
-        let event = ChatEvent {
-            identity,
-            channel: cmd.channel_id.to_string(),
-            text,
-        };
-        let reply = (self.handler)(event)
-            .await
-            .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
-        if let Err(e) = cmd
-            .edit_response(
-                &ctx.http,
-                EditInteractionResponse::new()
-                    .content(fit(&reply))
-                    .allowed_mentions(no_pings()),
-            )
-            .await
-        {
-            tracing::warn!(
-                "{}",
-                self.port
-                    .secret
-                    .scrub(format!("answering /{SLASH_COMMAND} failed: {e}"))
-            );
-        }
-    }
-
-    /// A click on one of our buttons: acknowledged at once (ephemeral, only the clicker sees
-    /// it), then the button's command runs as the clicking user and the reply replaces the
-    /// acknowledgement.
-    async fn on_button(&self, ctx: &Context, click: ComponentInteraction) {
-        if !matches!(click.data.kind, ComponentInteractionDataKind::Button) {
-            return;
-        }
-        let Some(command) = button_command(&click.data.custom_id).map(str::to_string) else {
-            return;
-        };
-        if !self.mine(click.id.to_string()).await {
-            return;
-        }
-        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(true));
-        if let Err(e) = click.create_response(&ctx.http, defer).await {
-            tracing::warn!(
-                "{}",
-                self.port
-                    .secret
-                    .scrub(format!("acknowledging a button click failed: {e}"))
-            );
-            return;
-        }
-        let identity = identity_of(
-            &click.user,
-            click.member.as_ref().and_then(|m| m.nick.as_ref()),
-            click.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
-        );
-        let event = ChatEvent {
-            identity,
-            channel: click.channel_id.to_string(),
-            text: command,
-        };
-        let reply = (self.handler)(event).await.unwrap_or_else(|| ON_IT.to_string());
-        if let Err(e) = click
-            .edit_response(
-                &ctx.http,
-                EditInteractionResponse::new()
-                    .content(fit(&reply))
-                    .allowed_mentions(no_pings()),
-            )
-            .await
-        {
-            tracing::warn!(
-                "{}",
-                self.port.secret.scrub(format!("answering a button click failed: {e}"))
-            );
-        }
-    }
-}
-
-#[serenity::async_trait]
-impl EventHandler for Handler {
-    async fn ready(&self, ctx: Context, ready: Ready) {
-        let _ = self.bot_id.set(ready.user.id);
-        tracing::info!(user = %ready.user.name, id = %ready.user.id, "connected to Discord");
-        if let Err(e) = self.register(&ctx).await {
-            tracing::warn!("{e}");
-        }
-        signal(&self.ready, Ok(()));
-    }
-
-    async fn message(&self, _ctx: Context, msg: Message) {
-        let bot_id = self.bot_id.get().copied();
-        if msg.author.bot || Some(msg.author.id) == bot_id {
-            return;
-        }
-        let bot_id = bot_id.map(|id| id.to_string());
-        let Some(text) = addressed_text(&msg.content, &self.prefix, bot_id.as_deref()) else {
-            return;
-        };
-        if !self.mine(msg.id.to_string()).await {
-            return;
-        }
-        let identity = identity_of(
-            &msg.author,
-            msg.member.as_ref().and_then(|m| m.nick.as_ref()),
-            msg.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
-        );
-        let channel = msg.channel_id.to_string();
-        let event = ChatEvent {
-            identity,
-            channel: channel.clone(),
-            text: text.to_string(),
-        };
-        if let Some(reply) = (self.handler)(event).await {
-            if let Err(e) = self.port.send(&channel, OutgoingMessage::text(reply)).await {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-
-    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
-        match interaction {
-            Interaction::Autocomplete(ac) if ac.data.name == SLASH_COMMAND => {
-                let Some(focused) = ac.data.autocomplete() else { return };
-                let choices = if focused.name == "env" {
-                    env_choices(&self.env_names, focused.value)
-                } else {
-                    Vec::new()
-                };
-                let response = choices
-                    .iter()
-                    .fold(CreateAutocompleteResponse::new(), |r, e| r.add_string_choice(e, e));
-                if let Err(e) = ac
-                    .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(response))
-                    .await
-                {
-                    tracing::warn!("{}", self.port.secret.scrub(format!("autocomplete failed: {e}")));
-                }
-            }
-            Interaction::Command(cmd) if cmd.data.name == SLASH_COMMAND => self.on_command(&ctx, cmd).await,
-            Interaction::Component(click) => self.on_button(&ctx, click).await,
-            _ => {}
-        }
-    }
 }
 
 /// Connects to Discord and returns once the gateway is ready (and `/argos` registered), with

@@ -1,0 +1,241 @@
+//! What arrives from the gateway: prefix and mention messages, slash commands, button clicks
+//! and autocompletion, each claimed (when replicas share the token) before it is answered.
+
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+
+use serenity::all::{
+    CommandDataOptionValue, CommandInteraction, ComponentInteraction, ComponentInteractionDataKind, Context,
+    CreateAutocompleteResponse, CreateInteractionResponse, CreateInteractionResponseMessage, EditInteractionResponse,
+    EventHandler, GuildId, Interaction, Message, Ready, UserId,
+};
+use tokio::sync::oneshot;
+
+use super::*;
+
+pub(super) type ReadySender = Arc<StdMutex<Option<oneshot::Sender<Result<(), String>>>>>;
+
+pub(super) fn signal(ready: &ReadySender, outcome: Result<(), String>) {
+    if let Some(tx) = ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = tx.send(outcome);
+    }
+}
+
+pub(super) struct Handler {
+    pub(super) port: Arc<DiscordPort>,
+    pub(super) prefix: String,
+    pub(super) env_names: Vec<String>,
+    pub(super) handler: CommandHandler,
+    /// Several replicas may hold a gateway session and see the same event: the claim decides
+    /// which one answers. `None`: this is the only one.
+    pub(super) claim: Option<EventClaim>,
+    pub(super) guild_id: Option<GuildId>,
+    pub(super) bot_id: OnceLock<UserId>,
+    pub(super) ready: ReadySender,
+}
+
+fn option_text(cmd: &CommandInteraction, name: &str) -> String {
+    cmd.data
+        .options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| match &o.value {
+            CommandDataOptionValue::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+impl Handler {
+    /// True when this replica is the one to handle the event with this id.
+    async fn mine(&self, event_id: String) -> bool {
+        match &self.claim {
+            Some(claim) => claim("discord", event_id).await,
+            None => true,
+        }
+    }
+
+    async fn register(&self, ctx: &Context) -> Result<(), String> {
+        self.port.limiter.global().await;
+        let result = match self.guild_id {
+            Some(guild) => guild.set_commands(&ctx.http, vec![slash_command()]).await.map(|_| ()),
+            None => Command::set_global_commands(&ctx.http, vec![slash_command()])
+                .await
+                .map(|_| ()),
+        };
+        result.map_err(|e| {
+            self.port
+                .secret
+                .scrub(format!("registering /{SLASH_COMMAND} failed: {e}"))
+        })
+    }
+
+    async fn on_command(&self, ctx: &Context, cmd: CommandInteraction) {
+        if !self.mine(cmd.id.to_string()).await {
+            return;
+        }
+        // Acknowledge first: Discord drops interactions not answered within 3 s. Interaction
+        // responses do not count against the bot's global limit (Discord's rate-limit docs),
+        // so they never wait behind status edits.
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
+        if let Err(e) = cmd.create_response(&ctx.http, defer).await {
+            tracing::warn!(
+                "{}",
+                self.port
+                    .secret
+                    .scrub(format!("deferring /{SLASH_COMMAND} failed: {e}"))
+            );
+            return;
+        }
+        let text = slash_text(
+            &option_text(&cmd, "command"),
+            &option_text(&cmd, "env"),
+            &option_text(&cmd, "args"),
+        );
+        let identity = identity_of(
+            &cmd.user,
+            cmd.member.as_ref().and_then(|m| m.nick.as_ref()),
+            cmd.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
+        );
+        let event = ChatEvent {
+            identity,
+            channel: cmd.channel_id.to_string(),
+            text,
+        };
+        let reply = (self.handler)(event)
+            .await
+            .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
+        if let Err(e) = cmd
+            .edit_response(
+                &ctx.http,
+                EditInteractionResponse::new()
+                    .content(fit(&reply))
+                    .allowed_mentions(no_pings()),
+            )
+            .await
+        {
+            tracing::warn!(
+                "{}",
+                self.port
+                    .secret
+                    .scrub(format!("answering /{SLASH_COMMAND} failed: {e}"))
+            );
+        }
+    }
+
+    /// A click on one of our buttons: acknowledged at once (ephemeral, only the clicker sees
+    /// it), then the button's command runs as the clicking user and the reply replaces the
+    /// acknowledgement.
+    async fn on_button(&self, ctx: &Context, click: ComponentInteraction) {
+        if !matches!(click.data.kind, ComponentInteractionDataKind::Button) {
+            return;
+        }
+        let Some(command) = button_command(&click.data.custom_id).map(str::to_string) else {
+            return;
+        };
+        if !self.mine(click.id.to_string()).await {
+            return;
+        }
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(true));
+        if let Err(e) = click.create_response(&ctx.http, defer).await {
+            tracing::warn!(
+                "{}",
+                self.port
+                    .secret
+                    .scrub(format!("acknowledging a button click failed: {e}"))
+            );
+            return;
+        }
+        let identity = identity_of(
+            &click.user,
+            click.member.as_ref().and_then(|m| m.nick.as_ref()),
+            click.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
+        );
+        let event = ChatEvent {
+            identity,
+            channel: click.channel_id.to_string(),
+            text: command,
+        };
+        let reply = (self.handler)(event).await.unwrap_or_else(|| ON_IT.to_string());
+        if let Err(e) = click
+            .edit_response(
+                &ctx.http,
+                EditInteractionResponse::new()
+                    .content(fit(&reply))
+                    .allowed_mentions(no_pings()),
+            )
+            .await
+        {
+            tracing::warn!(
+                "{}",
+                self.port.secret.scrub(format!("answering a button click failed: {e}"))
+            );
+        }
+    }
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        let _ = self.bot_id.set(ready.user.id);
+        tracing::info!(user = %ready.user.name, id = %ready.user.id, "connected to Discord");
+        if let Err(e) = self.register(&ctx).await {
+            tracing::warn!("{e}");
+        }
+        signal(&self.ready, Ok(()));
+    }
+
+    async fn message(&self, _ctx: Context, msg: Message) {
+        let bot_id = self.bot_id.get().copied();
+        if msg.author.bot || Some(msg.author.id) == bot_id {
+            return;
+        }
+        let bot_id = bot_id.map(|id| id.to_string());
+        let Some(text) = addressed_text(&msg.content, &self.prefix, bot_id.as_deref()) else {
+            return;
+        };
+        if !self.mine(msg.id.to_string()).await {
+            return;
+        }
+        let identity = identity_of(
+            &msg.author,
+            msg.member.as_ref().and_then(|m| m.nick.as_ref()),
+            msg.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default(),
+        );
+        let channel = msg.channel_id.to_string();
+        let event = ChatEvent {
+            identity,
+            channel: channel.clone(),
+            text: text.to_string(),
+        };
+        if let Some(reply) = (self.handler)(event).await {
+            if let Err(e) = self.port.send(&channel, OutgoingMessage::text(reply)).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        match interaction {
+            Interaction::Autocomplete(ac) if ac.data.name == SLASH_COMMAND => {
+                let Some(focused) = ac.data.autocomplete() else { return };
+                let choices = if focused.name == "env" {
+                    env_choices(&self.env_names, focused.value)
+                } else {
+                    Vec::new()
+                };
+                let response = choices
+                    .iter()
+                    .fold(CreateAutocompleteResponse::new(), |r, e| r.add_string_choice(e, e));
+                if let Err(e) = ac
+                    .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(response))
+                    .await
+                {
+                    tracing::warn!("{}", self.port.secret.scrub(format!("autocomplete failed: {e}")));
+                }
+            }
+            Interaction::Command(cmd) if cmd.data.name == SLASH_COMMAND => self.on_command(&ctx, cmd).await,
+            Interaction::Component(click) => self.on_button(&ctx, click).await,
+            _ => {}
+        }
+    }
+}
