@@ -1,0 +1,460 @@
+//! The schema of `config/argos.yaml` and `group_vars/all.yml`: every section, its defaults,
+//! and what each key means. Loading and checking live in the parent module.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `config/argos.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub paths: Paths,
+    #[serde(default)]
+    pub aws: AwsSettings,
+    #[serde(default)]
+    pub watch: WatchSettings,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub ansible: AnsibleSettings,
+    #[serde(default)]
+    pub network: NetworkSettings,
+    /// Settings every environment starts from.
+    #[serde(default)]
+    pub defaults: EnvSettings,
+    /// The environments the engine may work on, by name. Anything else is refused.
+    pub environments: BTreeMap<String, EnvSettings>,
+    /// Who may do what, where (the chat bot). Empty means nobody may do anything.
+    #[serde(default)]
+    pub permissions: PermissionSettings,
+    #[serde(default)]
+    pub chat: ChatSettings,
+    /// Where the shared state lives (SQLite by default, PostgreSQL for several replicas).
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub discord: DiscordSettings,
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+    /// Scheduled announcements (cleanup reports).
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSettings>,
+}
+
+/// Which actions need approval, by whom, for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSettings {
+    /// How long a request lives, unless a policy says otherwise.
+    pub ttl_minutes: u64,
+    /// The first policy that matches an (environment, action) applies. When none matches,
+    /// decommission still needs one approver (with the `approve` permission) everywhere.
+    pub policies: Vec<ApprovalPolicy>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            ttl_minutes: 30,
+            policies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    pub environments: Vec<String>,
+    pub actions: Vec<String>,
+    /// How many people other than the requester must approve (0: no approval).
+    pub approvers: u32,
+    /// Roles whose holders may approve; empty means anyone granted `approve` on the environment.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub ttl_minutes: Option<u64>,
+}
+
+/// One scheduled cleanup announcement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    pub name: String,
+    /// Cron expression: minute hour day-of-month month day-of-week (`0 9 * * MON`).
+    pub cron: String,
+    /// IANA time zone the expression is read in (`Europe/Berlin`); default UTC.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Where to post: platform and channel id (`console` uses the console).
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    pub channel: String,
+    /// An environment is stale when its stack is older than this, or was not deployed for this long.
+    #[serde(default = "default_stale_days")]
+    pub stale_after_days: i64,
+    /// Images that no stack uses are reported when older than this.
+    #[serde(default = "default_image_days")]
+    pub unused_image_days: i64,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_platform() -> String {
+    "discord".into()
+}
+fn default_stale_days() -> i64 {
+    14
+}
+fn default_image_days() -> i64 {
+    30
+}
+
+/// Roles mapped to platform identities, and the rules that grant them actions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermissionSettings {
+    pub roles: BTreeMap<String, RoleMembers>,
+    pub rules: Vec<PermissionRule>,
+}
+
+/// Who holds a role, per platform.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleMembers {
+    /// Discord user ids (snowflakes, as strings).
+    pub discord_users: Vec<String>,
+    /// Discord role ids: everyone with the role holds this role.
+    pub discord_roles: Vec<String>,
+    /// Console user names (`argos console --user NAME`).
+    pub console_users: Vec<String>,
+}
+
+/// A grant: holders of `role` may run `actions` on environments matching `environments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionRule {
+    pub role: String,
+    /// Environment name patterns; `*` matches any run of characters (`qa-*`, `*`).
+    pub environments: Vec<String>,
+    /// Action names (commission, deploy, update, plan, decommission, clean, status, events,
+    /// approve) or `*`.
+    pub actions: Vec<String>,
+}
+
+/// The shared state and the leases that decide who runs a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// A PostgreSQL URL (`postgresql://argos@db.internal/argos`) for several replicas. Leave
+    /// it unset and set `ARGOS_DATABASE_URL` to keep the password out of this file. Unset: the
+    /// SQLite file (`chat.database`).
+    pub url: Option<String>,
+    /// How long a replica's lease on a job lasts without a heartbeat: a dead replica's jobs
+    /// are taken over this long after its last heartbeat, at most.
+    pub lease_ms: u64,
+    /// How often each replica renews its leases (well under `lease_ms`).
+    pub heartbeat_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            lease_ms: 10_000,
+            heartbeat_ms: 2_000,
+        }
+    }
+}
+
+/// The environment variable that names the PostgreSQL URL (it wins over `store.url`).
+pub const DATABASE_URL_ENV: &str = "ARGOS_DATABASE_URL";
+
+impl StoreSettings {
+    pub fn lease(&self) -> crate::store::LeaseSettings {
+        crate::store::LeaseSettings {
+            lease: std::time::Duration::from_millis(self.lease_ms),
+            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
+        }
+    }
+}
+
+/// How the bot behaves in chat.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatSettings {
+    /// The text prefix of commands in channels (`!argos staging deploy`).
+    pub prefix: String,
+    /// The embedded database, relative to the project root (default: `<paths.state>/argos.db`).
+    pub database: Option<PathBuf>,
+    /// Per-user command budget.
+    pub commands_per_minute: u32,
+    pub command_burst: u32,
+    /// A status message is edited at most this often.
+    pub edit_interval_ms: u64,
+    /// Edits a status message may make in a burst; then one more every `edit_refill_secs`.
+    /// (5 and 30 s keep a 10-minute job at 1 message and about 26 edits.)
+    pub edit_burst: u32,
+    pub edit_refill_secs: u64,
+    /// All status-message edits of the bot together stay under this rate.
+    pub edits_per_second: u32,
+    /// Queue a job behind a running one on the same environment instead of refusing it.
+    pub queue_when_busy: bool,
+    /// How long shutdown waits for running jobs before recording them as still running.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            prefix: "!argos".into(),
+            database: None,
+            commands_per_minute: 10,
+            command_burst: 3,
+            edit_interval_ms: 2000,
+            edit_burst: 5,
+            edit_refill_secs: 30,
+            edits_per_second: 4,
+            queue_when_busy: false,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The Discord adapter. The token is read from the environment (or .env) only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordSettings {
+    pub enabled: bool,
+    /// The environment variable holding the bot token.
+    pub token_env: String,
+    /// Register slash commands in this guild (instantly) rather than globally.
+    pub guild_id: Option<String>,
+    /// Send Discord traffic through this HTTP proxy and gateway (the tests' fake Discord).
+    pub api_proxy: Option<String>,
+    /// Ask for the privileged message-content intent, which prefix commands (`!argos ...`)
+    /// need. Without it the bot answers mentions and slash commands only.
+    pub message_content_intent: bool,
+}
+
+impl Default for DiscordSettings {
+    fn default() -> Self {
+        DiscordSettings {
+            enabled: false,
+            token_env: "DISCORD_TOKEN".into(),
+            guild_id: None,
+            api_proxy: None,
+            message_content_intent: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// The project root, relative to the directory of the config file.
+    pub root: PathBuf,
+    pub formations: PathBuf,
+    pub playbooks: PathBuf,
+    pub keys: PathBuf,
+    pub group_vars: PathBuf,
+    /// Where job logs and the generated inventories go.
+    pub state: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            root: "..".into(),
+            formations: "formations".into(),
+            playbooks: "playbooks".into(),
+            keys: "keys".into(),
+            group_vars: "playbooks/group_vars/all.yml".into(),
+            state: "state".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSettings {
+    /// Overrides `region` from group_vars.
+    pub region: Option<String>,
+    /// A named profile from ~/.aws/config.
+    pub profile: Option<String>,
+    /// Send every AWS call here (a local moto server, for example).
+    pub endpoint_url: Option<String>,
+    /// Use fixed dummy credentials. Allowed only with a loopback `endpoint_url`.
+    pub local_credentials: bool,
+    /// The account-wide request budget that every stack watcher and operation shares.
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// Attempts per call, including the first, for the SDK's standard retry.
+    pub max_attempts: u32,
+    /// First back-off of that retry (it grows exponentially, with jitter).
+    pub retry_initial_backoff_ms: u64,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            local_credentials: false,
+            requests_per_second: 8,
+            burst: 8,
+            max_attempts: 6,
+            retry_initial_backoff_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSettings {
+    /// Poll interval while events keep arriving.
+    pub poll_interval_ms: u64,
+    /// Ceiling of the back-off when nothing changes.
+    pub max_poll_interval_ms: u64,
+    /// How many recent stack events `status` shows.
+    pub recent_events: usize,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings {
+            poll_interval_ms: 2000,
+            max_poll_interval_ms: 3500,
+            recent_events: 8,
+        }
+    }
+}
+
+/// Every wait has a limit, in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub stack_create_secs: u64,
+    pub stack_update_secs: u64,
+    pub stack_delete_secs: u64,
+    pub change_set_secs: u64,
+    pub image_available_secs: u64,
+    pub ssh_ready_secs: u64,
+    pub playbook_secs: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            stack_create_secs: 3600,
+            stack_update_secs: 3600,
+            stack_delete_secs: 3600,
+            change_set_secs: 300,
+            image_available_secs: 3600,
+            ssh_ready_secs: 600,
+            playbook_secs: 3600,
+        }
+    }
+}
+
+/// How hosts are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connection {
+    /// SSH to each instance with the key pair's private key.
+    Ssh,
+    /// Run every host's tasks on this machine (the sandbox): nothing leaves it.
+    Local,
+}
+
+/// Which instance address Ansible connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressKind {
+    Public,
+    Private,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnsibleSettings {
+    /// The `ansible-playbook` program: a path relative to the project root, or a name on PATH.
+    pub command: String,
+    /// Overrides `paths.playbooks` for runs (the sandbox points this at its own playbooks).
+    pub playbooks: Option<PathBuf>,
+    /// The roles `deploy` runs, in order; each runs `<role>.yml` on the hosts of group `<role>`.
+    pub roles: Vec<String>,
+    pub connection: Connection,
+    pub address: AddressKind,
+    pub ssh_port: u16,
+    pub python_interpreter: String,
+    /// Extra variables passed to every run.
+    pub extra_vars: BTreeMap<String, String>,
+}
+
+impl Default for AnsibleSettings {
+    fn default() -> Self {
+        AnsibleSettings {
+            command: "ansible-playbook".into(),
+            playbooks: None,
+            roles: ["knowledge", "api", "front", "collector"].map(String::from).to_vec(),
+            connection: Connection::Ssh,
+            address: AddressKind::Public,
+            ssh_port: 22,
+            python_interpreter: "/usr/bin/python3".into(),
+            extra_vars: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// Defaults to the account's default VPC.
+    pub vpc_id: Option<String>,
+    /// Defaults to a default subnet of that VPC.
+    pub subnet_id: Option<String>,
+    /// Who may reach port 22.
+    pub allowed_ssh_cidr: Option<String>,
+}
+
+/// Per-environment settings; `defaults` has the same shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvSettings {
+    /// Instance type per group: api, front, knowledge, collector, broker, worker.
+    pub instance_types: BTreeMap<String, String>,
+    pub database_instance_class: Option<String>,
+    /// Further stack parameters, by the template's parameter name.
+    pub parameters: BTreeMap<String, String>,
+    /// Where the bot tells the team what happens to this environment outside chat (approval
+    /// requests filed from the CLI, break-glass runs): `discord:<channel id>`, or
+    /// `console:<user>` for a console.
+    pub announce: Option<String>,
+}
+
+/// `playbooks/group_vars/all.yml`: the variables the engine shares with Ansible.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupVars {
+    pub app_name: String,
+    pub region: String,
+    pub base_ami: String,
+    pub key_name: String,
+    #[serde(default = "default_instance_user")]
+    pub instance_user: String,
+    #[serde(default = "default_image_instance_type")]
+    pub image_instance_type: String,
+    /// Everything else, as written (Ansible owns those).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_instance_user() -> String {
+    "ubuntu".into()
+}
+fn default_image_instance_type() -> String {
+    "t3.small".into()
+}
