@@ -6,46 +6,56 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-/// A rate with a burst, shared by `share` replicas.
+/// A rate (`count` per `period`) with a burst, shared by `share` replicas.
 pub struct SharedBudget {
-    per_second: u32,
+    count: u32,
+    period: Duration,
     burst: u32,
     share: AtomicU32,
     limiter: RwLock<Arc<DefaultDirectRateLimiter>>,
 }
 
-fn limiter(per_second: u32, burst: u32, share: u32) -> Arc<DefaultDirectRateLimiter> {
+fn limiter(count: u32, period: Duration, burst: u32, share: u32) -> Arc<DefaultDirectRateLimiter> {
     let share = share.max(1);
-    // At least one request a second each, however many replicas: a budget never stalls.
-    let rate = NonZeroU32::new((per_second / share).max(1)).expect("at least 1");
+    // At least one request a period each, however many replicas: a budget never stalls.
+    let count = (count / share).max(1);
     let burst = NonZeroU32::new((burst / share).max(1)).expect("at least 1");
-    Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)))
+    let quota = Quota::with_period(period / count).expect("a period longer than zero");
+    Arc::new(RateLimiter::direct(quota.allow_burst(burst)))
 }
 
 impl SharedBudget {
     pub fn new(per_second: u32, burst: u32) -> SharedBudget {
+        SharedBudget::per_period(per_second, Duration::from_secs(1), burst)
+    }
+
+    /// `count` requests per `period` (Slack's budgets are per minute).
+    pub fn per_period(count: u32, period: Duration, burst: u32) -> SharedBudget {
+        let count = count.max(1);
         SharedBudget {
-            per_second,
+            count,
+            period,
             burst,
             share: AtomicU32::new(1),
-            limiter: RwLock::new(limiter(per_second, burst, 1)),
+            limiter: RwLock::new(limiter(count, period, burst, 1)),
         }
     }
 
-    /// This replica's rate now.
-    pub fn per_second(&self) -> u32 {
-        (self.per_second / self.share.load(Ordering::Relaxed).max(1)).max(1)
+    /// This replica's rate now, per period.
+    pub fn rate(&self) -> u32 {
+        (self.count / self.share.load(Ordering::Relaxed).max(1)).max(1)
     }
 
     /// How many replicas share the budget (this one included); a change takes effect at once.
     pub fn set_share(&self, replicas: usize) {
         let n = (replicas as u32).max(1);
         if self.share.swap(n, Ordering::Relaxed) != n {
-            *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = limiter(self.per_second, self.burst, n);
-            tracing::info!(replicas = n, per_second = self.per_second(), "request budget shared");
+            *self.limiter.write().unwrap_or_else(|p| p.into_inner()) = limiter(self.count, self.period, self.burst, n);
+            tracing::info!(replicas = n, rate = self.rate(), "request budget shared");
         }
     }
 
@@ -67,13 +77,13 @@ mod tests {
     #[test]
     fn the_share_divides_the_rate_and_never_drops_below_one() {
         let b = SharedBudget::new(40, 5);
-        assert_eq!(b.per_second(), 40);
+        assert_eq!(b.rate(), 40);
         b.set_share(3);
-        assert_eq!((b.per_second(), b.share()), (13, 3));
+        assert_eq!((b.rate(), b.share()), (13, 3));
         b.set_share(0);
-        assert_eq!(b.per_second(), 40);
+        assert_eq!(b.rate(), 40);
         b.set_share(100);
-        assert_eq!(b.per_second(), 1);
+        assert_eq!(b.rate(), 1);
     }
 
     #[test]

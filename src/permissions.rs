@@ -25,7 +25,7 @@ pub struct Identity {
     pub platform: String,
     pub user_id: String,
     pub display_name: String,
-    /// Platform role ids (Discord roles); empty elsewhere.
+    /// Platform role ids (Discord roles, Slack user groups); empty elsewhere.
     pub platform_roles: Vec<String>,
 }
 
@@ -68,6 +68,10 @@ impl Permissions {
                 "discord" => {
                     m.discord_users.contains(&who.user_id)
                         || who.platform_roles.iter().any(|r| m.discord_roles.contains(r))
+                }
+                "slack" => {
+                    m.slack_users.contains(&who.user_id)
+                        || who.platform_roles.iter().any(|g| m.slack_groups.contains(g))
                 }
                 "console" | "cli" => m.console_users.contains(&who.user_id),
                 _ => false,

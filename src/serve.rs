@@ -29,29 +29,37 @@ pub async fn console(config: PathBuf, user: String) -> i32 {
     0
 }
 
-/// The chat bot on the enabled platforms, until ctrl-c or SIGTERM.
-pub async fn bot(config: PathBuf) -> i32 {
-    let bot = match open(config, "bot").await {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let settings = bot.engine().config.settings.clone();
-    if !settings.discord.enabled {
-        eprintln!("error: no chat platform is enabled: set discord.enabled in the config (or use `argos console`)");
-        return EXIT_USAGE;
+/// A connected platform, to disconnect at shutdown.
+enum Connection {
+    Discord(tokio::task::JoinHandle<()>),
+    Slack(crate::platform::slack::SlackConnection),
+}
+
+impl Connection {
+    async fn close(self) {
+        match self {
+            Connection::Discord(client) => client.abort(),
+            Connection::Slack(listener) => listener.shutdown().await,
+        }
     }
+}
+
+async fn connect_discord(bot: &Bot) -> Result<Connection, (i32, String)> {
+    let settings = &bot.engine().config.settings;
     let token = match std::env::var(&settings.discord.token_env) {
         Ok(t) if !t.trim().is_empty() => t,
         _ => {
-            eprintln!(
-                "error: {} is not set: put the Discord bot token in the environment or .env",
-                settings.discord.token_env
-            );
-            return EXIT_USAGE;
+            return Err((
+                EXIT_USAGE,
+                format!(
+                    "{} is not set: put the Discord bot token in the environment or .env",
+                    settings.discord.token_env
+                ),
+            ))
         }
     };
     let envs: Vec<String> = settings.environments.keys().cloned().collect();
-    let (port, client) = match crate::platform::discord::start_replica(
+    let (port, client) = crate::platform::discord::start_replica(
         &settings.discord,
         token,
         settings.chat.prefix.clone(),
@@ -61,23 +69,71 @@ pub async fn bot(config: PathBuf) -> i32 {
         crate::platform::discord::RateLimits::DISCORD,
     )
     .await
-    {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!(
-                "error: cannot start the Discord adapter: {}",
-                bot.engine().redactor.redact(&e)
-            );
-            return EXIT_FAILED;
-        }
-    };
+    .map_err(|e| (EXIT_FAILED, format!("cannot start the Discord adapter: {e}")))?;
     bot.add_port(port);
+    Ok(Connection::Discord(client))
+}
+
+async fn connect_slack(bot: &Bot) -> Result<Connection, (i32, String)> {
+    use crate::platform::slack;
+    let settings = &bot.engine().config.settings;
+    let tokens = slack::SlackTokens::from_env(&settings.slack).map_err(|e| (EXIT_USAGE, e))?;
+    let (port, listener) = slack::start(
+        &settings.slack,
+        tokens,
+        settings.chat.prefix.clone(),
+        bot.handler(),
+        bot.event_claim(),
+        slack::SlackLimits::with_updates_per_minute(settings.slack.updates_per_minute),
+    )
+    .await
+    .map_err(|e| (EXIT_FAILED, format!("cannot start the Slack adapter: {e}")))?;
+    bot.add_port(port);
+    Ok(Connection::Slack(listener))
+}
+
+/// The chat bot on the enabled platforms (Discord, Slack or both), until ctrl-c or SIGTERM.
+pub async fn bot(config: PathBuf) -> i32 {
+    let bot = match open(config, "bot").await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let settings = bot.engine().config.settings.clone();
+    if !settings.discord.enabled && !settings.slack.enabled {
+        eprintln!(
+            "error: no chat platform is enabled: set discord.enabled or slack.enabled in the config (or use `argos console`)"
+        );
+        return EXIT_USAGE;
+    }
+    let mut connections = Vec::new();
+    for (enabled, platform) in [(settings.discord.enabled, "discord"), (settings.slack.enabled, "slack")] {
+        if !enabled {
+            continue;
+        }
+        let connected = match platform {
+            "discord" => connect_discord(&bot).await,
+            _ => connect_slack(&bot).await,
+        };
+        match connected {
+            Ok(c) => connections.push(c),
+            Err((code, e)) => {
+                eprintln!("error: {}", bot.engine().redactor.redact(&e));
+                for c in connections {
+                    c.close().await;
+                }
+                bot.retire();
+                return code;
+            }
+        }
+    }
     let resumed = bot.resume_unfinished().await;
     let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
     tracing::info!(?resumed, "bot running");
     wait_for_stop().await;
     schedules.abort();
-    client.abort();
+    for c in connections {
+        c.close().await;
+    }
     let left = bot
         .shutdown(Duration::from_secs(settings.chat.shutdown_grace_secs))
         .await;

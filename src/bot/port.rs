@@ -33,6 +33,29 @@ pub struct Button {
     pub command: String,
 }
 
+/// How a button looks, from the first word of its label: approving or going on is positive,
+/// denying or stopping negative, anything else neutral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Positive,
+    Negative,
+    Neutral,
+}
+
+pub fn tone_of(label: &str) -> Tone {
+    let word = label
+        .trim()
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "approve" | "confirm" | "yes" | "ok" | "retry" | "resume" => Tone::Positive,
+        "deny" | "reject" | "cancel" | "abort" | "no" | "stop" => Tone::Negative,
+        _ => Tone::Neutral,
+    }
+}
+
 /// A message the bot posts or edits.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutgoingMessage {

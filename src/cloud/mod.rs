@@ -126,7 +126,7 @@ impl Aws {
 
     /// How many processes share the account's budget now, and this one's rate.
     pub fn budget_share(&self) -> (u32, u32) {
-        (self.budget.share(), self.budget.per_second())
+        (self.budget.share(), self.budget.rate())
     }
 }
 

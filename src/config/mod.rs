@@ -12,6 +12,9 @@ mod settings;
 
 pub use settings::*;
 
+/// The chat platforms a schedule or an announcement may name.
+pub const CHAT_PLATFORMS: &[&str] = &["discord", "slack", "console"];
+
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";
 
@@ -284,6 +287,46 @@ impl Config {
         }
         if c.prefix.trim().is_empty() {
             return Err(ConfigError::new(f, Some("chat.prefix"), "the prefix may not be empty"));
+        }
+        let sl = &self.settings.slack;
+        if sl.connections == 0 || sl.connections > 10 || sl.updates_per_minute == 0 {
+            return Err(ConfigError::new(
+                f,
+                Some("slack"),
+                "connections must be 1 to 10 (Slack's limit) and updates_per_minute at least 1",
+            ));
+        }
+        if let Some(url) = &sl.api_url {
+            if !(url.starts_with("https://") || is_loopback_url(url)) {
+                return Err(ConfigError::new(
+                    f,
+                    Some("slack.api_url"),
+                    "must be an https:// URL (plain http only to a loopback stand-in)",
+                ));
+            }
+        }
+        for (i, sch) in self.settings.schedules.iter().enumerate() {
+            if !CHAT_PLATFORMS.contains(&sch.platform.as_str()) {
+                return Err(ConfigError::new(
+                    f,
+                    Some(&format!("schedules[{i}].platform")),
+                    format!("unknown platform; expected one of {}", CHAT_PLATFORMS.join(", ")),
+                ));
+            }
+        }
+        for (env, s) in &self.settings.environments {
+            if let Some(target) = &s.announce {
+                let known = target
+                    .split_once(':')
+                    .is_some_and(|(p, c)| CHAT_PLATFORMS.contains(&p) && !c.trim().is_empty());
+                if !known {
+                    return Err(ConfigError::new(
+                        f,
+                        Some(&format!("environments.{env}.announce")),
+                        "expected <platform>:<channel>, e.g. slack:C0123456789 or discord:123456789012345678",
+                    ));
+                }
+            }
         }
         if self.settings.ansible.roles.is_empty() {
             return Err(ConfigError::new(

@@ -38,6 +38,8 @@ pub struct Settings {
     #[serde(default)]
     pub discord: DiscordSettings,
     #[serde(default)]
+    pub slack: SlackSettings,
+    #[serde(default)]
     pub approvals: ApprovalSettings,
     /// Scheduled announcements (cleanup reports).
     #[serde(default)]
@@ -130,6 +132,11 @@ pub struct RoleMembers {
     pub discord_roles: Vec<String>,
     /// Console user names (`argos console --user NAME`).
     pub console_users: Vec<String>,
+    /// Slack member ids (`U...`, or `W...` in Enterprise Grid).
+    pub slack_users: Vec<String>,
+    /// Slack user group ids (`S...`): every member of the group holds this role. The bot
+    /// reads group membership with `usergroups.list` (scope `usergroups:read`).
+    pub slack_groups: Vec<String>,
 }
 
 /// A grant: holders of `role` may run `actions` on environments matching `environments`.
@@ -247,6 +254,39 @@ impl Default for DiscordSettings {
             guild_id: None,
             api_proxy: None,
             message_content_intent: false,
+        }
+    }
+}
+
+/// The Slack adapter (Socket Mode: the bot dials out, no public endpoint). Both tokens are
+/// read from the environment (or .env) only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackSettings {
+    pub enabled: bool,
+    /// The environment variable holding the app-level token (`xapp-...`, scope
+    /// `connections:write`), which opens the Socket Mode connections.
+    pub app_token_env: String,
+    /// The environment variable holding the bot token (`xoxb-...`), for the Web API.
+    pub bot_token_env: String,
+    /// The Web API's base URL; only the tests' fake Slack sets it (a loopback `http://` URL).
+    pub api_url: Option<String>,
+    /// Socket Mode connections kept open (Slack allows up to 10; two ride out a reconnect).
+    pub connections: u32,
+    /// `chat.update` calls per minute for the whole workspace, shared by every job's status
+    /// message and by the live replicas (Slack's tier 3 is about 50).
+    pub updates_per_minute: u32,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        SlackSettings {
+            enabled: false,
+            app_token_env: "SLACK_APP_TOKEN".into(),
+            bot_token_env: "SLACK_BOT_TOKEN".into(),
+            api_url: None,
+            connections: 2,
+            updates_per_minute: 50,
         }
     }
 }
@@ -431,7 +471,7 @@ pub struct EnvSettings {
     /// Further stack parameters, by the template's parameter name.
     pub parameters: BTreeMap<String, String>,
     /// Where the bot tells the team what happens to this environment outside chat (approval
-    /// requests filed from the CLI, break-glass runs): `discord:<channel id>`, or
+    /// requests filed from the CLI, break-glass runs): `discord:<channel id>`, `slack:<channel id>`, or
     /// `console:<user>` for a console.
     pub announce: Option<String>,
 }

@@ -37,7 +37,8 @@ use serenity::all::{
 use tokio::sync::oneshot;
 
 use crate::bot::port::{
-    addressed_text, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult,
+    addressed_text, tone_of, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError,
+    PortResult, Tone,
 };
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
@@ -165,16 +166,10 @@ pub fn button_command(custom_id: &str) -> Option<&str> {
 
 /// Green for approving, red for denying or cancelling, grey for anything else.
 pub fn button_style(label: &str) -> ButtonStyle {
-    let word = label
-        .trim()
-        .split(|c: char| !c.is_alphanumeric())
-        .find(|w| !w.is_empty())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match word.as_str() {
-        "approve" | "confirm" | "yes" | "ok" | "retry" | "resume" => ButtonStyle::Success,
-        "deny" | "reject" | "cancel" | "abort" | "no" | "stop" => ButtonStyle::Danger,
-        _ => ButtonStyle::Secondary,
+    match tone_of(label) {
+        Tone::Positive => ButtonStyle::Success,
+        Tone::Negative => ButtonStyle::Danger,
+        Tone::Neutral => ButtonStyle::Secondary,
     }
 }
 
