@@ -47,11 +47,11 @@ enum Sub {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ARGOS_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = cli();
+    if let Err(e) = argos::logging::init(&cli.config) {
+        eprintln!("error: {e}");
+        std::process::exit(argos::cli::EXIT_USAGE);
+    }
     let code = match cli.command {
         Sub::Check => check(cli.config).await,
         Sub::Console { user } => argos::serve::console(cli.config, user).await,

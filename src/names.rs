@@ -99,7 +99,8 @@ impl EnvName {
             } else if bad.is_whitespace() || bad.is_control() {
                 "it contains whitespace or a control character".to_string()
             } else {
-                format!("it contains '{bad}'")
+                // Quoted like the name: an invisible character (a bidi override) is shown escaped.
+                format!("it contains {}", quote(&bad.to_string()))
             };
             return Err(InvalidName::new(raw, what));
         }
@@ -212,10 +213,13 @@ mod tests {
             ("ab-", "hyphens"),
             ("a--b", "hyphens"),
             ("a b", "whitespace"),
+            // Found by tests/grammar_fuzz.rs: the reason showed a bidi override raw.
+            ("stag\u{202e}ing", "contains '\\u{202e}'"),
         ];
         for (raw, why) in cases {
             let err = EnvName::parse(raw).unwrap_err().to_string();
             assert!(err.contains(why), "{raw:?}: {err}");
+            assert!(!err.contains('\u{202e}'), "{raw:?}: {err}");
         }
         let long = "a".repeat(200);
         let err = EnvName::parse(&long).unwrap_err().to_string();

@@ -126,11 +126,29 @@ pub async fn bot(config: PathBuf) -> i32 {
             }
         }
     }
+    let health = match &settings.health.listen {
+        Some(addr) => match crate::health::serve(addr, bot.clone()).await {
+            Ok((bound, task)) => {
+                tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+                Some(task)
+            }
+            // Not fatal: the bot's work matters more than its probes (a second replica on
+            // the same host with the same port, say).
+            Err(e) => {
+                tracing::warn!(error = %e, address = %addr, "cannot serve the health endpoints");
+                None
+            }
+        },
+        None => None,
+    };
     let resumed = bot.resume_unfinished().await;
     let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
     tracing::info!(?resumed, "bot running");
     wait_for_stop().await;
     schedules.abort();
+    if let Some(task) = health {
+        task.abort();
+    }
     for c in connections {
         c.close().await;
     }

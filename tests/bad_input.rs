@@ -371,6 +371,17 @@ async fn cli_refuses_an_unknown_role_before_a_job_exists() {
         error_line(&stderr),
         "unknown roles 'web', 'db'; configured roles: knowledge, api, front, collector"
     );
+    // However many are typed, a few are named (found by tests/grammar_fuzz.rs: 300 names made
+    // a reply longer than a chat message).
+    let many: Vec<String> = (1..=300).map(|i| format!("r{i}")).collect();
+    let mut args = vec!["staging", "deploy"];
+    args.extend(many.iter().map(String::as_str));
+    let (code, stderr) = argos(&project.config_path, &args).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        error_line(&stderr),
+        "unknown roles 'r1', 'r2', 'r3', 'r4', 'r5', and 295 more; configured roles: knowledge, api, front, collector"
+    );
     let db = project.config().database_path();
     if db.exists() {
         let store = argos::store::Store::open(&db).unwrap();

@@ -26,6 +26,12 @@ const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
 const AUDIT_MAX_CHARS: usize = 500;
 
 pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
+    // Replies quote what was typed; a secret someone pasted is masked as in the audit log.
+    let reply = answer(inner, ev).await?;
+    Some(inner.engine.redactor.redact(&reply))
+}
+
+async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
     let who = &ev.identity;
     let key = format!("{}:{}", who.platform, who.user_id);
     if let Err(not_until) = inner.limiter.check_key(&key) {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::bot::port::{Attachment, OutgoingMessage};
 use crate::bot::replica::JobLease;
@@ -153,13 +154,31 @@ pub(crate) async fn wait_for_lock(inner: &Inner, id: u64) -> Option<Arc<JobLease
 /// the new owner carries on with the same status message. `resumed` jobs first follow any
 /// stack operation still in flight, then re-run their (idempotent) operation.
 pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLease>, resumed: bool) {
+    let span = job_span(job.id, &job.env, &job.action);
+    run(inner, job, action, lease, resumed).instrument(span).await
+}
+
+/// The span every log line of a job is written in: its id, environment and action travel
+/// with each line (as fields of a JSON line). At ERROR level, the most severe, so that any
+/// filter that lets a job's warnings through records the span too.
+pub(crate) fn job_span(id: u64, env: &str, action: &str) -> tracing::Span {
+    tracing::error_span!("job", job = id, env = %env, action = %action)
+}
+
+async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLease>, resumed: bool) {
     let id = job.id;
     let token = lease.token;
     let cancel = inner.jobs.register(id, &job.env);
+    // From the first start (a resumed job counts its whole life), else from now.
+    let began = job.started_at.unwrap_or_else(chrono::Utc::now);
     let finish = |state: JobState, text: &str| {
         let r = inner.store.finish_and_release(id, token, state, text);
         inner.replica.release(id);
         inner.jobs.unregister(id);
+        if r.is_ok() {
+            let seconds = (chrono::Utc::now() - began).num_milliseconds() as f64 / 1000.0;
+            crate::metrics::get().job_finished(&job.action, state.as_str(), seconds);
+        }
         if let Err(e) = r {
             if e.is_fenced() {
                 tracing::warn!(
@@ -212,6 +231,7 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
         tracing::warn!(job = id, error = %e, "cannot record the job as running");
     }
 
+    tracing::info!(resumed, requester = %crate::names::shorten(&job.requester_name, 60), "job started");
     let (progress, rx) = ProgressTx::channel();
     let mut reporter = Reporter {
         port: port.clone(),
@@ -286,5 +306,7 @@ pub(crate) async fn execute(inner: Arc<Inner>, job: JobRecord, action: Action, l
         path: log.clone(),
     });
     reporter.finish(&mut model, ending, attachment).await;
+    // `text` is the job's recorded result, already redacted where it carries an error.
+    tracing::info!(state = %state, result = %text, "job finished");
     finish(state, &text);
 }

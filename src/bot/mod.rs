@@ -113,6 +113,22 @@ impl Bot {
             .insert(port.platform().to_string(), port);
     }
 
+    /// Every connected adapter.
+    pub fn ports(&self) -> Vec<Arc<dyn ChatPort>> {
+        self.inner
+            .ports
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether this replica's last heartbeat reached the store within its lease time.
+    pub fn heartbeat_ok(&self) -> bool {
+        self.inner.replica.heartbeat_ok()
+    }
+
     /// The adapter of a platform, if connected.
     pub fn port(&self, platform: &str) -> Option<Arc<dyn ChatPort>> {
         self.inner.port(platform)

@@ -117,6 +117,10 @@ pub trait ChatPort: Send + Sync {
     fn share_budget(&self, replicas: usize) {
         let _ = replicas;
     }
+    /// Whether the adapter's connection to the platform is up (readiness).
+    fn connected(&self) -> bool {
+        true
+    }
     /// The one channel this adapter serves, when it serves only one (a console).
     fn own_channel(&self) -> Option<String> {
         None

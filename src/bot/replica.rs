@@ -54,6 +54,8 @@ pub struct Replica {
     stopped: AtomicBool,
     /// Woken after every heartbeat: the replica's periodic work runs then.
     pub ticks: Arc<tokio::sync::Notify>,
+    /// When the last heartbeat that reached the store started (registration counts).
+    last_beat: Mutex<Instant>,
 }
 
 impl Replica {
@@ -84,6 +86,7 @@ impl Replica {
             store,
             leases: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
+            last_beat: Mutex::new(Instant::now()),
             ticks: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -164,6 +167,7 @@ impl Replica {
         let started = Instant::now();
         match self.store.heartbeat(&self.id, self.lease) {
             Ok(held) => {
+                *self.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = started;
                 let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, lease) in leases.iter() {
                     if held.iter().any(|(_, j, t)| j == id && *t == lease.token) {
@@ -183,6 +187,11 @@ impl Replica {
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
+    }
+
+    /// Whether the last heartbeat that reached the store is younger than the lease time.
+    pub fn heartbeat_ok(&self) -> bool {
+        self.last_beat.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < self.lease.lease
     }
 
     /// A clean stop: another replica may take over at once.

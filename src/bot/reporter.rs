@@ -73,7 +73,14 @@ impl Reporter {
         loop {
             tokio::select! {
                 event = rx.recv() => match event {
-                    Some(p) => pending |= model.apply(&p),
+                    Some(p) => {
+                        let changed = model.apply(&p);
+                        // A change that lands on an edit already waiting is folded into it.
+                        if changed && pending {
+                            crate::metrics::get().edit("coalesced", 1);
+                        }
+                        pending |= changed;
+                    }
                     None => break,
                 },
                 _ = tokio::time::sleep_until(next_try), if pending => {
@@ -116,12 +123,15 @@ impl Reporter {
     /// True when the edit went out (or there is nothing more to say: the lease is gone).
     async fn edit(&mut self, model: &StatusModel, attachment: Option<Attachment>) -> bool {
         let text = self.redactor.redact(&model.render(chrono::Utc::now()));
+        let metrics = crate::metrics::get();
         if let Some((store, lease)) = &self.lease {
             if !lease.valid() {
+                metrics.edit("dropped", 1);
                 return true;
             }
             if let Err(e) = store.set_progress(lease.job_id, lease.token, &text) {
                 if e.is_fenced() {
+                    metrics.edit("dropped", 1);
                     return true;
                 }
                 tracing::warn!(job = model.job_id, error = %e, "cannot record progress");
@@ -137,9 +147,11 @@ impl Reporter {
         match self.port.edit_if(&self.channel, &self.message_id, msg, &still).await {
             Ok(()) => {
                 self.edits += 1;
+                metrics.edit("sent", 1);
                 true
             }
             Err(e) => {
+                metrics.edit("dropped", 1);
                 tracing::warn!(job = model.job_id, error = %self.redactor.redact(&e.to_string()), "status edit failed");
                 false
             }

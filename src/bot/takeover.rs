@@ -39,6 +39,7 @@ fn share_budgets(inner: &Inner) {
     let Ok(replicas) = inner.store.replicas() else { return };
     let alive: Vec<_> = replicas.iter().filter(|r| r.alive).collect();
     inner.engine.aws.set_share(alive.len());
+    crate::metrics::get().set_replica(alive.len(), inner.replica.held().len(), inner.replica.heartbeat_ok());
     // A bot that stopped a moment ago still counts for one rate-limit window: its last
     // requests are still in the platform's window when its lease is shorter than that.
     let bots = replicas

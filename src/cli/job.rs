@@ -77,6 +77,24 @@ pub(crate) struct CliJob {
     pub(crate) lease: Arc<JobLease>,
     pub(crate) id: u64,
     pub(crate) command: String,
+    /// What the job's log lines are written in (the bot's jobs use the same span).
+    pub(crate) span: tracing::Span,
+}
+
+impl CliJob {
+    fn new(session: Session, lease: Arc<JobLease>, id: u64, env: &str, command: String) -> CliJob {
+        // `command` is `<env> <verb>`.
+        let action = command.rsplit(' ').next().unwrap_or_default();
+        let span = crate::bot::jobs::job_span(id, env, action);
+        span.in_scope(|| tracing::info!(requester = %session.user, "job started"));
+        CliJob {
+            session,
+            lease,
+            id,
+            command,
+            span,
+        }
+    }
 }
 
 impl CliJob {
@@ -94,12 +112,7 @@ impl CliJob {
                 Ok(StartOutcome::Started { id, token }) => {
                     audit(&format!("ok: job #{id} started"), Some(id));
                     let held = replica.hold(id, env, token, obtained);
-                    return Ok(CliJob {
-                        session,
-                        lease: held,
-                        id,
-                        command,
-                    });
+                    return Ok(CliJob::new(session, held, id, env, command));
                 }
                 Ok(StartOutcome::Busy(holder, lock)) => {
                     if attempt == 0 && !lock.live && reap_dead_cli_job(store, replica, &lock, holder.as_ref().as_ref())
@@ -152,12 +165,7 @@ impl CliJob {
             Ok(Some(token)) => {
                 session.audit(&command, &format!("ok: approved job #{id} started"), Some(id));
                 let lease = session.replica.hold(id, env, token, obtained);
-                Ok(CliJob {
-                    session,
-                    lease,
-                    id,
-                    command,
-                })
+                Ok(CliJob::new(session, lease, id, env, command))
             }
             Ok(None) => {
                 session.replica.retire();
@@ -182,6 +190,9 @@ impl CliJob {
             Err(e) => (JobState::Failed, redactor.redact(&e.to_string())),
         };
         let s = &self.session;
+        // `text` is redacted where it carries an error.
+        self.span
+            .in_scope(|| tracing::info!(state = %state, result = %text, "job finished"));
         if self.lease.valid() {
             if let Err(e) = s.store.finish_and_release(self.id, self.lease.token, state, &text) {
                 eprintln!("warning: cannot record the end of job #{}: {e}", self.id);

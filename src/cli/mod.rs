@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::command::{self, Action, Command};
 use crate::config::Config;
@@ -199,7 +200,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
         // Losing the lease (this process was paused past it and another took over) drops the
         // work at once: nothing more is done or recorded from here.
         Some(s) => tokio::select! {
-            r = execute(&ctx, &action) => r,
+            r = execute(&ctx, &action).instrument(s.span.clone()) => r,
             _ = s.lease.lost() => Err(Error::Invalid(format!(
                 "lost the lock on {env}: another process took job #{} over", s.id
             ))),

@@ -135,6 +135,18 @@ impl Aws {
 macro_rules! aws_call {
     ($aws:expr, $action:literal, $send:expr) => {{
         $aws.budget().await;
-        $send.await.map_err(|e| $crate::cloud::AwsError::from_sdk($action, e))
+        let result = $send.await.map_err(|e| $crate::cloud::AwsError::from_sdk($action, e));
+        $crate::cloud::count_call($action, &result);
+        result
     }};
+}
+
+/// Counts an AWS call in the metrics, by operation and outcome.
+pub fn count_call<T>(action: &str, result: &Result<T, AwsError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) if crate::metrics::is_throttling(e.code.as_deref()) => "throttled",
+        Err(_) => "error",
+    };
+    crate::metrics::get().aws_call(action, outcome);
 }

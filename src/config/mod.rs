@@ -288,6 +288,15 @@ impl Config {
         if c.prefix.trim().is_empty() {
             return Err(ConfigError::new(f, Some("chat.prefix"), "the prefix may not be empty"));
         }
+        if let Some(listen) = &self.settings.health.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::new(
+                    f,
+                    Some("health.listen"),
+                    format!("'{listen}' is not an address and port, e.g. 127.0.0.1:9464"),
+                ));
+            }
+        }
         let sl = &self.settings.slack;
         if sl.connections == 0 || sl.connections > 10 || sl.updates_per_minute == 0 {
             return Err(ConfigError::new(

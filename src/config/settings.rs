@@ -39,6 +39,9 @@ pub struct Settings {
     pub discord: DiscordSettings,
     #[serde(default)]
     pub slack: SlackSettings,
+    /// `/healthz`, `/readyz` and `/metrics` of `argos bot`.
+    #[serde(default)]
+    pub health: HealthSettings,
     #[serde(default)]
     pub approvals: ApprovalSettings,
     /// Scheduled announcements (cleanup reports).
@@ -254,6 +257,23 @@ impl Default for DiscordSettings {
             guild_id: None,
             api_proxy: None,
             message_content_intent: false,
+        }
+    }
+}
+
+/// Where `argos bot` serves its health and metrics endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// `host:port` to listen on; `null` turns the endpoints off. Loopback by default: put a
+    /// scraper on the same host, or a reverse proxy with access control in front.
+    pub listen: Option<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            listen: Some("127.0.0.1:9464".into()),
         }
     }
 }

@@ -18,21 +18,26 @@ use crate::names::{quote, tags};
 /// bot and the CLI ask this before a job exists, and deploy itself again.
 pub fn check_roles(config: &Config, roles: &[String]) -> Result<()> {
     let configured = &config.settings.ansible.roles;
-    let unknown: Vec<String> = roles
-        .iter()
-        .filter(|r| !configured.contains(r))
-        .map(|r| quote(r))
-        .collect();
+    let unknown: Vec<&String> = roles.iter().filter(|r| !configured.contains(r)).collect();
     if unknown.is_empty() {
         return Ok(());
+    }
+    // The reply quotes what was typed: a few names, the rest counted, so that it stays short
+    // (one chat message) however many were typed.
+    let mut named: Vec<String> = unknown.iter().take(UNKNOWN_ROLES_NAMED).map(|r| quote(r)).collect();
+    if unknown.len() > UNKNOWN_ROLES_NAMED {
+        named.push(format!("and {} more", unknown.len() - UNKNOWN_ROLES_NAMED));
     }
     Err(Error::Invalid(format!(
         "unknown role{} {}; configured roles: {}",
         if unknown.len() == 1 { "" } else { "s" },
-        unknown.join(", "),
+        named.join(", "),
         configured.join(", ")
     )))
 }
+
+/// How many unknown roles [`check_roles`] names.
+const UNKNOWN_ROLES_NAMED: usize = 5;
 
 /// Runs `roles` (all configured roles when empty) against the environment.
 pub async fn deploy(ctx: &Ctx, roles: &[String]) -> Result<Summary> {

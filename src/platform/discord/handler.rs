@@ -177,11 +177,17 @@ impl Handler {
 impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         let _ = self.bot_id.set(ready.user.id);
+        self.port.set_connected(true);
         tracing::info!(user = %ready.user.name, id = %ready.user.id, "connected to Discord");
         if let Err(e) = self.register(&ctx).await {
             tracing::warn!("{e}");
         }
         signal(&self.ready, Ok(()));
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: serenity::all::ShardStageUpdateEvent) {
+        self.port
+            .set_connected(event.new == serenity::all::ConnectionStage::Connected);
     }
 
     async fn message(&self, _ctx: Context, msg: Message) {

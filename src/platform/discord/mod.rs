@@ -104,6 +104,8 @@ pub struct DiscordPort {
     http: Http,
     limiter: Limiter,
     secret: Secret,
+    /// The gateway session is up (READY seen, and the shard's stage is Connected).
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for DiscordPort {
@@ -224,6 +226,7 @@ impl DiscordPort {
             http: build_http(settings, token),
             limiter: Limiter::new(limits),
             secret: Secret(token.to_string()),
+            connected: Default::default(),
         }
     }
 
@@ -242,11 +245,17 @@ impl DiscordPort {
     }
 
     async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = serenity::Result<T>>) -> PortResult<T> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+        crate::metrics::get().chat_request("discord", what, request_status(&outcome));
+        match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.error(what, e)),
             Err(_) => Err(PortError(format!("Discord {what} timed out"))),
         }
+    }
+
+    pub(super) fn set_connected(&self, up: bool) {
+        self.connected.store(up, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn post(&self, channel: &str, msg: OutgoingMessage) -> PortResult<String> {
@@ -296,9 +305,27 @@ impl DiscordPort {
     }
 }
 
+/// How a REST call ended, for the metrics.
+fn request_status<T>(outcome: &Result<serenity::Result<T>, tokio::time::error::Elapsed>) -> &'static str {
+    match outcome {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r))))
+            if r.status_code.as_u16() == 429 =>
+        {
+            "429"
+        }
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    }
+}
+
 impl ChatPort for DiscordPort {
     fn platform(&self) -> &'static str {
         "discord"
+    }
+
+    fn connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn share_budget(&self, replicas: usize) {

@@ -40,7 +40,13 @@ pub fn content(msg: &OutgoingMessage) -> SlackMessageContent {
     if !buttons.is_empty() {
         blocks.push(SlackActionsBlock::new(buttons).into());
     }
-    let first_line = body.lines().next().unwrap_or("");
+    // The notification shows this text alone: the first line that says something, not the
+    // opening fence of a code block.
+    let first_line = body
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("```"))
+        .unwrap_or("");
     SlackMessageContent::new()
         .with_text(fit(first_line, MAX_FALLBACK_CHARS))
         .with_blocks(blocks)
@@ -171,6 +177,14 @@ mod tests {
         );
         assert_eq!(button_command("argos:cmd:1", Some(" ")), None);
         assert_eq!(button_command("other:1", Some("approve 3")), None);
+    }
+
+    #[test]
+    fn the_notification_text_is_the_first_line_that_says_something() {
+        let status = OutgoingMessage::text("```\nstack argos-staging: CREATE_COMPLETE\n  output X = 1\n```");
+        assert_eq!(json(&status)["text"], "stack argos-staging: CREATE_COMPLETE");
+        assert_eq!(json(&OutgoingMessage::text("\n  \nhello\n```"))["text"], "hello");
+        assert_eq!(json(&OutgoingMessage::text("```\n```"))["text"], "");
     }
 
     #[test]

@@ -4,15 +4,19 @@
 //! order), and one per-minute budget of `chat.update` calls for the whole workspace, shared by
 //! every job's status message and by the live replicas. When Slack answers 429 anyway (another
 //! client on the same token), its `Retry-After` pauses that method for everyone.
+//!
+//! The update budget is a sliding window too, not a token bucket: Slack counts the calls of
+//! the last minute, and a bucket with a burst lets the burst through on top of a full minute's
+//! rate (55 calls in a minute for 50 with a burst of 5). Each call counts from when its answer
+//! came back, so however late a request reaches Slack, it is still inside the window we kept.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
-
-use crate::budget::SharedBudget;
 
 /// The limits the adapter keeps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +60,44 @@ pub enum Method {
 
 pub(super) struct Limiter {
     pub(super) limits: SlackLimits,
-    updates: SharedBudget,
+    /// How many live replicas share the limits (this one included).
+    share: AtomicU32,
+    updates: Arc<StdMutex<UpdateWindow>>,
     channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
     paused: StdMutex<HashMap<Method, Instant>>,
+}
+
+/// The `chat.update` calls of the last period: each by when it was let through, then by when
+/// its answer came.
+#[derive(Default)]
+struct UpdateWindow {
+    next: u64,
+    calls: Vec<(u64, Instant)>,
+}
+
+/// One `chat.update` call's place in the window; dropping it (the answer is in) moves the
+/// call to now, or gives the place back if no call was made.
+struct UpdateSlot {
+    window: Arc<StdMutex<UpdateWindow>>,
+    id: u64,
+    called: bool,
+}
+
+impl Drop for UpdateSlot {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let at = w.calls.iter().position(|(id, _)| *id == self.id);
+        match (at, self.called) {
+            (Some(i), true) => w.calls[i].1 = now,
+            // It took longer than the period and was let go: it still counts from now.
+            (None, true) => w.calls.push((self.id, now)),
+            (Some(i), false) => {
+                w.calls.swap_remove(i);
+            }
+            (None, false) => {}
+        }
+    }
 }
 
 /// Held while one request to a channel is in flight; a post records its completion in the
@@ -67,6 +106,7 @@ pub(super) struct ChannelPermit {
     log: OwnedMutexGuard<VecDeque<Instant>>,
     keep: usize,
     counts: bool,
+    update: Option<UpdateSlot>,
 }
 
 impl ChannelPermit {
@@ -74,6 +114,15 @@ impl ChannelPermit {
     pub(super) fn uncounted(mut self) -> ChannelPermit {
         self.counts = false;
         self
+    }
+
+    /// No request was made after all (an edit folded into a newer one): its place in the
+    /// update budget goes back.
+    pub(super) fn unused(mut self) {
+        self.counts = false;
+        if let Some(slot) = self.update.as_mut() {
+            slot.called = false;
+        }
     }
 }
 
@@ -89,11 +138,18 @@ impl Drop for ChannelPermit {
     }
 }
 
+/// Slack's windows, measured by its clock from when requests arrive, plus 2 %: what keeps us
+/// under them also when our clock and Slack's drift apart a little.
+fn with_margin(window: Duration) -> Duration {
+    window + window / 50
+}
+
 impl Limiter {
     pub(super) fn new(limits: SlackLimits) -> Limiter {
         Limiter {
             limits,
-            updates: SharedBudget::per_period(limits.updates, limits.update_period, (limits.updates / 10).max(1)),
+            share: AtomicU32::new(1),
+            updates: Default::default(),
             channels: StdMutex::new(HashMap::new()),
             paused: StdMutex::new(HashMap::new()),
         }
@@ -101,7 +157,47 @@ impl Limiter {
 
     /// The limits belong to the app's tokens: `replicas` live bots share them.
     pub(super) fn set_share(&self, replicas: usize) {
-        self.updates.set_share(replicas);
+        let n = (replicas as u32).max(1);
+        if self.share.swap(n, Ordering::Relaxed) != n {
+            tracing::info!(
+                replicas = n,
+                updates = self.update_share(),
+                "Slack update budget shared"
+            );
+        }
+    }
+
+    fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed).max(1)
+    }
+
+    /// This replica's `chat.update` calls per period (at least one: a budget never stalls).
+    fn update_share(&self) -> usize {
+        (self.limits.updates / self.share()).max(1) as usize
+    }
+
+    /// Waits until one more `chat.update` fits in the window, and takes its place.
+    async fn update_slot(&self) -> UpdateSlot {
+        let window = with_margin(self.limits.update_period);
+        loop {
+            let until = {
+                let mut w = self.updates.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                w.calls.retain(|(_, at)| *at + window > now);
+                if w.calls.len() < self.update_share() {
+                    let id = w.next;
+                    w.next += 1;
+                    w.calls.push((id, now));
+                    return UpdateSlot {
+                        window: self.updates.clone(),
+                        id,
+                        called: true,
+                    };
+                }
+                w.calls.iter().map(|(_, at)| *at).min().unwrap_or(now) + window
+            };
+            tokio::time::sleep_until(until).await;
+        }
     }
 
     /// Takes the channel: waits for its turn and, for a post, until one more fits in its window.
@@ -111,19 +207,20 @@ impl Limiter {
             map.entry(channel.to_string()).or_default().clone()
         };
         let log = slot.lock_owned().await;
-        let keep = (self.limits.posts_per_channel / self.updates.share()).max(1) as usize;
+        let keep = (self.limits.posts_per_channel / self.share()).max(1) as usize;
         if method == Method::Post && log.len() >= keep {
-            let window = self.limits.post_window + self.limits.post_window / 50;
-            tokio::time::sleep_until(log[log.len() - keep] + window).await;
+            tokio::time::sleep_until(log[log.len() - keep] + with_margin(self.limits.post_window)).await;
         }
         self.wait_pause(method).await;
-        if method == Method::Update {
-            self.updates.until_ready().await;
-        }
+        let update = match method {
+            Method::Update => Some(self.update_slot().await),
+            _ => None,
+        };
         ChannelPermit {
             log,
             keep,
             counts: method == Method::Post,
+            update,
         }
     }
 
@@ -169,6 +266,73 @@ mod tests {
         let other = Instant::now();
         drop(l.channel("C2", Method::Post).await);
         assert!(other.elapsed() < Duration::from_millis(10), "channels are independent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn updates_keep_to_the_budget_in_any_window_however_they_come() {
+        let limits = SlackLimits {
+            updates: 5,
+            update_period: Duration::from_secs(10),
+            ..SlackLimits::SLACK
+        };
+        let l = Limiter::new(limits);
+        let start = Instant::now();
+        // A burst takes the whole period's budget at once, in any channels...
+        for i in 0..5 {
+            drop(l.channel(&format!("C{i}"), Method::Update).await.uncounted());
+        }
+        assert!(start.elapsed() < Duration::from_millis(10));
+        // ...and the next call waits until the first has left the window (with the margin).
+        drop(l.channel("C9", Method::Update).await.uncounted());
+        assert!(
+            start.elapsed() >= Duration::from_millis(10_200),
+            "{:?}",
+            start.elapsed()
+        );
+        // Two replicas share it: 2 calls each per period.
+        let l = Limiter::new(limits);
+        l.set_share(2);
+        let start = Instant::now();
+        for _ in 0..2 {
+            drop(l.channel("C1", Method::Update).await.uncounted());
+        }
+        assert!(start.elapsed() < Duration::from_millis(10));
+        drop(l.channel("C1", Method::Update).await.uncounted());
+        assert!(start.elapsed() >= Duration::from_millis(10_200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_update_not_made_gives_its_place_back() {
+        let limits = SlackLimits {
+            updates: 1,
+            update_period: Duration::from_secs(10),
+            ..SlackLimits::SLACK
+        };
+        let l = Limiter::new(limits);
+        let start = Instant::now();
+        l.channel("C1", Method::Update).await.uncounted().unused();
+        drop(l.channel("C1", Method::Update).await.uncounted());
+        assert!(start.elapsed() < Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_update_counts_from_its_answer() {
+        let limits = SlackLimits {
+            updates: 1,
+            update_period: Duration::from_secs(10),
+            ..SlackLimits::SLACK
+        };
+        let l = Limiter::new(limits);
+        let start = Instant::now();
+        let permit = l.channel("C1", Method::Update).await.uncounted();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(permit);
+        drop(l.channel("C1", Method::Update).await.uncounted());
+        assert!(
+            start.elapsed() >= Duration::from_millis(13_200),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

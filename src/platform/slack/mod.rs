@@ -261,22 +261,29 @@ impl SlackPort {
         let session = self.client.open_session(&self.token);
         let mut outcome = Err(PortError("Slack chat.update stayed rate limited".into()));
         for _ in 0..MAX_RATE_LIMITED_TRIES {
-            let _permit = self.limiter.channel(channel, Method::Update).await.uncounted();
+            let permit = self.limiter.channel(channel, Method::Update).await.uncounted();
             // The wait may have been long (or this process was paused in it).
             if still.is_some_and(|still| !still()) {
+                permit.unused();
                 return Ok(());
             }
-            let (content, newest) = {
+            let next = {
                 let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
                 match wanted.get(&key) {
                     // A newer edit of this message went out while this one waited.
-                    Some(w) if w.sent >= generation => {
-                        self.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    Some(w) => (w.content.clone(), w.generation),
-                    None => (blocks::content(&msg), generation),
+                    Some(w) if w.sent >= generation => None,
+                    Some(w) => Some((w.content.clone(), w.generation)),
+                    None => Some((blocks::content(&msg), generation)),
                 }
+            };
+            let Some((content, newest)) = next else {
+                self.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                permit.unused();
+                // The request that carried this edit's content was another's, which uploads
+                // only its own attachment: this edit's log (a final edit's) still goes into
+                // the thread.
+                self.upload_log(channel, ts, &msg).await;
+                return Ok(());
             };
             if newest > generation {
                 self.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

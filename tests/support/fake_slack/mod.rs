@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 
 use super::http_server::HttpServer;
 
+#[allow(unused_imports)]
 pub use events::{broadcast_mentions, buttons_in, texts_in, SlackButton};
 pub use state::*;
 

@@ -1,0 +1,127 @@
+//! The operator's endpoints of `argos bot`, on `health.listen` (loopback by default), served
+//! with hyper (already in the build for the Slack client):
+//! - `/healthz`: the process answers (liveness; restart it when this fails);
+//! - `/readyz`: the store answers, every chat platform is connected, and this replica's
+//!   heartbeat reaches the store within its lease time (503 with the failing checks otherwise);
+//! - `/metrics`: [`crate::metrics`] in the OpenMetrics text format Prometheus scrapes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::bot::Bot;
+
+/// How long the store may take to answer the readiness probe.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/readyz` checked, one line per check.
+pub async fn readiness(bot: &Bot) -> (bool, String) {
+    let mut ok = true;
+    let mut lines = Vec::new();
+    let store = bot.store().clone();
+    let reached = tokio::time::timeout(STORE_TIMEOUT, tokio::task::spawn_blocking(move || store.replicas())).await;
+    match reached {
+        Ok(Ok(Ok(_))) => lines.push("store: ok".to_string()),
+        Ok(Ok(Err(e))) => {
+            ok = false;
+            lines.push(format!("store: {}", bot.engine().redactor.redact(&e.to_string())));
+        }
+        _ => {
+            ok = false;
+            lines.push(format!("store: no answer within {} s", STORE_TIMEOUT.as_secs()));
+        }
+    }
+    let mut ports = bot.ports();
+    ports.sort_by_key(|p| p.platform());
+    if ports.is_empty() {
+        ok = false;
+        lines.push("chat: no platform connected".into());
+    }
+    for port in ports {
+        if port.connected() {
+            lines.push(format!("{}: connected", port.platform()));
+        } else {
+            ok = false;
+            lines.push(format!("{}: not connected", port.platform()));
+        }
+    }
+    if bot.heartbeat_ok() {
+        lines.push("replica lease: ok".into());
+    } else {
+        ok = false;
+        lines.push("replica lease: the last heartbeat did not reach the store in time".into());
+    }
+    (ok, lines.join("\n") + "\n")
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_str(content_type).expect("a valid content type"),
+    );
+    response
+}
+
+async fn answer(bot: Bot, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into()));
+    }
+    let plain = "text/plain; charset=utf-8";
+    Ok(match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, plain, "ok\n".into()),
+        "/readyz" => {
+            let (ready, body) = readiness(&bot).await;
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, plain, body)
+        }
+        "/metrics" => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::metrics::get().render(),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            plain,
+            "not found: try /healthz, /readyz or /metrics\n".into(),
+        ),
+    })
+}
+
+/// Starts serving on `addr`; returns the address bound (port 0 picks a free one) and the
+/// server's task.
+pub async fn serve(addr: &str, bot: Bot) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let bot = bot.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| answer(bot.clone(), req));
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "a health connection ended badly");
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
