@@ -124,6 +124,35 @@ async fn invalid_and_unknown_envs_make_no_aws_call() {
         }
     }
     assert_no_calls(&fake);
+    // Each refusal is in the audit log, newest first.
+    let store = argos::store::Store::open(&project.config().database_path()).unwrap();
+    let audit = store.audit_log(10).unwrap();
+    let refused: Vec<(&str, &str)> = audit.iter().map(|a| (a.command.as_str(), a.outcome.as_str())).collect();
+    assert_eq!(refused.len(), 4, "{audit:#?}");
+    assert_eq!(
+        refused[0],
+        (
+            "qa commission",
+            "refused: unknown environment 'qa'; configured: sandbox, staging"
+        )
+    );
+    assert!(
+        refused[1].0.starts_with("aaaa") && refused[1].0.chars().count() <= 500,
+        "{:?}",
+        refused[1]
+    );
+    assert!(
+        refused[1].1.starts_with("malformed: invalid environment name"),
+        "{:?}",
+        refused[1]
+    );
+    assert_eq!(refused[3].0, "Prod! commission");
+    assert!(
+        refused[3].1.starts_with("malformed: invalid environment name 'Prod!'"),
+        "{:?}",
+        refused[3]
+    );
+    assert!(audit.iter().all(|a| a.platform == "cli"), "{audit:#?}");
 }
 
 #[tokio::test]

@@ -71,6 +71,24 @@ impl Session {
     }
 }
 
+/// Records a command the CLI refused before it became a job (an unknown environment or
+/// role, a destroy not confirmed), so the audit log has every command, whatever it named.
+pub(crate) async fn audit_refusal(config: &Config, command: &str, outcome: &str) {
+    let url = config.database_url();
+    let path = config.database_path();
+    let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let channel = format!("cli:{}", crate::names::hostname());
+    let command = crate::names::shorten(&config.redactor().redact(command), 500);
+    let outcome = outcome.to_string();
+    let written = tokio::task::spawn_blocking(move || {
+        Store::open_configured(url.as_deref(), &path)?.audit("cli", &user, &user, &channel, &command, &outcome, None)
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        eprintln!("warning: cannot write the audit log: {e}");
+    }
+}
+
 /// The job a CLI command runs as.
 pub(crate) struct CliJob {
     pub(crate) session: Session,

@@ -35,6 +35,10 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
+            // Audited where a config says where the store is (a typo is a command too).
+            if let Ok(config) = Config::load(&config_path) {
+                job::audit_refusal(&config, &words.join(" "), &format!("malformed: {}", e.message)).await;
+            }
             return EXIT_USAGE;
         }
     };
@@ -115,27 +119,37 @@ async fn claim_job(
 async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, approval: ApprovalOptions) -> i32 {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let engine = Engine::new(config).await;
+    let typed = format!(
+        "{} {}",
+        crate::names::shorten(env, crate::names::QUOTE_MAX_CHARS),
+        action.verb()
+    );
+    let refuse = |why: String| {
+        let engine = engine.clone();
+        let typed = typed.clone();
+        async move {
+            eprintln!("error: {why}");
+            job::audit_refusal(&engine.config, &typed, &format!("refused: {why}")).await;
+            EXIT_USAGE
+        }
+    };
     let target = match engine.target(env) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(e) => return refuse(e.to_string()).await,
     };
     // Before anything is asked or claimed: a typo in a role is not a failed job.
     if let Action::Deploy { roles } = &action {
         if let Err(e) = engine::check_roles(&engine.config, roles) {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
+            return refuse(e.to_string()).await;
         }
     }
     if action.destroys() && !assume_yes {
         if !interactive {
-            eprintln!(
-                "error: `{env} {}` destroys resources: pass --yes to confirm when not on a terminal",
+            return refuse(format!(
+                "`{env} {}` destroys resources: pass --yes to confirm when not on a terminal",
                 action.verb()
-            );
-            return EXIT_USAGE;
+            ))
+            .await;
         }
         if !confirm(
             &format!(
@@ -145,6 +159,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
             env,
         ) {
             eprintln!("not confirmed; nothing was changed");
+            job::audit_refusal(&engine.config, &typed, "refused: not confirmed").await;
             return EXIT_USAGE;
         }
     }
