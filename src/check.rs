@@ -1,11 +1,15 @@
 //! `argos check`: every check that needs no AWS call, at once. The templates merge within
 //! CloudFormation's limits, the playbooks pass `ansible-playbook --syntax-check`, and the SSH
-//! key exists with mode 0600.
+//! key exists with mode 0600. Each environment's stack parameters are checked too: the base
+//! image names an SSM parameter, SSH is not open to the world (a warning) and has a CIDR at
+//! all, the template's rules accept the parameters, the database password is one RDS takes,
+//! the DB subnet group has two subnets, and a broker has its password.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::cloud::template::load_formations;
+use crate::cloud::template::{load_formations, Template};
 use crate::config::{Config, Connection};
 
 /// The result of one check.
@@ -63,16 +67,19 @@ pub async fn run(config: &Config) -> Vec<Finding> {
         ),
     )];
     match load_formations(&config.formations_dir()) {
-        Ok((image, merged)) => findings.push(Finding::ok(
-            "templates",
-            format!(
-                "image.json: {} resource(s); merged: {} resource(s), {} parameter(s), {} byte(s)",
-                image.resources().len(),
-                merged.resources().len(),
-                merged.parameters().len(),
-                merged.body.len()
-            ),
-        )),
+        Ok((image, merged)) => {
+            findings.push(Finding::ok(
+                "templates",
+                format!(
+                    "image.json: {} resource(s); merged: {} resource(s), {} parameter(s), {} byte(s)",
+                    image.resources().len(),
+                    merged.resources().len(),
+                    merged.parameters().len(),
+                    merged.body.len()
+                ),
+            ));
+            findings.extend(stack_findings(config, &image, &merged));
+        }
         Err(e) => findings.push(Finding::fail("templates", e.to_string())),
     }
     let mut dirs = vec![config.project_playbooks_dir()];
@@ -113,6 +120,140 @@ pub async fn run(config: &Config) -> Vec<Finding> {
         });
     }
     findings
+}
+
+fn warn(check: &str, message: impl Into<String>) -> Finding {
+    Finding::ok(check, format!("warning: {}", message.into()))
+}
+
+/// The group variable that names the environment variable of the broker's password.
+pub const BROKER_PASSWORD_VAR: &str = "broker_password";
+
+/// What each environment's stack would be created with, checked without AWS.
+pub fn stack_findings(config: &Config, image: &Template, merged: &Template) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.push(match base_ami_problem(&config.vars.base_ami) {
+        None => Finding::ok("base image", format!("from the SSM parameter {}", config.vars.base_ami)),
+        Some(p) => Finding::fail("base image", p),
+    });
+    let net = &config.settings.network;
+    let default_of = |t: &Template, name: &str| {
+        t.parameters()
+            .into_iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.default)
+    };
+    // The image build takes only network.allowed_ssh_cidr (environments do not apply).
+    let image_cidr = net
+        .allowed_ssh_cidr
+        .clone()
+        .or_else(|| default_of(image, "AllowedSshCidr"));
+    out.extend(ssh_finding("image build", image_cidr.as_deref()));
+    let password = config.var("db_password").ok().flatten();
+    if let Some(problem) = password.as_deref().and_then(rds_password_problem) {
+        out.push(Finding::fail(
+            "database password",
+            format!("ARGOS_DB_PASSWORD {problem}; RDS takes 8 to 128 printable ASCII characters other than / \" @ and space"),
+        ));
+    }
+    let broker_password = config.var(BROKER_PASSWORD_VAR).ok().flatten().filter(|p| !p.is_empty());
+    for name in config.settings.environments.keys() {
+        let Ok((_, env)) = config.environment(name) else {
+            continue;
+        };
+        let mut values: BTreeMap<String, String> = merged
+            .parameters()
+            .into_iter()
+            .filter_map(|p| Some((p.name, p.default?)))
+            .collect();
+        if let Some(cidr) = &net.allowed_ssh_cidr {
+            values.insert("AllowedSshCidr".into(), cidr.clone());
+        }
+        values.extend(env.parameters.clone());
+        let label = format!("environment {name}");
+        out.extend(ssh_finding(&label, values.get("AllowedSshCidr").map(String::as_str)));
+        for refused in merged.rule_violations(&values) {
+            out.push(Finding::fail(
+                &label,
+                format!("the template's rules refuse its parameters: {refused}"),
+            ));
+        }
+        let subnets: Vec<&str> = values
+            .get("DatabaseSubnetIds")
+            .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        match (subnets.len(), &net.vpc_id) {
+            (1, _) => out.push(Finding::fail(
+                &label,
+                "DatabaseSubnetIds names one subnet; a DB subnet group needs subnets in at least two Availability Zones",
+            )),
+            (0, Some(vpc)) => out.push(warn(
+                &label,
+                format!("network.vpc_id is {vpc} and DatabaseSubnetIds is empty: RDS then uses the VPC's default DB subnet group, which only the default VPC has; set environments.{name}.parameters.DatabaseSubnetIds to subnets of two Availability Zones"),
+            )),
+            _ => {}
+        }
+        if values.get("EnableBroker").map(String::as_str) == Some("true") && broker_password.is_none() {
+            out.push(Finding::fail(
+                &label,
+                "EnableBroker is true but ARGOS_BROKER_PASSWORD is not set: the broker's Redis and its clients need it",
+            ));
+        }
+    }
+    out
+}
+
+/// The base image must be an SSM parameter's name: image.json takes `BaseImageId` as
+/// `AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>`.
+pub fn base_ami_problem(base_ami: &str) -> Option<String> {
+    if base_ami.starts_with('/') {
+        return None;
+    }
+    let how = "store it in a parameter of your own (aws ssm put-parameter --name /argos/base-ami --type String --data-type aws:ec2:image --value ami-...) and name that";
+    Some(if base_ami == "ami-0123456789abcdef0" {
+        format!("base_ami is the old placeholder {base_ami}: use Canonical's /aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id, or to pin an AMI {how}")
+    } else if base_ami.starts_with("ami-") {
+        format!(
+            "base_ami is the AMI id {base_ami}, but image.json takes the name of an SSM parameter: to pin an AMI {how}"
+        )
+    } else {
+        format!("base_ami '{base_ami}' is not the name of an SSM parameter (those start with /)")
+    })
+}
+
+/// Why RDS would refuse this master password, if it would (never quoting it).
+pub fn rds_password_problem(password: &str) -> Option<String> {
+    let n = password.chars().count();
+    if !(8..=128).contains(&n) {
+        return Some(format!("has {n} characters"));
+    }
+    let bad: Vec<String> = password
+        .chars()
+        .filter(|c| !c.is_ascii_graphic() || matches!(c, '/' | '"' | '@'))
+        .map(|c| match c {
+            ' ' => "space".to_string(),
+            c if c.is_ascii_graphic() => format!("'{c}'"),
+            c => format!("U+{:04X}", c as u32),
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (!bad.is_empty()).then(|| format!("contains {}", bad.join(", ")))
+}
+
+/// SSH must be limited to someone: no CIDR is an error, the whole internet a warning.
+fn ssh_finding(label: &str, cidr: Option<&str>) -> Option<Finding> {
+    match cidr {
+        None => Some(Finding::fail(
+            label,
+            "no SSH CIDR (AllowedSshCidr has no default): set network.allowed_ssh_cidr to the addresses Ansible connects from, e.g. 203.0.113.7/32",
+        )),
+        Some(c) if c == "0.0.0.0/0" || c == "::/0" => Some(warn(
+            label,
+            format!("SSH (22) is open to the whole internet ({c}) on every instance: restrict network.allowed_ssh_cidr"),
+        )),
+        Some(_) => None,
+    }
 }
 
 async fn syntax_check(config: &Config, dir: &Path) -> Vec<Finding> {
@@ -170,4 +311,96 @@ async fn syntax_check(config: &Config, dir: &Path) -> Vec<Finding> {
     }
     let _ = std::fs::remove_dir_all(&tmp);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rds_password_rules() {
+        assert_eq!(rds_password_problem("test-db-password-5f2c"), None);
+        assert_eq!(rds_password_problem("Ab1!#$%&'()*+,-.:;<=>?[\\]^_`{|}~"), None);
+        assert_eq!(rds_password_problem("short"), Some("has 5 characters".into()));
+        assert_eq!(
+            rds_password_problem("a/b\"c@d e-long"),
+            Some("contains '\"', '/', '@', space".into())
+        );
+        assert_eq!(rds_password_problem("pässwort-long"), Some("contains U+00E4".into()));
+        assert!(rds_password_problem(&"x".repeat(129)).is_some());
+    }
+
+    #[test]
+    fn base_ami_must_name_an_ssm_parameter() {
+        assert_eq!(
+            base_ami_problem("/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"),
+            None
+        );
+        assert!(base_ami_problem("ami-0123456789abcdef0")
+            .unwrap()
+            .contains("placeholder"));
+        assert!(base_ami_problem("ami-0abc1234def567890")
+            .unwrap()
+            .contains("put-parameter"));
+        assert!(base_ami_problem("ubuntu").is_some());
+    }
+
+    #[test]
+    fn ssh_open_to_the_world_warns_and_none_fails() {
+        let w = ssh_finding("environment staging", Some("0.0.0.0/0")).unwrap();
+        assert!(
+            w.ok && w.message.starts_with("warning:") && w.message.contains("0.0.0.0/0"),
+            "{w:?}"
+        );
+        let f = ssh_finding("environment staging", None).unwrap();
+        assert!(!f.ok && f.message.contains("network.allowed_ssh_cidr"), "{f:?}");
+        assert!(ssh_finding("environment staging", Some("203.0.113.7/32")).is_none());
+    }
+
+    fn config_with(network: &str, environments: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("argos.yaml");
+        let yaml = format!(
+            "paths:\n  root: {}\n  group_vars: config/sandbox/group_vars.yml\nnetwork:\n{network}\nenvironments:\n{environments}\n",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let config = Config::load(&path).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn each_environment_is_checked_with_its_parameters() {
+        let (_dir, config) = config_with(
+            "  allowed_ssh_cidr: 0.0.0.0/0\n  vpc_id: vpc-0abc",
+            "  staging: {}\n  production:\n    parameters: {AllowedSshCidr: 198.51.100.0/24, WorkerCount: \"2\", DatabaseSubnetIds: subnet-a}\n",
+        );
+        let (image, merged) = load_formations(&config.formations_dir()).unwrap();
+        let findings = stack_findings(&config, &image, &merged);
+        let about = |label: &str| -> Vec<String> {
+            findings
+                .iter()
+                .filter(|f| f.check == label)
+                .map(|f| format!("{} {}", if f.ok { "ok" } else { "FAIL" }, f.message))
+                .collect()
+        };
+        let staging = about("environment staging").join("\n");
+        assert!(
+            staging.contains("ok warning: SSH (22) is open to the whole internet"),
+            "{staging}"
+        );
+        assert!(staging.contains("ok warning: network.vpc_id is vpc-0abc"), "{staging}");
+        let production = about("environment production").join("\n");
+        assert!(!production.contains("open to the whole internet"), "{production}");
+        assert!(
+            production.contains("FAIL the template's rules refuse its parameters: WorkersNeedBroker"),
+            "{production}"
+        );
+        assert!(
+            production.contains("FAIL DatabaseSubnetIds names one subnet"),
+            "{production}"
+        );
+        assert!(about("image build").join("").contains("warning: SSH (22) is open"));
+        assert!(findings.iter().any(|f| f.check == "base image" && f.ok), "{findings:?}");
+    }
 }

@@ -73,7 +73,7 @@ async fn full_lifecycle_on_moto() {
             )
         })
         .collect();
-    assert_eq!(params["AllowedSshCidr"], "0.0.0.0/0");
+    assert_eq!(params["AllowedSshCidr"], support::SSH_CIDR);
 
     // The four tags on every instance of the environment.
     let out = aws

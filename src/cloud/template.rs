@@ -271,6 +271,7 @@ pub fn merge(files: &[TemplateFile]) -> Result<Template, TemplateError> {
     out.insert("AWSTemplateFormatVersion".into(), Value::String("2010-09-09".into()));
     let mut owner: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
     let mut descriptions = Vec::new();
+    let mut rules_file = None;
     for file in files {
         if let Some(v) = file.body.get("AWSTemplateFormatVersion") {
             if v != "2010-09-09" {
@@ -290,6 +291,9 @@ pub fn merge(files: &[TemplateFile]) -> Result<Template, TemplateError> {
                         file: file.path.clone(),
                         message: format!("'{key}' may appear in only one merged template"),
                     });
+                }
+                if key == "Rules" {
+                    rules_file = Some(file.path.clone());
                 }
             }
         }
@@ -317,6 +321,7 @@ pub fn merge(files: &[TemplateFile]) -> Result<Template, TemplateError> {
     }
     let sources: BTreeMap<String, PathBuf> = owner.into_iter().map(|(id, (p, _))| (id, p)).collect();
     check_references(&out, &sources)?;
+    check_rule_references(&out, rules_file.unwrap_or_default())?;
     let body = serde_json::to_string(&Value::Object(out.clone())).expect("a JSON value serializes");
     check_limits(&out, body.len())?;
     Ok(Template {
@@ -400,6 +405,39 @@ fn check_references(t: &Map<String, Value>, sources: &BTreeMap<String, PathBuf>)
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Rules may refer to parameters (and pseudo parameters) only: they are checked before any
+/// resource exists.
+fn check_rule_references(t: &Map<String, Value>, file: PathBuf) -> Result<(), TemplateError> {
+    let Some(rules) = t.get("Rules") else { return Ok(()) };
+    let fail = |message: String| TemplateError::Reference {
+        file: file.clone(),
+        message,
+    };
+    let rules = rules
+        .as_object()
+        .ok_or_else(|| fail("'Rules' must be an object".into()))?;
+    let params: BTreeSet<String> = section(t, "Parameters")
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let none = BTreeSet::new();
+    let conditions: BTreeSet<String> = section(t, "Conditions")
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let refs = Refs {
+        params: &params,
+        resources: &none,
+        conditions: &conditions,
+        mappings: &none,
+    };
+    for (name, rule) in rules {
+        if !rule.get("Assertions").is_some_and(Value::is_array) {
+            return Err(fail(format!("Rules.{name}: a rule needs a list of Assertions")));
+        }
+        refs.walk(rule).map_err(|m| fail(format!("Rules.{name}: {m}")))?;
     }
     Ok(())
 }
@@ -690,17 +728,52 @@ impl Template {
     /// `Condition` evaluates false are not counted. An expression we cannot evaluate counts as
     /// true (the progress bar then overestimates, never underestimates).
     pub fn active_resources(&self, params: &BTreeMap<String, String>) -> usize {
-        let conditions = section(&self.value, "Conditions").cloned().unwrap_or_default();
         section(&self.value, "Resources")
-            .map(|m| {
-                m.values()
-                    .filter(|r| match r.get("Condition").and_then(Value::as_str) {
-                        Some(c) => eval_condition(&conditions, c, params, 0).unwrap_or(true),
-                        None => true,
-                    })
-                    .count()
-            })
+            .map(|m| m.keys().filter(|id| self.resource_active(id, params)).count())
             .unwrap_or(0)
+    }
+
+    /// Whether the resource is created with these parameter values: it exists and its
+    /// `Condition` holds (a condition we cannot evaluate counts as holding, as above).
+    pub fn resource_active(&self, logical_id: &str, params: &BTreeMap<String, String>) -> bool {
+        let Some(resource) = section(&self.value, "Resources").and_then(|m| m.get(logical_id)) else {
+            return false;
+        };
+        match resource.get("Condition").and_then(Value::as_str) {
+            Some(c) => self.condition_holds(c, params).unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// The value of a named condition; `None` when it is not defined or cannot be evaluated.
+    pub fn condition_holds(&self, name: &str, params: &BTreeMap<String, String>) -> Option<bool> {
+        let conditions = section(&self.value, "Conditions").cloned().unwrap_or_default();
+        eval_condition(&conditions, name, params, 0)
+    }
+
+    /// What the template's `Rules` refuse for these parameter values: the description of every
+    /// assertion that fails while its rule's `RuleCondition` holds (CloudFormation refuses such
+    /// a create, update or change set). An expression we cannot evaluate refuses nothing.
+    pub fn rule_violations(&self, params: &BTreeMap<String, String>) -> Vec<String> {
+        let conditions = section(&self.value, "Conditions").cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, rule) in section(&self.value, "Rules").into_iter().flatten() {
+            let applies = match rule.get("RuleCondition") {
+                Some(c) => eval_expr(&conditions, c, params, 0).unwrap_or(false),
+                None => true,
+            };
+            if !applies {
+                continue;
+            }
+            for a in rule.get("Assertions").and_then(Value::as_array).into_iter().flatten() {
+                let Some(assert) = a.get("Assert") else { continue };
+                if eval_expr(&conditions, assert, params, 0) == Some(false) {
+                    let why = a.get("AssertDescription").and_then(Value::as_str).unwrap_or(name);
+                    out.push(format!("{name}: {why}"));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -748,6 +821,17 @@ fn eval_scalar(v: &Value, params: &BTreeMap<String, String>) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
+        Value::Object(m) if m.contains_key("Fn::Join") => {
+            // `Fn::Join [sep, list]`: the list is literal items, or a Ref to a list parameter
+            // (its value is comma-separated, as CloudFormation takes it).
+            let args = m.get("Fn::Join")?.as_array()?;
+            let sep = args.first()?.as_str()?;
+            let items: Vec<String> = match args.get(1)? {
+                Value::Array(items) => items.iter().map(|i| eval_scalar(i, params)).collect::<Option<_>>()?,
+                other => eval_scalar(other, params)?.split(',').map(str::to_string).collect(),
+            };
+            Some(items.join(sep))
+        }
         Value::Object(m) => params.get(m.get("Ref")?.as_str()?).cloned(),
         _ => None,
     }
@@ -783,5 +867,61 @@ mod condition_tests {
         assert_eq!(t.active_resources(&p("false", "0")), 1);
         assert_eq!(t.active_resources(&p("true", "0")), 2);
         assert_eq!(t.active_resources(&p("true", "2")), 4);
+        assert!(t.resource_active("W", &p("false", "2")));
+        assert!(!t.resource_active("X", &p("false", "2")));
+        assert!(!t.resource_active("Nope", &p("true", "2")));
+        assert_eq!(t.condition_holds("Both", &p("true", "2")), Some(true));
+        assert_eq!(t.condition_holds("Nope", &p("true", "2")), None);
+    }
+
+    fn one(body: Value) -> Result<Template, TemplateError> {
+        merge(&[TemplateFile {
+            path: "r.json".into(),
+            body: body.as_object().unwrap().clone(),
+        }])
+    }
+
+    #[test]
+    fn a_joined_list_parameter_can_be_tested_for_emptiness() {
+        let t = one(json!({
+            "Parameters": {"Subnets": {"Type": "CommaDelimitedList", "Default": ""}},
+            "Conditions": {"HasSubnets": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "Subnets"}]}, ""]}]}},
+            "Resources": {"G": {"Type": "T", "Condition": "HasSubnets"}, "A": {"Type": "T"}}
+        }))
+        .unwrap();
+        let p = |v: &str| BTreeMap::from([("Subnets".to_string(), v.to_string())]);
+        assert_eq!(t.condition_holds("HasSubnets", &p("")), Some(false));
+        assert_eq!(t.condition_holds("HasSubnets", &p("subnet-a,subnet-b")), Some(true));
+        assert_eq!(t.active_resources(&p("")), 1);
+    }
+
+    #[test]
+    fn rules_refuse_what_their_assertions_forbid() {
+        let body = json!({
+            "Parameters": {"EnableBroker": {"Type": "String"}, "WorkerCount": {"Type": "Number"}},
+            "Rules": {"WorkersNeedBroker": {
+                "RuleCondition": {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerCount"}, "0"]}]},
+                "Assertions": [{"Assert": {"Fn::Equals": [{"Ref": "EnableBroker"}, "true"]}, "AssertDescription": "workers need the broker"}]
+            }},
+            "Resources": {"A": {"Type": "T"}}
+        });
+        let t = one(body.clone()).unwrap();
+        let p = |b: &str, w: &str| {
+            BTreeMap::from([
+                ("EnableBroker".to_string(), b.to_string()),
+                ("WorkerCount".to_string(), w.to_string()),
+            ])
+        };
+        assert_eq!(
+            t.rule_violations(&p("false", "2")),
+            ["WorkersNeedBroker: workers need the broker"]
+        );
+        assert!(t.rule_violations(&p("true", "2")).is_empty());
+        assert!(t.rule_violations(&p("false", "0")).is_empty());
+
+        let mut dangling = body;
+        dangling["Rules"]["WorkersNeedBroker"]["Assertions"][0]["Assert"]["Fn::Equals"][0] = json!({"Ref": "Nope"});
+        let err = one(dangling).unwrap_err().to_string();
+        assert!(err.contains("Rules.WorkersNeedBroker") && err.contains("Nope"), "{err}");
     }
 }

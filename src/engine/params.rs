@@ -78,14 +78,30 @@ pub fn for_create(
     env: &str,
 ) -> Result<BTreeMap<String, ParamValue>> {
     let mut out = BTreeMap::new();
+    let mut set = BTreeMap::new();
     for p in template.parameters() {
         let value = values.get(&p.name).cloned().or(p.default.clone()).ok_or_else(|| {
+            let hint = match p.name.as_str() {
+                "AllowedSshCidr" => format!(
+                    "set network.allowed_ssh_cidr (the addresses Ansible connects from, e.g. 203.0.113.7/32) or environments.{env}.parameters.AllowedSshCidr"
+                ),
+                name => format!("set environments.{env}.parameters.{name}"),
+            };
             Error::Invalid(format!(
-                "stack parameter '{}' has no value and no default: set environments.{env}.parameters.{} in the config",
-                p.name, p.name
+                "stack parameter '{}' has no value and no default: {hint} in the config",
+                p.name
             ))
         })?;
+        set.insert(p.name.clone(), value.clone());
         out.insert(p.name, ParamValue::Set(value));
+    }
+    // CloudFormation refuses these too, but only after the image is baked; stand-ins ignore Rules.
+    let refused = template.rule_violations(&set);
+    if !refused.is_empty() {
+        return Err(Error::Invalid(format!(
+            "environments.{env}: the template's rules refuse these parameters: {}",
+            refused.join("; ")
+        )));
     }
     Ok(out)
 }
@@ -130,4 +146,60 @@ pub fn stack_tags(config: &Config, target: &Target) -> BTreeMap<String, String> 
         (tags::APP.to_string(), config.vars.app_name.clone()),
         (tags::ENV.to_string(), target.env.to_string()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::template::{merge, TemplateFile};
+    use serde_json::json;
+
+    fn template() -> Template {
+        let body = json!({
+            "Parameters": {
+                "AllowedSshCidr": {"Type": "String"},
+                "EnableBroker": {"Type": "String", "Default": "false"},
+                "WorkerCount": {"Type": "Number", "Default": 0}
+            },
+            "Rules": {"WorkersNeedBroker": {
+                "RuleCondition": {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerCount"}, "0"]}]},
+                "Assertions": [{"Assert": {"Fn::Equals": [{"Ref": "EnableBroker"}, "true"]}, "AssertDescription": "workers need the broker"}]
+            }},
+            "Resources": {"A": {"Type": "T"}}
+        });
+        merge(&[TemplateFile {
+            path: "t.json".into(),
+            body: body.as_object().unwrap().clone(),
+        }])
+        .unwrap()
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_missing_ssh_cidr_names_the_network_setting() {
+        let err = for_create(&template(), &values(&[]), "staging")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'AllowedSshCidr'") && err.contains("network.allowed_ssh_cidr"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn what_the_rules_refuse_is_refused_before_any_call() {
+        let t = template();
+        let v = values(&[("AllowedSshCidr", "203.0.113.7/32"), ("WorkerCount", "2")]);
+        let err = for_create(&t, &v, "staging").unwrap_err().to_string();
+        assert!(
+            err.contains("environments.staging") && err.contains("workers need the broker"),
+            "{err}"
+        );
+        let mut ok = v.clone();
+        ok.insert("EnableBroker".into(), "true".into());
+        assert_eq!(for_create(&t, &ok, "staging").unwrap().len(), 3);
+    }
 }

@@ -25,6 +25,9 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The SSH CIDR every test project allows (the templates have no default).
+pub const SSH_CIDR: &str = "198.51.100.7/32";
+
 /// The secrets the sandbox playbooks need; fixed values so redaction can be asserted.
 pub const DB_PASSWORD: &str = "test-db-password-5f2c";
 pub const APP_SECRET: &str = "test-app-secret-9d1e";
@@ -54,11 +57,15 @@ impl TestProject {
         let root = repo();
         let state = dir.path().join("state");
         let hosts = dir.path().join("hosts");
+        // The sandbox's group_vars: base_ami names an SSM parameter moto knows.
         let yaml = format!(
             r#"paths:
   root: {root}
   state: {state}
+  group_vars: config/sandbox/group_vars.yml
 {paths}
+network:
+  allowed_ssh_cidr: {SSH_CIDR}
 
 aws:
   region: us-east-1
