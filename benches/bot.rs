@@ -31,8 +31,10 @@
 #[allow(dead_code, clippy::all)]
 mod support;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,7 @@ use argos::config::Config;
 use argos::engine::Engine;
 use argos::platform::discord::{self, RateLimits};
 use argos::store::Store;
+use common::{ms, patch, percentile, result, ten_minute_update};
 use support::fake_aws::{Change, Ec2Image, Ec2Instance, FakeAws, Op, StackScript};
 use support::fake_discord::*;
 use support::TestProject;
@@ -85,31 +88,11 @@ fn mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)
 }
 
-fn result(key: &str, value: impl std::fmt::Display) {
-    println!("RESULT {key}\t{value}");
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn discord_yaml(fake: &FakeDiscord) -> String {
     format!(
         "discord:\n  enabled: true\n  api_proxy: {}\n  guild_id: \"{GUILD_ID}\"\n  message_content_intent: true\n",
         fake.url()
     )
-}
-
-/// Rewrites one line of the generated test config.
-fn patch(project: &TestProject, from: &str, to: &str) {
-    let yaml = std::fs::read_to_string(&project.config_path).expect("config");
-    assert!(yaml.contains(from), "{from:?} not in the test config");
-    std::fs::write(&project.config_path, yaml.replacen(from, to, 1)).expect("write config");
 }
 
 /// When the bot's handler was entered and when it returned, per channel.
@@ -237,37 +220,6 @@ async fn latency() {
 
 // ---------------------------------------------------------------------------------------------
 // chat requests per job
-
-/// A 10-scenario-minute update: 20 resources one after another (security groups in seconds,
-/// instances in one to two minutes), then 2 removed in cleanup.
-fn ten_minute_update(stack: &str) -> (StackScript, Vec<Change>) {
-    let mut updated: Vec<(String, &str, f64)> = Vec::new();
-    for i in 0..6 {
-        updated.push((format!("SecurityGroup{i}"), "AWS::EC2::SecurityGroup", 3.0 + i as f64));
-    }
-    for (i, d) in [45.0, 60.0, 75.0, 90.0, 55.0, 70.0, 40.0, 85.0].iter().enumerate() {
-        updated.push((format!("Instance{i}"), "AWS::EC2::Instance", *d));
-    }
-    for (i, d) in [30.0, 12.0, 8.0, 10.0, 6.0, 5.0].iter().enumerate() {
-        updated.push((format!("Misc{i}"), "AWS::SSM::Parameter", *d));
-    }
-    let removed = [
-        ("OldWorker", "AWS::EC2::Instance"),
-        ("OldWorkerSecurityGroup", "AWS::EC2::SecurityGroup"),
-    ];
-    // Cleanup and the stack's own events take 4.5 s; the resources fill the rest of 600 s.
-    let sum: f64 = updated.iter().map(|u| u.2).sum();
-    let factor = (600.0 - 4.5) / sum;
-    let resources: Vec<(&str, &str)> = updated.iter().map(|u| (u.0.as_str(), u.1)).collect();
-    let durations: Vec<f64> = updated.iter().map(|u| u.2 * factor).collect();
-    let script = StackScript::update_with_cleanup(stack, &resources, &removed, &durations);
-    let mut changes: Vec<Change> = resources
-        .iter()
-        .map(|r| Change::modify(r.0, r.1, "False", &["Properties"]))
-        .collect();
-    changes.extend(removed.iter().map(|r| Change::remove(r.0, r.1)));
-    (script, changes)
-}
 
 async fn chat() {
     let window = Duration::from_secs(5) / K;
@@ -486,17 +438,8 @@ async fn memory(start_kb: u64) {
 
 fn run_phase(phase: &str) {
     let start_kb = rss_kb();
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    // Jobs still running (the memory part) are not waited for.
+    common::block_on(async {
         match phase {
             "latency" => latency().await,
             "chat" => chat().await,
@@ -504,42 +447,13 @@ fn run_phase(phase: &str) {
             other => panic!("unknown phase {other}"),
         }
     });
-    // Jobs still running (the memory part) are not waited for.
-    rt.shutdown_background();
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--phase") {
-        run_phase(args.get(i + 1).map(String::as_str).unwrap_or(""));
-        return;
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let mut rows: Vec<(String, String)> = Vec::new();
-    for phase in ["latency", "chat", "memory"] {
-        let started = Instant::now();
-        let out = Command::new(&exe).args(["--phase", phase]).output().expect("run phase");
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-            panic!("phase {phase} failed");
-        }
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some((k, v)) = line.strip_prefix("RESULT ").and_then(|l| l.split_once('\t')) {
-                rows.push((k.to_string(), v.to_string()));
-            }
-        }
-        rows.push((
-            format!("({phase} took)"),
-            format!("{:.1} s", started.elapsed().as_secs_f64()),
-        ));
-    }
-    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    println!("\n{:<width$}  value", "bot benchmark");
-    println!("{}", "-".repeat(width + 20));
-    for (k, v) in rows {
-        println!("{k:<width$}  {v}");
-    }
-    println!(
-        "\ntargets: ack p99 < 50 ms; 1 message + <= 30 edits per 10-minute job; RSS idle < 30 MB, 20 jobs < 60 MB"
+    common::main(
+        "bot benchmark",
+        &["latency", "chat", "memory"],
+        "targets: ack p99 < 50 ms; 1 message + <= 30 edits per 10-minute job; RSS idle < 30 MB, 20 jobs < 60 MB",
+        run_phase,
     );
 }

@@ -1,8 +1,11 @@
 //! What arrives over Socket Mode: prefix and mention messages, `/argos`, and clicks on our
-//! buttons. Each callback claims the event in the store, spawns the work and returns, because
-//! slack-morphism acknowledges the envelope only when the callback returns and Slack wants
-//! that within 3 s. A redelivered envelope carries the same message ts or trigger id, so its
-//! claim fails and it is acknowledged without being handled again.
+//! buttons. Each callback spawns the work and returns at once, because slack-morphism
+//! acknowledges the envelope only when the callback returns, Slack wants that within 3 s, and
+//! a connection reads its next envelope only then. The work claims the event in the store
+//! before anything else: a claim awaited in the callback would hold every envelope behind it
+//! on that connection (a store write each, a round trip on PostgreSQL; 100 slash commands at
+//! once waited 0.5 s for their acknowledgement in a debug build). A redelivered envelope
+//! carries the same message ts or trigger id, so its claim fails and it is not handled again.
 
 use std::sync::Arc;
 
@@ -50,6 +53,8 @@ pub(super) struct Context {
     pub(super) bot_user: String,
     pub(super) directory: Directory,
     pub(super) hellos: Arc<Hellos>,
+    /// One permit: whose turn it is to claim an event in the store.
+    pub(super) claims: tokio::sync::Semaphore,
 }
 
 async fn context(states: &SlackClientEventsUserState) -> Option<Arc<Context>> {
@@ -68,8 +73,12 @@ impl Context {
         }
     }
 
-    /// True when this replica is the one to handle the event with this id.
+    /// True when this replica is the one to handle the event with this id. Claims go one at a
+    /// time, in turn: the store takes them one at a time anyway, and a burst of them waiting
+    /// for its lock on the blocking pool would starve the threads that read the sockets and
+    /// send the acknowledgements.
     async fn mine(&self, event_id: String) -> bool {
+        let _turn = self.claims.acquire().await.ok();
         (self.claim)("slack", event_id).await
     }
 }
@@ -125,12 +134,12 @@ pub(super) async fn on_push(
     let Some((user, channel, ts, text)) = addressed(&ctx, event.event) else {
         return Ok(());
     };
-    // Slack sends a mention twice (`message` and `app_mention`, different event ids) and may
-    // redeliver either: the message's channel and ts name it once.
-    if !ctx.mine(format!("msg:{channel}:{ts}")).await {
-        return Ok(());
-    }
     tokio::spawn(async move {
+        // Slack sends a mention twice (`message` and `app_mention`, different event ids) and
+        // may redeliver either: the message's channel and ts name it once.
+        if !ctx.mine(format!("msg:{channel}:{ts}")).await {
+            return;
+        }
         let identity = ctx.identity(&user, None).await;
         let event = ChatEvent {
             identity,
@@ -156,10 +165,10 @@ pub(super) async fn on_command(
     let Some(ctx) = context(&states).await else {
         return Ok(ack);
     };
-    if !ctx.mine(format!("cmd:{}", event.trigger_id)).await {
-        return Ok(ack);
-    }
     tokio::spawn(async move {
+        if !ctx.mine(format!("cmd:{}", event.trigger_id)).await {
+            return;
+        }
         let identity = ctx.identity(event.user_id.as_ref(), None).await;
         let event_text = decode(event.text.as_deref().unwrap_or("").trim());
         let chat = ChatEvent {
@@ -204,10 +213,10 @@ pub(super) async fn on_interaction(
             _ => None,
         });
     let Some(channel) = channel else { return Ok(()) };
-    if !ctx.mine(format!("act:{}", click.trigger_id)).await {
-        return Ok(());
-    }
     tokio::spawn(async move {
+        if !ctx.mine(format!("act:{}", click.trigger_id)).await {
+            return;
+        }
         let name = user.username.clone().or(user.name.clone());
         let identity = ctx.identity(user.id.as_ref(), name).await;
         let chat = ChatEvent {

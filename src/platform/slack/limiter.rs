@@ -9,6 +9,7 @@
 //! the last minute, and a bucket with a burst lets the burst through on top of a full minute's
 //! rate (55 calls in a minute for 50 with a burst of 5). Each call counts from when its answer
 //! came back, so however late a request reaches Slack, it is still inside the window we kept.
+//! Edits wait for room in the order they asked, so one chatty job cannot starve the others.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -63,6 +64,9 @@ pub(super) struct Limiter {
     /// How many live replicas share the limits (this one included).
     share: AtomicU32,
     updates: Arc<StdMutex<UpdateWindow>>,
+    /// Whose turn it is to wait for room in the update window: edits of every message queue
+    /// in order, so that no job's status message is starved by the others'.
+    update_turn: AsyncMutex<()>,
     channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
     paused: StdMutex<HashMap<Method, Instant>>,
 }
@@ -150,6 +154,7 @@ impl Limiter {
             limits,
             share: AtomicU32::new(1),
             updates: Default::default(),
+            update_turn: AsyncMutex::new(()),
             channels: StdMutex::new(HashMap::new()),
             paused: StdMutex::new(HashMap::new()),
         }
@@ -179,6 +184,7 @@ impl Limiter {
     /// Waits until one more `chat.update` fits in the window, and takes its place.
     async fn update_slot(&self) -> UpdateSlot {
         let window = with_margin(self.limits.update_period);
+        let _turn = self.update_turn.lock().await;
         loop {
             let until = {
                 let mut w = self.updates.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,11 +217,12 @@ impl Limiter {
         if method == Method::Post && log.len() >= keep {
             tokio::time::sleep_until(log[log.len() - keep] + with_margin(self.limits.post_window)).await;
         }
-        self.wait_pause(method).await;
         let update = match method {
             Method::Update => Some(self.update_slot().await),
             _ => None,
         };
+        // After any wait for room: a 429 may have come in meanwhile.
+        self.wait_pause(method).await;
         ChannelPermit {
             log,
             keep,
@@ -299,6 +306,33 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(10));
         drop(l.channel("C1", Method::Update).await.uncounted());
         assert!(start.elapsed() >= Duration::from_millis(10_200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn updates_waiting_for_the_budget_take_turns() {
+        let limits = SlackLimits {
+            updates: 1,
+            update_period: Duration::from_secs(1),
+            ..SlackLimits::SLACK
+        };
+        let l = Arc::new(Limiter::new(limits));
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        // A chatty message asks again the moment each edit is out; another asks once, while the
+        // chatty one's second edit waits. Edits go in the order they asked, whatever wakes first.
+        let chatty = {
+            let (l, order) = (l.clone(), order.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    drop(l.channel("C1", Method::Update).await.uncounted());
+                    order.lock().unwrap().push("chatty");
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        drop(l.channel("C2", Method::Update).await.uncounted());
+        order.lock().unwrap().push("other");
+        chatty.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["chatty", "chatty", "other", "chatty"]);
     }
 
     #[tokio::test(start_paused = true)]

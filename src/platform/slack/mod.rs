@@ -8,7 +8,8 @@
 //! is acknowledged and left alone. Envelopes are acknowledged before any slow work.
 //!
 //! An edit that meets a 429 waits for `Retry-After` and then sends the newest content of its
-//! message: edits queued behind it for the same message are coalesced into that one request.
+//! message: edits queued behind it for the same message are coalesced into that one request
+//! (and the log a folded-in final edit carries still goes into the thread).
 //!
 //! Neither token is logged or put into an error: errors pass through [`Secrets::scrub`], and
 //! slack-morphism's own logs carry no tokens (they go in headers).
@@ -477,6 +478,7 @@ pub async fn start(
         bot_user: auth.user_id.to_string(),
         directory: directory::Directory::new(port.client.clone(), port.token.clone()),
         hellos: hellos.clone(),
+        claims: tokio::sync::Semaphore::new(1),
     });
     let _ = SECRETS.set(port.secrets.clone());
     let environment = Arc::new(
