@@ -1,0 +1,151 @@
+//! The template's side: each group's compute resource and security groups, the database's
+//! port, and every ingress rule (inline or a separate SecurityGroupIngress).
+
+use std::collections::BTreeMap;
+
+use argos::cloud::template::Template;
+use serde_json::Value;
+
+fn props(r: &Value) -> &Value {
+    &r["Properties"]
+}
+
+fn tag(tags: &Value, key: &str) -> Option<String> {
+    tags.as_array()?
+        .iter()
+        .find(|t| t["Key"] == key)
+        .and_then(|t| t["Value"].as_str())
+        .map(str::to_string)
+}
+
+fn sg_ref(v: &Value) -> Option<String> {
+    if let Some(a) = v.get("Fn::GetAtt").and_then(Value::as_array) {
+        return a.first().and_then(Value::as_str).map(str::to_string);
+    }
+    v.get("Ref").and_then(Value::as_str).map(str::to_string)
+}
+
+fn sg_list(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(sg_ref).collect()
+}
+
+fn resources(t: &Template) -> &serde_json::Map<String, Value> {
+    t.value["Resources"].as_object().unwrap()
+}
+
+/// group → (the resource whose condition decides whether the group exists, its security groups)
+pub(crate) fn group_resources(t: &Template) -> BTreeMap<String, (String, Vec<String>)> {
+    let res = resources(t);
+    let mut out = BTreeMap::new();
+    for (id, r) in res {
+        let p = props(r);
+        match r["Type"].as_str().unwrap() {
+            "AWS::EC2::Instance" => {
+                let group = tag(&p["Tags"], "Group").unwrap_or_else(|| panic!("{id} has no Group tag"));
+                out.insert(group, (id.clone(), sg_list(&p["SecurityGroupIds"])));
+            }
+            "AWS::AutoScaling::AutoScalingGroup" => {
+                let group = tag(&p["Tags"], "Group").unwrap_or_else(|| panic!("{id} has no Group tag"));
+                let lt = sg_ref(&p["LaunchTemplate"]["LaunchTemplateId"]).unwrap();
+                let sgs = sg_list(&res[&lt]["Properties"]["LaunchTemplateData"]["SecurityGroupIds"]);
+                out.insert(group, (id.clone(), sgs));
+            }
+            "AWS::RDS::DBInstance" => {
+                out.insert("database".into(), (id.clone(), sg_list(&p["VPCSecurityGroups"])));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub(crate) fn database_id(t: &Template) -> String {
+    group_resources(t)["database"].0.clone()
+}
+
+/// The port RDS listens on: `Port`, else the engine's default (5432 for postgres).
+pub(crate) fn database_port(t: &Template) -> u16 {
+    let db = &resources(t)[&database_id(t)]["Properties"];
+    match &db["Port"] {
+        Value::Null => {
+            assert_eq!(
+                db["Engine"], "postgres",
+                "the database's default port is known for postgres only"
+            );
+            5432
+        }
+        Value::String(s) => s.parse().unwrap(),
+        v => v.as_u64().unwrap() as u16,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Sg(String),
+    Cidr(String),
+    /// A CIDR from a parameter.
+    CidrParam(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ingress {
+    /// The resource holding the rule (its condition applies).
+    pub(crate) resource: String,
+    pub(crate) sg: String,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
+    pub(crate) proto: String,
+    pub(crate) source: Source,
+}
+
+pub(crate) fn ingress_rules(t: &Template) -> Vec<Ingress> {
+    let parse = |resource: &str, sg: &str, rule: &Value| -> Ingress {
+        let source = if let Some(s) = rule.get("SourceSecurityGroupId") {
+            Source::Sg(sg_ref(s).expect("SourceSecurityGroupId names a group of the stack"))
+        } else {
+            match &rule["CidrIp"] {
+                Value::String(s) => Source::Cidr(s.clone()),
+                v if v.get("Ref").is_some() => Source::CidrParam(v["Ref"].as_str().unwrap().to_string()),
+                v if v.get("Fn::Sub").is_some() => {
+                    let s = v["Fn::Sub"].as_str().unwrap();
+                    match s.strip_prefix("${").and_then(|s| s.strip_suffix('}')) {
+                        Some(p) if !p.contains('$') => Source::CidrParam(p.to_string()),
+                        _ => Source::Cidr(s.to_string()),
+                    }
+                }
+                other => panic!("{resource}: an ingress rule without a source: {other}"),
+            }
+        };
+        Ingress {
+            resource: resource.to_string(),
+            sg: sg.to_string(),
+            from: rule["FromPort"].as_i64().unwrap_or(-1),
+            to: rule["ToPort"].as_i64().unwrap_or(-1),
+            proto: rule["IpProtocol"].as_str().unwrap_or("tcp").to_string(),
+            source,
+        }
+    };
+    let mut out = Vec::new();
+    for (id, r) in resources(t) {
+        match r["Type"].as_str().unwrap() {
+            "AWS::EC2::SecurityGroup" => {
+                for rule in props(r)["SecurityGroupIngress"].as_array().into_iter().flatten() {
+                    out.push(parse(id, id, rule));
+                }
+            }
+            "AWS::EC2::SecurityGroupIngress" => {
+                let sg = sg_ref(&props(r)["GroupId"]).unwrap();
+                out.push(parse(id, &sg, props(r)));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Ingress {
+    pub(crate) fn covers(&self, port: u16) -> bool {
+        (self.proto == "tcp" || self.proto == "-1")
+            && (self.from == -1 || (self.from <= port as i64 && port as i64 <= self.to))
+    }
+}
