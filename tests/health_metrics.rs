@@ -3,8 +3,6 @@
 //! AWS, and the metrics show the job, its AWS calls and its chat requests.
 mod support;
 
-use std::time::Duration;
-
 use argos::bot::Bot;
 use argos::engine::Engine;
 use argos::platform::discord;
@@ -12,35 +10,7 @@ use argos::store::Store;
 use support::fake_aws::FakeAws;
 use support::fake_discord::*;
 use support::TestProject;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One HTTP/1.1 GET; returns the status code and the body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: argos\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    let raw = String::from_utf8(raw).expect("utf-8");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or("")
-        .to_string();
-    (status, content_type, body.to_string())
-}
-
-/// The value of the series `name{labels}` in an OpenMetrics text, 0 when absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
+use support::{http_get as get, metric_value as value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn probes_and_metrics_follow_a_job() {

@@ -18,6 +18,7 @@
 //! - `approvals.rs`: Block Kit approvals, and their buttons after a restart.
 //! - `connection.rs`: a `disconnect` and a dropped socket in the middle of a job.
 //! - `both.rs`: a Discord job and a Slack job at once in one bot.
+//! - `health.rs`: readiness and metrics with the Slack adapter.
 //! - `world.rs`: what they share.
 #[path = "../support/mod.rs"]
 mod support;
@@ -26,5 +27,6 @@ mod approvals;
 mod both;
 mod commands;
 mod connection;
+mod health;
 mod jobs;
 mod world;

@@ -95,6 +95,8 @@ pub struct SlackPort {
     uploaded: StdMutex<HashSet<String>>,
     /// Edits that were folded into a newer one (for the benchmark and the tests).
     pub coalesced: std::sync::atomic::AtomicU64,
+    /// Socket Mode `hello`s so far (readiness: connected once there is one).
+    hellos: Arc<events::Hellos>,
 }
 
 impl std::fmt::Debug for SlackPort {
@@ -174,6 +176,7 @@ impl SlackPort {
             next_generation: Default::default(),
             uploaded: StdMutex::new(HashSet::new()),
             coalesced: Default::default(),
+            hellos: Arc::new(events::Hellos::default()),
         }
     }
 
@@ -194,7 +197,15 @@ impl SlackPort {
         method: Method,
         fut: impl std::future::Future<Output = ClientResult<T>>,
     ) -> Result<T, Option<PortError>> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+        let status = match &outcome {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(e)) if retry_after(e).is_some() => "429",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        crate::metrics::get().chat_request("slack", what, status);
+        match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => match retry_after(&e) {
                 Some(wait) => {
@@ -279,6 +290,7 @@ impl SlackPort {
             };
             let Some((content, newest)) = next else {
                 self.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::get().edit("coalesced", 1);
                 permit.unused();
                 // The request that carried this edit's content was another's, which uploads
                 // only its own attachment: this edit's log (a final edit's) still goes into
@@ -288,6 +300,7 @@ impl SlackPort {
             };
             if newest > generation {
                 self.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::get().edit("coalesced", 1);
             }
             let request = SlackApiChatUpdateRequest::new(
                 SlackChannelId::new(channel.to_string()),
@@ -404,6 +417,10 @@ impl ChatPort for SlackPort {
         "slack"
     }
 
+    fn connected(&self) -> bool {
+        self.hellos.count() > 0
+    }
+
     fn share_budget(&self, replicas: usize) {
         self.limiter.set_share(replicas);
     }
@@ -469,7 +486,7 @@ pub async fn start(
                 .unwrap_or_else(|| "Slack auth.test was rate limited".into())
         })?;
     tracing::info!(team = %auth.team, user = %auth.user.clone().unwrap_or_default(), "connected to Slack");
-    let hellos = Arc::new(events::Hellos::default());
+    let hellos = port.hellos.clone();
     let context = Arc::new(events::Context {
         port: port.clone(),
         prefix,
