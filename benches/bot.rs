@@ -44,13 +44,11 @@ use argos::config::Config;
 use argos::engine::Engine;
 use argos::platform::discord::{self, RateLimits};
 use argos::store::Store;
-use common::{ms, patch, percentile, result, ten_minute_update};
-use support::fake_aws::{Change, Ec2Image, Ec2Instance, FakeAws, Op, StackScript};
+use common::{ms, patch, percentile, result, TINY_TEMPLATE};
+use support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
 use support::fake_discord::*;
 use support::TestProject;
 
-const TINY_TEMPLATE: &str =
-    r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
 const USERS: u64 = 100;
 const USER_BASE: u64 = 1_600_000_000_000_000_000;
 const CHANNEL_BASE: u64 = 1_700_000_000_000_000_000;
@@ -231,53 +229,11 @@ async fn chat() {
         global_per_second: 50 * K,
     })
     .await;
-    let d = argos::config::ChatSettings::default();
-    let extra = format!(
-        "{}chat:\n  edit_interval_ms: {}\n  edit_burst: {}\n  edit_refill_secs: {}\n  edits_per_second: {}\npermissions:\n  roles:\n    admins: {{ discord_roles: [\"{ADMIN_ROLE}\"] }}\n  rules:\n    - role: admins\n      environments: [\"*\"]\n      actions: [\"*\"]\n",
-        discord_yaml(&fake),
-        d.edit_interval_ms / K as u64,
-        d.edit_burst,
-        (d.edit_refill_secs / K as u64).max(1),
-        d.edits_per_second * K,
+    let admins = format!(
+        "permissions:\n  roles:\n    admins: {{ discord_roles: [\"{ADMIN_ROLE}\"] }}\n  rules:\n    - role: admins\n      environments: [\"*\"]\n      actions: [\"*\"]\n"
     );
-    let project = TestProject::new(&aws.endpoint_url(), &extra);
-    let w = argos::config::WatchSettings::default();
-    patch(
-        &project,
-        "poll_interval_ms: 40",
-        &format!("poll_interval_ms: {}", w.poll_interval_ms / K as u64),
-    );
-    patch(
-        &project,
-        "max_poll_interval_ms: 120",
-        &format!("max_poll_interval_ms: {}", w.max_poll_interval_ms / K as u64),
-    );
-    patch(&project, "stack_update_secs: 60", "stack_update_secs: 600");
-    patch(&project, "ansible:\n", "ansible:\n  roles: [api]\n");
-
-    let stack = "argos-staging";
-    aws.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
-    aws.add_image(Ec2Image::owned("ami-0123", "argos-image", &[("App", "argos")]));
-    aws.add_stack(
-        stack,
-        TINY_TEMPLATE,
-        &[],
-        &[("WebSecurityGroup", "AWS::EC2::SecurityGroup")],
-    );
-    aws.add_instance(Ec2Instance::running(
-        "i-0000000000000001",
-        &[
-            ("App", "argos"),
-            ("Env", "staging"),
-            ("Group", "api"),
-            ("Name", "argos-staging-api"),
-        ],
-    ));
-    aws.set_outputs(stack, &[("DatabaseHost", "db.internal"), ("DatabasePort", "5432")]);
-    let (script, changes) = ten_minute_update(stack);
-    let (scenario_secs, events) = (script.duration(), script.steps.len());
-    aws.set_change_set(stack, changes);
-    aws.script_next_for(stack, Op::ExecuteChangeSet, script);
+    let project = common::compressed_project(&aws.endpoint_url(), &format!("{}{admins}", discord_yaml(&fake)), K);
+    let (scenario_secs, events) = common::stage_ten_minute_update(&aws);
     let limits = RateLimits {
         per_channel: 5,
         window,

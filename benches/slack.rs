@@ -39,13 +39,11 @@ use argos::config::Config;
 use argos::engine::Engine;
 use argos::platform::slack::{self, SlackConnection, SlackLimits};
 use argos::store::Store;
-use common::{ms, patch, percentile, result, ten_minute_update};
-use support::fake_aws::{Ec2Image, Ec2Instance, FakeAws, Op};
+use common::{ms, percentile, result};
+use support::fake_aws::FakeAws;
 use support::fake_slack::{FakeSlack, FakeSlackLimits, SlackUser, CHANNEL};
 use support::TestProject;
 
-const TINY_TEMPLATE: &str =
-    r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
 /// The time compression of the `chat` part (as in `bot.rs`).
 const K: u32 = 30;
 const USERS: u32 = 100;
@@ -128,53 +126,8 @@ async fn chat() {
     })
     .await;
     fake.set_token_env();
-    let d = argos::config::ChatSettings::default();
-    let extra = format!(
-        "{}chat:\n  edit_interval_ms: {}\n  edit_burst: {}\n  edit_refill_secs: {}\n  edits_per_second: {}\n{ADMINS}",
-        fake.bot_config(),
-        d.edit_interval_ms / K as u64,
-        d.edit_burst,
-        (d.edit_refill_secs / K as u64).max(1),
-        d.edits_per_second * K,
-    );
-    let project = TestProject::new(&aws.endpoint_url(), &extra);
-    let w = argos::config::WatchSettings::default();
-    patch(
-        &project,
-        "poll_interval_ms: 40",
-        &format!("poll_interval_ms: {}", w.poll_interval_ms / K as u64),
-    );
-    patch(
-        &project,
-        "max_poll_interval_ms: 120",
-        &format!("max_poll_interval_ms: {}", w.max_poll_interval_ms / K as u64),
-    );
-    patch(&project, "stack_update_secs: 60", "stack_update_secs: 600");
-    patch(&project, "ansible:\n", "ansible:\n  roles: [api]\n");
-
-    let stack = "argos-staging";
-    aws.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
-    aws.add_image(Ec2Image::owned("ami-0123", "argos-image", &[("App", "argos")]));
-    aws.add_stack(
-        stack,
-        TINY_TEMPLATE,
-        &[],
-        &[("WebSecurityGroup", "AWS::EC2::SecurityGroup")],
-    );
-    aws.add_instance(Ec2Instance::running(
-        "i-0000000000000001",
-        &[
-            ("App", "argos"),
-            ("Env", "staging"),
-            ("Group", "api"),
-            ("Name", "argos-staging-api"),
-        ],
-    ));
-    aws.set_outputs(stack, &[("DatabaseHost", "db.internal"), ("DatabasePort", "5432")]);
-    let (script, changes) = ten_minute_update(stack);
-    let (scenario_secs, events) = (script.duration(), script.steps.len());
-    aws.set_change_set(stack, changes);
-    aws.script_next_for(stack, Op::ExecuteChangeSet, script);
+    let project = common::compressed_project(&aws.endpoint_url(), &format!("{}{ADMINS}", fake.bot_config()), K);
+    let (scenario_secs, events) = common::stage_ten_minute_update(&aws);
     let p = SlackLimits::SLACK;
     let limits = SlackLimits {
         posts_per_channel: p.posts_per_channel,

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::fake_aws::{Change, StackScript};
+use crate::support::fake_aws::{Change, Ec2Image, Ec2Instance, FakeAws, Op, StackScript};
 use crate::support::TestProject;
 
 /// One figure of a phase, for the parent's table.
@@ -117,3 +117,65 @@ pub fn main(title: &str, phases: &[&str], targets: &str, run: fn(&str)) {
     }
     println!("\n{targets}");
 }
+
+/// The 10-minute job's project: the config's default pacing (edits and the watcher's polls)
+/// compressed `k` times, `chat_yaml` (the platform's section and permissions) added, one
+/// role to deploy, and a 600 s stack-update timeout.
+pub fn compressed_project(aws_endpoint: &str, chat_yaml: &str, k: u32) -> TestProject {
+    let d = argos::config::ChatSettings::default();
+    let extra = format!(
+        "{chat_yaml}chat:\n  edit_interval_ms: {}\n  edit_burst: {}\n  edit_refill_secs: {}\n  edits_per_second: {}\n",
+        d.edit_interval_ms / k as u64,
+        d.edit_burst,
+        (d.edit_refill_secs / k as u64).max(1),
+        d.edits_per_second * k,
+    );
+    let project = TestProject::new(aws_endpoint, &extra);
+    let w = argos::config::WatchSettings::default();
+    patch(
+        &project,
+        "poll_interval_ms: 40",
+        &format!("poll_interval_ms: {}", w.poll_interval_ms / k as u64),
+    );
+    patch(
+        &project,
+        "max_poll_interval_ms: 120",
+        &format!("max_poll_interval_ms: {}", w.max_poll_interval_ms / k as u64),
+    );
+    patch(&project, "stack_update_secs: 60", "stack_update_secs: 600");
+    patch(&project, "ansible:\n", "ansible:\n  roles: [api]\n");
+    project
+}
+
+/// The staging app stack with one api host, and [`ten_minute_update`] scripted as its next
+/// change set. Returns the scenario's length in seconds and its number of stack events.
+pub fn stage_ten_minute_update(aws: &FakeAws) -> (f64, usize) {
+    let stack = "argos-staging";
+    aws.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
+    aws.add_image(Ec2Image::owned("ami-0123", "argos-image", &[("App", "argos")]));
+    aws.add_stack(
+        stack,
+        TINY_TEMPLATE,
+        &[],
+        &[("WebSecurityGroup", "AWS::EC2::SecurityGroup")],
+    );
+    aws.add_instance(Ec2Instance::running(
+        "i-0000000000000001",
+        &[
+            ("App", "argos"),
+            ("Env", "staging"),
+            ("Group", "api"),
+            ("Name", "argos-staging-api"),
+        ],
+    ));
+    aws.set_outputs(stack, &[("DatabaseHost", "db.internal"), ("DatabasePort", "5432")]);
+    let (script, changes) = ten_minute_update(stack);
+    let staged = (script.duration(), script.steps.len());
+    aws.set_change_set(stack, changes);
+    aws.script_next_for(stack, Op::ExecuteChangeSet, script);
+    staged
+}
+
+/// The smallest template the fake stack answers with.
+pub const TINY_TEMPLATE: &str =
+    r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
