@@ -254,7 +254,8 @@ async fn run() {
             let started = Instant::now();
             aws.budget().await;
             let out = aws
-                .cfn
+                .cfn()
+                .await
                 .create_stack()
                 .stack_name(&name)
                 .template_body(TEMPLATE)

@@ -75,7 +75,7 @@ pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Resu
         let out = aws_call!(
             aws,
             "DescribeStacks",
-            aws.cfn.describe_stacks().set_next_token(token.clone()).send()
+            aws.cfn().await.describe_stacks().set_next_token(token.clone()).send()
         )?;
         stacks.extend(out.stacks().iter().cloned());
         match out.next_token() {

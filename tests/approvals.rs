@@ -318,7 +318,8 @@ async fn a_plan_that_changes_after_approval_voids_it() {
     w.bot
         .engine()
         .aws
-        .cfn
+        .cfn()
+        .await
         .update_stack()
         .stack_name("argos-sandbox")
         .template_body(body)

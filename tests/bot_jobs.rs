@@ -121,7 +121,8 @@ async fn a_restart_in_the_middle_of_a_job_re_attaches_and_edits_the_same_message
     );
     bot.engine()
         .aws
-        .cfn
+        .cfn()
+        .await
         .delete_stack()
         .stack_name("argos-staging")
         .send()

@@ -417,7 +417,8 @@ async fn commission_refuses_a_stack_with_an_operation_under_way() {
     );
     engine
         .aws
-        .cfn
+        .cfn()
+        .await
         .update_stack()
         .stack_name(&id)
         .template_body(TINY_TEMPLATE.replace("\"web\"", "\"web servers\""))
@@ -837,7 +838,8 @@ async fn watcher_times_out_naming_stack_and_status() {
         .await
         .unwrap();
     let out = aws
-        .cfn
+        .cfn()
+        .await
         .create_stack()
         .stack_name("argos-slow")
         .template_body(TINY_TEMPLATE)

@@ -48,7 +48,8 @@ async fn full_lifecycle_on_moto() {
     );
 
     let stacks = aws
-        .cfn
+        .cfn()
+        .await
         .describe_stacks()
         .stack_name("argos-staging")
         .send()
@@ -77,7 +78,8 @@ async fn full_lifecycle_on_moto() {
 
     // The four tags on every instance of the environment.
     let out = aws
-        .ec2
+        .ec2()
+        .await
         .describe_instances()
         .filters(filter("tag:Env", "staging"))
         .filters(filter("instance-state-name", "running"))
@@ -100,7 +102,8 @@ async fn full_lifecycle_on_moto() {
 
     // The image is ours, tagged, and its build stack and instance are gone.
     let images = aws
-        .ec2
+        .ec2()
+        .await
         .describe_images()
         .owners("self")
         .filters(filter("name", "argos-image"))
@@ -114,10 +117,11 @@ async fn full_lifecycle_on_moto() {
         image_tags.get("InputsHash").is_some_and(|h| h.len() == 16),
         "{image_tags:?}"
     );
-    let build = aws.cfn.describe_stacks().stack_name("argos-image").send().await;
+    let build = aws.cfn().await.describe_stacks().stack_name("argos-image").send().await;
     assert!(build.is_err(), "the build stack is deleted after baking");
     let build_instances = aws
-        .ec2
+        .ec2()
+        .await
         .describe_instances()
         .filters(filter("tag:Group", "image"))
         .filters(filter("instance-state-name", "running"))
@@ -161,7 +165,8 @@ async fn full_lifecycle_on_moto() {
     let overrides = BTreeMap::from([("AllowedSshCidr".to_string(), "203.0.113.0/24".to_string())]);
     engine::update(&rec.ctx, &overrides).await.expect("update succeeds");
     let stacks = aws
-        .cfn
+        .cfn()
+        .await
         .describe_stacks()
         .stack_name("argos-staging")
         .send()
@@ -191,14 +196,16 @@ async fn full_lifecycle_on_moto() {
     let s = engine::decommission(&rec.ctx).await.unwrap();
     assert_eq!(s.headline, "decommissioned argos-staging");
     assert!(aws
-        .cfn
+        .cfn()
+        .await
         .describe_stacks()
         .stack_name("argos-staging")
         .send()
         .await
         .is_err());
     let left = aws
-        .ec2
+        .ec2()
+        .await
         .describe_instances()
         .filters(filter("tag:Env", "staging"))
         .filters(filter("instance-state-name", "running"))
@@ -214,9 +221,16 @@ async fn full_lifecycle_on_moto() {
     let rec = Recorder::new(&engine, "staging", None);
     let s = engine::clean(&rec.ctx).await.unwrap();
     assert!(s.headline.starts_with("cleaned"), "{s:?}");
-    let images = aws.ec2.describe_images().owners("self").send().await.unwrap();
+    let images = aws.ec2().await.describe_images().owners("self").send().await.unwrap();
     assert!(images.images().is_empty(), "no image left");
-    let snaps = aws.ec2.describe_snapshots().owner_ids("self").send().await.unwrap();
+    let snaps = aws
+        .ec2()
+        .await
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .unwrap();
     assert!(
         snaps
             .snapshots()

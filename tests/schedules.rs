@@ -61,7 +61,8 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
     let aws = &bot.engine().aws;
     // An environment stack with one instance (stack tags propagate to it).
     let template = r#"{"Resources": {"Web": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": "ami-12c6146b", "InstanceType": "t3.small"}}}}"#;
-    aws.cfn
+    aws.cfn()
+        .await
         .create_stack()
         .stack_name("argos-staging")
         .template_body(template)
@@ -93,7 +94,8 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
             .build()
     };
     let run = aws
-        .ec2
+        .ec2()
+        .await
         .run_instances()
         .image_id("ami-12c6146b")
         .instance_type(InstanceType::T3Small)
@@ -105,7 +107,8 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
         .unwrap();
     let builder = run.instances()[0].instance_id().unwrap().to_string();
     let image = aws
-        .ec2
+        .ec2()
+        .await
         .create_image()
         .instance_id(&builder)
         .name("argos-image")
@@ -113,7 +116,8 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
         .await
         .unwrap();
     let image_id = image.image_id().unwrap().to_string();
-    aws.ec2
+    aws.ec2()
+        .await
         .create_tags()
         .resources(&image_id)
         .tags(Tag::builder().key("App").value("argos").build())
@@ -171,7 +175,8 @@ async fn failed_stacks_are_reported_with_a_decommission() {
     let tags = |k: &str, v: &str| aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build();
     bot.engine()
         .aws
-        .cfn
+        .cfn()
+        .await
         .create_stack()
         .stack_name("argos-staging")
         .template_body(

@@ -39,7 +39,8 @@ pub async fn find_images(aws: &Aws, app: &str, name: &str) -> Result<Vec<ImageIn
     let out = aws_call!(
         aws,
         "DescribeImages",
-        aws.ec2
+        aws.ec2()
+            .await
             .describe_images()
             .owners("self")
             .filters(filter("name", name))
@@ -89,7 +90,8 @@ pub async fn create(aws: &Aws, instance_id: &str, name: &str, image_tags: &BTree
     let out = aws_call!(
         aws,
         "CreateImage",
-        aws.ec2
+        aws.ec2()
+            .await
             .create_image()
             .instance_id(instance_id)
             .name(name)
@@ -102,7 +104,12 @@ pub async fn create(aws: &Aws, instance_id: &str, name: &str, image_tags: &BTree
     aws_call!(
         aws,
         "CreateTags",
-        aws.ec2.create_tags().resources(&id).set_tags(Some(tag_list)).send()
+        aws.ec2()
+            .await
+            .create_tags()
+            .resources(&id)
+            .set_tags(Some(tag_list))
+            .send()
     )?;
     Ok(id)
 }
@@ -120,7 +127,8 @@ pub async fn tag_snapshots(aws: &Aws, image: &ImageInfo, image_tags: &BTreeMap<S
     aws_call!(
         aws,
         "CreateTags",
-        aws.ec2
+        aws.ec2()
+            .await
             .create_tags()
             .set_resources(Some(image.snapshots.clone()))
             .set_tags(Some(tag_list))
@@ -142,7 +150,7 @@ pub async fn wait_available(
         let out = aws_call!(
             aws,
             "DescribeImages",
-            aws.ec2.describe_images().image_ids(image_id).send()
+            aws.ec2().await.describe_images().image_ids(image_id).send()
         )?;
         match out.images().first().and_then(|i| i.state()) {
             Some(ImageState::Available) => return Ok(()),
@@ -175,7 +183,7 @@ pub async fn delete(aws: &Aws, image: &ImageInfo) -> Result<()> {
     match aws_call!(
         aws,
         "DeregisterImage",
-        aws.ec2.deregister_image().image_id(&image.id).send()
+        aws.ec2().await.deregister_image().image_id(&image.id).send()
     ) {
         Ok(_) => {}
         Err(e) if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidAMIID")) => {}
@@ -185,7 +193,7 @@ pub async fn delete(aws: &Aws, image: &ImageInfo) -> Result<()> {
         match aws_call!(
             aws,
             "DeleteSnapshot",
-            aws.ec2.delete_snapshot().snapshot_id(snap).send()
+            aws.ec2().await.delete_snapshot().snapshot_id(snap).send()
         ) {
             Ok(_) => {}
             Err(e) if e.code.as_deref() == Some("InvalidSnapshot.NotFound") => {}

@@ -57,7 +57,8 @@ pub async fn find(aws: &Aws, tag_values: &[(&str, &str)], states: &[&str]) -> Re
         let out = aws_call!(
             aws,
             "DescribeInstances",
-            aws.ec2
+            aws.ec2()
+                .await
                 .describe_instances()
                 .set_filters(Some(filters.clone()))
                 .set_next_token(token.clone())
@@ -110,7 +111,11 @@ pub async fn network(aws: &Aws, vpc: Option<&str>, subnet: Option<&str>) -> Resu
             let out = aws_call!(
                 aws,
                 "DescribeVpcs",
-                aws.ec2.describe_vpcs().filters(filter("isDefault", &["true"])).send()
+                aws.ec2()
+                    .await
+                    .describe_vpcs()
+                    .filters(filter("isDefault", &["true"]))
+                    .send()
             )?;
             out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string).ok_or_else(|| {
                 Error::Refused("this account and region has no default VPC: set network.vpc_id and network.subnet_id in the config".into())
@@ -123,7 +128,11 @@ pub async fn network(aws: &Aws, vpc: Option<&str>, subnet: Option<&str>) -> Resu
             let out = aws_call!(
                 aws,
                 "DescribeSubnets",
-                aws.ec2.describe_subnets().filters(filter("vpc-id", &[&vpc_id])).send()
+                aws.ec2()
+                    .await
+                    .describe_subnets()
+                    .filters(filter("vpc-id", &[&vpc_id]))
+                    .send()
             )?;
             let mut subnets: Vec<_> = out.subnets().iter().collect();
             subnets.sort_by_key(|s| {
@@ -154,7 +163,8 @@ pub async fn terminate(aws: &Aws, ids: &[String]) -> Result<()> {
     aws_call!(
         aws,
         "TerminateInstances",
-        aws.ec2
+        aws.ec2()
+            .await
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))
             .send()

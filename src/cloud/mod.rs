@@ -59,22 +59,76 @@ impl AwsError {
     }
 }
 
-/// The clients and the request budget for one AWS account and region.
+/// The clients and the request budget for one AWS account and region. The clients are built
+/// at the first call, not at start: a console or a bot that only answers chat never loads the
+/// SDK's config and profile files, the TLS roots (every file of the system's certificate
+/// folder) or the code behind them, which made up about a fifth of an idle console's resident
+/// memory and a third of its start-up (see `benches/service.rs`).
 #[derive(Clone)]
 pub struct Aws {
-    pub cfn: aws_sdk_cloudformation::Client,
-    pub ec2: aws_sdk_ec2::Client,
+    clients: Arc<tokio::sync::OnceCell<Clients>>,
+    settings: Arc<(AwsSettings, String)>,
     budget: Arc<crate::budget::SharedBudget>,
 }
 
+struct Clients {
+    cfn: aws_sdk_cloudformation::Client,
+    ec2: aws_sdk_ec2::Client,
+}
+
 impl Aws {
-    /// Builds the clients. Credentials come from the usual chain (environment, profile, SSO,
-    /// instance role) unless the config asks for the local stand-in's dummy credentials.
+    /// The clients for the config's account. Credentials come from the usual chain
+    /// (environment, profile, SSO, instance role) unless the config asks for the local
+    /// stand-in's dummy credentials; they are looked up at the first call.
     pub async fn connect(config: &Config) -> Aws {
         Self::connect_with(&config.settings.aws, config.region()).await
     }
 
     pub async fn connect_with(settings: &AwsSettings, region: &str) -> Aws {
+        Aws {
+            clients: Arc::new(tokio::sync::OnceCell::new()),
+            settings: Arc::new((settings.clone(), region.to_string())),
+            budget: Arc::new(crate::budget::SharedBudget::new(
+                settings.requests_per_second,
+                settings.burst,
+            )),
+        }
+    }
+
+    /// The CloudFormation client (built at the first call).
+    pub async fn cfn(&self) -> &aws_sdk_cloudformation::Client {
+        &self.clients().await.cfn
+    }
+
+    /// The EC2 client (built at the first call).
+    pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.clients().await.ec2
+    }
+
+    async fn clients(&self) -> &Clients {
+        self.clients
+            .get_or_init(|| Clients::build(&self.settings.0, &self.settings.1))
+            .await
+    }
+
+    /// Waits for a slot in the account's request budget. Every AWS call goes through here.
+    pub async fn budget(&self) {
+        self.budget.until_ready().await;
+    }
+
+    /// The account's budget is shared by this many live processes (this one included).
+    pub fn set_share(&self, processes: usize) {
+        self.budget.set_share(processes);
+    }
+
+    /// How many processes share the account's budget now, and this one's rate.
+    pub fn budget_share(&self) -> (u32, u32) {
+        (self.budget.share(), self.budget.rate())
+    }
+}
+
+impl Clients {
+    async fn build(settings: &AwsSettings, region: &str) -> Clients {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -104,29 +158,10 @@ impl Aws {
             ));
         }
         let shared = loader.load().await;
-        Aws {
+        Clients {
             cfn: aws_sdk_cloudformation::Client::new(&shared),
             ec2: aws_sdk_ec2::Client::new(&shared),
-            budget: Arc::new(crate::budget::SharedBudget::new(
-                settings.requests_per_second,
-                settings.burst,
-            )),
         }
-    }
-
-    /// Waits for a slot in the account's request budget. Every AWS call goes through here.
-    pub async fn budget(&self) {
-        self.budget.until_ready().await;
-    }
-
-    /// The account's budget is shared by this many live processes (this one included).
-    pub fn set_share(&self, processes: usize) {
-        self.budget.set_share(processes);
-    }
-
-    /// How many processes share the account's budget now, and this one's rate.
-    pub fn budget_share(&self) -> (u32, u32) {
-        (self.budget.share(), self.budget.rate())
     }
 }
 

@@ -54,7 +54,11 @@ fn to_chrono(t: &aws_sdk_cloudformation::primitives::DateTime) -> Option<chrono:
 
 /// Describes a stack by name or id; `None` if it does not exist.
 pub async fn describe(aws: &Aws, name: &str) -> Result<Option<StackInfo>> {
-    let out = match aws_call!(aws, "DescribeStacks", aws.cfn.describe_stacks().stack_name(name).send()) {
+    let out = match aws_call!(
+        aws,
+        "DescribeStacks",
+        aws.cfn().await.describe_stacks().stack_name(name).send()
+    ) {
         Ok(out) => out,
         Err(e) if e.is_missing_stack() => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -138,7 +142,8 @@ pub async fn create(
     let out = aws_call!(
         aws,
         "CreateStack",
-        aws.cfn
+        aws.cfn()
+            .await
             .create_stack()
             .stack_name(req.name)
             .template_body(req.body)
@@ -172,7 +177,11 @@ pub async fn delete(
         .filter(|r| r.2 != "DELETE_COMPLETE")
         .count();
     watcher.expect_resources(left);
-    aws_call!(aws, "DeleteStack", aws.cfn.delete_stack().stack_name(&stack.id).send())?;
+    aws_call!(
+        aws,
+        "DeleteStack",
+        aws.cfn().await.delete_stack().stack_name(&stack.id).send()
+    )?;
     watcher.wait(aws, Operation::Delete, pace, progress, cancel).await
 }
 
@@ -181,7 +190,7 @@ pub async fn resources(aws: &Aws, stack: &str) -> Result<Vec<(String, String, St
     let out = aws_call!(
         aws,
         "DescribeStackResources",
-        aws.cfn.describe_stack_resources().stack_name(stack).send()
+        aws.cfn().await.describe_stack_resources().stack_name(stack).send()
     )?;
     Ok(out
         .stack_resources()
@@ -221,7 +230,8 @@ pub async fn create_change_set(
     let out = aws_call!(
         aws,
         "CreateChangeSet",
-        aws.cfn
+        aws.cfn()
+            .await
             .create_change_set()
             .stack_name(stack)
             .change_set_name(&name)
@@ -239,7 +249,8 @@ pub async fn create_change_set(
         let d = aws_call!(
             aws,
             "DescribeChangeSet",
-            aws.cfn
+            aws.cfn()
+                .await
                 .describe_change_set()
                 .change_set_name(&id)
                 .stack_name(&stack_id)
@@ -270,7 +281,8 @@ pub async fn create_change_set(
                 let _ = aws_call!(
                     aws,
                     "DeleteChangeSet",
-                    aws.cfn
+                    aws.cfn()
+                        .await
                         .delete_change_set()
                         .change_set_name(&id)
                         .stack_name(&stack_id)
@@ -323,7 +335,8 @@ pub async fn execute_change_set(
     aws_call!(
         aws,
         "ExecuteChangeSet",
-        aws.cfn
+        aws.cfn()
+            .await
             .execute_change_set()
             .change_set_name(&cs.id)
             .stack_name(&cs.stack_id)
@@ -335,7 +348,7 @@ pub async fn execute_change_set(
             let _ = aws_call!(
                 aws,
                 "CancelUpdateStack",
-                aws.cfn.cancel_update_stack().stack_name(&cs.stack_id).send()
+                aws.cfn().await.cancel_update_stack().stack_name(&cs.stack_id).send()
             );
             progress.info(format!("cancel requested: CloudFormation is rolling {stack_name} back"));
             Err(Error::Cancelled)
@@ -349,7 +362,8 @@ pub async fn delete_change_set(aws: &Aws, cs: &ChangeSet) -> Result<()> {
     aws_call!(
         aws,
         "DeleteChangeSet",
-        aws.cfn
+        aws.cfn()
+            .await
             .delete_change_set()
             .change_set_name(&cs.id)
             .stack_name(&cs.stack_id)
@@ -363,7 +377,7 @@ pub async fn recent_events(aws: &Aws, stack: &str, n: usize) -> Result<Vec<crate
     let out = aws_call!(
         aws,
         "DescribeStackEvents",
-        aws.cfn.describe_stack_events().stack_name(stack).send()
+        aws.cfn().await.describe_stack_events().stack_name(stack).send()
     )?;
     let mut v: Vec<_> = out.stack_events().iter().take(n).map(super::watcher::convert).collect();
     v.reverse();

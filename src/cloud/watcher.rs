@@ -213,7 +213,7 @@ impl StackWatcher {
         match aws_call!(
             aws,
             "DescribeStackEvents",
-            aws.cfn.describe_stack_events().stack_name(stack_id).send()
+            aws.cfn().await.describe_stack_events().stack_name(stack_id).send()
         ) {
             Ok(out) => {
                 w.boundary = out
@@ -391,7 +391,8 @@ impl StackWatcher {
             let out = aws_call!(
                 aws,
                 "DescribeStackEvents",
-                aws.cfn
+                aws.cfn()
+                    .await
                     .describe_stack_events()
                     .stack_name(&self.stack_id)
                     .set_next_token(token.clone())

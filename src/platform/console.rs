@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 
 use crate::bot::messages;
 use crate::bot::port::{addressed_text, ChatEvent, ChatPort, OutgoingMessage, PortResult};
@@ -52,8 +52,11 @@ impl ConsolePort {
     /// Prints a reply (not a status message).
     pub fn print_reply(&self, text: &str) {
         let mut s = self.screen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = plain(text);
+        text.push('\n');
+        // One write: a reader waiting for the reply gets it whole, in one wake-up.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", plain(text));
+        let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
         s.last = None;
     }
@@ -155,17 +158,15 @@ pub async fn run(bot: Bot, user: String) {
     if terminal {
         port.print_reply(&format!("Argos console as {user}. Type `help`; ctrl-d to leave."));
     }
-    let mut input = BufReader::new(tokio::io::stdin());
-    let mut buf = Vec::new();
+    let mut input = stdin_lines();
     loop {
         if terminal {
             print!("argos> ");
             let _ = std::io::stdout().flush();
         }
-        buf.clear();
         // Bytes, decoded per line: one bad line is answered, not taken for the end of input.
         let read = tokio::select! {
-            r = input.read_until(b'\n', &mut buf) => r,
+            r = input.recv() => r,
             _ = tokio::signal::ctrl_c() => {
                 // Interrupted: wait briefly, then leave running jobs recorded as running (they
                 // resume at the next start) rather than waiting for them indefinitely.
@@ -178,14 +179,14 @@ pub async fn run(bot: Bot, user: String) {
                 return;
             }
         };
-        match read {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
+        let buf = match read {
+            None => break,
+            Some(Ok(line)) => line,
+            Some(Err(e)) => {
                 port.print_reply(&format!("cannot read the input ({e}); leaving"));
                 break;
             }
-        }
+        };
         let Ok(line) = std::str::from_utf8(&buf) else {
             port.print_reply(&messages::not_utf8());
             continue;
@@ -208,4 +209,34 @@ pub async fn run(bot: Bot, user: String) {
     bot.idle().await;
     bot.retire();
     schedules.abort();
+}
+
+/// The lines of stdin (with their newline), read by a thread of its own; the channel closes at
+/// the end of input. tokio's stdin hands each read to its blocking pool, which cost a second
+/// thread wake-up per command typed or piped in.
+fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    use std::io::BufRead;
+    let (tx, rx) = mpsc::channel(64);
+    let spawned = std::thread::Builder::new().name("argos-stdin".into()).spawn(move || {
+        let mut input = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if tx.blocking_send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the stdin reader");
+    }
+    rx
 }

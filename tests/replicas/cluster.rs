@@ -226,7 +226,7 @@ pub(crate) fn assert_one_status_message(c: &Cluster, status: &Sent) -> Vec<Sent>
 pub(crate) async fn assert_one_stack_one_image(project: &TestProject) {
     let engine = project.engine().await;
     let aws = &engine.aws;
-    let stacks = aws.cfn.describe_stacks().send().await.expect("DescribeStacks");
+    let stacks = aws.cfn().await.describe_stacks().send().await.expect("DescribeStacks");
     let live: Vec<(String, String)> = stacks
         .stacks()
         .iter()
@@ -244,7 +244,8 @@ pub(crate) async fn assert_one_stack_one_image(project: &TestProject) {
         "one stack"
     );
     let images = aws
-        .ec2
+        .ec2()
+        .await
         .describe_images()
         .owners("self")
         .send()
