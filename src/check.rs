@@ -3,7 +3,8 @@
 //! key exists with mode 0600. Each environment's stack parameters are checked too: the base
 //! image names an SSM parameter, SSH is not open to the world (a warning) and has a CIDR at
 //! all, the template's rules accept the parameters, the database password is one RDS takes,
-//! the DB subnet group has two subnets, and a broker has its password.
+//! the DB subnet group has two subnets, and a broker has its password. cfn-lint runs on both
+//! templates when it is installed (`cfn_lint`).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +12,8 @@ use std::path::Path;
 
 use crate::cloud::template::{load_formations, Template};
 use crate::config::{Config, Connection};
+
+mod cfn_lint;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +82,7 @@ pub async fn run(config: &Config) -> Vec<Finding> {
                 ),
             ));
             findings.extend(stack_findings(config, &image, &merged));
+            findings.extend(cfn_lint::findings(config, &merged).await);
         }
         Err(e) => findings.push(Finding::fail("templates", e.to_string())),
     }

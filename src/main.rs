@@ -1,18 +1,18 @@
-//! The `argos` binary: `argos check`, and `argos <env> <command>` (the same grammar as chat).
+//! The `argos` binary: `argos check`, `argos template`, and `argos <env> <command>` (the same grammar as chat).
 
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// The subcommands clap knows; every other word goes to the grammar.
-const OWN_SUBCOMMANDS: [&str; 3] = ["check", "console", "bot"];
+const OWN_SUBCOMMANDS: [&str; 4] = ["check", "template", "console", "bot"];
 
 #[derive(Parser)]
 #[command(
     name = "argos",
     version,
     about = "Commission, deploy and tear down the Argos stack on AWS",
-    override_usage = "argos [OPTIONS] <env> <command> [args...]\n       argos [OPTIONS] <check|console|bot|envs|help [command]>",
+    override_usage = "argos [OPTIONS] <env> <command> [args...]\n       argos [OPTIONS] <check|template|console|bot|envs|help [command]>",
     // `help` is the grammar's (`argos help deploy`); `help check` is answered below.
     disable_help_subcommand = true
 )]
@@ -31,6 +31,15 @@ struct Cli {
 enum Sub {
     /// Check the config, templates, playbooks and key without calling AWS.
     Check,
+    /// Print the merged CloudFormation template as pretty JSON (for cfn-lint, a diff, a review).
+    Template {
+        /// Fill in this environment's values from the config as the parameters' defaults
+        /// (never a secret).
+        env: Option<String>,
+        /// Print image.json, the template that bakes the image, instead.
+        #[arg(long, conflicts_with = "env")]
+        image: bool,
+    },
     /// Talk to the bot on this terminal (the same commands as in chat).
     Console {
         /// Who you are to the bot's permissions (a console user name in the config).
@@ -54,6 +63,7 @@ async fn main() {
     }
     let code = match cli.command {
         Sub::Check => check(cli.config).await,
+        Sub::Template { env, image } => argos::cli::template::run(&cli.config, env.as_deref(), image),
         Sub::Console { user } => argos::serve::console(cli.config, user).await,
         Sub::Bot => argos::serve::bot(cli.config).await,
         Sub::Run(words) => {
