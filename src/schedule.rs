@@ -63,9 +63,27 @@ pub struct Item {
 /// Looks at AWS and the job history and lists what costs money for nothing.
 pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Result<Vec<Item>> {
     let engine = bot.engine();
-    let aws = &engine.aws;
-    let app = engine.config.vars.app_name.clone();
     let envs: Vec<String> = engine.config.settings.environments.keys().cloned().collect();
+    let mut items = Vec::new();
+    // Each account once: environments that live in another account are looked at there.
+    for (aws, here) in engine.accounts.distinct() {
+        items.extend(gather_account(bot, s, now, &aws, &envs, &here).await?);
+    }
+    Ok(items)
+}
+
+/// What one account holds; `here` are the environments that live in it (a clean of the
+/// image is offered through one of them).
+async fn gather_account(
+    bot: &Bot,
+    s: &ScheduleSettings,
+    now: DateTime<Utc>,
+    aws: &crate::cloud::Aws,
+    envs: &[String],
+    here: &[String],
+) -> Result<Vec<Item>> {
+    let engine = bot.engine();
+    let app = engine.config.vars.app_name.clone();
     let mut items = Vec::new();
 
     // Every stack of the app, paged.
@@ -112,7 +130,7 @@ pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Resu
         if name == image_stack(&app) {
             items.push(Item {
                 text: format!("leftover image build stack {name} ({status})"),
-                command: envs.first().map(|e| format!("{e} clean")),
+                command: here.first().map(|e| format!("{e} clean")),
             });
             continue;
         }
@@ -160,7 +178,7 @@ pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Resu
                 ids.join(", "),
                 builders[0].instance_type
             ),
-            command: envs.first().map(|e| format!("{e} clean")),
+            command: here.first().map(|e| format!("{e} clean")),
         });
     }
     for img in image::find_images(aws, &app, &image_name(&app)).await? {
@@ -173,7 +191,7 @@ pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Resu
                     img.name,
                     img.snapshots.len()
                 ),
-                command: envs.first().map(|e| format!("{e} clean")),
+                command: here.first().map(|e| format!("{e} clean")),
             });
         }
     }

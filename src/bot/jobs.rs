@@ -251,7 +251,8 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         Ok(target) => {
             let ctx = Ctx {
                 engine: inner.engine.clone(),
-                target,
+                // An assumed role's session is named after who asked and the job (CloudTrail).
+                target: target.for_job(&job.requester_name, Some(id)),
                 progress,
                 cancel: cancel.clone(),
                 log: Some(log.clone()),

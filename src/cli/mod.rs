@@ -19,6 +19,7 @@ use crate::progress::{plain_line, Progress, ProgressTx};
 mod approval;
 pub mod help;
 mod job;
+pub mod template;
 
 pub use approval::ApprovalOptions;
 use job::{CliJob, Session};
@@ -174,7 +175,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     });
     let (progress, rx) = ProgressTx::channel();
     let cancel = CancellationToken::new();
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         engine: engine.clone(),
         target,
         progress,
@@ -198,6 +199,11 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     } else {
         None
     };
+    if let Some(s) = &slot {
+        // An assumed role's session is named after who ran it and the job (CloudTrail).
+        let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+        ctx.target = ctx.target.clone().for_job(&user, Some(s.id));
+    }
     let printer = tokio::spawn(print_progress(rx, std::io::stderr().is_terminal()));
     let ctrl_c = {
         let cancel = cancel.clone();

@@ -2,6 +2,7 @@
 //! the SDK's standard retries and one shared request budget (governor) that every operation and
 //! stack watcher draws from, so ten watchers at once do not trip AWS throttling.
 
+pub mod account;
 pub mod image;
 pub mod instances;
 pub mod stack;
@@ -9,13 +10,12 @@ pub mod template;
 pub mod watcher;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 
 use crate::config::{AwsSettings, Config};
+pub use account::Accounts;
+use account::{session_name, Account, Source};
 
 /// A failed AWS call, described for a person: the action, AWS's error code and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,8 +36,20 @@ impl AwsError {
         let message = match (err.message(), &err) {
             (Some(m), _) => m.to_string(),
             // An answer we could not read (an HTML error page, say): its status says enough.
+            // An answer the SDK could not read: its XML may still say what went wrong (moto
+            // wraps CloudFormation's errors in an extra <Errors>), else its status says enough.
             (None, SdkError::ServiceError(se)) => {
-                format!("HTTP {} with an unreadable body", se.raw().status().as_u16())
+                let body = se.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+                match (xml_text(&body, "Code"), xml_text(&body, "Message")) {
+                    (code, Some(message)) => {
+                        return AwsError {
+                            action: action.to_string(),
+                            code: code.or_else(|| err.code().map(str::to_string)),
+                            message,
+                        }
+                    }
+                    _ => format!("HTTP {} with an unreadable body", se.raw().status().as_u16()),
+                }
             }
             (None, SdkError::TimeoutError(_)) => "no answer in time".to_string(),
             (None, SdkError::DispatchFailure(d)) => match d.as_connector_error() {
@@ -59,16 +71,32 @@ impl AwsError {
     }
 }
 
-/// The clients and the request budget for one AWS account and region. The clients are built
-/// at the first call, not at start: a console or a bot that only answers chat never loads the
-/// SDK's config and profile files, the TLS roots (every file of the system's certificate
-/// folder) or the code behind them, which made up about a fifth of an idle console's resident
-/// memory and a third of its start-up (see `benches/service.rs`).
+/// The clients and the request budget for one AWS account and region, as one environment
+/// (and, for an assumed role, one session) uses them. The clients are built at the first
+/// call, not at start: a console or a bot that only answers chat never loads the SDK's config
+/// and profile files, the TLS roots (every file of the system's certificate folder) or the
+/// code behind them, which made up about a fifth of an idle console's resident memory and a
+/// third of its start-up (see `benches/service.rs`).
 #[derive(Clone)]
 pub struct Aws {
+    account: Arc<Account>,
     clients: Arc<tokio::sync::OnceCell<Clients>>,
-    settings: Arc<(AwsSettings, String)>,
-    budget: Arc<crate::budget::SharedBudget>,
+    /// The role session's name (what CloudTrail shows as the caller).
+    session: Arc<str>,
+    /// The environment, for errors that must say which one failed.
+    env: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Aws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The external id and any credentials stay out of debug output.
+        f.debug_struct("Aws")
+            .field("region", &self.account.region)
+            .field("role", &self.account.role.as_ref().map(|r| &r.name))
+            .field("session", &self.session)
+            .field("env", &self.env)
+            .finish()
+    }
 }
 
 struct Clients {
@@ -77,7 +105,7 @@ struct Clients {
 }
 
 impl Aws {
-    /// The clients for the config's account. Credentials come from the usual chain
+    /// The clients for the config's default account. Credentials come from the usual chain
     /// (environment, profile, SSO, instance role) unless the config asks for the local
     /// stand-in's dummy credentials; they are looked up at the first call.
     pub async fn connect(config: &Config) -> Aws {
@@ -85,14 +113,56 @@ impl Aws {
     }
 
     pub async fn connect_with(settings: &AwsSettings, region: &str) -> Aws {
+        let group = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let account = Account::new(settings, region, &Source::Default, None, group);
+        Aws::for_account(Arc::new(account), &session_name(&account::process_user(), None))
+    }
+
+    pub(crate) fn for_account(account: Arc<Account>, session: &str) -> Aws {
+        Aws {
+            account,
+            clients: Arc::new(tokio::sync::OnceCell::new()),
+            session: session.into(),
+            env: None,
+        }
+    }
+
+    /// The same clients, labelled with the environment they serve.
+    pub fn in_env(&self, env: &str) -> Aws {
+        Aws {
+            env: Some(env.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The clients for one role session (`argos-<user>-job<id>`): a role account gets new
+    /// clients whose credentials STS issues under that name; other accounts have no session
+    /// to name and keep theirs.
+    pub fn for_session(&self, user: &str, job: Option<u64>) -> Aws {
+        let session = session_name(user, job);
+        if self.account.role.is_none() || *self.session == *session {
+            return self.clone();
+        }
         Aws {
             clients: Arc::new(tokio::sync::OnceCell::new()),
-            settings: Arc::new((settings.clone(), region.to_string())),
-            budget: Arc::new(crate::budget::SharedBudget::new(
-                settings.requests_per_second,
-                settings.burst,
-            )),
+            session: session.into(),
+            ..self.clone()
         }
+    }
+
+    /// Whether both call the same account with the same credentials source.
+    pub fn same_account(&self, other: &Aws) -> bool {
+        Arc::ptr_eq(&self.account, &other.account)
+    }
+
+    /// The role session's name, when the account is a role's.
+    pub fn session_name(&self) -> Option<&str> {
+        self.account.role.as_ref().map(|_| &*self.session)
+    }
+
+    /// The CloudFormation service role the account's stacks are created and changed with.
+    pub fn cloudformation_role(&self) -> Option<&str> {
+        self.account.cloudformation_role()
     }
 
     /// The CloudFormation client (built at the first call).
@@ -107,60 +177,125 @@ impl Aws {
 
     async fn clients(&self) -> &Clients {
         self.clients
-            .get_or_init(|| Clients::build(&self.settings.0, &self.settings.1))
+            .get_or_init(|| Clients::build(&self.account, &self.session))
             .await
     }
 
     /// Waits for a slot in the account's request budget. Every AWS call goes through here.
     pub async fn budget(&self) {
-        self.budget.until_ready().await;
+        self.account.budget.until_ready().await;
     }
 
-    /// The account's budget is shared by this many live processes (this one included).
+    /// The accounts' budgets are shared by this many live processes (this one included).
     pub fn set_share(&self, processes: usize) {
-        self.budget.set_share(processes);
+        for b in self.account.group.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            b.set_share(processes);
+        }
     }
 
     /// How many processes share the account's budget now, and this one's rate.
     pub fn budget_share(&self) -> (u32, u32) {
-        (self.budget.share(), self.budget.rate())
+        (self.account.budget.share(), self.account.budget.rate())
+    }
+
+    /// A failed call, described: a role that could not be assumed is named with its
+    /// environment first, since no other part of the message would say why nothing works.
+    pub fn error<E>(&self, action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let denied = self.account.role.as_ref().and_then(|role| {
+            let (code, message) = credentials_failure(&err)?;
+            let env = self
+                .env
+                .as_deref()
+                .map(|e| format!(" for environment {e}"))
+                .unwrap_or_default();
+            Some(AwsError {
+                action: format!("assume role {} ({}){env}", role.name, role.settings.role_arn),
+                code,
+                message,
+            })
+        });
+        denied.unwrap_or_else(|| AwsError::from_sdk(action, err))
+    }
+}
+
+/// The text of the first `<tag>` element of an XML error body.
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = body[start..].find(&format!("</{tag}>"))?;
+    let text = body[start..start + len].trim();
+    (!text.is_empty()).then(|| {
+        text.replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    })
+}
+
+/// When a call failed before it was sent because its credentials could not be loaded: the
+/// code and message of the deepest error (STS's answer, for a role).
+fn credentials_failure<E>(err: &aws_sdk_cloudformation::error::SdkError<E>) -> Option<(Option<String>, String)>
+where
+    E: std::error::Error + 'static,
+{
+    use aws_sdk_cloudformation::error::SdkError;
+    if !matches!(err, SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)) {
+        return None;
+    }
+    let mut chain = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        chain.push(e.to_string());
+        cur = e.source();
+    }
+    if !chain.iter().any(|m| m.contains("credentials")) {
+        return None;
+    }
+    Some(split_code(chain.last().map(String::as_str).unwrap_or("no credentials")))
+}
+
+/// STS's error, as the SDK shows it (`Error { code: "AccessDenied", message: "..." }` or
+/// `unhandled error (AccessDenied)`), split into code and message.
+fn split_code(text: &str) -> (Option<String>, String) {
+    let field = |name: &str| {
+        let start = text.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = text[start..].find('"')?;
+        Some(text[start..start + len].to_string())
+    };
+    match (field("code"), field("message")) {
+        (code, Some(message)) => (code, message),
+        // Only a request id: STS's answer was not one the SDK could read.
+        (code, None) if text.starts_with("Error {") => (code, "STS refused the role; its answer gave no reason".into()),
+        (code, None) => (code, text.to_string()),
     }
 }
 
 impl Clients {
-    async fn build(settings: &AwsSettings, region: &str) -> Clients {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let retry = RetryConfig::standard()
-            .with_max_attempts(settings.max_attempts)
-            .with_initial_backoff(Duration::from_millis(settings.retry_initial_backoff_ms))
-            .with_max_backoff(Duration::from_secs(20));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .http_client(http)
-            .retry_config(retry);
-        if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
+    async fn build(account: &Account, session: &str) -> Clients {
+        let base = account.base().await;
+        let mut cfn = aws_sdk_cloudformation::config::Builder::from(base);
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(base);
+        // One provider for both clients: they share its cached credentials, so a role
+        // session costs one AssumeRole (and one per renewal).
+        if let Some(provider) = account.credentials(session).await {
+            cfn.set_credentials_provider(Some(provider.clone()));
+            ec2.set_credentials_provider(Some(provider));
         }
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
+        if account
+            .settings
+            .endpoint_url
+            .as_deref()
+            .is_some_and(crate::config::is_loopback_url)
+        {
+            cfn = cfn.interceptor(account::PlusForSpace);
+            ec2 = ec2.interceptor(account::PlusForSpace);
         }
-        if settings.local_credentials {
-            loader = loader.credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "argos-local-stand-in",
-            ));
-        }
-        let shared = loader.load().await;
         Clients {
-            cfn: aws_sdk_cloudformation::Client::new(&shared),
-            ec2: aws_sdk_ec2::Client::new(&shared),
+            cfn: aws_sdk_cloudformation::Client::from_conf(cfn.build()),
+            ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
         }
     }
 }
@@ -170,7 +305,7 @@ impl Clients {
 macro_rules! aws_call {
     ($aws:expr, $action:literal, $send:expr) => {{
         $aws.budget().await;
-        let result = $send.await.map_err(|e| $crate::cloud::AwsError::from_sdk($action, e));
+        let result = $send.await.map_err(|e| $aws.error($action, e));
         $crate::cloud::count_call($action, &result);
         result
     }};

@@ -150,6 +150,7 @@ pub async fn create(
             .set_parameters(Some(parameters(&req.parameters)))
             .set_tags(Some(tags(&req.tags)))
             .capabilities(Capability::CapabilityNamedIam)
+            .set_role_arn(aws.cloudformation_role().map(str::to_string))
             .send()
     )?;
     let id = out.stack_id().unwrap_or(req.name).to_string();
@@ -240,6 +241,7 @@ pub async fn create_change_set(
             .set_parameters(Some(parameters(params)))
             .set_tags(Some(tags(stack_tags)))
             .capabilities(Capability::CapabilityNamedIam)
+            .set_role_arn(aws.cloudformation_role().map(str::to_string))
             .send()
     )?;
     let id = out.id().unwrap_or(&name).to_string();

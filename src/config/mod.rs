@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::names::{validate_app_name, EnvName};
 use crate::redact::{is_secret_name, Redactor};
 
+mod accounts;
 mod settings;
 
+pub use accounts::valid_role_arn;
 pub use settings::*;
 
 /// The chat platforms a schedule or an announcement may name.
@@ -185,6 +187,7 @@ impl Config {
                 "requests_per_second, burst and max_attempts must be at least 1",
             ));
         }
+        self.validate_accounts()?;
         let st = &self.settings.store;
         if st.heartbeat_ms == 0 || st.lease_ms < 2 * st.heartbeat_ms {
             return Err(ConfigError::new(
@@ -439,6 +442,7 @@ impl Config {
         if own.announce.is_some() {
             merged.announce = own.announce.clone();
         }
+        merged.aws = self.merged_aws(&own.aws);
         Ok((env, merged))
     }
 
@@ -488,6 +492,7 @@ impl Config {
                     .map(|(_, v)| v.clone()),
             );
         }
+        values.extend(self.external_ids());
         Redactor::new(values).with_environment()
     }
 }

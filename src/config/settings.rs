@@ -355,6 +355,63 @@ pub struct AwsSettings {
     pub max_attempts: u32,
     /// First back-off of that retry (it grows exponentially, with jitter).
     pub retry_initial_backoff_ms: u64,
+    /// A CloudFormation service role for the stacks of this (the default) account: stacks
+    /// are created and changed with its permissions, so the bot needs `iam:PassRole` on it
+    /// instead of every permission its templates' resources need.
+    pub cloudformation_role_arn: Option<String>,
+    /// The roles an environment may assume (`environments.NAME.aws.role: KEY`), by name. Only
+    /// these can be used: an environment names one, chat never does.
+    pub roles: BTreeMap<String, RoleSettings>,
+}
+
+/// A role in another account that the bot assumes (STS `AssumeRole`) with its own credentials.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSettings {
+    /// `arn:aws:iam::<account>:role/<name>`.
+    pub role_arn: String,
+    /// The external id the role's trust policy requires (`sts:ExternalId`). Prefer
+    /// `external_id_env` to keep it out of this file.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The environment variable (or `.env` entry) holding the external id.
+    #[serde(default)]
+    pub external_id_env: Option<String>,
+    /// How long the assumed credentials last before they are renewed (900 to 43200 s; the
+    /// role's own maximum session duration must allow it).
+    #[serde(default = "default_session_secs")]
+    pub session_secs: u64,
+    /// The CloudFormation service role of that account (see `aws.cloudformation_role_arn`).
+    #[serde(default)]
+    pub cloudformation_role_arn: Option<String>,
+}
+
+impl std::fmt::Debug for RoleSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The external id is not printed: a debug line may end up in a log.
+        f.debug_struct("RoleSettings")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "***"))
+            .field("external_id_env", &self.external_id_env)
+            .field("session_secs", &self.session_secs)
+            .field("cloudformation_role_arn", &self.cloudformation_role_arn)
+            .finish()
+    }
+}
+
+fn default_session_secs() -> u64 {
+    3600
+}
+
+/// Which account an environment works in: the default credentials (nothing set), a named
+/// profile, or a role listed under `aws.roles`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvAwsSettings {
+    /// A named profile from ~/.aws/config (SSO and credential_process work).
+    pub profile: Option<String>,
+    /// The name of an entry of `aws.roles`; not an ARN.
+    pub role: Option<String>,
 }
 
 impl Default for AwsSettings {
@@ -368,6 +425,8 @@ impl Default for AwsSettings {
             burst: 8,
             max_attempts: 6,
             retry_initial_backoff_ms: 1000,
+            cloudformation_role_arn: None,
+            roles: BTreeMap::new(),
         }
     }
 }
@@ -494,6 +553,9 @@ pub struct EnvSettings {
     /// requests filed from the CLI, break-glass runs): `discord:<channel id>`, `slack:<channel id>`, or
     /// `console:<user>` for a console.
     pub announce: Option<String>,
+    /// The AWS account the environment lives in (a profile or a listed role); default: the
+    /// top-level `aws` credentials.
+    pub aws: EnvAwsSettings,
 }
 
 /// `playbooks/group_vars/all.yml`: the variables the engine shares with Ansible.

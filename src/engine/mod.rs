@@ -30,7 +30,7 @@ pub use update::{plan, update};
 
 use crate::cloud::template::{load_formations, Template};
 use crate::cloud::watcher::Pace;
-use crate::cloud::Aws;
+use crate::cloud::{Accounts, Aws};
 use crate::config::{Config, Connection, EnvSettings};
 use crate::error::{Error, Result};
 use crate::names::{EnvName, Names};
@@ -41,19 +41,45 @@ use crate::redact::Redactor;
 #[derive(Clone)]
 pub struct Engine {
     pub config: Arc<Config>,
+    /// The default account's clients (the one environments use unless they name another).
     pub aws: Aws,
+    /// Every account of the config, by environment.
+    pub accounts: Accounts,
     pub redactor: Redactor,
 }
 
 impl Engine {
     pub async fn new(config: Config) -> Engine {
-        let aws = Aws::connect(&config).await;
+        Self::build(config, None)
+    }
+
+    /// An engine whose accounts call with these credentials instead of the default chain (a
+    /// role's AssumeRole included): for embedding, and the tests' IAM users on moto.
+    pub async fn with_credentials(config: Config, access_key_id: &str, secret_access_key: &str) -> Engine {
+        let fixed = aws_sdk_cloudformation::config::Credentials::new(
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "argos-fixed",
+        );
+        Self::build(config, Some(fixed))
+    }
+
+    fn build(config: Config, fixed: Option<aws_sdk_cloudformation::config::Credentials>) -> Engine {
+        let accounts = Accounts::new(&config, fixed);
         let redactor = config.redactor();
         Engine {
             config: Arc::new(config),
-            aws,
+            aws: accounts.default_account().clone(),
+            accounts,
             redactor,
         }
+    }
+
+    /// The clients of an environment's account (its profile or role, else the default).
+    pub fn aws_for(&self, env: &str) -> &Aws {
+        self.accounts.for_env(env)
     }
 
     /// Resolves an environment name: valid, and configured.
@@ -61,6 +87,7 @@ impl Engine {
         let (env, settings) = self.config.environment(env).map_err(Error::Invalid)?;
         Ok(Target {
             names: Names::new(&self.config.vars.app_name, &env),
+            aws: self.aws_for(env.as_str()).clone(),
             env,
             settings,
         })
@@ -97,6 +124,18 @@ pub struct Target {
     pub env: EnvName,
     pub names: Names,
     pub settings: EnvSettings,
+    /// The clients of the environment's account, never chosen from chat: the config names
+    /// the profile or role (`environments.NAME.aws`).
+    pub aws: Aws,
+}
+
+impl Target {
+    /// The same environment, worked on for `user`'s job: on a role's account the STS
+    /// session is named `argos-<user>-job<id>`, so the account's CloudTrail says who and which.
+    pub fn for_job(mut self, user: &str, job: Option<u64>) -> Target {
+        self.aws = self.aws.for_session(user, job);
+        self
+    }
 }
 
 /// What an operation needs besides the engine: where it reports, and how it is stopped.
@@ -111,8 +150,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The clients of the target environment's account.
     pub fn aws(&self) -> &Aws {
-        &self.engine.aws
+        &self.target.aws
     }
     pub fn config(&self) -> &Config {
         &self.engine.config

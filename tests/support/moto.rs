@@ -20,6 +20,12 @@ fn venv_bin(name: &str) -> PathBuf {
 
 impl Moto {
     pub async fn start() -> Moto {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`Moto::start`], with extra environment variables for the server (moto's own
+    /// settings, such as `INITIAL_NO_AUTH_ACTION_COUNT`).
+    pub async fn start_with_env(vars: &[(&str, &str)]) -> Moto {
         let bin = venv_bin("moto_server");
         assert!(
             bin.exists(),
@@ -32,6 +38,7 @@ impl Moto {
         };
         let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -49,6 +56,13 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("moto_server did not answer on port {port}");
+    }
+
+    /// A moto API document (`/moto-api/data.json`), parsed.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let raw = self.get(path).await.expect("moto answers");
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        serde_json::from_str(body).expect("moto's JSON")
     }
 
     /// A bare HTTP GET on loopback; `None` while the server is not up.
