@@ -64,6 +64,7 @@ fn run_for(dir: &Path, playbook: std::path::PathBuf, timeout: Duration) -> Playb
         inventory_json: inventory(dir, &["web-1", "web-2"]),
         extra_vars: BTreeMap::from([("out".to_string(), dir.join("out").display().to_string())]),
         private_key: None,
+        ssh: Default::default(),
         timeout,
         workdir: dir.join("work"),
         log: Some(dir.join("run.log")),

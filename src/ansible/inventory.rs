@@ -52,6 +52,11 @@ impl Inventory {
             vars.insert("instance_id".into(), i.id.clone());
             vars.insert("private_ip".into(), i.private_ip.clone().unwrap_or_default());
             vars.insert("public_ip".into(), i.public_ip.clone().unwrap_or_default());
+            if reach.connection == Connection::Ssh {
+                // Host keys are recorded under the instance id: AWS reuses addresses, never ids.
+                let (k, v) = crate::ansible::ssh::host_key_alias(&i.id);
+                vars.insert(k, v);
+            }
             let name_tag = i.tag(crate::names::tags::NAME).unwrap_or("host");
             let host = Host {
                 name: format!("{name_tag}-{}", i.id),
@@ -130,5 +135,9 @@ mod tests {
             "10.0.0.4"
         );
         assert!(v["all"]["vars"].get("ansible_connection").is_none());
+        assert_eq!(
+            v["all"]["children"]["api"]["hosts"]["argos-staging-api-i-1"]["ansible_ssh_extra_args"],
+            "-o HostKeyAlias=i-1"
+        );
     }
 }

@@ -8,6 +8,7 @@
 pub mod inventory;
 mod procfs;
 pub mod reaper;
+pub mod ssh;
 pub mod supervise;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct PlaybookRun {
     pub inventory_json: String,
     pub extra_vars: BTreeMap<String, String>,
     pub private_key: Option<PathBuf>,
+    /// Host keys and connect timeout, for hosts reached over SSH.
+    pub ssh: ssh::SshOptions,
     pub timeout: Duration,
     /// A private directory for this run: inventory, vars, plugin, Ansible's temp files.
     /// Created by [`run`] and removed when the run ends; the engine uses [`new_run_dir`].
@@ -120,6 +123,14 @@ pub async fn run(
     progress: &ProgressTx,
     cancel: &CancellationToken,
 ) -> Result<PlaybookReport> {
+    // Before anything starts: a key ssh would ignore fails every host with a misleading
+    // "Permission denied", so it is refused here with the remedy.
+    if let Some(key) = &run.private_key {
+        ssh::check_private_key(key)?;
+    }
+    if let Some(file) = &run.ssh.known_hosts {
+        ssh::prepare_known_hosts(file)?;
+    }
     let dir = reaper::create_run_dir(&run.workdir)?;
     let mut guard = RunGuard::new(dir.clone());
     let result = run_in(run, &dir, &mut guard, redactor, progress, cancel).await;
@@ -171,7 +182,10 @@ async fn run_in(
         env("ANSIBLE_HOME", &dir.join("home")),
         env("ANSIBLE_REMOTE_TEMP", &dir.join("remote-tmp")),
         env("ANSIBLE_SSH_CONTROL_PATH_DIR", &dir.join("cp")),
-        env("ANSIBLE_SSH_ARGS", &"-C -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new -o ServerAliveInterval=120"),
+        env("ANSIBLE_SSH_ARGS", &ssh::ssh_args(&run.ssh)),
+        // Explicit, so that no ansible.cfg or environment turns host key checking off.
+        env("ANSIBLE_HOST_KEY_CHECKING", &"True"),
+        env("ANSIBLE_TIMEOUT", &run.ssh.connect_timeout.as_secs().max(1).to_string()),
         env("PYTHONUNBUFFERED", &"1"),
     ];
     let launch = supervise::Launch {
@@ -218,6 +232,7 @@ async fn run_in(
 
     let mut state = RunState {
         role: run.role.clone(),
+        known_hosts: run.ssh.known_hosts.clone(),
         ..RunState::default()
     };
     progress.emit(Progress::Playbook(PlaybookEvent::Started {
@@ -316,6 +331,7 @@ struct RunState {
     changed: usize,
     hosts: std::collections::BTreeSet<String>,
     first_failure: Option<String>,
+    known_hosts: Option<PathBuf>,
 }
 
 impl RunState {
@@ -374,7 +390,12 @@ impl RunState {
             CallbackEvent::HostUnreachable { task, host, msg } => {
                 let message = text(&msg).unwrap_or_else(|| "unreachable".into());
                 if self.first_failure.is_none() {
-                    self.first_failure = Some(format!("host {host} unreachable during task '{task}': {message}"));
+                    self.first_failure = Some(ssh::unreachable_line(
+                        &host,
+                        &task,
+                        &message,
+                        self.known_hosts.as_deref(),
+                    ));
                 }
                 progress.emit(host_result(task, host, HostStatus::Unreachable, Some(message)));
             }

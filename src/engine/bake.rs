@@ -1,7 +1,7 @@
 //! Baking the environment-agnostic application image: a build instance from `image.json`,
-//! an SSH readiness probe (not a fixed sleep), the image playbook, CreateImage, and removal of
-//! the build instance. On failure every step done so far is undone in reverse order, so no
-//! half-made image or stray instance is left behind.
+//! an SSH readiness probe that waits for sshd's banner (not a fixed sleep), the image
+//! playbook, CreateImage, and removal of the build instance. On failure every step done so far
+//! is undone in reverse order, so no half-made image or stray instance is left behind.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::ansible::ssh;
 use crate::cloud::image::{self, ImageInfo};
 use crate::cloud::stack::{self, CreateRequest, ParamValue};
 use crate::cloud::{instances, template::Template};
-use crate::config::Connection;
+use crate::config::{AddressKind, Connection};
 use crate::engine::deploy::{playbook_run, run_with_log};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
@@ -205,14 +206,19 @@ async fn bake_steps(ctx: &Ctx, template: &Template, name: &str, hash: &str, undo
 
     let ansible = &cfg.settings.ansible;
     if ansible.connection == Connection::Ssh {
+        // The address the inventory will use (ansible.address), so the probe waits for the
+        // very address Ansible connects to.
         let host = instance
             .as_ref()
-            .and_then(|i| i.public_ip.clone().or(i.private_ip.clone()))
+            .and_then(|i| match ansible.address {
+                AddressKind::Public => i.public_ip.clone().or(i.public_dns.clone()).or(i.private_ip.clone()),
+                AddressKind::Private => i.private_ip.clone(),
+            })
             .or_else(|| info.outputs.get("PublicIp").cloned())
             .ok_or_else(|| Error::StackFailed(format!("build instance {instance_id} has no address to reach")))?;
         ctx.progress
             .step("wait for ssh", format!("{host}:{}", ansible.ssh_port));
-        let waited = instances::wait_for_port(
+        let waited = ssh::wait_for_ssh(
             &host,
             ansible.ssh_port,
             Duration::from_secs(cfg.settings.timeouts.ssh_ready_secs),
@@ -233,7 +239,11 @@ async fn bake_steps(ctx: &Ctx, template: &Template, name: &str, hash: &str, undo
         ("database_port".to_string(), String::new()),
         ("knowledge_host".to_string(), String::new()),
     ]);
-    let run = playbook_run(ctx, "image", std::slice::from_ref(&instance), extra)?;
+    let mut run = playbook_run(ctx, "image", std::slice::from_ref(&instance), extra)?;
+    if run.ssh.known_hosts.is_some() {
+        // Build instances are no environment's hosts: their keys go to a file of their own.
+        run.ssh.known_hosts = Some(ssh::known_hosts_file(&cfg.state_dir(), tags::IMAGE_GROUP));
+    }
     run_with_log(ctx, run).await?;
 
     ctx.progress.step("create image", format!("{name} from {instance_id}"));

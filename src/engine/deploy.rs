@@ -151,6 +151,13 @@ pub(crate) fn playbook_run(
         inventory_json: inventory.to_json(),
         extra_vars: extra,
         private_key: ctx.engine.private_key()?,
+        ssh: ansible::ssh::SshOptions {
+            // One file per environment, in the state directory; `bake` points its run at the
+            // image builders' own file.
+            known_hosts: (a.connection == crate::config::Connection::Ssh)
+                .then(|| ansible::ssh::known_hosts_file(&cfg.state_dir(), ctx.target.env.as_str())),
+            ..Default::default()
+        },
         timeout: Duration::from_secs(cfg.settings.timeouts.playbook_secs),
         // `<state>/runs/<role>-<pid>-<nanos>`: the folder `ansible::sweep_orphans` looks in.
         workdir: ansible::new_run_dir(&cfg.state_dir(), role),

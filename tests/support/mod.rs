@@ -9,8 +9,10 @@ pub mod fake_discord;
 pub mod fake_slack;
 pub mod http_server;
 pub mod moto;
+pub mod moto_iam;
 pub mod postgres;
 pub mod replicas;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 
