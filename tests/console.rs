@@ -166,3 +166,51 @@ async fn bad_lines_get_a_short_answer_and_the_console_goes_on() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn a_piped_burst_is_answered_in_order_and_every_command_is_audited_in_order() {
+    let fake = FakeAws::start().await;
+    // The per-user command budget lifted: this is about bursts, not the rate limit.
+    let config = PERMISSIONS.replace(
+        "commands_per_minute: 120\n  command_burst: 20",
+        "commands_per_minute: 100000\n  command_burst: 100000",
+    );
+    let project = TestProject::new(&fake.endpoint_url(), &config);
+    // More lines than one burst holds (256), a bad line and a refused command among them.
+    let mut input = Vec::new();
+    for i in 0..600 {
+        match i {
+            100 => input.extend_from_slice(b"\xff bad\n"),
+            300 => input.extend_from_slice(b"nosuchenv deploy\n"),
+            _ => input.extend_from_slice(b"whoami\n"),
+        }
+    }
+    input.extend_from_slice(b"envs\n");
+
+    let (out, code) = console(&project, "alice", &input).await;
+
+    assert_eq!(code, 0, "{out}");
+    // One reply per line, in the order of the lines.
+    let firsts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("You are") || l.starts_with('❓') || l.ends_with("environment(s):"))
+        .collect();
+    assert_eq!(firsts.len(), 601, "{out}");
+    assert!(firsts[100].contains("not valid UTF-8"), "{}", firsts[100]);
+    assert!(firsts[300].starts_with("❓"), "{}", firsts[300]);
+    assert!(firsts
+        .iter()
+        .enumerate()
+        .all(|(i, l)| i == 100 || i == 300 || i == 600 || l.starts_with("You are")));
+    assert_eq!(firsts[600], "2 environment(s):");
+
+    // Every answered command is in the audit log, in the order it was typed (the bad line is
+    // not a command).
+    let store = argos::store::Store::open(&project.config().database_path()).unwrap();
+    let audit: Vec<_> = store.audit_log(1000).unwrap().into_iter().rev().collect();
+    assert_eq!(audit.len(), 600, "599 lines and envs");
+    assert_eq!(audit[299].command, "nosuchenv deploy", "{:?}", audit[299]);
+    assert_eq!(audit.last().unwrap().command, "envs");
+    assert!(audit.windows(2).all(|w| w[0].id < w[1].id && w[0].at <= w[1].at));
+    assert!(fake.calls().is_empty(), "{:?}", fake.actions());
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 
 use crate::bot::approval_flow;
+use crate::bot::audit_batch;
 use crate::bot::jobs::{self, action_args};
 use crate::bot::messages;
 use crate::bot::port::ChatEvent;
@@ -17,7 +18,7 @@ use crate::engine::{self, Ctx};
 use crate::names::{quote, shorten, EnvName};
 use crate::permissions::{Decision, ACTIONS};
 use crate::progress::ProgressTx;
-use crate::store::{JobState, NewJob, StartOutcome};
+use crate::store::{AuditEntry, Durability, JobState, NewJob, StartOutcome};
 
 /// How long `status` and `events` may take before the reply gives up.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,13 +37,13 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
     let key = format!("{}:{}", who.platform, who.user_id);
     if let Err(not_until) = inner.limiter.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
-        audit(inner, &ev, "rate limited", None);
+        audit_read(inner, &ev, "rate limited", None);
         return Some(messages::rate_limited(wait));
     }
     let cmd = match command::parse(&ev.text) {
         Ok(c) => c,
         Err(e) => {
-            audit(inner, &ev, &format!("malformed: {}", e.message), None);
+            audit_read(inner, &ev, &format!("malformed: {}", e.message), None);
             return Some(messages::usage_error(&e.to_string()));
         }
     };
@@ -54,7 +55,7 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
         Command::Deny { id, reason } => approval_flow::deny(inner, &ev, id, reason).await,
         other => {
             if !inner.perms.is_known(who) {
-                audit(inner, &ev, "denied: no role", None);
+                audit_read(inner, &ev, "denied: no role", None);
                 return Some(messages::denied_unknown_user());
             }
             Some(match other {
@@ -63,7 +64,7 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
                 Command::Job { id } => command_job(inner, &ev, id),
                 Command::Cancel { id } => command_cancel(inner, &ev, id),
                 Command::Schedules => {
-                    audit(inner, &ev, "ok", None);
+                    audit_read(inner, &ev, "ok", None);
                     crate::schedule::describe(&inner.engine.config)
                 }
                 Command::Env { .. }
@@ -76,38 +77,47 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
     }
 }
 
+/// Records a command that starts, changes or refuses work, on the disk before the reply.
 pub(crate) fn audit(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>) {
+    audit_as(inner, ev, outcome, job, Durability::Synced);
+}
+
+/// Records a command that only read something (or was refused before anything was looked
+/// up): safe from a crash of this process, on the disk with the next synced commit.
+fn audit_read(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>) {
+    audit_as(inner, ev, outcome, job, Durability::Written);
+}
+
+fn audit_as(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>, durability: Durability) {
     let who = &ev.identity;
     let command = shorten(&inner.engine.redactor.redact(&ev.text), AUDIT_MAX_CHARS);
-    if let Err(e) = inner.store.audit(
-        &who.platform,
+    let fields = [
+        who.platform.as_str(),
         &who.user_id,
         &who.display_name,
         &ev.channel,
         &command,
         outcome,
-        job,
-    ) {
-        tracing::error!(error = %e, "cannot write the audit log");
-    }
+    ];
+    audit_batch::record(&inner.store, durability, AuditEntry::now(fields, job));
 }
 
 async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: Action) -> Option<String> {
     if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), action.verb()) {
-        audit(inner, ev, &format!("denied: missing {missing}"), None);
+        audit_read(inner, ev, &format!("denied: missing {missing}"), None);
         return Some(messages::denied(&missing));
     }
     let target = match inner.engine.target(env.as_str()) {
         Ok(t) => t,
         Err(e) => {
-            audit(inner, ev, &format!("refused: {e}"), None);
+            audit_read(inner, ev, &format!("refused: {e}"), None);
             return Some(messages::unknown_env(&e.to_string()));
         }
     };
     if let Action::Deploy { roles } = &action {
         // Before any job exists: a typo in a role is not a failed job.
         if let Err(e) = engine::check_roles(&inner.engine.config, roles) {
-            audit(inner, ev, &format!("refused: {e}"), None);
+            audit_read(inner, ev, &format!("refused: {e}"), None);
             return Some(messages::usage_error(&e.to_string()));
         }
     }
@@ -140,7 +150,7 @@ async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: A
             Ok(Err(e)) => format!("❌ {}", inner.engine.redactor.redact(&e.to_string())),
             Err(_) => "❌ AWS did not answer in time; try again".to_string(),
         };
-        audit(inner, ev, &format!("ok: {}", action.verb()), None);
+        audit_read(inner, ev, &format!("ok: {}", action.verb()), None);
         return Some(reply);
     }
     let new = NewJob {
@@ -233,7 +243,7 @@ fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> String {
     let job = match inner.store.job(id) {
         Ok(Some(j)) => j,
         Ok(None) => {
-            audit(inner, ev, &format!("not found: no job #{id}"), None);
+            audit_read(inner, ev, &format!("not found: no job #{id}"), None);
             return messages::no_such_job(id);
         }
         Err(e) => return internal(inner, ev, &e.to_string()),
@@ -284,7 +294,7 @@ fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> String {
 }
 
 fn command_jobs(inner: &Inner, ev: &ChatEvent) -> String {
-    audit(inner, ev, "ok", None);
+    audit_read(inner, ev, "ok", None);
     match inner.store.recent_jobs(10) {
         Ok(jobs) if jobs.is_empty() => "No jobs yet.".into(),
         Ok(jobs) => jobs.iter().map(messages::job_line).collect::<Vec<_>>().join("\n"),
@@ -295,12 +305,12 @@ fn command_jobs(inner: &Inner, ev: &ChatEvent) -> String {
 fn command_job(inner: &Inner, ev: &ChatEvent, id: u64) -> String {
     match inner.store.job(id) {
         Ok(Some(j)) => {
-            audit(inner, ev, "ok", Some(id));
+            audit_read(inner, ev, "ok", Some(id));
             messages::job_detail(&j)
         }
         Ok(None) => {
             // No job to refer to: the record stands on its own.
-            audit(inner, ev, &format!("not found: no job #{id}"), None);
+            audit_read(inner, ev, &format!("not found: no job #{id}"), None);
             messages::no_such_job(id)
         }
         Err(e) => internal(inner, ev, &e.to_string()),
@@ -308,7 +318,7 @@ fn command_job(inner: &Inner, ev: &ChatEvent, id: u64) -> String {
 }
 
 fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
-    audit(inner, ev, "ok", None);
+    audit_read(inner, ev, "ok", None);
     let envs = &inner.engine.config.settings.environments;
     let held = inner.store.held_locks().unwrap_or_default();
     let mut lines = vec![format!("{} environment(s):", envs.len())];
@@ -329,7 +339,7 @@ fn env_names(inner: &Inner) -> Vec<String> {
 }
 
 fn command_whoami(inner: &Inner, ev: &ChatEvent) -> String {
-    audit(inner, ev, "ok", None);
+    audit_read(inner, ev, "ok", None);
     let who = &ev.identity;
     let roles = inner.perms.roles_of(who);
     let grants = inner.perms.grants(who, &env_names(inner));
@@ -358,7 +368,7 @@ fn command_whoami(inner: &Inner, ev: &ChatEvent) -> String {
 
 /// Help lists only what the asking user may run.
 fn command_help(inner: &Inner, ev: &ChatEvent, topic: Option<&str>) -> String {
-    audit(inner, ev, "ok", None);
+    audit_read(inner, ev, "ok", None);
     let who = &ev.identity;
     let grants = inner.perms.grants(who, &env_names(inner));
     let known = inner.perms.is_known(who);

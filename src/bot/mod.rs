@@ -2,6 +2,7 @@
 //! drives the same engine as the CLI and talks to platforms only through [`port::ChatPort`].
 
 mod approval_flow;
+mod audit_batch;
 mod dispatch;
 pub mod jobs;
 pub mod messages;
@@ -178,6 +179,20 @@ impl Bot {
     /// Handles one command: rate limit, parse, permission, then the command's handler.
     pub async fn handle(&self, ev: ChatEvent) -> Option<String> {
         dispatch::handle(&self.inner, ev).await
+    }
+
+    /// Handles a burst of commands from one source in order (lines piped into the console),
+    /// writing the audit records of the read-only ones in one transaction before returning
+    /// the replies.
+    pub async fn handle_burst(&self, events: Vec<ChatEvent>) -> Vec<Option<String>> {
+        audit_batch::gathering(&self.inner.store, async {
+            let mut replies = Vec::with_capacity(events.len());
+            for ev in events {
+                replies.push(dispatch::handle(&self.inner, ev).await);
+            }
+            replies
+        })
+        .await
     }
 
     /// Starts this replica's heartbeat and periodic work, after the ports are added, and does

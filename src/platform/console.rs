@@ -51,12 +51,22 @@ impl ConsolePort {
 
     /// Prints a reply (not a status message).
     pub fn print_reply(&self, text: &str) {
+        self.print_replies([text]);
+    }
+
+    /// Prints replies in one write: a reader waiting for them gets them whole, in one wake-up.
+    pub fn print_replies<'a>(&self, texts: impl IntoIterator<Item = &'a str>) {
         let mut s = self.screen.lock().unwrap_or_else(|p| p.into_inner());
-        let mut text = plain(text);
-        text.push('\n');
-        // One write: a reader waiting for the reply gets it whole, in one wake-up.
+        let mut all = String::new();
+        for text in texts {
+            all.push_str(&plain(text));
+            all.push('\n');
+        }
+        if all.is_empty() {
+            return;
+        }
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
+        let _ = out.write_all(all.as_bytes());
         let _ = out.flush();
         s.last = None;
     }
@@ -159,6 +169,8 @@ pub async fn run(bot: Bot, user: String) {
         port.print_reply(&format!("Argos console as {user}. Type `help`; ctrl-d to leave."));
     }
     let mut input = stdin_lines();
+    // One listener for the whole session, not one per line.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         if terminal {
             print!("argos> ");
@@ -167,7 +179,7 @@ pub async fn run(bot: Bot, user: String) {
         // Bytes, decoded per line: one bad line is answered, not taken for the end of input.
         let read = tokio::select! {
             r = input.recv() => r,
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut interrupted => {
                 // Interrupted: wait briefly, then leave running jobs recorded as running (they
                 // resume at the next start) rather than waiting for them indefinitely.
                 let grace = std::time::Duration::from_secs(bot.engine().config.settings.chat.shutdown_grace_secs);
@@ -179,59 +191,87 @@ pub async fn run(bot: Bot, user: String) {
                 return;
             }
         };
-        let buf = match read {
+        let lines = match read {
             None => break,
-            Some(Ok(line)) => line,
+            Some(Ok(lines)) => lines,
             Some(Err(e)) => {
                 port.print_reply(&format!("cannot read the input ({e}); leaving"));
                 break;
             }
         };
-        let Ok(line) = std::str::from_utf8(&buf) else {
-            port.print_reply(&messages::not_utf8());
-            continue;
-        };
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+        // A burst: every line that had arrived (one when typed, many when piped in), handled in
+        // order; their read-only audit records go in one transaction before the replies.
+        let mut events = Vec::with_capacity(lines.len());
+        // Per answered line: its reply already (a line that is not UTF-8), or `None` for the
+        // next of the bot's answers.
+        let mut replies: Vec<Option<String>> = Vec::with_capacity(lines.len());
+        for buf in &lines {
+            let Ok(line) = std::str::from_utf8(buf) else {
+                replies.push(Some(messages::not_utf8()));
+                continue;
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // The prefix is optional on the console.
+            let text = addressed_text(line, &prefix, None).unwrap_or(line).to_string();
+            events.push(ChatEvent {
+                identity: identity.clone(),
+                channel: port.channel.clone(),
+                text,
+            });
+            replies.push(None);
         }
-        // The prefix is optional on the console.
-        let text = addressed_text(line, &prefix, None).unwrap_or(line).to_string();
-        let event = ChatEvent {
-            identity: identity.clone(),
-            channel: port.channel.clone(),
-            text,
-        };
-        if let Some(reply) = bot.handle(event).await {
-            port.print_reply(&reply);
+        let mut answers = bot.handle_burst(events).await.into_iter();
+        for slot in replies.iter_mut().filter(|r| r.is_none()) {
+            *slot = answers.next().flatten();
         }
+        port.print_replies(replies.iter().flatten().map(String::as_str));
     }
     bot.idle().await;
     bot.retire();
     schedules.abort();
 }
 
-/// The lines of stdin (with their newline), read by a thread of its own; the channel closes at
-/// the end of input. tokio's stdin hands each read to its blocking pool, which cost a second
-/// thread wake-up per command typed or piped in.
-fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+/// The lines of stdin (with their newline), read by a thread of its own and handed over in
+/// bursts: every complete line already buffered goes in one message, so piped input costs one
+/// thread wake-up per burst, not per line. The channel closes at the end of input.
+fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<Vec<u8>>>> {
     use std::io::BufRead;
-    let (tx, rx) = mpsc::channel(64);
+    /// Lines per burst at most: bounds the wait for the first reply of a long burst.
+    const BURST: usize = 256;
+    let (tx, rx) = mpsc::channel(4);
     let spawned = std::thread::Builder::new().name("argos-stdin".into()).spawn(move || {
-        let mut input = std::io::stdin().lock();
+        // Our own buffer, to see whether another whole line has arrived without waiting.
+        let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
         loop {
-            let mut line = Vec::new();
-            match input.read_until(b'\n', &mut line) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if tx.blocking_send(Ok(line)).is_err() {
+            let mut burst = Vec::new();
+            loop {
+                let mut line = Vec::new();
+                match input.read_until(b'\n', &mut line) {
+                    Ok(0) => {
+                        if !burst.is_empty() {
+                            let _ = tx.blocking_send(Ok(burst));
+                        }
+                        return;
+                    }
+                    Ok(_) => burst.push(line),
+                    Err(e) => {
+                        if !burst.is_empty() {
+                            let _ = tx.blocking_send(Ok(burst));
+                        }
+                        let _ = tx.blocking_send(Err(e));
                         return;
                     }
                 }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+                // Stop at the end of what has arrived: the next read would wait for more.
+                if burst.len() >= BURST || !input.buffer().contains(&b'\n') {
+                    break;
                 }
+            }
+            if tx.blocking_send(Ok(burst)).is_err() {
+                return;
             }
         }
     });

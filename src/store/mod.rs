@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub use approvals::{ApprovalRecord, Vote};
-pub use audit::AuditRecord;
+pub use audit::{AuditEntry, AuditRecord, Durability};
 pub use claims::OutboxMessage;
 pub use jobs::{JobRecord, JobState, NewJob};
 pub use leases::{EnvLockRecord, LeaseSettings, ReplicaRecord, StartOutcome, Takeover};
@@ -215,23 +215,29 @@ impl Store {
         limit: Duration,
         mut f: impl FnMut(&mut dyn Sql) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        self.retrying_for(limit, |backend| {
-            let begin = match backend.dialect() {
-                Dialect::Sqlite => "BEGIN IMMEDIATE",
-                Dialect::Postgres => "BEGIN",
-            };
+        self.retrying_for(limit, |backend| in_transaction(&mut Db { backend }, &mut f))
+    }
+
+    /// [`Store::tx`] for writes that must survive a crash of this process but need not wait
+    /// for the disk: on SQLite the commit runs with `synchronous=NORMAL`, so the WAL frames are
+    /// handed to the kernel and reach the disk with the next `FULL` commit or checkpoint (a
+    /// power cut may lose the last of them, never corrupt the file). Every other write stays
+    /// `FULL`. PostgreSQL commits as its server is configured.
+    pub(crate) fn tx_unsynced<T>(&self, mut f: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.retrying(|backend| {
+            let sqlite = matches!(backend, Backend::Sqlite(_));
             let mut db = Db { backend };
-            db.execute(begin, &[]).ctx("begin transaction")?;
-            match f(&mut db) {
-                Ok(v) => {
-                    db.execute("COMMIT", &[]).ctx("commit")?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = db.execute("ROLLBACK", &[]);
-                    Err(e)
-                }
+            if sqlite {
+                db.execute("PRAGMA synchronous = NORMAL", &[])
+                    .ctx("relax synchronous")?;
             }
+            let r = in_transaction(&mut db, &mut f);
+            if sqlite {
+                // Back to FULL whatever happened: the next caller may be recording a job.
+                db.execute("PRAGMA synchronous = FULL", &[])
+                    .ctx("restore synchronous")?;
+            }
+            r
         })
     }
 
@@ -279,6 +285,25 @@ impl Store {
 }
 
 /// Timestamps are stored as RFC 3339 text in UTC.
+/// Runs `f` between BEGIN and COMMIT, rolling back when it fails.
+fn in_transaction<T>(db: &mut Db<'_>, f: &mut impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+    let begin = match db.backend.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.execute(begin, &[]).ctx("begin transaction")?;
+    match f(db) {
+        Ok(v) => {
+            db.execute("COMMIT", &[]).ctx("commit")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = db.execute("ROLLBACK", &[]);
+            Err(e)
+        }
+    }
+}
+
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
