@@ -231,6 +231,9 @@ async fn latency() {
         for (_, id) in &ids {
             let answer = fake.wait_response(id).await;
             assert!(answer.text.starts_with("You are U0USER"), "{answer:?}");
+            // The answer (HTTP) can reach the fake before it has read the ack sent ahead of it
+            // on the socket: wait for both.
+            fake.wait_acked(id).await;
         }
         let timings = timings.lock().unwrap().clone();
         let (mut ack, mut from_delivery, mut entered, mut handler, mut answered) =

@@ -132,7 +132,7 @@ async fn two_consoles_and_the_cli_never_run_two_operations_on_one_environment() 
 /// Reads `child`'s stdout until a line contains `needle`; returns what was read.
 async fn read_until(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, needle: &str) -> String {
     let mut seen = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
+    let found = tokio::time::timeout(Duration::from_secs(180), async {
         while let Ok(Some(line)) = lines.next_line().await {
             seen.push_str(&line);
             seen.push('\n');
