@@ -254,3 +254,13 @@ pub const CELERY_4_NAMES: &[(&str, &str)] = &[
 /// Queues upstream's default settings declare (`CELERY_QUEUES`): a custom
 /// `CELERY_DEFAULT_QUEUE` outside these is consumed by no worker.
 pub const QUEUES: &[&str] = &["default", "broadcast_tasks", "clustering"];
+
+/// Lines of upstream's requirements.txt (at [`COMMIT`]) that cannot install on Ubuntu 24.04:
+/// dead or SSH-only sources and a pin that no longer imports.
+pub const REQUIREMENTS_THAT_FAIL: &[&str] = &[
+    "celery==3.1.13",
+    "kombu==3.0.21",
+    "git+http://code.google.com/p/feedparser",
+    "git+git://github.com/nltk/nltk.git",
+    "git+ssh://git@github.com/ftzeng/galaxy.git",
+];
