@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, ProgressTx, ResourceChange};
 
 /// What DescribeStacks says about a stack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StackInfo {
     pub name: String,
     pub id: String,

@@ -140,6 +140,36 @@ pub fn for_update(
     out
 }
 
+/// The template's `Rules` against what an update would leave the stack with: CloudFormation
+/// refuses a violating change set only once it is created, and the stand-ins not at all.
+pub fn check_update_rules(
+    template: &Template,
+    parameters: &BTreeMap<String, ParamValue>,
+    stack: &StackInfo,
+    env: &str,
+) -> Result<()> {
+    let effective: BTreeMap<String, String> = parameters
+        .iter()
+        .filter_map(|(name, value)| match value {
+            ParamValue::Set(v) => Some((name.clone(), v.clone())),
+            // A masked secret is never what a rule compares.
+            ParamValue::Previous => stack
+                .parameters
+                .get(name)
+                .filter(|v| v.as_str() != "****")
+                .map(|v| (name.clone(), v.clone())),
+        })
+        .collect();
+    let refused = template.rule_violations(&effective);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "{env}: the template's rules refuse this update: {}",
+        refused.join("; ")
+    )))
+}
+
 /// The stack tags; CloudFormation copies them onto every taggable resource.
 pub fn stack_tags(config: &Config, target: &Target) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -153,6 +183,32 @@ mod tests {
     use super::*;
     use crate::cloud::template::{merge, TemplateFile};
     use serde_json::json;
+
+    #[test]
+    fn an_update_that_breaks_a_rule_is_refused_before_the_change_set() {
+        let t = template();
+        let stack = StackInfo {
+            parameters: BTreeMap::from([
+                ("EnableBroker".to_string(), "false".to_string()),
+                ("WorkerCount".to_string(), "0".to_string()),
+            ]),
+            ..Default::default()
+        };
+        let overrides = BTreeMap::from([("WorkerCount".to_string(), "2".to_string())]);
+        let params = for_update(&t, &BTreeMap::new(), &overrides, &stack);
+        let err = check_update_rules(&t, &params, &stack, "staging").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("staging: the template's rules refuse this update: WorkersNeedBroker"),
+            "{err}"
+        );
+        let both = BTreeMap::from([
+            ("WorkerCount".to_string(), "2".to_string()),
+            ("EnableBroker".to_string(), "true".to_string()),
+        ]);
+        let params = for_update(&t, &BTreeMap::new(), &both, &stack);
+        assert!(check_update_rules(&t, &params, &stack, "staging").is_ok());
+    }
 
     fn template() -> Template {
         let body = json!({

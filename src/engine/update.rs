@@ -139,6 +139,7 @@ async fn change_set(
         values.remove("ImageId");
     }
     let parameters = params::for_update(template, &values, overrides, info);
+    params::check_update_rules(template, &parameters, info, ctx.target.env.as_str())?;
     ctx.progress
         .step("change set", format!("comparing {} with formations/", info.name));
     stack::create_change_set(
