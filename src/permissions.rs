@@ -82,13 +82,7 @@ impl Permissions {
 
     /// May `who` run `action` on `env`?
     pub fn check(&self, who: &Identity, env: &str, action: &str) -> Decision {
-        let roles = self.roles_of(who);
-        let granted = self.settings.rules.iter().any(|r| {
-            roles.contains(&r.role)
-                && r.environments.iter().any(|p| pattern_matches(p, env))
-                && r.actions.iter().any(|a| a == "*" || a == action)
-        });
-        if granted {
+        if self.allows(&self.roles_of(who), env, action) {
             Decision::Allowed
         } else {
             Decision::Denied {
@@ -105,10 +99,12 @@ impl Permissions {
 
     /// The (environment, action) pairs a person may run, for `help` and `whoami`.
     pub fn grants(&self, who: &Identity, envs: &[String]) -> BTreeSet<(String, String)> {
+        // The roles once, not once per pair: `whoami` and `help` ask for every pair.
+        let roles = self.roles_of(who);
         let mut out = BTreeSet::new();
         for env in envs {
             for action in ACTIONS {
-                if self.check(who, env, action) == Decision::Allowed {
+                if self.allows(&roles, env, action) {
                     out.insert((env.clone(), action.to_string()));
                 }
             }
@@ -116,12 +112,28 @@ impl Permissions {
         out
     }
 
+    /// Whether any rule for one of `roles` grants `action` on `env`.
+    fn allows(&self, roles: &[String], env: &str, action: &str) -> bool {
+        self.settings.rules.iter().any(|r| {
+            roles.contains(&r.role)
+                && r.environments.iter().any(|p| pattern_matches(p, env))
+                && r.actions.iter().any(|a| a == "*" || a == action)
+        })
+    }
+
     /// Rules that can never match anything: a role with no members, or environment patterns
     /// that match no configured environment.
     pub fn warnings(&self, envs: &[String]) -> Vec<String> {
         let mut out = Vec::new();
         for (name, m) in &self.settings.roles {
-            if m.discord_users.is_empty() && m.discord_roles.is_empty() && m.console_users.is_empty() {
+            let members = [
+                &m.discord_users,
+                &m.discord_roles,
+                &m.console_users,
+                &m.slack_users,
+                &m.slack_groups,
+            ];
+            if members.iter().all(|list| list.is_empty()) {
                 out.push(format!("role '{name}' has no members: rules for it never match"));
             }
         }
@@ -177,6 +189,13 @@ mod tests {
             },
         );
         roles.insert("ghosts".into(), RoleMembers::default());
+        roles.insert(
+            "slackers".into(),
+            RoleMembers {
+                slack_groups: vec!["S0OPS".into()],
+                ..Default::default()
+            },
+        );
         let rules = vec![
             PermissionRule {
                 role: "admins".into(),
@@ -258,5 +277,7 @@ mod tests {
         );
         assert!(w.iter().any(|x| x.contains("'prod-*'")), "{w:?}");
         assert!(!w.iter().any(|x| x.contains("'staging'")), "{w:?}");
+        // Members of a Slack user group are members.
+        assert!(!w.iter().any(|x| x.contains("'slackers'")), "{w:?}");
     }
 }

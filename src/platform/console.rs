@@ -7,7 +7,6 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::bot::messages;
 use crate::bot::port::{addressed_text, ChatEvent, ChatPort, OutgoingMessage, PortResult};
@@ -168,18 +167,28 @@ pub async fn run(bot: Bot, user: String) {
     if terminal {
         port.print_reply(&format!("Argos console as {user}. Type `help`; ctrl-d to leave."));
     }
-    let mut input = stdin_lines();
-    // One listener for the whole session, not one per line.
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        if terminal {
-            print!("argos> ");
-            let _ = std::io::stdout().flush();
-        }
-        // Bytes, decoded per line: one bad line is answered, not taken for the end of input.
-        let read = tokio::select! {
-            r = input.recv() => r,
-            _ = &mut interrupted => {
+    // Lines are read and answered on a thread of its own, which drives each burst's handling
+    // itself (`Handle::block_on`): a typed command costs one thread wake-up, not a hand-over
+    // from a reader thread to the runtime as well. Jobs and timers run on the runtime.
+    let (finished, input_done) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Handle::current();
+    let session = Session {
+        bot: bot.clone(),
+        port: port.clone(),
+        identity,
+        prefix,
+        terminal,
+    };
+    let spawned = std::thread::Builder::new().name("argos-console".into()).spawn(move || {
+        session.answer_stdin(&runtime);
+        let _ = finished.send(());
+    });
+    if let Err(e) = spawned {
+        port.print_reply(&format!("cannot start the console's reader ({e}); leaving"));
+    } else {
+        tokio::select! {
+            _ = input_done => {}
+            _ = tokio::signal::ctrl_c() => {
                 // Interrupted: wait briefly, then leave running jobs recorded as running (they
                 // resume at the next start) rather than waiting for them indefinitely.
                 let grace = std::time::Duration::from_secs(bot.engine().config.settings.chat.shutdown_grace_secs);
@@ -190,22 +199,58 @@ pub async fn run(bot: Bot, user: String) {
                 schedules.abort();
                 return;
             }
-        };
-        let lines = match read {
-            None => break,
-            Some(Ok(lines)) => lines,
-            Some(Err(e)) => {
-                port.print_reply(&format!("cannot read the input ({e}); leaving"));
-                break;
+        }
+    }
+    bot.idle().await;
+    bot.retire();
+    schedules.abort();
+}
+
+/// What the console's reader thread needs to answer the user.
+struct Session {
+    bot: Bot,
+    port: Arc<ConsolePort>,
+    identity: Identity,
+    prefix: String,
+    terminal: bool,
+}
+
+impl Session {
+    /// Reads stdin in bursts and answers each, until the end of input.
+    fn answer_stdin(&self, runtime: &tokio::runtime::Handle) {
+        // Our own buffer, to see whether another whole line has arrived without waiting.
+        let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+        loop {
+            if self.terminal {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(b"argos> ");
+                let _ = out.flush();
             }
-        };
-        // A burst: every line that had arrived (one when typed, many when piped in), handled in
-        // order; their read-only audit records go in one transaction before the replies.
+            let (lines, end) = read_burst(&mut input);
+            if !lines.is_empty() {
+                let replies = runtime.block_on(self.answer(lines));
+                self.port.print_replies(replies.iter().map(String::as_str));
+            }
+            match end {
+                None => {}
+                Some(Ok(())) => return,
+                Some(Err(e)) => {
+                    self.port.print_reply(&format!("cannot read the input ({e}); leaving"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A burst: every line that had arrived (one when typed, many when piped in), handled in
+    /// order; their read-only audit records go in one transaction before the replies.
+    async fn answer(&self, lines: Vec<Vec<u8>>) -> Vec<String> {
         let mut events = Vec::with_capacity(lines.len());
         // Per answered line: its reply already (a line that is not UTF-8), or `None` for the
         // next of the bot's answers.
         let mut replies: Vec<Option<String>> = Vec::with_capacity(lines.len());
         for buf in &lines {
+            // Bytes, decoded per line: one bad line is answered, not taken for the end of input.
             let Ok(line) = std::str::from_utf8(buf) else {
                 replies.push(Some(messages::not_utf8()));
                 continue;
@@ -215,68 +260,68 @@ pub async fn run(bot: Bot, user: String) {
                 continue;
             }
             // The prefix is optional on the console.
-            let text = addressed_text(line, &prefix, None).unwrap_or(line).to_string();
+            let text = addressed_text(line, &self.prefix, None).unwrap_or(line).to_string();
             events.push(ChatEvent {
-                identity: identity.clone(),
-                channel: port.channel.clone(),
+                identity: self.identity.clone(),
+                channel: self.port.channel.clone(),
                 text,
             });
             replies.push(None);
         }
-        let mut answers = bot.handle_burst(events).await.into_iter();
+        let mut answers = self.bot.handle_burst(events).await.into_iter();
         for slot in replies.iter_mut().filter(|r| r.is_none()) {
             *slot = answers.next().flatten();
         }
-        port.print_replies(replies.iter().flatten().map(String::as_str));
+        replies.into_iter().flatten().collect()
     }
-    bot.idle().await;
-    bot.retire();
-    schedules.abort();
 }
 
-/// The lines of stdin (with their newline), read by a thread of its own and handed over in
-/// bursts: every complete line already buffered goes in one message, so piped input costs one
-/// thread wake-up per burst, not per line. The channel closes at the end of input.
-fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<Vec<u8>>>> {
+/// Lines per burst at most: bounds the wait for the first reply of a long burst.
+const BURST: usize = 256;
+
+/// The next lines of `input` (with their newline): at least one, and every further complete
+/// line already buffered, up to [`BURST`]. The second value is set when the input ended
+/// (`Ok`) or failed after these lines.
+fn read_burst<R: std::io::Read>(input: &mut std::io::BufReader<R>) -> (Vec<Vec<u8>>, Option<std::io::Result<()>>) {
     use std::io::BufRead;
-    /// Lines per burst at most: bounds the wait for the first reply of a long burst.
-    const BURST: usize = 256;
-    let (tx, rx) = mpsc::channel(4);
-    let spawned = std::thread::Builder::new().name("argos-stdin".into()).spawn(move || {
-        // Our own buffer, to see whether another whole line has arrived without waiting.
-        let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
-        loop {
-            let mut burst = Vec::new();
-            loop {
-                let mut line = Vec::new();
-                match input.read_until(b'\n', &mut line) {
-                    Ok(0) => {
-                        if !burst.is_empty() {
-                            let _ = tx.blocking_send(Ok(burst));
-                        }
-                        return;
-                    }
-                    Ok(_) => burst.push(line),
-                    Err(e) => {
-                        if !burst.is_empty() {
-                            let _ = tx.blocking_send(Ok(burst));
-                        }
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
-                // Stop at the end of what has arrived: the next read would wait for more.
-                if burst.len() >= BURST || !input.buffer().contains(&b'\n') {
-                    break;
-                }
-            }
-            if tx.blocking_send(Ok(burst)).is_err() {
-                return;
-            }
+    let mut burst = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => return (burst, Some(Ok(()))),
+            Ok(_) => burst.push(line),
+            Err(e) => return (burst, Some(Err(e))),
         }
-    });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the stdin reader");
+        // Stop at the end of what has arrived: the next read would wait for more.
+        if burst.len() >= BURST || !input.buffer().contains(&b'\n') {
+            return (burst, None);
+        }
     }
-    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_what_has_arrived_and_ends_at_a_partial_line() {
+        let mut input = std::io::BufReader::new(&b"one\ntwo\nthr"[..]);
+        let (lines, end) = read_burst(&mut input);
+        assert_eq!(lines, [b"one\n".to_vec(), b"two\n".to_vec()]);
+        assert!(end.is_none(), "the partial line waits for the next read");
+        let (lines, end) = read_burst(&mut input);
+        assert_eq!(lines, [b"thr".to_vec()], "the last line, without a newline");
+        assert!(end.is_none());
+        let (lines, end) = read_burst(&mut input);
+        assert!(lines.is_empty());
+        assert!(matches!(end, Some(Ok(()))), "then the end of input");
+    }
+
+    #[test]
+    fn a_burst_holds_at_most_burst_lines() {
+        let text = "x\n".repeat(BURST + 10);
+        let mut input = std::io::BufReader::with_capacity(64 * 1024, text.as_bytes());
+        assert_eq!(read_burst(&mut input).0.len(), BURST);
+        assert_eq!(read_burst(&mut input).0.len(), 10);
+    }
 }
