@@ -1,12 +1,9 @@
-//! EC2 instances found by their tags (the inventory's source of truth), the default network,
-//! and the SSH readiness probe that replaces the original tool's fixed 120 s sleep.
+//! EC2 instances found by their tags (the inventory's source of truth) and the default network.
+//! (The SSH readiness probe is in `ansible::ssh`.)
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::aws_call;
 use crate::cloud::Aws;
@@ -170,49 +167,4 @@ pub async fn terminate(aws: &Aws, ids: &[String]) -> Result<()> {
             .send()
     )?;
     Ok(())
-}
-
-/// Waits until `host:port` accepts a TCP connection: SSH is up when its port answers. Each
-/// attempt has its own short timeout, so an unreachable address costs seconds, not minutes.
-pub async fn wait_for_port(host: &str, port: u16, timeout: Duration, cancel: &CancellationToken) -> Result<Duration> {
-    let started = Instant::now();
-    let deadline = started + timeout;
-    let mut pause = Duration::from_millis(250);
-    loop {
-        let attempt = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((host, port))).await;
-        if let Ok(Ok(_)) = attempt {
-            return Ok(started.elapsed());
-        }
-        if Instant::now() + pause >= deadline {
-            return Err(Error::Timeout(format!(
-                "{host}:{port} did not accept connections within {} s",
-                timeout.as_secs()
-            )));
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(Error::Cancelled),
-            _ = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn port_probe_succeeds_once_listening_and_times_out_otherwise() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cancel = CancellationToken::new();
-        wait_for_port("127.0.0.1", port, Duration::from_secs(2), &cancel)
-            .await
-            .unwrap();
-        drop(listener);
-        let err = wait_for_port("127.0.0.1", port, Duration::from_millis(600), &cancel)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("did not accept connections"), "{err}");
-    }
 }
