@@ -27,7 +27,7 @@
 //!   < 60 MB. Note this is the dev profile (unoptimized), like the tests.
 //!
 //! Run: `cargo bench --profile dev --bench bot` (or `-- --phase latency|chat|memory`).
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
 

@@ -18,7 +18,7 @@
 //! Run: `cargo bench --profile dev --bench replicas` (or `-- --phase takeover|duplicates|ack`).
 //! `ARGOS_BENCH_TRIALS=N` changes the number of takeover trials (default 20);
 //! `ARGOS_BENCH_PG_LOG=FILE` keeps the `ack` phase's PostgreSQL log (every statement, timed).
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
 

@@ -18,7 +18,7 @@
 //! - throughput: `--commands` (5,000) lines written in one go, until the last reply; 3 rounds
 //!   (min–max commands/s), and the CPU time the process used per 1,000 commands.
 //! - idle RSS of `argos bot`: the real release binary against the fake Discord
-//!   (`tests/support/fake_discord.rs`, in this process), connected (READY, one `!argos whoami`
+//!   (`tests/it/support/fake_discord.rs`, in this process), connected (READY, one `!argos whoami`
 //!   answered), then `--idle-secs` of nothing; VmRSS of the argos process, 3 start-ups.
 //!
 //! Hubot's answer is a tiny script with the same three lines as argos's `whoami` (who, roles,
@@ -30,7 +30,7 @@
 //! [--argos PATH] [--hubot DIR] [--commands N] [--round-trips N] [--idle-secs N]
 //! [--state-dir DIR]` (`--state-dir /dev/shm` puts the console's database on a tmpfs, where
 //! fsync is free: the difference is what the audit record's durable commit costs).
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
 

@@ -22,7 +22,7 @@
 //!   `response_url`. Two waves, after one warm-up command. Target p99 < 50 ms (release build).
 //!
 //! Run: `cargo bench --profile dev --bench slack` (or `-- --phase chat|latency`).
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
 

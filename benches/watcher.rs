@@ -12,7 +12,7 @@
 //! Run: `cargo bench --profile dev --bench watcher` (options: `--scale N`, `--poll MS`,
 //! `--max-poll MS` to try other paces; defaults are the config defaults). With `BENCH_DEBUG`
 //! set in the environment, every event seen more than 8 scenario seconds late is listed.
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
 

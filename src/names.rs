@@ -213,7 +213,7 @@ mod tests {
             ("ab-", "hyphens"),
             ("a--b", "hyphens"),
             ("a b", "whitespace"),
-            // Found by tests/grammar_fuzz.rs: the reason showed a bidi override raw.
+            // Found by tests/it/grammar_fuzz.rs: the reason showed a bidi override raw.
             ("stag\u{202e}ing", "contains '\\u{202e}'"),
         ];
         for (raw, why) in cases {

@@ -1,0 +1,261 @@
+//! The CLI under the same approval rules as chat, through the real binary, with a bot on the
+//! same database: the CLI files the request (the bot announces it in the environment's
+//! channel from the outbox), waits, and runs once a second person approves; `--no-wait` exits
+//! and a later run picks the request up; a denial ends it; `--break-glass` runs at once,
+//! audited and announced.
+use crate::support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use argos::bot::port::ChatEvent;
+use argos::bot::Bot;
+use argos::permissions::Identity;
+use argos::store::{JobState, Store};
+use support::chat::{Posted, RecordingPort};
+use support::fake_aws::{FakeAws, Op, StackScript};
+use support::TestProject;
+
+const CONFIG: &str = r#"
+defaults:
+  announce: "console:ops"
+chat:
+  commands_per_minute: 120
+  command_burst: 50
+  edit_interval_ms: 20
+permissions:
+  roles:
+    admins: { console_users: [alice, carol] }
+  rules:
+    - role: admins
+      environments: ["*"]
+      actions: ["*"]
+"#;
+
+const TEMPLATE: &str = r#"{"Resources": {
+  "ApiEc2Instance": {"Type": "AWS::EC2::Instance", "Properties": {}}}}"#;
+const RESOURCES: &[(&str, &str)] = &[("ApiEc2Instance", "AWS::EC2::Instance")];
+
+fn carol(text: &str) -> ChatEvent {
+    ChatEvent {
+        identity: Identity {
+            platform: "console".into(),
+            user_id: "carol".into(),
+            display_name: "carol".into(),
+            platform_roles: vec![],
+        },
+        channel: "ops".into(),
+        text: text.into(),
+    }
+}
+
+fn cli(project: &TestProject, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&project.config_path)
+        .args(args)
+        .env("USER", "alice")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("argos starts")
+}
+
+async fn finished(child: tokio::process::Child) -> (String, i32) {
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("the CLI ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (text, out.status.code().unwrap_or(-1))
+}
+
+/// Waits (polling the store) until job `id` has an approval request in `state`.
+async fn until_request(store: &Store, id: u64, state: &str) {
+    let ok = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if store
+                .approval_for_job(id)
+                .ok()
+                .flatten()
+                .is_some_and(|a| a.state == state)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "request #{id} never became {state}");
+}
+
+/// Waits until the port shows a message containing `needle`.
+async fn until_posted(port: &RecordingPort, needle: &str) -> String {
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            for p in port.posted() {
+                if let Posted::Sent { text, .. } = p {
+                    if text.contains(needle) {
+                        return text;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("nothing with {needle:?} was posted: {:#?}", port.posted()))
+}
+
+struct World {
+    fake: FakeAws,
+    project: TestProject,
+    bot: Bot,
+    port: std::sync::Arc<RecordingPort>,
+}
+
+async fn world() -> World {
+    let fake = FakeAws::start().await;
+    fake.set_time_scale(50.0);
+    fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
+    fake.script_next_for(
+        "argos-staging",
+        Op::Delete,
+        StackScript::delete_success("argos-staging", RESOURCES, &[1.0]),
+    );
+    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
+    let store = Store::open(&project.config().database_path()).unwrap();
+    let bot = Bot::new(project.engine().await, store);
+    let port = RecordingPort::new();
+    bot.add_port(port.clone());
+    bot.resume_unfinished().await;
+    World {
+        fake,
+        project,
+        bot,
+        port,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_waits_for_a_second_person_and_then_runs() {
+    let w = world().await;
+    let child = cli(&w.project, &["staging", "decommission", "--yes"]);
+    let store = w.bot.store().clone();
+    until_request(&store, 1, "pending").await;
+    // The bot announces the request in the environment's channel, with its buttons.
+    let request = until_posted(&w.port, "Approval needed").await;
+    assert!(
+        request.contains("job #1 · staging decommission requested by alice from the CLI"),
+        "{request}"
+    );
+    assert!(request.contains("ApiEc2Instance"), "the plan is shown: {request}");
+    assert_eq!(w.fake.count("DeleteStack"), 0, "nothing happens before approval");
+
+    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    assert!(
+        reply.starts_with("✅ Approved: job #1 runs from alice's CLI"),
+        "{reply}"
+    );
+    let (out, code) = finished(child).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("approval request #1 filed"), "{out}");
+    assert!(out.contains("request #1 approved by carol"), "{out}");
+    assert!(out.contains("decommissioned argos-staging"), "{out}");
+
+    let job = store.job(1).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.platform, "cli");
+    assert_eq!(w.fake.count("DeleteStack"), 1);
+    let audit: Vec<String> = store.audit_log(50).unwrap().into_iter().map(|a| a.outcome).collect();
+    assert!(
+        audit.iter().any(|o| o.starts_with("approval requested: job #1")),
+        "{audit:?}"
+    );
+    assert!(audit.iter().any(|o| o == "ok: approved job #1 started"), "{audit:?}");
+    assert!(audit.iter().any(|o| o == "approved job #1 (1/1)"), "{audit:?}");
+    assert!(store.held_locks().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wait_files_the_request_and_a_denial_ends_it() {
+    let w = world().await;
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("approval request #1 is waiting"), "{out}");
+    let store = w.bot.store().clone();
+    assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Queued);
+
+    // Running it again finds the same request, still waiting.
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("approval request #1 for `staging decommission` is on file"),
+        "{out}"
+    );
+    assert_eq!(store.recent_jobs(10).unwrap().len(), 1, "no second request");
+
+    let reply = w.bot.handle(carol("deny 1 not today")).await.unwrap();
+    assert_eq!(reply, "❌ Job #1 denied.");
+    // The denied request is over: another run files a new one.
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("approval request #2 is waiting"), "{out}");
+    let a = store.approval_for_job(1).unwrap().unwrap();
+    assert_eq!(a.state, "denied");
+    assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Cancelled);
+    assert_eq!(w.fake.count("DeleteStack"), 0, "nothing was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_cli_hears_the_denial() {
+    let w = world().await;
+    let child = cli(&w.project, &["staging", "decommission", "--yes"]);
+    let store = w.bot.store().clone();
+    until_request(&store, 1, "pending").await;
+    w.bot.handle(carol("deny 1 change freeze")).await.unwrap();
+    let (out, code) = finished(child).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("approval request #1 was denied by carol: change freeze; nothing was done"),
+        "{out}"
+    );
+    assert_eq!(w.fake.count("DeleteStack"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_runs_at_once_audited_and_announced() {
+    let w = world().await;
+    let (out, code) = finished(cli(
+        &w.project,
+        &[
+            "staging",
+            "decommission",
+            "--yes",
+            "--break-glass",
+            "the database is on fire",
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("decommissioned argos-staging"), "{out}");
+    let store = w.bot.store().clone();
+    assert!(store.approval_for_job(1).unwrap().is_none(), "no request was filed");
+    let audit: Vec<String> = store.audit_log(50).unwrap().into_iter().map(|a| a.outcome).collect();
+    assert!(
+        audit.iter().any(|o| o == "break-glass: the database is on fire"),
+        "{audit:?}"
+    );
+    let said = until_posted(&w.port, "Break-glass").await;
+    assert!(
+        said.contains("alice runs `staging decommission` from the CLI") && said.contains("the database is on fire"),
+        "{said}"
+    );
+
+    // A break-glass without a reason is refused before anything happens.
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--break-glass"])).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--break-glass needs a reason"), "{out}");
+}

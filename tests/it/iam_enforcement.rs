@@ -1,0 +1,193 @@
+//! Least privilege, measured: the lifecycle runs on moto with IAM enforcement on, as an IAM
+//! user that holds only `iam/argos-bot-policy.json`; for each statement, a user without it
+//! sees the step that needs it fail with the denied action in the error's first line. moto
+//! checks the caller's own EC2, CloudFormation, IAM and STS calls; what a stack creates is not
+//! checked against anyone (see the notes on `iam/` in the README).
+use crate::support;
+
+use std::collections::BTreeMap;
+
+use argos::engine::{self, Engine};
+use serde_json::Value;
+use support::moto_iam::{bot_policy, for_moto, without, IamUser, Setup};
+use support::{Recorder, TestProject};
+
+/// The statements whose removal is measured: the step that needs it, and the action its
+/// error must name. The others (ListStacksForReports, ResolveBaseImageParameter,
+/// PassStackServiceRole, TagImages, CleanStrayInstances) are covered by the static check
+/// below, or are needed only by what moto does not check.
+const REMOVALS: &[(&str, &str, &str)] = &[
+    ("DiscoverNetwork", "commission", "ec2:DescribeVpcs"),
+    ("FindImages", "commission", "ec2:DescribeImages"),
+    ("BakeImage", "commission", "ec2:CreateImage"),
+    ("StackStatusAndEvents", "status", "cloudformation:DescribeStackEvents"),
+    ("DiscoverHosts", "deploy", "ec2:DescribeInstances"),
+    ("StackChangeSets", "update", "cloudformation:CreateChangeSet"),
+    ("StackLifecycle", "decommission", "cloudformation:DeleteStack"),
+    ("CleanImages", "clean", "ec2:DeregisterImage"),
+];
+
+fn user_without(sid: &str) -> String {
+    format!("argos-without-{}", sid.to_lowercase())
+}
+
+async fn engine_as(project: &TestProject, user: &IamUser) -> Engine {
+    Engine::with_credentials(project.config(), &user.key_id, &user.secret).await
+}
+
+/// Runs `step` on staging; the error it must end with.
+async fn run(engine: &Engine, step: &str) -> Result<(), String> {
+    let rec = Recorder::new(engine, "staging", None);
+    let r = match step {
+        "commission" => engine::commission(&rec.ctx).await.map(drop),
+        "status" => engine::status(&rec.ctx).await.map(drop),
+        "deploy" => engine::deploy(&rec.ctx, &["api".to_string()]).await.map(drop),
+        "update" => {
+            let o = BTreeMap::from([("AllowedSshCidr".to_string(), "203.0.113.0/24".to_string())]);
+            engine::update(&rec.ctx, &o).await.map(drop)
+        }
+        "decommission" => engine::decommission(&rec.ctx).await.map(drop),
+        "clean" => engine::clean(&rec.ctx).await.map(drop),
+        other => panic!("no step {other}"),
+    };
+    r.map_err(|e| e.redacted(&engine.redactor).to_string())
+}
+
+/// A user without `sid` fails `step`, and the first line of the error names `action`.
+async fn denied(project: &TestProject, users: &[IamUser], sid: &str, step: &str, action: &str) {
+    let user = users.iter().find(|u| u.name == user_without(sid)).unwrap();
+    let engine = engine_as(project, user).await;
+    let err = run(&engine, step)
+        .await
+        .expect_err(&format!("{step} fails without {sid}"));
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(action) && first.contains("not authorized"),
+        "without {sid}, {step} names {action} first: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_runs_on_the_policy_alone_and_each_step_needs_its_statement() {
+    let policy = for_moto(&bot_policy());
+    let mut setup = Setup::default().user("argos", &policy);
+    for (sid, _, _) in REMOVALS {
+        setup = setup.user(&user_without(sid), &without(&policy, sid));
+    }
+    let (moto, users) = setup.start().await;
+    let project = TestProject::new(&moto.url, "");
+    let steps = |step: &str| {
+        REMOVALS
+            .iter()
+            .filter(move |r| r.1 == step)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+
+    // Before anything exists: each commission stops at the first call its policy lacks.
+    for (sid, step, action) in steps("commission") {
+        denied(&project, &users, sid, step, action).await;
+    }
+    let full = engine_as(&project, &users[0]).await;
+    run(&full, "commission")
+        .await
+        .expect("commission with the whole policy");
+    for step in ["status", "deploy", "update", "decommission", "clean"] {
+        for (sid, step, action) in steps(step) {
+            denied(&project, &users, sid, step, action).await;
+        }
+        run(&full, step)
+            .await
+            .unwrap_or_else(|e| panic!("{step} with the whole policy: {e}"));
+    }
+
+    // Enforcement is real: what the policy does not grant is refused to the bot's user too.
+    let aws = full.aws_for("staging");
+    let err = aws
+        .ec2()
+        .await
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect_err("the bot may not start instances itself");
+    let text = format!("{:?}", err);
+    assert!(text.contains("ec2:RunInstances"), "{text}");
+    drop(moto);
+}
+
+/// Every AWS call in the source (each `aws_call!`) is allowed by a statement of the shipped
+/// policy, so a new call cannot ship without its permission.
+#[test]
+fn every_call_argos_makes_is_in_the_policy() {
+    let policy = bot_policy();
+    let allowed = |action: &str| {
+        policy["Statement"].as_array().unwrap().iter().any(|s| {
+            s["Effect"] == "Allow"
+                && match &s["Action"] {
+                    Value::String(a) => matches(a, action),
+                    Value::Array(list) => list.iter().any(|a| matches(a.as_str().unwrap(), action)),
+                    _ => false,
+                }
+        })
+    };
+    let calls = calls_in_source();
+    assert!(calls.len() >= 15, "the scan finds the calls: {calls:?}");
+    for call in &calls {
+        assert!(allowed(call), "{call} is called but not in iam/argos-bot-policy.json");
+    }
+    let sids: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().expect("every statement has a Sid"))
+        .collect();
+    for (sid, _, _) in REMOVALS {
+        assert!(sids.contains(sid), "{sid} is a statement of the policy");
+    }
+}
+
+fn matches(pattern: &str, action: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => pattern == action,
+    }
+}
+
+/// `cloudformation:X` / `ec2:X` for every `aws_call!(aws, "X", aws.cfn()... )` under src/.
+fn calls_in_source() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut files = vec![support::repo().join("src")];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+            continue;
+        }
+        if p.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, _) in text.match_indices("aws_call!(") {
+            let call = &text[i..];
+            let end = call.find(".send()").unwrap_or(call.len());
+            let call = &call[..end];
+            let Some(action) = call.split('"').nth(1) else { continue };
+            if action.contains('$') || action.contains(' ') {
+                continue; // the macro's own definition
+            }
+            let service = if call.contains(".cfn()") {
+                "cloudformation"
+            } else if call.contains(".ec2()") {
+                "ec2"
+            } else {
+                panic!("{}: cannot tell the service of {action}", p.display())
+            };
+            out.push(format!("{service}:{action}"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,43 @@
+//! The integration tests, in one binary: every module below links the crate (and the AWS SDK)
+//! once, and `cargo test` runs their tests side by side. Most of them wait on subprocesses
+//! (moto, ansible-playbook, sshd, PostgreSQL, the real `argos` binary) rather than on the CPU.
+//!
+//! `support/` holds the stand-ins and harnesses they share (the scripted fake AWS, moto,
+//! the fake Discord and Slack, PostgreSQL, sshd, replicas); `upstream_argos/` the facts read
+//! from the upstream app. Run one family with a filter: `cargo test --test it slack::`.
+
+mod support;
+mod upstream_argos;
+
+mod ansible_runner;
+mod ansible_ssh;
+mod app_requirements;
+mod app_settings;
+mod approvals;
+mod aws_accounts;
+mod bad_input;
+mod bot_jobs;
+mod cli_approvals;
+mod config_files;
+mod console;
+mod delete_progress;
+mod discord_adapter;
+mod discord_bot;
+mod discord_buttons;
+mod engine_scenarios;
+mod fake_aws_selftest;
+mod fake_slack_selftest;
+mod grammar_fuzz;
+mod health_metrics;
+mod iam_enforcement;
+mod json_logs;
+mod moto_lifecycle;
+mod postgres_harness;
+mod replicas;
+mod schedules;
+mod shared_state;
+mod slack;
+mod stack_hardening;
+mod stack_wiring;
+mod store_backends;
+mod systemd_unit;

@@ -1,0 +1,265 @@
+//! The whole lifecycle against a real moto server through the real SDK clients, with the
+//! sandbox playbooks run by real ansible-playbook: commission → status → deploy → update →
+//! decommission → clean, asserting what AWS holds after each step.
+use crate::support;
+
+use std::collections::BTreeMap;
+
+use argos::engine;
+use argos::progress::Progress;
+use aws_sdk_ec2::types::Filter;
+use support::moto::Moto;
+use support::{Recorder, TestProject};
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn tag_map(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_on_moto() {
+    let moto = Moto::start().await;
+    let project = TestProject::new(&moto.url, "");
+    let engine = project.engine().await;
+    let aws = engine.aws.clone();
+    let log = project.dir.path().join("lifecycle.log");
+
+    // commission: bakes the image, creates the stack, deploys every role.
+    let mut rec = Recorder::new(&engine, "staging", Some(&log));
+    let summary = engine::commission(&rec.ctx).await.expect("commission succeeds");
+    assert_eq!(summary.headline, "commissioned argos-staging");
+    assert_eq!(summary.hosts.len(), 4, "{summary:?}");
+    let events = rec.events();
+    assert!(events
+        .iter()
+        .any(|p| matches!(p, Progress::Step { name, .. } if name == "bake image")));
+    assert!(
+        events
+            .iter()
+            .any(|p| matches!(p, Progress::Step { name, .. } if name == "wait for ssh"))
+            || events
+                .iter()
+                .any(|p| matches!(p, Progress::Info { message } if message.contains("no SSH to wait for")))
+    );
+
+    let stacks = aws
+        .cfn()
+        .await
+        .describe_stacks()
+        .stack_name("argos-staging")
+        .send()
+        .await
+        .unwrap();
+    let stack = &stacks.stacks()[0];
+    assert_eq!(stack.stack_status().unwrap().as_str(), "CREATE_COMPLETE");
+    let stack_tags: BTreeMap<_, _> = stack
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert_eq!(stack_tags.get("App").map(String::as_str), Some("argos"));
+    assert_eq!(stack_tags.get("Env").map(String::as_str), Some("staging"));
+    let params: BTreeMap<_, _> = stack
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_key().unwrap().to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(params["AllowedSshCidr"], support::SSH_CIDR);
+
+    // The four tags on every instance of the environment.
+    let out = aws
+        .ec2()
+        .await
+        .describe_instances()
+        .filters(filter("tag:Env", "staging"))
+        .filters(filter("instance-state-name", "running"))
+        .send()
+        .await
+        .unwrap();
+    let instances: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).collect();
+    assert_eq!(instances.len(), 4);
+    let mut groups = Vec::new();
+    for i in &instances {
+        let tags = tag_map(i.tags());
+        let group = tags.get("Group").expect("Group tag").clone();
+        assert_eq!(tags.get("Name"), Some(&format!("argos-staging-{group}")), "{tags:?}");
+        assert_eq!(tags.get("Env").map(String::as_str), Some("staging"));
+        assert_eq!(tags.get("App").map(String::as_str), Some("argos"));
+        groups.push(group);
+    }
+    groups.sort();
+    assert_eq!(groups, ["api", "collector", "front", "knowledge"]);
+
+    // The image is ours, tagged, and its build stack and instance are gone.
+    let images = aws
+        .ec2()
+        .await
+        .describe_images()
+        .owners("self")
+        .filters(filter("name", "argos-image"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(images.images().len(), 1);
+    let image_tags = tag_map(images.images()[0].tags());
+    assert_eq!(image_tags.get("App").map(String::as_str), Some("argos"));
+    assert!(
+        image_tags.get("InputsHash").is_some_and(|h| h.len() == 16),
+        "{image_tags:?}"
+    );
+    let build = aws.cfn().await.describe_stacks().stack_name("argos-image").send().await;
+    assert!(build.is_err(), "the build stack is deleted after baking");
+    let build_instances = aws
+        .ec2()
+        .await
+        .describe_instances()
+        .filters(filter("tag:Group", "image"))
+        .filters(filter("instance-state-name", "running"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        build_instances.reservations().is_empty(),
+        "no build instance left running"
+    );
+
+    // The playbooks received the stack outputs: the api's rendered settings name the database.
+    let db_host = stack
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("DatabaseHost"))
+        .unwrap()
+        .output_value()
+        .unwrap();
+    let rendered = find_files(&project.hosts_dir(), "app.py");
+    assert!(!rendered.is_empty(), "the api and collector settings are rendered");
+    let text = std::fs::read_to_string(&rendered[0]).unwrap();
+    assert!(text.contains(db_host), "rendered settings use the stack's DatabaseHost");
+
+    // status
+    let mut rec = Recorder::new(&engine, "staging", None);
+    let report = engine::status(&rec.ctx).await.unwrap();
+    assert_eq!(report.stack.as_ref().unwrap().status, "CREATE_COMPLETE");
+    assert_eq!(report.instances.len(), 4);
+    assert!(report.image.is_some());
+    assert!(report.to_string().contains("image: ami-"));
+    let _ = rec.events();
+
+    // deploy one role
+    let rec = Recorder::new(&engine, "staging", Some(&log));
+    let deployed = engine::deploy(&rec.ctx, &["api".to_string()]).await.unwrap();
+    assert_eq!(deployed.hosts.len(), 1);
+
+    // update: one parameter changes, the others keep their values.
+    let rec = Recorder::new(&engine, "staging", Some(&log));
+    let overrides = BTreeMap::from([("AllowedSshCidr".to_string(), "203.0.113.0/24".to_string())]);
+    engine::update(&rec.ctx, &overrides).await.expect("update succeeds");
+    let stacks = aws
+        .cfn()
+        .await
+        .describe_stacks()
+        .stack_name("argos-staging")
+        .send()
+        .await
+        .unwrap();
+    let stack = &stacks.stacks()[0];
+    assert_eq!(stack.stack_status().unwrap().as_str(), "UPDATE_COMPLETE");
+    let after: BTreeMap<_, _> = stack
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_key().unwrap().to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(after["AllowedSshCidr"], "203.0.113.0/24");
+    for (k, v) in &params {
+        if k != "AllowedSshCidr" {
+            assert_eq!(&after[k], v, "parameter {k} kept its value");
+        }
+    }
+
+    // decommission: the stack and its instances are gone.
+    let rec = Recorder::new(&engine, "staging", None);
+    let s = engine::decommission(&rec.ctx).await.unwrap();
+    assert_eq!(s.headline, "decommissioned argos-staging");
+    assert!(aws
+        .cfn()
+        .await
+        .describe_stacks()
+        .stack_name("argos-staging")
+        .send()
+        .await
+        .is_err());
+    let left = aws
+        .ec2()
+        .await
+        .describe_instances()
+        .filters(filter("tag:Env", "staging"))
+        .filters(filter("instance-state-name", "running"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.reservations().is_empty(),
+        "no instance of the environment left running"
+    );
+
+    // clean, twice: the image and its snapshots go; the second run finds nothing.
+    let rec = Recorder::new(&engine, "staging", None);
+    let s = engine::clean(&rec.ctx).await.unwrap();
+    assert!(s.headline.starts_with("cleaned"), "{s:?}");
+    let images = aws.ec2().await.describe_images().owners("self").send().await.unwrap();
+    assert!(images.images().is_empty(), "no image left");
+    let snaps = aws
+        .ec2()
+        .await
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        snaps
+            .snapshots()
+            .iter()
+            .all(|s| !s.tags().iter().any(|t| t.key() == Some("App"))),
+        "no tagged snapshot left"
+    );
+    let s = engine::clean(&rec.ctx).await.unwrap();
+    assert!(s.headline.starts_with("nothing to clean"), "{s:?}");
+
+    // Nothing secret reached the log.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!log_text.is_empty());
+    assert!(!log_text.contains(support::DB_PASSWORD) && !log_text.contains(support::APP_SECRET));
+    drop(moto);
+}
+
+fn find_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(find_files(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out
+}
