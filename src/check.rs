@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::cloud::template::{load_formations, Template};
 use crate::config::{Config, Connection};
+use crate::template::{load_formations, Template};
 
 mod cfn_lint;
 

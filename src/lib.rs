@@ -1,19 +1,29 @@
 //! Argos: a chat-ops bot that commissions, deploys, updates and tears down the Argos news app
-//! on AWS. The map of the crate, from the outside in:
+//! on AWS.
 //!
-//! - [`command`]: the one grammar every surface speaks (`staging deploy --roles api`).
-//! - [`engine`]: the operations (commission, bake, deploy, update, decommission, clean,
-//!   status) as idempotent steps that emit typed [`progress`] events and never print.
-//! - [`cloud`]: CloudFormation and EC2 through the AWS SDK: template merge, stack watcher,
-//!   images, instances, one shared request budget.
-//! - [`ansible`]: `ansible-playbook` as a subprocess with a generated inventory, a JSON-lines
-//!   callback, a timeout, and redaction of every line.
-//! - [`config`], [`names`], [`redact`], [`error`], [`budget`]: the shared ground.
-//! - [`store`]: the shared state (SQLite or PostgreSQL): jobs, locks and leases, approvals,
-//!   audit log, chat-event claims, outbox.
-//! - [`bot`]: the dispatcher, jobs, replicas and takeovers; [`platform`]: the adapters.
-//! - [`check`]: `argos check`, every static check at once.
-//! - [`cli`]: the terminal front end.
+//! The crate is built in floors. A module imports only from floors below its own (the test
+//! below reads every `crate::` path in `src/` and fails otherwise), so each floor can be read,
+//! tested and changed knowing only what is under it. From the top:
+//!
+//! 1. [`serve`] (and `main.rs`): wiring a process together.
+//! 2. The surfaces: [`cli`], [`platform`] (the console, Discord and Slack adapters), [`health`].
+//! 3. [`bot`]: the dispatcher, jobs, the live status message, replicas and takeovers,
+//!    approvals in chat, scheduled announcements.
+//! 4. Decisions: [`approvals`] (a request's plan and its votes), [`schedule`] (due times and
+//!    what a cleanup report finds).
+//! 5. [`engine`]: the operations (commission, bake, deploy, update, decommission, clean,
+//!    status) as idempotent steps that emit typed [`progress`] events and never print.
+//! 6. [`check`]: `argos check`, every static check at once.
+//! 7. [`ansible`]: `ansible-playbook` as a subprocess with a generated inventory, a JSON-lines
+//!    callback, a timeout, and redaction of every line.
+//! 8. [`cloud`]: CloudFormation and EC2 through the AWS SDK: stack watcher, images, instances,
+//!    one shared request budget.
+//! 9. [`store`] (jobs, locks and leases, approvals, audit log, chat-event claims, outbox, on
+//!    SQLite or PostgreSQL) and [`permissions`] (who may do what).
+//! 10. [`error`] (the error a user reads) and [`logging`].
+//! 11. [`config`] and [`template`] (the CloudFormation templates: merge, checks, conditions).
+//! 12. [`command`]: the one grammar every surface speaks (`staging deploy --roles api`).
+//! 13. The ground: [`names`], [`redact`], [`clock`], [`budget`], [`progress`], [`metrics`].
 
 pub mod ansible;
 pub mod approvals;
@@ -38,3 +48,26 @@ pub mod redact;
 pub mod schedule;
 pub mod serve;
 pub mod store;
+pub mod template;
+
+/// The floors, top to bottom (see the crate's documentation); a module may import from the
+/// floors after its own and from nowhere else.
+#[cfg(test)]
+const FLOORS: &[&[&str]] = &[
+    &["main", "serve"],
+    &["cli", "platform", "health"],
+    &["bot"],
+    &["approvals", "schedule"],
+    &["engine"],
+    &["check"],
+    &["ansible"],
+    &["cloud"],
+    &["store", "permissions"],
+    &["error", "logging"],
+    &["config", "template"],
+    &["command"],
+    &["names", "redact", "clock", "budget", "progress", "metrics"],
+];
+
+#[cfg(test)]
+mod floors;

@@ -5,19 +5,6 @@ use std::collections::BTreeSet;
 
 use crate::config::PermissionSettings;
 
-/// Every action a rule may grant.
-pub const ACTIONS: &[&str] = &[
-    "commission",
-    "deploy",
-    "update",
-    "plan",
-    "decommission",
-    "clean",
-    "status",
-    "events",
-    "approve",
-];
-
 /// Who is asking, as the platform adapter saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -103,7 +90,7 @@ impl Permissions {
         let roles = self.roles_of(who);
         let mut out = BTreeSet::new();
         for env in envs {
-            for action in ACTIONS {
+            for action in crate::command::actions() {
                 if self.allows(&roles, env, action) {
                     out.insert((env.clone(), action.to_string()));
                 }
@@ -161,12 +148,6 @@ impl Permissions {
 mod tests {
     use super::*;
 
-    #[test]
-    fn actions_are_the_environment_verbs_plus_approve() {
-        let mut want = crate::command::env_verbs();
-        want.push("approve");
-        assert_eq!(ACTIONS, want.as_slice());
-    }
     use crate::config::{PermissionRule, RoleMembers};
     use std::collections::BTreeMap;
 

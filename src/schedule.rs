@@ -1,29 +1,20 @@
-//! Scheduled cleanup announcements: at each cron time (in its time zone) the bot tells a
-//! channel about stale environments, stacks in failed states, leftover image builds and unused
-//! images, each with the matching clean or decommission (which then goes through the approval
-//! flow). Runs are claimed in the database before posting, so no announcement goes out twice,
-//! even across a restart, and one catch-up run follows downtime.
+//! Scheduled cleanup reports, the pure half: when each schedule is due (cron in its time zone),
+//! what a report finds (stale environments, stacks in failed states, leftover image builds and
+//! unused images, each with the clean or decommission that deals with it), and the
+//! `schedules` listing. Posting them, claimed once across replicas, is `bot::announce`.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
 
 use crate::aws_call;
-use crate::bot::port::{Button, OutgoingMessage};
-use crate::bot::Bot;
 use crate::cloud::{image, instances};
-use crate::config::ScheduleSettings;
+use crate::config::{parse_cron, ScheduleSettings};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::names::{image_name, image_stack, tags};
-
-/// Parses a five-field cron expression (minute hour day-of-month month day-of-week).
-pub fn parse_cron(expr: &str) -> std::result::Result<Cron, String> {
-    Cron::new(expr)
-        .parse()
-        .map_err(|e| format!("invalid cron expression '{expr}': {e}"))
-}
+use crate::store::Store;
 
 /// The first due time strictly after `after`.
 pub fn next_due(s: &ScheduleSettings, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -61,13 +52,12 @@ pub struct Item {
 }
 
 /// Looks at AWS and the job history and lists what costs money for nothing.
-pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Result<Vec<Item>> {
-    let engine = bot.engine();
+pub async fn gather(engine: &Engine, store: &Store, s: &ScheduleSettings, now: DateTime<Utc>) -> Result<Vec<Item>> {
     let envs: Vec<String> = engine.config.settings.environments.keys().cloned().collect();
     let mut items = Vec::new();
     // Each account once: environments that live in another account are looked at there.
     for (aws, here) in engine.accounts.distinct() {
-        items.extend(gather_account(bot, s, now, &aws, &envs, &here).await?);
+        items.extend(gather_account(engine, store, s, now, &aws, &envs, &here).await?);
     }
     Ok(items)
 }
@@ -75,14 +65,14 @@ pub async fn gather(bot: &Bot, s: &ScheduleSettings, now: DateTime<Utc>) -> Resu
 /// What one account holds; `here` are the environments that live in it (a clean of the
 /// image is offered through one of them).
 async fn gather_account(
-    bot: &Bot,
+    engine: &Engine,
+    store: &Store,
     s: &ScheduleSettings,
     now: DateTime<Utc>,
     aws: &crate::cloud::Aws,
     envs: &[String],
     here: &[String],
 ) -> Result<Vec<Item>> {
-    let engine = bot.engine();
     let app = engine.config.vars.app_name.clone();
     let mut items = Vec::new();
 
@@ -147,8 +137,7 @@ async fn gather_account(
         }
         let created = st.creation_time().and_then(|t| DateTime::from_timestamp(t.secs(), 0));
         let age = created.map(|c| (now - c).num_days()).unwrap_or(0);
-        let last_deploy = bot
-            .store()
+        let last_deploy = store
             .last_success(&env, &["commission", "deploy", "update"])
             .ok()
             .flatten()
@@ -209,101 +198,6 @@ fn fleet(running: &[instances::InstanceInfo], env: &str) -> String {
     }
     let parts: Vec<String> = by_type.iter().map(|(t, n)| format!("{n}× {t}")).collect();
     format!(" — {}", parts.join(", "))
-}
-
-/// The announcement message, with a button per actionable item.
-pub fn announcement(s: &ScheduleSettings, due: DateTime<Utc>, items: &[Item], prefix: &str) -> OutgoingMessage {
-    let mut lines = vec![format!(
-        "🧹 **Cleanup report** ({}, {})",
-        s.name,
-        due.format("%Y-%m-%d %H:%M UTC")
-    )];
-    if items.is_empty() {
-        lines.push("Nothing to clean up: no stale environment, failed stack or leftover image.".into());
-    }
-    let mut buttons = Vec::new();
-    for item in items {
-        match &item.command {
-            Some(c) => {
-                lines.push(format!("• {} → `{prefix} {c}`", item.text));
-                if buttons.len() < 5 && !buttons.iter().any(|b: &Button| &b.command == c) {
-                    buttons.push(Button {
-                        label: c.clone(),
-                        command: c.clone(),
-                    });
-                }
-            }
-            None => lines.push(format!("• {}", item.text)),
-        }
-    }
-    OutgoingMessage {
-        text: lines.join("\n"),
-        attachment: None,
-        buttons,
-    }
-}
-
-/// Runs one schedule's announcement for `due`, unless that run was already claimed.
-pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bool {
-    match bot.store().claim_schedule_run(&s.name, due, "announced") {
-        Ok(true) => {}
-        Ok(false) => return false,
-        Err(e) => {
-            tracing::error!(schedule = %s.name, error = %e, "cannot record the schedule run");
-            return false;
-        }
-    }
-    let msg = match gather(bot, s, crate::clock::now()).await {
-        Ok(items) => announcement(s, due, &items, &bot.engine().config.settings.chat.prefix),
-        Err(e) => OutgoingMessage::text(format!(
-            "🧹 Cleanup report ({}): could not look at AWS: {}",
-            s.name,
-            bot.engine().redactor.redact(&e.to_string())
-        )),
-    };
-    match bot.port(&s.platform) {
-        Some(port) => {
-            if let Err(e) = port.send(&s.channel, msg).await {
-                tracing::warn!(schedule = %s.name, error = %e, "cannot post the announcement");
-            }
-        }
-        None => tracing::warn!(schedule = %s.name, platform = %s.platform, "the schedule's platform is not connected"),
-    }
-    let _ = bot.store().audit(
-        "schedule",
-        "schedule",
-        &s.name,
-        &s.channel,
-        &format!("schedule {}", s.name),
-        "announced",
-        None,
-    );
-    true
-}
-
-/// Runs every configured schedule until the task is dropped: one catch-up run for a due time
-/// missed while the bot was down, then each due time as it comes.
-pub async fn run_all(bot: Bot) {
-    let schedules = bot.engine().config.settings.schedules.clone();
-    let mut tasks = tokio::task::JoinSet::new();
-    for s in schedules {
-        let bot = bot.clone();
-        tasks.spawn(async move {
-            if let Ok(Some(last)) = bot.store().last_schedule_run(&s.name) {
-                if let Some(missed) = missed_since(&s, last, crate::clock::now()) {
-                    run_once(&bot, &s, missed).await;
-                }
-            }
-            loop {
-                let Some(due) = next_due(&s, crate::clock::now()) else {
-                    return;
-                };
-                crate::clock::sleep_until(due).await;
-                run_once(&bot, &s, due).await;
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
 }
 
 /// `schedules`: each schedule and its next run.
@@ -374,12 +268,5 @@ mod tests {
             missed_since(&s, at("2026-11-24T09:00:00Z"), at("2026-11-24T12:00:00Z")),
             None
         );
-    }
-
-    #[test]
-    fn bad_expressions_are_refused() {
-        assert!(parse_cron("61 * * * *").is_err());
-        assert!(parse_cron("every day").is_err());
-        assert!(parse_cron("*/15 9-17 * * MON-FRI").is_ok());
     }
 }

@@ -142,7 +142,7 @@ pub async fn bot(config: PathBuf) -> i32 {
         None => None,
     };
     let resumed = bot.resume_unfinished().await;
-    let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
+    let schedules = tokio::spawn(crate::bot::announce::run_all(bot.clone()));
     tracing::info!(?resumed, "bot running");
     wait_for_stop().await;
     schedules.abort();

@@ -16,7 +16,7 @@ use crate::bot::Inner;
 use crate::command::{self, Action, Command, COMMANDS};
 use crate::engine::{self, Ctx};
 use crate::names::{quote, shorten, EnvName};
-use crate::permissions::{Decision, ACTIONS};
+use crate::permissions::Decision;
 use crate::progress::ProgressTx;
 use crate::store::{AuditEntry, Durability, JobState, NewJob, StartOutcome};
 
@@ -373,7 +373,7 @@ fn command_help(inner: &Inner, ev: &ChatEvent, topic: Option<&str>) -> String {
     let grants = inner.perms.grants(who, &env_names(inner));
     let known = inner.perms.is_known(who);
     let may = |name: &str| -> bool {
-        if ACTIONS.contains(&name) {
+        if command::actions().contains(&name) {
             grants.iter().any(|(_, a)| a == name)
         } else {
             matches!(name, "help" | "whoami") || known

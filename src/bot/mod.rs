@@ -1,6 +1,7 @@
 //! The chat bot: the dispatcher, jobs, permissions in action, and live status messages. It
 //! drives the same engine as the CLI and talks to platforms only through [`port::ChatPort`].
 
+pub mod announce;
 mod approval_flow;
 mod audit_batch;
 mod dispatch;
@@ -79,7 +80,12 @@ impl Bot {
 
     /// A replica of `kind` (`bot`, `console`) on `store`.
     pub fn new_as(engine: Engine, store: Store, kind: &'static str) -> Result<Bot, String> {
-        let replica = Replica::register(store.clone(), kind, &[], engine.config.settings.store.lease())?;
+        let replica = Replica::register(
+            store.clone(),
+            kind,
+            &[],
+            crate::store::LeaseSettings::from_config(&engine.config.settings.store),
+        )?;
         let chat = &engine.config.settings.chat;
         let quota = Quota::per_minute(NonZeroU32::new(chat.commands_per_minute).expect("validated"))
             .allow_burst(NonZeroU32::new(chat.command_burst).expect("validated"));

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::Finding;
-use crate::cloud::template::{Template, IMAGE_TEMPLATE};
 use crate::config::Config;
+use crate::template::{Template, IMAGE_TEMPLATE};
 
 const CHECK: &str = "cfn-lint";
 /// One run takes a couple of seconds; a hang must not hold `argos check` for good.

@@ -37,8 +37,13 @@ impl Session {
                 tracing::warn!(%report, "swept what a dead argos process left running");
             }
         }
-        let replica = Replica::register(store.clone(), "cli", &["cli"], config.settings.store.lease())
-            .map_err(|e| (EXIT_FAILED, e))?;
+        let replica = Replica::register(
+            store.clone(),
+            "cli",
+            &["cli"],
+            crate::store::LeaseSettings::from_config(&config.settings.store),
+        )
+        .map_err(|e| (EXIT_FAILED, e))?;
         let replica = Arc::new(replica);
         replica.spawn_heartbeat();
         Ok(Session {

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::cloud::template::load_formations;
 use crate::config::Config;
+use crate::template::load_formations;
 
 /// Loads the config and prints the template; returns the process exit code.
 pub fn run(config_path: &Path, env: Option<&str>, image: bool) -> i32 {

@@ -6,7 +6,6 @@ pub mod account;
 pub mod image;
 pub mod instances;
 pub mod stack;
-pub mod template;
 pub mod watcher;
 
 use std::sync::Arc;
@@ -14,62 +13,9 @@ use std::sync::Arc;
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 
 use crate::config::{AwsSettings, Config};
+pub use crate::error::AwsError;
 pub use account::Accounts;
 use account::{session_name, Account, Source};
-
-/// A failed AWS call, described for a person: the action, AWS's error code and message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{action} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
-pub struct AwsError {
-    pub action: String,
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl AwsError {
-    pub fn from_sdk<E>(action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        use aws_sdk_cloudformation::error::SdkError;
-        let code = err.code().map(str::to_string);
-        let message = match (err.message(), &err) {
-            (Some(m), _) => m.to_string(),
-            // An answer we could not read (an HTML error page, say): its status says enough.
-            // An answer the SDK could not read: its XML may still say what went wrong (moto
-            // wraps CloudFormation's errors in an extra <Errors>), else its status says enough.
-            (None, SdkError::ServiceError(se)) => {
-                let body = se.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-                match (xml_text(&body, "Code"), xml_text(&body, "Message")) {
-                    (code, Some(message)) => {
-                        return AwsError {
-                            action: action.to_string(),
-                            code: code.or_else(|| err.code().map(str::to_string)),
-                            message,
-                        }
-                    }
-                    _ => format!("HTTP {} with an unreadable body", se.raw().status().as_u16()),
-                }
-            }
-            (None, SdkError::TimeoutError(_)) => "no answer in time".to_string(),
-            (None, SdkError::DispatchFailure(d)) => match d.as_connector_error() {
-                Some(c) if c.is_io() => format!("cannot reach the AWS endpoint: {c}"),
-                _ => "cannot reach the AWS endpoint".to_string(),
-            },
-            (None, _) => aws_sdk_cloudformation::error::DisplayErrorContext(&err).to_string(),
-        };
-        AwsError {
-            action: action.to_string(),
-            code,
-            message,
-        }
-    }
-
-    /// CloudFormation's way of saying a stack does not exist.
-    pub fn is_missing_stack(&self) -> bool {
-        self.code.as_deref() == Some("ValidationError") && self.message.contains("does not exist")
-    }
-}
 
 /// The clients and the request budget for one AWS account and region, as one environment
 /// (and, for an assumed role, one session) uses them. The clients are built at the first
@@ -219,20 +165,6 @@ impl Aws {
         });
         denied.unwrap_or_else(|| AwsError::from_sdk(action, err))
     }
-}
-
-/// The text of the first `<tag>` element of an XML error body.
-fn xml_text(body: &str, tag: &str) -> Option<String> {
-    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
-    let len = body[start..].find(&format!("</{tag}>"))?;
-    let text = body[start..start + len].trim();
-    (!text.is_empty()).then(|| {
-        text.replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&")
-    })
 }
 
 /// When a call failed before it was sent because its credentials could not be loaded: the

@@ -100,6 +100,12 @@ pub fn env_verbs() -> Vec<&'static str> {
     COMMANDS.iter().filter(|c| c.per_env).map(|c| c.name).collect()
 }
 
+/// Every action a permission rule may grant: the verbs that act on one environment, and
+/// `approve` (the right to vote on someone else's request).
+pub fn actions() -> Vec<&'static str> {
+    env_verbs().into_iter().chain(["approve"]).collect()
+}
+
 /// The verbs that stand alone.
 pub fn global_verbs() -> Vec<&'static str> {
     COMMANDS.iter().filter(|c| !c.per_env).map(|c| c.name).collect()

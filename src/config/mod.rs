@@ -9,9 +9,11 @@ use crate::names::{validate_app_name, EnvName};
 use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
+mod cron;
 mod settings;
 
 pub use accounts::valid_role_arn;
+pub use cron::parse_cron;
 pub use settings::*;
 
 /// The chat platforms a schedule or an announcement may name.
@@ -239,13 +241,13 @@ impl Config {
                 ));
             }
             for a in &rule.actions {
-                if a != "*" && !crate::permissions::ACTIONS.contains(&a.as_str()) {
+                if a != "*" && !crate::command::actions().contains(&a.as_str()) {
                     return Err(ConfigError::new(
                         f,
                         Some(&format!("permissions.rules[{i}].actions")),
                         format!(
                             "unknown action '{a}'; actions: {}",
-                            crate::permissions::ACTIONS.join(", ")
+                            crate::command::actions().join(", ")
                         ),
                     ));
                 }
@@ -253,7 +255,7 @@ impl Config {
         }
         for (i, sch) in self.settings.schedules.iter().enumerate() {
             let key = format!("schedules[{i}]");
-            crate::schedule::parse_cron(&sch.cron).map_err(|e| ConfigError::new(f, Some(&format!("{key}.cron")), e))?;
+            parse_cron(&sch.cron).map_err(|e| ConfigError::new(f, Some(&format!("{key}.cron")), e))?;
             sch.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
                     f,

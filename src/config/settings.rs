@@ -182,15 +182,6 @@ impl Default for StoreSettings {
 /// The environment variable that names the PostgreSQL URL (it wins over `store.url`).
 pub const DATABASE_URL_ENV: &str = "ARGOS_DATABASE_URL";
 
-impl StoreSettings {
-    pub fn lease(&self) -> crate::store::LeaseSettings {
-        crate::store::LeaseSettings {
-            lease: std::time::Duration::from_millis(self.lease_ms),
-            heartbeat: std::time::Duration::from_millis(self.heartbeat_ms),
-        }
-    }
-}
-
 /// How the bot behaves in chat.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -11,13 +11,14 @@ use sha2::{Digest, Sha256};
 
 use crate::ansible::ssh;
 use crate::cloud::image::{self, ImageInfo};
+use crate::cloud::instances;
 use crate::cloud::stack::{self, CreateRequest, ParamValue};
-use crate::cloud::{instances, template::Template};
 use crate::config::{AddressKind, Connection};
 use crate::engine::deploy::{playbook_run, run_with_log};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::names::{image_name, image_stack, tags};
+use crate::template::Template;
 
 /// What went into an image: the template, the base AMI, the instance type and the playbooks.
 /// Stored as a tag so a stale image can be recognised.

@@ -2,10 +2,11 @@
 //! templates (or recognise a healthy one), watch it, then deploy. A failed create deletes the
 //! failed stack by its real name, so the next run starts clean (the original tool did not).
 
+use crate::cloud::instances;
 use crate::cloud::stack::{self, CreateRequest, HEALTHY_STATES, RECREATE_STATES};
-use crate::cloud::{instances, template::Template};
 use crate::engine::{deploy, get_or_bake_image, params, Ctx, Summary};
 use crate::error::{Error, Result};
+use crate::template::Template;
 
 pub async fn commission(ctx: &Ctx) -> Result<Summary> {
     // Everything that can be checked locally is checked before the first AWS call.

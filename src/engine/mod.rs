@@ -28,7 +28,6 @@ pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};
 
-use crate::cloud::template::{load_formations, Template};
 use crate::cloud::watcher::Pace;
 use crate::cloud::{Accounts, Aws};
 use crate::config::{Config, Connection, EnvSettings};
@@ -36,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::names::{EnvName, Names};
 use crate::progress::ProgressTx;
 use crate::redact::Redactor;
+use crate::template::{load_formations, Template};
 
 /// What the engine needs for every operation: the config, the AWS clients, the redactor.
 #[derive(Clone)]

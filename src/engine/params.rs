@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use crate::cloud::stack::{ParamValue, StackInfo};
-use crate::cloud::template::Template;
 use crate::config::Config;
 use crate::engine::Target;
 use crate::error::{Error, Result};
 use crate::names::tags;
+use crate::template::Template;
 
 /// The values the engine knows for an environment (NoEcho ones included), by parameter name.
 pub fn known_values(
@@ -181,7 +181,7 @@ pub fn stack_tags(config: &Config, target: &Target) -> BTreeMap<String, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::template::{merge, TemplateFile};
+    use crate::template::{merge, TemplateFile};
     use serde_json::json;
 
     #[test]

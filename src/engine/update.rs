@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use crate::cloud::image;
 use crate::cloud::stack::{self, ChangeSet, StackInfo, HEALTHY_STATES};
-use crate::cloud::template::Template;
 use crate::engine::{deploy, params, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::names::image_name;
+use crate::template::Template;
 
 /// Updates the stack (`overrides` are explicit `Parameter=value` changes), then deploys.
 pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Result<Summary> {

@@ -153,7 +153,7 @@ pub async fn run(bot: Bot, user: String) {
     let port = Arc::new(ConsolePort::new(terminal, &user));
     bot.add_port(port.clone());
     let resumed = bot.resume_unfinished().await;
-    let schedules = tokio::spawn(crate::schedule::run_all(bot.clone()));
+    let schedules = tokio::spawn(crate::bot::announce::run_all(bot.clone()));
     if !resumed.is_empty() {
         port.print_reply(&format!("resumed job(s) {resumed:?} from before the restart"));
     }

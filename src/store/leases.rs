@@ -22,6 +22,14 @@ pub struct LeaseSettings {
 }
 
 impl LeaseSettings {
+    /// The lease and heartbeat the config asks for (`store.lease_ms`, `store.heartbeat_ms`).
+    pub fn from_config(settings: &crate::config::StoreSettings) -> LeaseSettings {
+        LeaseSettings {
+            lease: Duration::from_millis(settings.lease_ms),
+            heartbeat: Duration::from_millis(settings.heartbeat_ms),
+        }
+    }
+
     fn lease_ms(&self) -> i64 {
         self.lease.as_millis() as i64
     }

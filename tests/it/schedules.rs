@@ -6,6 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
+use argos::bot::announce;
 use argos::bot::port::ChatEvent;
 use argos::bot::Bot;
 use argos::permissions::Identity;
@@ -126,7 +127,9 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
         .unwrap();
 
     let s = &bot.engine().config.settings.schedules[0];
-    let items = schedule::gather(&bot, s, argos::clock::now()).await.unwrap();
+    let items = schedule::gather(bot.engine(), bot.store(), s, argos::clock::now())
+        .await
+        .unwrap();
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     assert!(
         items
@@ -149,7 +152,7 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
             .starts_with(&format!("image {image_id} (argos-image) is used by no stack"))),
         "{texts:?}"
     );
-    let msg = schedule::announcement(s, argos::clock::now(), &items, "!argos");
+    let msg = announce::announcement(s, argos::clock::now(), &items, "!argos");
     assert!(msg.text.contains("→ `!argos staging decommission`"), "{}", msg.text);
     assert!(msg.buttons.iter().any(|b| b.command == "staging decommission"));
     drop(moto);
@@ -195,7 +198,9 @@ async fn failed_stacks_are_reported_with_a_decommission() {
     .await
     .unwrap();
     let s = &bot.engine().config.settings.schedules[0];
-    let items = schedule::gather(&bot, s, argos::clock::now()).await.unwrap();
+    let items = schedule::gather(bot.engine(), bot.store(), s, argos::clock::now())
+        .await
+        .unwrap();
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0].text, "stack argos-staging is ROLLBACK_COMPLETE");
     assert_eq!(items[0].command.as_deref(), Some("staging decommission"));
@@ -211,7 +216,7 @@ async fn a_schedule_fires_once_and_not_again_after_a_restart() {
     let due = schedule::next_due(&s, argos::clock::now()).unwrap();
 
     tokio::time::pause();
-    let runner = tokio::spawn(schedule::run_all(bot.clone()));
+    let runner = tokio::spawn(announce::run_all(bot.clone()));
     // Let the runner start and go to sleep until `due` before the clock moves.
     for _ in 0..50 {
         tokio::task::yield_now().await;
@@ -237,7 +242,7 @@ async fn a_schedule_fires_once_and_not_again_after_a_restart() {
 
     // A restart right after: the run for `due` is claimed already; nothing is announced again.
     let (bot2, port2) = bot_on(&project).await;
-    let runner2 = tokio::spawn(schedule::run_all(bot2.clone()));
+    let runner2 = tokio::spawn(announce::run_all(bot2.clone()));
     for _ in 0..200 {
         tokio::task::yield_now().await;
     }
@@ -260,7 +265,7 @@ async fn one_catch_up_run_after_downtime() {
     let earlier = latest - chrono::Duration::days(3);
     assert!(bot.store().claim_schedule_run(&s.name, earlier, "announced").unwrap());
 
-    let runner = tokio::spawn(schedule::run_all(bot.clone()));
+    let runner = tokio::spawn(announce::run_all(bot.clone()));
     for _ in 0..2000 {
         if !announcements(&port).is_empty() {
             break;

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use argos::cloud::template::{load_formations, Template};
+use argos::template::{load_formations, Template};
 use serde_json::Value;
 
 const UBUNTU_2404_SSM: &str = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";

@@ -5,8 +5,8 @@
 
 use argos::store::{JobState, Store};
 
-use crate::support::fake_slack::{FakeSlackLimits, Post, SlackButton, SlackUser, CHANNEL};
 use super::world::*;
+use crate::support::fake_slack::{FakeSlackLimits, Post, SlackButton, SlackUser, CHANNEL};
 
 const REQUEST: &str = "🔐 *Approval needed* · job #1 · staging decommission requested by U0ADMIN";
 const APPROVE: &str = "argos:cmd:0";

@@ -9,6 +9,7 @@ use argos::engine::Engine;
 use argos::platform::{discord, slack};
 use argos::store::{JobState, Store};
 
+use super::world::*;
 use crate::support::fake_aws::FakeAws;
 use crate::support::fake_discord::{
     FakeDiscord, Sent, SentKind, TestUser, ADMIN_ROLE, CHANNEL as DISCORD_CHANNEL, FAST_FAKE_LIMITS, FAST_LIMITS,
@@ -16,7 +17,6 @@ use crate::support::fake_discord::{
 };
 use crate::support::fake_slack::{FakeSlack, FakeSlackLimits, SlackUser, CHANNEL};
 use crate::support::TestProject;
-use super::world::*;
 
 fn config(slack: &FakeSlack, discord: &FakeDiscord) -> String {
     format!(

@@ -11,8 +11,8 @@ use argos::platform::slack;
 use argos::store::JobState;
 use serde_json::json;
 
-use crate::support::fake_slack::{SlackUser, CHANNEL, DEPLOYERS_GROUP, OTHER_CHANNEL};
 use super::world::*;
+use crate::support::fake_slack::{SlackUser, CHANNEL, DEPLOYERS_GROUP, OTHER_CHANNEL};
 
 /// How many audit records carry `command` (every command handled is audited once).
 pub fn audited(r: &Running, command: &str) -> usize {

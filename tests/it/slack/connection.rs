@@ -7,9 +7,9 @@
 use argos::store::JobState;
 
 use super::commands::audited;
+use super::world::*;
 use crate::support::fake_aws::{Op, StackScript};
 use crate::support::fake_slack::{SlackUser, CHANNEL, OTHER_CHANNEL};
-use super::world::*;
 
 /// Waits until the status message has been edited more than `n` times.
 async fn edited_past(w: &World, ts: &str, n: usize) -> usize {

@@ -1,8 +1,8 @@
 //! `/readyz` and `/metrics` with the Slack adapter: connected once Socket Mode said hello, and
 //! its Web API calls counted by method and status.
 
-use crate::support::{http_get, metric_value};
 use super::world::*;
+use crate::support::{http_get, metric_value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_names_slack_and_the_metrics_count_its_calls() {

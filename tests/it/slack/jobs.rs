@@ -9,9 +9,9 @@ use argos::bot::port::{Attachment, ChatPort, OutgoingMessage};
 use argos::platform::slack::{text::mrkdwn, FOLLOWING_IN_CHANNEL};
 use argos::store::JobState;
 
+use super::world::*;
 use crate::support::fake_aws::{Op, StackScript};
 use crate::support::fake_slack::{texts_in, FakeSlackLimits, SlackUser, Upload, CHANNEL, OTHER_CHANNEL};
-use super::world::*;
 
 /// The one upload, completed, of `filename`.
 #[track_caller]

@@ -20,7 +20,6 @@
 //! - `both.rs`: a Discord job and a Slack job at once in one bot.
 //! - `health.rs`: readiness and metrics with the Slack adapter.
 //! - `world.rs`: what they share.
-use crate::support;
 
 mod approvals;
 mod both;

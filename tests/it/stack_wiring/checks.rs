@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use argos::cloud::template::Template;
+use argos::template::Template;
 
 use super::connections::{connections, To};
 use super::listeners::{groups, Listener};

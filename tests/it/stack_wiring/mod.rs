@@ -25,7 +25,7 @@ mod vars;
 
 use std::path::PathBuf;
 
-use argos::cloud::template::{load_formations, Template};
+use argos::template::{load_formations, Template};
 use serde_json::Value;
 
 pub(crate) fn repo() -> PathBuf {

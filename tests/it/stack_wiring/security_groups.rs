@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use argos::cloud::template::Template;
+use argos::template::Template;
 use serde_json::Value;
 
 fn props(r: &Value) -> &Value {

@@ -1,8 +1,12 @@
 //! The engine's error type. Its `Display` is what a user reads: the root cause first, in one
 //! line, with the remedy where there is one. Secrets are removed before errors leave the engine.
 
-use crate::cloud::template::TemplateError;
+mod aws;
+
+pub use aws::AwsError;
+
 use crate::config::ConfigError;
+use crate::template::TemplateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,7 +19,7 @@ pub enum Error {
     Template(#[from] TemplateError),
     /// An AWS call failed (after the SDK's retries).
     #[error("{0}")]
-    Aws(#[from] crate::cloud::AwsError),
+    Aws(#[from] AwsError),
     /// A stack operation ended in a failed state; the message leads with the root cause.
     #[error("{0}")]
     StackFailed(String),

@@ -6,7 +6,7 @@
 //! what a merge refuses (CloudFormation's size limits, dangling references, so a bad `Ref`
 //! fails here rather than in AWS), and `conditions` evaluates `Conditions` and `Rules` for
 //! given parameter values. Everything used outside is re-exported here, so callers keep
-//! naming `cloud::template::X`.
+//! naming `template::X`.
 
 use std::collections::BTreeMap;
 use std::fmt;
