@@ -70,10 +70,13 @@ pub async fn plan(ctx: &Ctx, action: &Action) -> Result<Plan> {
         Action::Decommission => decommission_plan(ctx).await,
         Action::Update { parameters } => update_plan(ctx, parameters).await,
         Action::Clean => clean_plan(ctx).await,
-        other => Ok(Plan {
-            text: format!("{} {}", ctx.target.env, other.verb()),
-            digest: digest(&[ctx.target.env.to_string(), other.verb().to_string()]),
-        }),
+        // What these do is decided when they run, so the plan is the request itself.
+        Action::Commission | Action::Deploy { .. } | Action::Plan { .. } | Action::Status | Action::Events => {
+            Ok(Plan {
+                text: format!("{} {}", ctx.target.env, action.verb()),
+                digest: digest(&[ctx.target.env.to_string(), action.verb().to_string()]),
+            })
+        }
     }
 }
 

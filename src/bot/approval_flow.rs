@@ -387,7 +387,13 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
 /// Checks the plan again, then starts the job, or voids the approval if the plan changed.
 async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -> Option<String> {
     let id = job.id;
-    let action = jobs::action_from(&job.action, &job.args)?;
+    let action = match Action::from_stored(&job.action, &job.args) {
+        Ok(action) => action,
+        Err(why) => {
+            let _ = inner.store.end_unstarted_job(id, JobState::Interrupted, &why);
+            return Some(format!("❌ job #{id} cannot start: {why}"));
+        }
+    };
     let target = match inner.engine.target(&job.env) {
         Ok(t) => t,
         Err(e) => return Some(format!("❌ {e}")),

@@ -9,7 +9,7 @@ use governor::clock::{Clock, DefaultClock};
 
 use crate::bot::approval_flow;
 use crate::bot::audit_batch;
-use crate::bot::jobs::{self, action_args};
+use crate::bot::jobs;
 use crate::bot::messages;
 use crate::bot::port::ChatEvent;
 use crate::bot::Inner;
@@ -160,7 +160,7 @@ async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: A
         channel: ev.channel.clone(),
         env: env.to_string(),
         action: action.verb().to_string(),
-        args: action_args(&action),
+        args: action.stored_args(),
     };
     if action.mutates() {
         if let Some(req) =

@@ -2,7 +2,7 @@
 //! store, and the running job holds its lease and fencing token), persisted from acceptance to
 //! result, cancellable from any process, and taken over when their owner dies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -81,42 +81,11 @@ impl JobTable {
     }
 }
 
-/// The arguments of an action, as stored with the job (so it can be re-run after a restart).
-pub fn action_args(action: &Action) -> String {
-    let v = match action {
-        Action::Deploy { roles } => serde_json::json!({ "roles": roles }),
-        Action::Update { parameters } | Action::Plan { parameters } => serde_json::json!({ "parameters": parameters }),
-        _ => serde_json::json!({}),
-    };
-    v.to_string()
-}
-
-/// Rebuilds an action from a stored job.
-pub fn action_from(verb: &str, args: &str) -> Option<Action> {
-    let v: serde_json::Value = serde_json::from_str(args).unwrap_or_default();
-    let params = || -> BTreeMap<String, String> { serde_json::from_value(v["parameters"].clone()).unwrap_or_default() };
-    Some(match verb {
-        "commission" => Action::Commission,
-        "deploy" => Action::Deploy {
-            roles: serde_json::from_value(v["roles"].clone()).unwrap_or_default(),
-        },
-        "update" => Action::Update { parameters: params() },
-        "plan" => Action::Plan { parameters: params() },
-        "decommission" => Action::Decommission,
-        "clean" => Action::Clean,
-        _ => return None,
-    })
-}
-
+/// Runs a job's action. `status` and `events` answer at once and never become jobs.
 async fn run_action(ctx: &Ctx, action: &Action) -> Result<Summary, Error> {
-    match action {
-        Action::Commission => engine::commission(ctx).await,
-        Action::Deploy { roles } => engine::deploy(ctx, roles).await,
-        Action::Update { parameters } => engine::update(ctx, parameters).await,
-        Action::Plan { parameters } => engine::plan(ctx, parameters).await,
-        Action::Decommission => engine::decommission(ctx).await,
-        Action::Clean => engine::clean(ctx).await,
-        Action::Status | Action::Events => Err(Error::Invalid("status and events are not jobs".into())),
+    match engine::run(ctx, action).await? {
+        engine::Outcome::Done(summary) => Ok(summary),
+        engine::Outcome::Report(_) => Err(Error::Invalid(format!("{} is not a job", action.verb()))),
     }
 }
 

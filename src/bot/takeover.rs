@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::{approval_flow, jobs, messages, Inner};
+use crate::command::Action;
 use crate::store::JobState;
 
 /// One round; returns the ids of the jobs it resumed.
@@ -93,14 +94,15 @@ async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
         }
         tracing::warn!(job = job.id, from = ?t.lock.owner, "taking over a job whose owner's lease ran out");
         sweep_children(inner).await;
-        let Some(action) = jobs::action_from(&job.action, &job.args) else {
-            let _ = inner.store.finish_and_release(
-                job.id,
-                token,
-                JobState::Interrupted,
-                &messages::interrupted("unknown action"),
-            );
-            continue;
+        let action = match Action::from_stored(&job.action, &job.args) {
+            Ok(action) => action,
+            Err(why) => {
+                let _ =
+                    inner
+                        .store
+                        .finish_and_release(job.id, token, JobState::Interrupted, &messages::interrupted(&why));
+                continue;
+            }
         };
         let lease = inner.replica.hold(job.id, &job.env, token, obtained);
         let job = inner.store.job(job.id).ok().flatten().unwrap_or(job);
@@ -119,12 +121,14 @@ fn resume_unlocked(inner: &Arc<Inner>) -> Vec<u64> {
         if !serves(inner, &job.platform, &job.channel) {
             continue;
         }
-        let Some(action) = jobs::action_from(&job.action, &job.args) else {
-            let _ =
-                inner
+        let action = match Action::from_stored(&job.action, &job.args) {
+            Ok(action) => action,
+            Err(why) => {
+                let _ = inner
                     .store
-                    .end_unstarted_job(job.id, JobState::Interrupted, &messages::interrupted("unknown action"));
-            continue;
+                    .end_unstarted_job(job.id, JobState::Interrupted, &messages::interrupted(&why));
+                continue;
+            }
         };
         let obtained = Instant::now();
         match inner.store.lock_for_job(job.id, &inner.replica.id, inner.replica.lease) {
@@ -164,8 +168,15 @@ async fn adopt_orphans(inner: &Arc<Inner>) {
             // Approved ones are started by the owner's next round; others ended.
             Some(_) => {}
             None => {
-                let Some(action) = jobs::action_from(&job.action, &job.args) else {
-                    continue;
+                let action = match Action::from_stored(&job.action, &job.args) {
+                    Ok(action) => action,
+                    Err(why) => {
+                        let _ =
+                            inner
+                                .store
+                                .end_unstarted_job(job.id, JobState::Interrupted, &messages::interrupted(&why));
+                        continue;
+                    }
                 };
                 let task = inner.clone();
                 inner.tasks.spawn(async move {

@@ -187,7 +187,7 @@ pub(crate) async fn gate(
 
 /// A request this user filed earlier for the same command that is still open or approved.
 fn earlier_request(session: &Session, env: &str, action: &Action) -> Option<u64> {
-    let args = crate::bot::jobs::action_args(action);
+    let args = action.stored_args();
     session
         .store
         .recent_jobs(200)

@@ -32,26 +32,6 @@ pub fn overview() -> String {
     out
 }
 
-/// What one command takes besides its grammar line.
-fn details(name: &str) -> &'static [&'static str] {
-    match name {
-        "deploy" => &[
-            "roles: the configured ones (ansible.roles), run in their configured order;",
-            "name some to run only those, as words or as `--roles a,b`.",
-        ],
-        "update" => &[
-            "Parameter=value: template parameters to change; the others keep their values.",
-            "The change set is shown first; the roles are deployed after it is applied.",
-        ],
-        "plan" => &["Parameter=value: as for update. Nothing is changed: the change set is deleted."],
-        "decommission" | "clean" => &[
-            "It asks first: type the environment's name. `--yes` (-y) confirms instead,",
-            "as it must when not on a terminal.",
-        ],
-        _ => &[],
-    }
-}
-
 /// The help of one command of the grammar; `None` if there is no such command.
 pub fn command(name: &str) -> Option<String> {
     let c = COMMANDS.iter().find(|c| c.name == name)?;
@@ -59,14 +39,14 @@ pub fn command(name: &str) -> Option<String> {
         return Some(overview());
     }
     let mut out = format!("usage: argos {}\n\n{}.\n", c.grammar, c.summary);
-    let more = details(c.name);
+    let more = c.details;
     if !more.is_empty() {
         out += "\n";
         for l in more {
             out += &format!("{l}\n");
         }
     }
-    if matches!(c.name, "commission" | "deploy" | "update" | "decommission" | "clean") {
+    if c.gated {
         out += "\nWhen the environment's policy asks for approval: `--no-wait` files the request and\nexits (run the command again to pick it up); `--break-glass \"reason\"` runs at once,\naudited and announced.\n";
     }
     if !runs_here(c) {

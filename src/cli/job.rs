@@ -62,7 +62,7 @@ impl Session {
             channel: self.channel.clone(),
             env: env.to_string(),
             action: action.verb().to_string(),
-            args: crate::bot::jobs::action_args(action),
+            args: action.stored_args(),
         }
     }
 

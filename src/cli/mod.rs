@@ -268,16 +268,9 @@ pub(crate) enum Outcome {
 }
 
 async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
-    Ok(match action {
-        Action::Commission => Outcome::Summary(engine::commission(ctx).await?),
-        Action::Deploy { roles } => Outcome::Summary(engine::deploy(ctx, roles).await?),
-        Action::Update { parameters } => Outcome::Summary(engine::update(ctx, parameters).await?),
-        Action::Plan { parameters } => Outcome::Summary(engine::plan(ctx, parameters).await?),
-        Action::Decommission => Outcome::Summary(engine::decommission(ctx).await?),
-        Action::Clean => Outcome::Summary(engine::clean(ctx).await?),
-        Action::Status => Outcome::Text(engine::status(ctx).await?.to_string()),
-        Action::Events => {
-            let report = engine::status(ctx).await?;
+    Ok(match engine::run(ctx, action).await? {
+        engine::Outcome::Done(summary) => Outcome::Summary(summary),
+        engine::Outcome::Report(report) if matches!(action, Action::Events) => {
             let lines: Vec<String> = report
                 .events
                 .iter()
@@ -289,6 +282,7 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
                 lines.join("\n") + "\n"
             })
         }
+        engine::Outcome::Report(report) => Outcome::Text(report.to_string()),
     })
 }
 

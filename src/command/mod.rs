@@ -6,6 +6,8 @@ mod help;
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 pub use help::{usage, CommandHelp, COMMANDS};
 
 use crate::names::{quote, shorten, EnvName};
@@ -35,13 +37,25 @@ pub enum Command {
     Schedules,
 }
 
-/// What to do to an environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to do to an environment. It is data: a job stores it (the verb in its own column, the
+/// rest as JSON: `{"roles":["api"]}`), and a resumed, taken-over or approved job reads it back
+/// through serde, so a verb that cannot be read fails loudly instead of being dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "lowercase")]
 pub enum Action {
     Commission,
-    Deploy { roles: Vec<String> },
-    Update { parameters: BTreeMap<String, String> },
-    Plan { parameters: BTreeMap<String, String> },
+    Deploy {
+        #[serde(default)]
+        roles: Vec<String>,
+    },
+    Update {
+        #[serde(default)]
+        parameters: BTreeMap<String, String>,
+    },
+    Plan {
+        #[serde(default)]
+        parameters: BTreeMap<String, String>,
+    },
     Decommission,
     Clean,
     Status,
@@ -77,6 +91,30 @@ impl Action {
     /// Whether the action destroys things (the CLI asks for confirmation).
     pub fn destroys(&self) -> bool {
         matches!(self, Action::Decommission | Action::Clean)
+    }
+
+    /// The arguments as a job row stores them beside the verb: a JSON object without the
+    /// verb (`{}` for an action without arguments).
+    pub fn stored_args(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("an action is plain data");
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("verb");
+        }
+        value.to_string()
+    }
+
+    /// Reads back what [`Action::stored_args`] wrote, with the verb from its column.
+    pub fn from_stored(verb: &str, args: &str) -> Result<Action, String> {
+        let mut fields = match args.trim() {
+            "" => serde_json::Map::new(),
+            text => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(fields)) => fields,
+                _ => return Err(format!("the stored arguments of `{verb}` are not a JSON object")),
+            },
+        };
+        fields.insert("verb".into(), verb.into());
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| format!("the stored action `{verb}` cannot be read: {e}"))
     }
 }
 
@@ -174,22 +212,19 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
     let env = EnvName::parse(first).map_err(|e| err(e.to_string(), "help"))?;
     let verb = rest[0].to_ascii_lowercase();
     let args = &rest[1..];
+    let bare = |action: Action| match args.first() {
+        Some(extra) => Err(err(
+            format!("`{verb}` takes no arguments (got {})", quote(extra)),
+            &verb,
+        )),
+        None => Ok(action),
+    };
     let action = match verb.as_str() {
-        "commission" | "decommission" | "clean" | "status" | "events" => {
-            if let Some(extra) = args.first() {
-                return Err(err(
-                    format!("`{verb}` takes no arguments (got {})", quote(extra)),
-                    &verb,
-                ));
-            }
-            match verb.as_str() {
-                "commission" => Action::Commission,
-                "decommission" => Action::Decommission,
-                "clean" => Action::Clean,
-                "status" => Action::Status,
-                _ => Action::Events,
-            }
-        }
+        "commission" => bare(Action::Commission)?,
+        "decommission" => bare(Action::Decommission)?,
+        "clean" => bare(Action::Clean)?,
+        "status" => bare(Action::Status)?,
+        "events" => bare(Action::Events)?,
         "deploy" => Action::Deploy {
             roles: parse_roles(args)?,
         },

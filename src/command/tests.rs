@@ -186,3 +186,81 @@ fn quoted_input_is_short_and_escaped() {
     assert!(r.starts_with("\\x1b[2J aaa") && r.ends_with('…'), "{r}");
     assert_eq!(r.chars().count(), REASON_MAX_CHARS);
 }
+
+#[test]
+fn actions_are_stored_and_read_back_in_the_job_row_format() {
+    let parameters: BTreeMap<String, String> = [("WorkerCount".to_string(), "3".to_string())].into();
+    let cases = vec![
+        (Action::Commission, "{}"),
+        (
+            Action::Deploy {
+                roles: vec!["api".into()],
+            },
+            r#"{"roles":["api"]}"#,
+        ),
+        (
+            Action::Update {
+                parameters: parameters.clone(),
+            },
+            r#"{"parameters":{"WorkerCount":"3"}}"#,
+        ),
+        (Action::Plan { parameters }, r#"{"parameters":{"WorkerCount":"3"}}"#),
+        (Action::Decommission, "{}"),
+        (Action::Clean, "{}"),
+        (Action::Status, "{}"),
+        (Action::Events, "{}"),
+    ];
+    for (action, stored) in cases {
+        assert_eq!(action.stored_args(), stored, "{action:?}");
+        assert_eq!(Action::from_stored(action.verb(), stored), Ok(action.clone()));
+    }
+    // Rows written before a field existed, or with no arguments at all, still read.
+    assert_eq!(Action::from_stored("deploy", ""), Ok(Action::Deploy { roles: vec![] }));
+}
+
+#[test]
+fn a_stored_action_that_cannot_be_read_says_why() {
+    let unknown = Action::from_stored("rollback", "{}").unwrap_err();
+    assert!(
+        unknown.contains("`rollback`") && unknown.contains("unknown variant"),
+        "{unknown}"
+    );
+    let junk = Action::from_stored("deploy", "[1,2]").unwrap_err();
+    assert_eq!(junk, "the stored arguments of `deploy` are not a JSON object");
+    let bad = Action::from_stored("deploy", r#"{"roles":"api"}"#).unwrap_err();
+    assert!(bad.contains("cannot be read"), "{bad}");
+}
+
+#[test]
+fn actions_a_rule_may_grant_are_the_environment_verbs_and_approve() {
+    let mut want = env_verbs();
+    want.push("approve");
+    assert_eq!(actions(), want);
+}
+
+#[test]
+fn every_action_has_its_row_in_the_command_table() {
+    let every = [
+        Action::Commission,
+        Action::Deploy { roles: vec![] },
+        Action::Update {
+            parameters: BTreeMap::new(),
+        },
+        Action::Plan {
+            parameters: BTreeMap::new(),
+        },
+        Action::Decommission,
+        Action::Clean,
+        Action::Status,
+        Action::Events,
+    ];
+    assert_eq!(every.len(), env_verbs().len(), "an action is missing from this list");
+    for action in every {
+        let row = COMMANDS
+            .iter()
+            .find(|c| c.name == action.verb())
+            .expect("a row per verb");
+        assert!(row.per_env, "{}", row.name);
+        assert_eq!(row.gated, action.mutates(), "{}: gated and mutates disagree", row.name);
+    }
+}

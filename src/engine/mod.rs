@@ -30,6 +30,7 @@ pub use update::{plan, update};
 
 use crate::cloud::watcher::Pace;
 use crate::cloud::{Accounts, Aws};
+use crate::command::Action;
 use crate::config::{Config, Connection, EnvSettings};
 use crate::error::{Error, Result};
 use crate::names::{EnvName, Names};
@@ -157,6 +158,27 @@ impl Ctx {
     pub fn config(&self) -> &Config {
         &self.engine.config
     }
+}
+
+/// What an action produced: a job's summary, or a report to show (`status`, `events`).
+#[derive(Debug)]
+pub enum Outcome {
+    Done(Summary),
+    Report(Box<StatusReport>),
+}
+
+/// Runs one action: the one entry point the bot's jobs and the CLI both call. Each verb is
+/// named here, so a new one does not compile until it has an operation.
+pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
+    Ok(match action {
+        Action::Commission => Outcome::Done(commission(ctx).await?),
+        Action::Deploy { roles } => Outcome::Done(deploy(ctx, roles).await?),
+        Action::Update { parameters } => Outcome::Done(update(ctx, parameters).await?),
+        Action::Plan { parameters } => Outcome::Done(plan(ctx, parameters).await?),
+        Action::Decommission => Outcome::Done(decommission(ctx).await?),
+        Action::Clean => Outcome::Done(clean(ctx).await?),
+        Action::Status | Action::Events => Outcome::Report(Box::new(status(ctx).await?)),
+    })
 }
 
 /// How an operation ended well.
