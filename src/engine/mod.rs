@@ -168,16 +168,19 @@ pub enum Outcome {
 }
 
 /// Runs one action: the one entry point the bot's jobs and the CLI both call. Each verb is
-/// named here, so a new one does not compile until it has an operation.
+/// named here, so a new one does not compile until it has an operation. Each operation's
+/// future is boxed: inline, this one future would be as large as the largest of them all
+/// (commission holds bake, stack watch and deploy), and a debug build's worker thread
+/// overflowed its stack polling it.
 pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
     Ok(match action {
-        Action::Commission => Outcome::Done(commission(ctx).await?),
-        Action::Deploy { roles } => Outcome::Done(deploy(ctx, roles).await?),
-        Action::Update { parameters } => Outcome::Done(update(ctx, parameters).await?),
-        Action::Plan { parameters } => Outcome::Done(plan(ctx, parameters).await?),
-        Action::Decommission => Outcome::Done(decommission(ctx).await?),
-        Action::Clean => Outcome::Done(clean(ctx).await?),
-        Action::Status | Action::Events => Outcome::Report(Box::new(status(ctx).await?)),
+        Action::Commission => Outcome::Done(Box::pin(commission(ctx)).await?),
+        Action::Deploy { roles } => Outcome::Done(Box::pin(deploy(ctx, roles)).await?),
+        Action::Update { parameters } => Outcome::Done(Box::pin(update(ctx, parameters)).await?),
+        Action::Plan { parameters } => Outcome::Done(Box::pin(plan(ctx, parameters)).await?),
+        Action::Decommission => Outcome::Done(Box::pin(decommission(ctx)).await?),
+        Action::Clean => Outcome::Done(Box::pin(clean(ctx)).await?),
+        Action::Status | Action::Events => Outcome::Report(Box::new(Box::pin(status(ctx)).await?)),
     })
 }
 

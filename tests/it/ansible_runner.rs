@@ -316,7 +316,7 @@ async fn argos_killed_with_sigkill_takes_its_playbook_along() {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "helper_run_a_long_playbook_until_killed",
+                "ansible_runner::helper_run_a_long_playbook_until_killed",
                 "--nocapture",
                 "--ignored",
             ])

@@ -136,7 +136,7 @@ fn leftover_server_dies_with_the_test_process() {
     let out = std::process::Command::new(exe)
         .args([
             "--exact",
-            "child_starts_shared_server_then_is_killed",
+            "postgres_harness::child_starts_shared_server_then_is_killed",
             "--ignored",
             "--nocapture",
         ])

@@ -1201,7 +1201,7 @@ fn concurrent_openers_migrate_once(db: &TestDb) {
                 Command::new(std::env::current_exe().unwrap())
                     .args([
                         "--exact",
-                        "sqlite_open_child",
+                        "store_backends::sqlite_open_child",
                         "--ignored",
                         "--nocapture",
                         "--test-threads",
