@@ -121,7 +121,7 @@ async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: A
             return Some(messages::usage_error(&e.to_string()));
         }
     }
-    if matches!(action, Action::Status | Action::Events) {
+    if !action.is_job() {
         let ctx = Ctx {
             engine: inner.engine.clone(),
             target,

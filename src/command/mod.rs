@@ -77,20 +77,32 @@ impl Action {
         }
     }
 
-    /// Whether the action changes anything in AWS (and so needs the environment's lock).
-    pub fn mutates(&self) -> bool {
-        !matches!(self, Action::Status | Action::Events | Action::Plan { .. })
+    /// What kind of work the action is; every verb answers here, so a new one does not compile
+    /// until it says.
+    fn kind(&self) -> Kind {
+        match self {
+            Action::Status | Action::Events => Kind::Read,
+            // `plan` runs under the lock too: it creates (and deletes) a change set on the
+            // stack, which must not meet a running update.
+            Action::Plan { .. } => Kind::Preview,
+            Action::Commission | Action::Deploy { .. } | Action::Update { .. } => Kind::Change,
+            Action::Decommission | Action::Clean => Kind::Destroy,
+        }
     }
 
-    /// Whether the action runs as a job under the environment's lock. `plan` does too: it
-    /// creates (and deletes) a change set on the stack, which must not meet a running update.
+    /// Whether the action changes anything in AWS (and so may need an approval).
+    pub fn mutates(&self) -> bool {
+        matches!(self.kind(), Kind::Change | Kind::Destroy)
+    }
+
+    /// Whether the action runs as a job under the environment's lock.
     pub fn is_job(&self) -> bool {
-        !matches!(self, Action::Status | Action::Events)
+        !matches!(self.kind(), Kind::Read)
     }
 
     /// Whether the action destroys things (the CLI asks for confirmation).
     pub fn destroys(&self) -> bool {
-        matches!(self, Action::Decommission | Action::Clean)
+        matches!(self.kind(), Kind::Destroy)
     }
 
     /// The arguments as a job row stores them beside the verb: a JSON object without the
@@ -116,6 +128,15 @@ impl Action {
         serde_json::from_value(serde_json::Value::Object(fields))
             .map_err(|e| format!("the stored action `{verb}` cannot be read: {e}"))
     }
+}
+
+/// What an action does to an environment, from reading it to destroying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Preview,
+    Change,
+    Destroy,
 }
 
 /// Why a text is not a command. `Display` gives one reply: the problem, then the usage.
