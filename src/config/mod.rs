@@ -10,10 +10,12 @@ use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
 mod cron;
+mod people;
 mod settings;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
+pub use people::PersonSettings;
 pub use settings::*;
 
 /// The chat platforms a schedule or an announcement may name.
@@ -328,20 +330,19 @@ impl Config {
                 ));
             }
         }
-        for (env, s) in &self.settings.environments {
+        let announced = std::iter::once(("defaults".to_string(), &self.settings.defaults)).chain(
+            self.settings
+                .environments
+                .iter()
+                .map(|(k, v)| (format!("environments.{k}"), v)),
+        );
+        for (env, s) in announced {
             if let Some(target) = &s.announce {
-                let known = target
-                    .split_once(':')
-                    .is_some_and(|(p, c)| CHAT_PLATFORMS.contains(&p) && !c.trim().is_empty());
-                if !known {
-                    return Err(ConfigError::new(
-                        f,
-                        Some(&format!("environments.{env}.announce")),
-                        "expected <platform>:<channel>, e.g. slack:C0123456789 or discord:123456789012345678",
-                    ));
-                }
+                crate::address::ChannelAddress::parse(target)
+                    .map_err(|e| ConfigError::new(f, Some(&format!("{env}.announce")), e))?;
             }
         }
+        people::check(f, &self.settings)?;
         if self.settings.ansible.roles.is_empty() {
             return Err(ConfigError::new(
                 f,
