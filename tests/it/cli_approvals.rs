@@ -19,8 +19,6 @@ use support::TestProject;
 const CONFIG: &str = r#"
 defaults:
   announce: "console:ops"
-people:
-  alice: { discord: "112233445566778899" }
 chat:
   commands_per_minute: 120
   command_burst: 50
@@ -119,6 +117,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with("").await
+}
+
+/// The world, with `extra` added to the config.
+async fn world_with(extra: &str) -> World {
     let fake = FakeAws::start().await;
     fake.set_time_scale(50.0);
     fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
@@ -127,7 +130,7 @@ async fn world() -> World {
         Op::Delete,
         StackScript::delete_success("argos-staging", RESOURCES, &[1.0]),
     );
-    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
+    let project = TestProject::new(&fake.endpoint_url(), &format!("{CONFIG}{extra}"));
     let store = Store::open(&project.config().database_path()).unwrap();
     let bot = Bot::new(project.engine().await, store);
     let port = RecordingPort::new();
@@ -297,20 +300,6 @@ async fn the_requester_cannot_approve_from_another_surface() {
         said.contains("You requested job #1; someone else has to approve it."),
         "{said}"
     );
-    // Nor may alice's Discord account (`people.alice.discord`).
-    let alice_on_discord = ChatEvent {
-        identity: Identity {
-            platform: "discord".into(),
-            user_id: "112233445566778899".into(),
-            display_name: "Alice".into(),
-            platform_roles: vec![],
-        },
-        channel: "1200000000000000001".into(),
-        text: "approve 1".into(),
-    };
-    let reply = w.bot.handle(alice_on_discord).await.unwrap();
-    assert_eq!(reply, "✋ You requested job #1; someone else has to approve it.");
-
     let store = w.bot.store().clone();
     let a = store.approval_for_job(1).unwrap().unwrap();
     assert_eq!(a.state, "pending");
@@ -375,4 +364,37 @@ async fn announcements_to_console_carol_reach_carols_console() {
     assert_eq!(code, 0, "{rest}");
     let store = Store::open(&project.config().database_path()).unwrap();
     assert_eq!(store.approval_for_job(1).unwrap().unwrap().state, "denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_is_one_person_on_every_platform() {
+    let w = world_with("people:\n  alice: { discord: \"112233445566778899\" }\n").await;
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    let alice_on_discord = ChatEvent {
+        identity: Identity {
+            platform: "discord".into(),
+            user_id: "112233445566778899".into(),
+            display_name: "Alice".into(),
+            platform_roles: vec![],
+        },
+        channel: "1200000000000000001".into(),
+        text: "approve 1".into(),
+    };
+    // alice's Discord account (`people.alice.discord`) holds her console roles, ...
+    let reply = w
+        .bot
+        .handle(ChatEvent {
+            text: "whoami".into(),
+            ..alice_on_discord.clone()
+        })
+        .await
+        .unwrap();
+    assert!(reply.contains("admins"), "{reply}");
+    // ... and is alice: it may not approve alice's CLI request.
+    let reply = w.bot.handle(alice_on_discord).await.unwrap();
+    assert_eq!(reply, "✋ You requested job #1; someone else has to approve it.");
+    let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.votes.len()), ("pending", 0));
+    assert_eq!(w.fake.count("DeleteStack"), 0);
 }
