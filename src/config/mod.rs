@@ -18,9 +18,6 @@ pub use cron::parse_cron;
 pub use people::PersonSettings;
 pub use settings::*;
 
-/// The chat platforms a schedule or an announcement may name.
-pub const CHAT_PLATFORMS: &[&str] = &["discord", "slack", "console"];
-
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";
 
@@ -322,13 +319,10 @@ impl Config {
             }
         }
         for (i, sch) in self.settings.schedules.iter().enumerate() {
-            if !CHAT_PLATFORMS.contains(&sch.platform.as_str()) {
-                return Err(ConfigError::new(
-                    f,
-                    Some(&format!("schedules[{i}].platform")),
-                    format!("unknown platform; expected one of {}", CHAT_PLATFORMS.join(", ")),
-                ));
-            }
+            let platform = crate::address::ChatPlatform::parse(&sch.platform)
+                .map_err(|e| ConfigError::new(f, Some(&format!("schedules[{i}].platform")), e))?;
+            crate::address::ChannelAddress::new(platform, &sch.channel)
+                .map_err(|e| ConfigError::new(f, Some(&format!("schedules[{i}].channel")), e))?;
         }
         let announced = std::iter::once(("defaults".to_string(), &self.settings.defaults)).chain(
             self.settings

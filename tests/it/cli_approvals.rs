@@ -368,7 +368,17 @@ async fn announcements_to_console_carol_reach_carols_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_is_one_person_on_every_platform() {
-    let w = world_with("people:\n  alice: { discord: \"112233445566778899\" }\n").await;
+    let w = world_with(
+        r#"
+approvals:
+  policies:
+    - { environments: ["*"], actions: [decommission], approvers: 2 }
+people:
+  alice: { discord: "112233445566778899" }
+  carol: { discord: "112233445566778900" }
+"#,
+    )
+    .await;
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
     assert_eq!(code, 0, "{out}");
     let alice_on_discord = ChatEvent {
@@ -392,9 +402,25 @@ async fn a_person_is_one_person_on_every_platform() {
         .unwrap();
     assert!(reply.contains("admins"), "{reply}");
     // ... and is alice: it may not approve alice's CLI request.
-    let reply = w.bot.handle(alice_on_discord).await.unwrap();
+    let reply = w.bot.handle(alice_on_discord.clone()).await.unwrap();
     assert_eq!(reply, "✋ You requested job #1; someone else has to approve it.");
     let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
     assert_eq!((a.state.as_str(), a.votes.len()), ("pending", 0));
+
+    // One person, one vote: carol on the console and then on Discord counts once.
+    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    assert_eq!(reply, "✔ Approved (1/2): job #1 needs more approval.");
+    let carol_on_discord = ChatEvent {
+        identity: Identity {
+            user_id: "112233445566778900".into(),
+            display_name: "Carol".into(),
+            ..alice_on_discord.identity.clone()
+        },
+        ..alice_on_discord
+    };
+    let reply = w.bot.handle(carol_on_discord).await.unwrap();
+    assert_eq!(reply, "You have already voted on job #1.");
+    let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.approvals()), ("pending", 1));
     assert_eq!(w.fake.count("DeleteStack"), 0);
 }

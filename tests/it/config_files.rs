@@ -161,4 +161,11 @@ fn people_and_channel_addresses_are_checked_and_errors_name_the_key() {
         e.contains("key `defaults.announce`") && e.contains("not its name"),
         "{e}"
     );
+    let e = load_yaml(&format!(
+        "{base}schedules:\n  - {{ name: weekly, cron: \"0 9 * * MON\", platform: discord, channel: \"#ops\" }}\n"
+    ));
+    assert!(
+        e.contains("key `schedules[0].channel`") && e.contains("Discord channel '#ops' is not a snowflake"),
+        "{e}"
+    );
 }
