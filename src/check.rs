@@ -94,7 +94,10 @@ pub async fn run(config: &Config) -> Vec<Finding> {
         findings.extend(syntax_check(config, &dir).await);
     }
     let envs: Vec<String> = config.settings.environments.keys().cloned().collect();
-    let perms = crate::permissions::Permissions::new(config.settings.permissions.clone());
+    let perms = crate::permissions::Permissions::new(
+        config.settings.permissions.clone(),
+        crate::people::People::new(&config.settings.people),
+    );
     let warnings = perms.warnings(&envs);
     if warnings.is_empty() {
         findings.push(Finding::ok(

@@ -19,12 +19,15 @@
 //! 8. [`cloud`]: CloudFormation and EC2 through the AWS SDK: stack watcher, images, instances,
 //!    one shared request budget.
 //! 9. [`store`] (jobs, locks and leases, approvals, audit log, chat-event claims, outbox, on
-//!    SQLite or PostgreSQL) and [`permissions`] (who may do what).
+//!    SQLite or PostgreSQL), [`permissions`] (who may do what) and [`people`] (who someone
+//!    is, whatever surface they speak from).
 //! 10. [`error`] (the error a user reads) and [`logging`].
 //! 11. [`config`] and [`template`] (the CloudFormation templates: merge, checks, conditions).
 //! 12. [`command`]: the one grammar every surface speaks (`staging deploy --roles api`).
-//! 13. The ground: [`names`], [`redact`], [`clock`], [`budget`], [`progress`], [`metrics`].
+//! 13. The ground: [`names`], [`address`] (channel addresses), [`redact`], [`clock`],
+//!     [`budget`], [`progress`], [`metrics`].
 
+pub mod address;
 pub mod ansible;
 pub mod approvals;
 pub mod bot;
@@ -41,6 +44,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod names;
+pub mod people;
 pub mod permissions;
 pub mod platform;
 pub mod progress;
@@ -62,11 +66,11 @@ const FLOORS: &[&[&str]] = &[
     &["check"],
     &["ansible"],
     &["cloud"],
-    &["store", "permissions"],
+    &["store", "permissions", "people"],
     &["error", "logging"],
     &["config", "template"],
     &["command"],
-    &["names", "redact", "clock", "budget", "progress", "metrics"],
+    &["names", "address", "redact", "clock", "budget", "progress", "metrics"],
 ];
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ enum Sub {
     },
     /// Talk to the bot on this terminal (the same commands as in chat).
     Console {
-        /// Who you are to the bot's permissions (a console user name in the config).
+        /// Who you are (default: $USER, the name the CLI goes by too): a `console_users` name or a
+        /// person's `console` name under `people` in the config.
         #[arg(long, env = "USER", default_value = "console")]
         user: String,
     },

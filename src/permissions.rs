@@ -1,9 +1,11 @@
-//! Permissions: roles map to platform identities; rules grant actions on environments that
-//! match a pattern. Everything not granted is denied. A denial says which permission is missing.
+//! Permissions: roles map to people and platform identities; rules grant actions on
+//! environments that match a pattern. Everything not granted is denied. A denial says which
+//! permission is missing.
 
 use std::collections::BTreeSet;
 
 use crate::config::PermissionSettings;
+use crate::people::{People, Surface};
 
 /// Who is asking, as the platform adapter saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Default)]
 pub struct Permissions {
     settings: PermissionSettings,
+    people: People,
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -42,26 +45,37 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
 }
 
 impl Permissions {
-    pub fn new(settings: PermissionSettings) -> Permissions {
-        Permissions { settings }
+    pub fn new(settings: PermissionSettings, people: People) -> Permissions {
+        Permissions { settings, people }
     }
 
-    /// The roles a person holds.
+    /// Who is who across surfaces (`people:` in the config).
+    pub fn people(&self) -> &People {
+        &self.people
+    }
+
+    /// The roles a person holds: a role that names them (in `people`) or any of their ids
+    /// holds on every surface they are known on; platform roles and groups count where they
+    /// are seen.
     pub fn roles_of(&self, who: &Identity) -> Vec<String> {
+        let person = self.people.person(&who.platform, &who.user_id);
+        let ids = self.people.ids(&who.platform, &who.user_id);
         self.settings
             .roles
             .iter()
-            .filter(|(_, m)| match who.platform.as_str() {
-                "discord" => {
-                    m.discord_users.contains(&who.user_id)
-                        || who.platform_roles.iter().any(|r| m.discord_roles.contains(r))
-                }
-                "slack" => {
-                    m.slack_users.contains(&who.user_id)
-                        || who.platform_roles.iter().any(|g| m.slack_groups.contains(g))
-                }
-                "console" | "cli" => m.console_users.contains(&who.user_id),
-                _ => false,
+            .filter(|(_, m)| {
+                person.name().is_some_and(|name| m.people.iter().any(|p| p == name))
+                    || ids.iter().any(|(surface, id)| match surface {
+                        Surface::Os => m.console_users.contains(id),
+                        Surface::Discord => m.discord_users.contains(id),
+                        Surface::Slack => m.slack_users.contains(id),
+                        Surface::Other(_) => false,
+                    })
+                    || match who.platform.as_str() {
+                        "discord" => who.platform_roles.iter().any(|r| m.discord_roles.contains(r)),
+                        "slack" => who.platform_roles.iter().any(|g| m.slack_groups.contains(g)),
+                        _ => false,
+                    }
             })
             .map(|(name, _)| name.clone())
             .collect()
@@ -114,6 +128,7 @@ impl Permissions {
         let mut out = Vec::new();
         for (name, m) in &self.settings.roles {
             let members = [
+                &m.people,
                 &m.discord_users,
                 &m.discord_roles,
                 &m.console_users,
@@ -194,7 +209,7 @@ mod tests {
                 actions: vec!["status".into()],
             },
         ];
-        Permissions::new(PermissionSettings { roles, rules })
+        Permissions::new(PermissionSettings { roles, rules }, People::default())
     }
 
     fn who(platform: &str, id: &str, roles: &[&str]) -> Identity {

@@ -127,7 +127,9 @@ async fn tell_channel(inner: &Inner, job: &JobRecord, text: String) {
             let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
         }
         _ => {
-            if let Err(e) = inner.store.enqueue_message(&job.platform, &job.channel, &text) {
+            let queued = crate::address::ChannelAddress::from_key(&job.platform, &job.channel)
+                .and_then(|to| inner.store.enqueue_to(&to, &text, &[], None).map_err(|e| e.to_string()));
+            if let Err(e) = queued {
                 tracing::warn!(job = job.id, error = %e, "cannot queue a message for the requester");
             }
         }
@@ -282,6 +284,23 @@ fn lookup(inner: &Inner, id: u64) -> Lookup {
     }
 }
 
+/// Whether `ev`'s author is the person who requested `job`, on whatever surface either spoke
+/// (the CLI and the console are one; `people:` ties Discord and Slack ids to them).
+fn is_requester(inner: &Inner, ev: &ChatEvent, job: &JobRecord) -> bool {
+    inner.perms.people().same_person(
+        (&job.platform, &job.requester_id),
+        (&ev.identity.platform, &ev.identity.user_id),
+    )
+}
+
+/// Who a vote is recorded under: the person, so that one person has one vote, from any surface.
+fn voter(inner: &Inner, ev: &ChatEvent) -> String {
+    inner
+        .perms
+        .people()
+        .vote_id(&ev.identity.platform, &ev.identity.user_id)
+}
+
 /// Whether `ev`'s author may decide on this request; the reason if not.
 fn may_decide(inner: &Inner, ev: &ChatEvent, job: &JobRecord) -> Result<(), String> {
     let req = requirement_for(inner, job);
@@ -320,7 +339,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         expire(inner, id).await;
         return Some(format!("⌛ Job #{id}'s approval request has expired."));
     }
-    if job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform {
+    if is_requester(inner, ev, &job) {
         super::dispatch::audit(inner, ev, &format!("approve refused: own request #{id}"), Some(id));
         return Some(format!("✋ You requested job #{id}; someone else has to approve it."));
     }
@@ -330,7 +349,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     }
     match inner
         .store
-        .add_vote(a.id, &ev.identity.user_id, &ev.identity.display_name, "approve", None)
+        .add_vote(a.id, &voter(inner, ev), &ev.identity.display_name, "approve", None)
     {
         Ok(true) => {}
         Ok(false) => return Some(format!("You have already voted on job #{id}.")),
@@ -472,7 +491,7 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
             return Some(r);
         }
     };
-    let own = job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform;
+    let own = is_requester(inner, ev, &job);
     if !own {
         if let Err(why) = may_decide(inner, ev, &job) {
             super::dispatch::audit(inner, ev, &format!("deny refused: {why}"), Some(id));
@@ -481,7 +500,7 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
     }
     let _ = inner.store.add_vote(
         a.id,
-        &ev.identity.user_id,
+        &voter(inner, ev),
         &ev.identity.display_name,
         "deny",
         reason.as_deref(),

@@ -90,7 +90,10 @@ impl Bot {
         let quota = Quota::per_minute(NonZeroU32::new(chat.commands_per_minute).expect("validated"))
             .allow_burst(NonZeroU32::new(chat.command_burst).expect("validated"));
         let inner = Inner {
-            perms: Permissions::new(engine.config.settings.permissions.clone()),
+            perms: Permissions::new(
+                engine.config.settings.permissions.clone(),
+                crate::people::People::new(&engine.config.settings.people),
+            ),
             limiter: RateLimiter::keyed(quota),
             global_edits: reporter::global_budget(chat),
             ports: RwLock::new(HashMap::new()),

@@ -122,7 +122,7 @@ pub trait ChatPort: Send + Sync {
         true
     }
     /// The one channel this adapter serves, when it serves only one (a console).
-    fn own_channel(&self) -> Option<String> {
+    fn own_channel(&self) -> Option<crate::address::ChannelAddress> {
         None
     }
 }

@@ -198,7 +198,8 @@ async fn deliver_outbox(inner: &Arc<Inner>) {
     let mut channels = Vec::new();
     for (name, port) in &ports {
         match port.own_channel() {
-            Some(c) => channels.push(c),
+            // The key, as the outbox writer stored it (`Store::enqueue_to`).
+            Some(address) => channels.push(address.key()),
             None => platforms.push(name.clone()),
         }
     }
@@ -208,7 +209,16 @@ async fn deliver_outbox(inner: &Arc<Inner>) {
         return;
     };
     for m in messages {
-        if let Some(port) = ports.get(&m.platform) {
+        let to = match m.address() {
+            Ok(to) => to,
+            Err(e) => {
+                // Nothing can deliver it: say so once rather than hold it forever.
+                tracing::warn!(message = m.id, error = %e, "dropping an outbox message with a bad address");
+                let _ = inner.store.mark_delivered(m.id);
+                continue;
+            }
+        };
+        if let Some(port) = ports.get(to.platform().as_str()) {
             let msg = OutgoingMessage {
                 text: inner.engine.redactor.redact(&m.text),
                 attachment: None,
@@ -221,7 +231,7 @@ async fn deliver_outbox(inner: &Arc<Inner>) {
                     })
                     .collect(),
             };
-            match port.send(&m.channel, msg).await {
+            match port.send(&to.key(), msg).await {
                 Ok(message_id) => {
                     // The request's message is edited with each decision, like one posted here;
                     // it lives on the announcing platform, not the job's (`platform|channel|id`).

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::address::ChannelAddress;
 use crate::approvals::{self, Requirement};
 use crate::command::Action;
 use crate::engine::{Ctx, Engine};
@@ -27,14 +28,10 @@ pub struct ApprovalOptions {
     pub break_glass: Option<String>,
 }
 
-/// Where the environment's announcements go: `(platform, channel)`.
-fn announce_target(engine: &Engine, env: &str) -> Option<(String, String)> {
+/// Where the environment's announcements go (checked when the config was loaded).
+fn announce_target(engine: &Engine, env: &str) -> Option<Result<ChannelAddress, String>> {
     let (_, settings) = engine.config.environment(env).ok()?;
-    let (platform, channel) = settings
-        .announce?
-        .split_once(':')
-        .map(|(p, c)| (p.to_string(), c.to_string()))?;
-    Some((platform, channel))
+    Some(ChannelAddress::parse(&settings.announce?))
 }
 
 /// Announces `text` in the environment's channel, if it has one.
@@ -46,14 +43,18 @@ pub(crate) fn announce(
     buttons: &[(String, String)],
     job: Option<u64>,
 ) {
-    let Some((platform, channel)) = announce_target(engine, env) else {
-        eprintln!("warning: environments.{env}.announce is not set: nobody in chat is told");
-        return;
+    let to = match announce_target(engine, env) {
+        Some(Ok(to)) => to,
+        Some(Err(e)) => {
+            eprintln!("warning: environments.{env}.announce: {e}: nobody in chat is told");
+            return;
+        }
+        None => {
+            eprintln!("warning: environments.{env}.announce is not set: nobody in chat is told");
+            return;
+        }
     };
-    if let Err(e) = session
-        .store
-        .enqueue_with_buttons(&platform, &channel, text, buttons, job)
-    {
+    if let Err(e) = session.store.enqueue_to(&to, text, buttons, job) {
         eprintln!("warning: cannot queue the announcement: {e}");
     }
 }
@@ -143,6 +144,27 @@ pub(crate) async fn gate(
                     .filter(|v| v.decision == "approve")
                     .map(|v| v.user_name.as_str())
                     .collect();
+                // A requester's own vote never counts (one recorded before the two-person rule
+                // compared people rather than surfaces included).
+                let people = crate::people::People::new(&engine.config.settings.people);
+                let own = [people.vote_id("cli", &session.user), session.user.clone()];
+                if a.votes
+                    .iter()
+                    .any(|v| v.decision == "approve" && own.contains(&v.user_id))
+                {
+                    let _ = session.store.void_approval(a.id);
+                    let _ = session.store.end_unstarted_job(
+                        id,
+                        JobState::Cancelled,
+                        "approval void: approved by its requester",
+                    );
+                    session.audit(&command, "approval void: approved by its requester", Some(id));
+                    session.replica.retire();
+                    return Err((
+                        EXIT_FAILED,
+                        format!("request #{id} was approved by {} who requested it: someone else has to approve; nothing was done", session.user),
+                    ));
+                }
                 eprintln!("request #{id} approved by {}", by.join(", "));
                 // Bound to the plan: if what would happen changed, the approval is void.
                 let now = plan(engine, env, action).await?;

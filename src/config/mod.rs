@@ -10,14 +10,13 @@ use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
 mod cron;
+mod people;
 mod settings;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
+pub use people::PersonSettings;
 pub use settings::*;
-
-/// The chat platforms a schedule or an announcement may name.
-pub const CHAT_PLATFORMS: &[&str] = &["discord", "slack", "console"];
 
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";
@@ -320,28 +319,24 @@ impl Config {
             }
         }
         for (i, sch) in self.settings.schedules.iter().enumerate() {
-            if !CHAT_PLATFORMS.contains(&sch.platform.as_str()) {
-                return Err(ConfigError::new(
-                    f,
-                    Some(&format!("schedules[{i}].platform")),
-                    format!("unknown platform; expected one of {}", CHAT_PLATFORMS.join(", ")),
-                ));
-            }
+            let platform = crate::address::ChatPlatform::parse(&sch.platform)
+                .map_err(|e| ConfigError::new(f, Some(&format!("schedules[{i}].platform")), e))?;
+            crate::address::ChannelAddress::new(platform, &sch.channel)
+                .map_err(|e| ConfigError::new(f, Some(&format!("schedules[{i}].channel")), e))?;
         }
-        for (env, s) in &self.settings.environments {
+        let announced = std::iter::once(("defaults".to_string(), &self.settings.defaults)).chain(
+            self.settings
+                .environments
+                .iter()
+                .map(|(k, v)| (format!("environments.{k}"), v)),
+        );
+        for (env, s) in announced {
             if let Some(target) = &s.announce {
-                let known = target
-                    .split_once(':')
-                    .is_some_and(|(p, c)| CHAT_PLATFORMS.contains(&p) && !c.trim().is_empty());
-                if !known {
-                    return Err(ConfigError::new(
-                        f,
-                        Some(&format!("environments.{env}.announce")),
-                        "expected <platform>:<channel>, e.g. slack:C0123456789 or discord:123456789012345678",
-                    ));
-                }
+                crate::address::ChannelAddress::parse(target)
+                    .map_err(|e| ConfigError::new(f, Some(&format!("{env}.announce")), e))?;
             }
         }
+        people::check(f, &self.settings)?;
         if self.settings.ansible.roles.is_empty() {
             return Err(ConfigError::new(
                 f,

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::PersonSettings;
+
 /// `config/argos.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,10 @@ pub struct Settings {
     pub defaults: EnvSettings,
     /// The environments the engine may work on, by name. Anything else is refused.
     pub environments: BTreeMap<String, EnvSettings>,
+    /// The people who use the bot, each with their names on every surface (one person, one
+    /// identity: nobody approves their own request from another surface).
+    #[serde(default)]
+    pub people: BTreeMap<String, PersonSettings>,
     /// Who may do what, where (the chat bot). Empty means nobody may do anything.
     #[serde(default)]
     pub permissions: PermissionSettings,
@@ -125,15 +131,18 @@ pub struct PermissionSettings {
     pub rules: Vec<PermissionRule>,
 }
 
-/// Who holds a role, per platform.
+/// Who holds a role: people by name (on every surface), and platform ids.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoleMembers {
+    /// Names from `people`: the person holds the role on every surface they are known on.
+    pub people: Vec<String>,
     /// Discord user ids (snowflakes, as strings).
     pub discord_users: Vec<String>,
     /// Discord role ids: everyone with the role holds this role.
     pub discord_roles: Vec<String>,
-    /// Console user names (`argos console --user NAME`).
+    /// Console user names: the operating-system user of the CLI (`$USER`) and the console
+    /// (`argos console --user NAME`, default `$USER`).
     pub console_users: Vec<String>,
     /// Slack member ids (`U...`, or `W...` in Enterprise Grid).
     pub slack_users: Vec<String>,

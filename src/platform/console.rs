@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
+use crate::address::ChannelAddress;
 use crate::bot::messages;
 use crate::bot::port::{addressed_text, ChatEvent, ChatPort, OutgoingMessage, PortResult};
 use crate::bot::Bot;
@@ -17,7 +18,7 @@ use crate::permissions::Identity;
 /// in another console, a result) reaches that user's console and no other, also after a
 /// restart.
 pub fn channel(user: &str) -> String {
-    format!("console:{user}")
+    ChannelAddress::console(user).key()
 }
 
 struct Screen {
@@ -32,6 +33,9 @@ struct Screen {
 /// Prints to stdout. One per process.
 pub struct ConsolePort {
     screen: Mutex<Screen>,
+    /// `console:<user>`: what the outbox holds for this console.
+    address: ChannelAddress,
+    /// The address's key: the channel of this console's events and jobs.
     channel: String,
 }
 
@@ -44,6 +48,7 @@ impl ConsolePort {
                 last: None,
                 printed: HashMap::new(),
             }),
+            address: ChannelAddress::console(user),
             channel: channel(user),
         }
     }
@@ -117,8 +122,8 @@ impl ChatPort for ConsolePort {
         channel == self.channel
     }
 
-    fn own_channel(&self) -> Option<String> {
-        Some(self.channel.clone())
+    fn own_channel(&self) -> Option<ChannelAddress> {
+        Some(self.address.clone())
     }
 
     fn send<'a>(&'a self, _channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::sql::{params, Value};
 use super::{now, Context, Store, StoreResult};
+use crate::address::ChannelAddress;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,13 @@ pub struct OutboxMessage {
     pub buttons: Vec<(String, String)>,
     /// The job whose approval request this is (its message id is recorded once posted).
     pub approval_job: Option<u64>,
+}
+
+impl OutboxMessage {
+    /// Where it goes, read with the one parser for channel addresses.
+    pub fn address(&self) -> Result<ChannelAddress, String> {
+        ChannelAddress::from_key(&self.platform, &self.channel)
+    }
 }
 
 impl Store {
@@ -47,13 +55,26 @@ impl Store {
         .ctx("prune chat-event claims")
     }
 
-    /// Queues a message for a channel.
+    /// Queues a message for a platform and a channel as stored (a [`ChannelAddress::key`]).
+    /// Callers with an address use [`Store::enqueue_to`], which cannot get the form wrong.
     pub fn enqueue_message(&self, platform: &str, channel: &str, text: &str) -> StoreResult<u64> {
-        self.enqueue_with_buttons(platform, channel, text, &[], None)
+        self.enqueue_raw(platform, channel, text, &[], None)
     }
 
-    /// Queues a message with buttons; `approval_job` ties it to that job's approval request.
-    pub fn enqueue_with_buttons(
+    /// Queues a message for `to`, with buttons; `approval_job` ties it to that job's approval
+    /// request. It is stored under the address's key, which the adapter serving that
+    /// channel claims ([`ChatPort::own_channel`](crate::bot::port::ChatPort::own_channel)).
+    pub fn enqueue_to(
+        &self,
+        to: &ChannelAddress,
+        text: &str,
+        buttons: &[(String, String)],
+        approval_job: Option<u64>,
+    ) -> StoreResult<u64> {
+        self.enqueue_raw(to.platform().as_str(), &to.key(), text, buttons, approval_job)
+    }
+
+    fn enqueue_raw(
         &self,
         platform: &str,
         channel: &str,

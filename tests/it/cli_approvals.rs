@@ -117,6 +117,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with("").await
+}
+
+/// The world, with `extra` added to the config.
+async fn world_with(extra: &str) -> World {
     let fake = FakeAws::start().await;
     fake.set_time_scale(50.0);
     fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
@@ -125,7 +130,7 @@ async fn world() -> World {
         Op::Delete,
         StackScript::delete_success("argos-staging", RESOURCES, &[1.0]),
     );
-    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
+    let project = TestProject::new(&fake.endpoint_url(), &format!("{CONFIG}{extra}"));
     let store = Store::open(&project.config().database_path()).unwrap();
     let bot = Bot::new(project.engine().await, store);
     let port = RecordingPort::new();
@@ -258,4 +263,164 @@ async fn break_glass_runs_at_once_audited_and_announced() {
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--break-glass"])).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--break-glass needs a reason"), "{out}");
+}
+
+/// `argos console` as the operating-system user `user` (no `--user`: it goes by `$USER`, as
+/// the CLI does), reading commands from a pipe.
+fn console_as(project: &TestProject, user: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&project.config_path)
+        .arg("console")
+        .env("USER", user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("argos console starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requester_cannot_approve_from_another_surface() {
+    use tokio::io::AsyncWriteExt;
+    let w = world().await;
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("approval request #1 is waiting"), "{out}");
+
+    // alice's own console (the same operating-system user) may not approve alice's CLI request.
+    let mut console = console_as(&w.project, "alice");
+    let mut stdin = console.stdin.take().unwrap();
+    stdin.write_all(b"approve 1\n").await.unwrap();
+    drop(stdin);
+    let (said, code) = finished(console).await;
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("You requested job #1; someone else has to approve it."),
+        "{said}"
+    );
+    let store = w.bot.store().clone();
+    let a = store.approval_for_job(1).unwrap().unwrap();
+    assert_eq!(a.state, "pending");
+    assert!(a.votes.is_empty(), "no vote was recorded: {:?}", a.votes);
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("approval request #1 is waiting"), "{out}");
+    assert_eq!(w.fake.count("DeleteStack"), 0, "nothing was deleted");
+
+    // Someone else approves, and the CLI runs it.
+    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    assert!(
+        reply.starts_with("✅ Approved: job #1 runs from alice's CLI"),
+        "{reply}"
+    );
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("request #1 approved by carol"), "{out}");
+    assert_eq!(w.fake.count("DeleteStack"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_to_console_carol_reach_carols_console() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let fake = FakeAws::start().await;
+    fake.set_time_scale(50.0);
+    fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
+    // The form the settings document: `console:<user>`. No bot here but carol's console.
+    let project = TestProject::new(
+        &fake.endpoint_url(),
+        &CONFIG.replace("announce: \"console:ops\"", "announce: \"console:carol\""),
+    );
+    let mut console = console_as(&project, "carol");
+    let mut lines = tokio::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let (out, code) = finished(cli(&project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let hit = line.contains("Approval needed · job #1 · staging decommission requested by alice");
+            seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "carol's console never showed the request: {seen:#?}"
+    );
+    eprintln!(
+        "TIMING the request reached carol's console {:?} after the CLI filed it",
+        started.elapsed()
+    );
+    let mut stdin = console.stdin.take().unwrap();
+    stdin.write_all(b"deny 1\n").await.unwrap();
+    drop(stdin);
+    let (rest, code) = finished(console).await;
+    assert_eq!(code, 0, "{rest}");
+    let store = Store::open(&project.config().database_path()).unwrap();
+    assert_eq!(store.approval_for_job(1).unwrap().unwrap().state, "denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_is_one_person_on_every_platform() {
+    let w = world_with(
+        r#"
+approvals:
+  policies:
+    - { environments: ["*"], actions: [decommission], approvers: 2 }
+people:
+  alice: { discord: "112233445566778899" }
+  carol: { discord: "112233445566778900" }
+"#,
+    )
+    .await;
+    let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    assert_eq!(code, 0, "{out}");
+    let alice_on_discord = ChatEvent {
+        identity: Identity {
+            platform: "discord".into(),
+            user_id: "112233445566778899".into(),
+            display_name: "Alice".into(),
+            platform_roles: vec![],
+        },
+        channel: "1200000000000000001".into(),
+        text: "approve 1".into(),
+    };
+    // alice's Discord account (`people.alice.discord`) holds her console roles, ...
+    let reply = w
+        .bot
+        .handle(ChatEvent {
+            text: "whoami".into(),
+            ..alice_on_discord.clone()
+        })
+        .await
+        .unwrap();
+    assert!(reply.contains("admins"), "{reply}");
+    // ... and is alice: it may not approve alice's CLI request.
+    let reply = w.bot.handle(alice_on_discord.clone()).await.unwrap();
+    assert_eq!(reply, "✋ You requested job #1; someone else has to approve it.");
+    let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.votes.len()), ("pending", 0));
+
+    // One person, one vote: carol on the console and then on Discord counts once.
+    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    assert_eq!(reply, "✔ Approved (1/2): job #1 needs more approval.");
+    let carol_on_discord = ChatEvent {
+        identity: Identity {
+            user_id: "112233445566778900".into(),
+            display_name: "Carol".into(),
+            ..alice_on_discord.identity.clone()
+        },
+        ..alice_on_discord
+    };
+    let reply = w.bot.handle(carol_on_discord).await.unwrap();
+    assert_eq!(reply, "You have already voted on job #1.");
+    let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.approvals()), ("pending", 1));
+    assert_eq!(w.fake.count("DeleteStack"), 0);
 }

@@ -95,3 +95,77 @@ fn a_missing_file_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn people_and_channel_addresses_are_checked_and_errors_name_the_key() {
+    let base = "environments:\n  staging: {}\n";
+    let e = load_yaml(&format!("{base}people:\n  alice: {{ discord: \"alice#1234\" }}\n"));
+    assert!(
+        e.contains("key `people.alice.discord`") && e.contains("'alice#1234' is not a snowflake"),
+        "{e}"
+    );
+    let e = load_yaml(&format!("{base}people:\n  alice: {{ slack: \"alice\" }}\n"));
+    assert!(
+        e.contains("key `people.alice.slack`") && e.contains("Slack member id"),
+        "{e}"
+    );
+    let e = load_yaml(&format!(
+        "{base}people:\n  alice: {{ discord: \"112233445566778899\" }}\n  bob: {{ discord: \"112233445566778899\" }}\n"
+    ));
+    assert!(
+        e.contains("key `people.bob.discord`") && e.contains("'112233445566778899' is also alice's"),
+        "{e}"
+    );
+    // The console name defaults to the person's name, so a second claim of it is caught too.
+    let e = load_yaml(&format!("{base}people:\n  alice: {{}}\n  al: {{ console: alice }}\n"));
+    assert!(
+        e.contains("key `people.alice.console`") || e.contains("key `people.al.console`"),
+        "{e}"
+    );
+    assert!(e.contains("'alice' is also"), "{e}");
+    let e = load_yaml(&format!(
+        "{base}people:\n  alice: {{}}\n  alice: {{ slack: U0ALICE }}\n"
+    ));
+    assert!(
+        e.contains("alice") && e.to_lowercase().contains("duplicate"),
+        "a person listed twice: {e}"
+    );
+    let e = load_yaml(&format!(
+        "{base}people:\n  alice: {{}}\npermissions:\n  roles:\n    admins: {{ people: [alice, dave] }}\n"
+    ));
+    assert!(
+        e.contains("key `permissions.roles.admins.people`") && e.contains("unknown person 'dave'; people: alice"),
+        "{e}"
+    );
+    let e = load_yaml(&format!(
+        "{base}people:\n  alice: {{}}\npermissions:\n  roles:\n    admins: {{ people: [alice, alice] }}\n"
+    ));
+    assert!(e.contains("'alice' is listed twice"), "{e}");
+    let e = load_yaml(&format!(
+        "{base}permissions:\n  roles:\n    admins: {{ discord_users: [alice] }}\n"
+    ));
+    assert!(
+        e.contains("key `permissions.roles.admins.discord_users`") && e.contains("not a snowflake"),
+        "{e}"
+    );
+    // Channel addresses: one parser, which says what is wrong.
+    let e = load_yaml("environments:\n  staging: { announce: \"console:console:carol\" }\n");
+    assert!(
+        e.contains("key `environments.staging.announce`") && e.contains("write console:carol"),
+        "{e}"
+    );
+    let e = load_yaml("environments:\n  staging: { announce: \"discord:#ops\" }\n");
+    assert!(e.contains("Discord channel '#ops' is not a snowflake"), "{e}");
+    let e = load_yaml("defaults: { announce: \"slack:general\" }\nenvironments:\n  staging: {}\n");
+    assert!(
+        e.contains("key `defaults.announce`") && e.contains("not its name"),
+        "{e}"
+    );
+    let e = load_yaml(&format!(
+        "{base}schedules:\n  - {{ name: weekly, cron: \"0 9 * * MON\", platform: discord, channel: \"#ops\" }}\n"
+    ));
+    assert!(
+        e.contains("key `schedules[0].channel`") && e.contains("Discord channel '#ops' is not a snowflake"),
+        "{e}"
+    );
+}
