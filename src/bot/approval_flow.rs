@@ -157,7 +157,7 @@ pub(crate) async fn request(
         .insert_job_for(&new, JobState::Queued, Some(&inner.replica.id))
     {
         Ok(id) => id,
-        Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
+        Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
     };
     let expires = crate::clock::now() + req.ttl;
     let approval = match inner
@@ -165,16 +165,16 @@ pub(crate) async fn request(
         .insert_approval(id, &plan.digest, &plan.text, req.approvers, expires)
     {
         Ok(a) => a,
-        Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
+        Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
     };
-    super::dispatch::audit(
+    super::handlers::audit(
         inner,
         ev,
         &format!("approval requested: job #{id} {env} {}", action.verb()),
         Some(id),
     );
     let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(id), inner.store.approval_for_job(id)) else {
-        return Some(super::dispatch::internal(inner, ev, "approval vanished after insert"));
+        return Some(super::handlers::internal(inner, ev, "approval vanished after insert"));
     };
     let text = request_text(&job, &a, &req, "", &inner.engine.config.settings.chat.prefix);
     let reply = match inner.port(&ev.identity.platform) {
@@ -331,7 +331,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     let (job, a) = match lookup(inner, id) {
         Lookup::Found(found) => *found,
         Lookup::Reply(r) => {
-            super::dispatch::audit(inner, ev, &format!("approve refused: {r}"), Some(id));
+            super::handlers::audit(inner, ev, &format!("approve refused: {r}"), Some(id));
             return Some(r);
         }
     };
@@ -340,11 +340,11 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         return Some(format!("⌛ Job #{id}'s approval request has expired."));
     }
     if is_requester(inner, ev, &job) {
-        super::dispatch::audit(inner, ev, &format!("approve refused: own request #{id}"), Some(id));
+        super::handlers::audit(inner, ev, &format!("approve refused: own request #{id}"), Some(id));
         return Some(format!("✋ You requested job #{id}; someone else has to approve it."));
     }
     if let Err(why) = may_decide(inner, ev, &job) {
-        super::dispatch::audit(inner, ev, &format!("approve refused: {why}"), Some(id));
+        super::handlers::audit(inner, ev, &format!("approve refused: {why}"), Some(id));
         return Some(why);
     }
     match inner
@@ -353,11 +353,11 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     {
         Ok(true) => {}
         Ok(false) => return Some(format!("You have already voted on job #{id}.")),
-        Err(e) => return Some(super::dispatch::internal(inner, ev, &e.to_string())),
+        Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
     }
     let a = inner.store.approval_for_job(id).ok().flatten().unwrap_or(a);
     let have = a.approvals();
-    super::dispatch::audit(
+    super::handlers::audit(
         inner,
         ev,
         &format!("approved job #{id} ({have}/{})", a.needed),
@@ -487,14 +487,14 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
     let (job, a) = match lookup(inner, id) {
         Lookup::Found(found) => *found,
         Lookup::Reply(r) => {
-            super::dispatch::audit(inner, ev, &format!("deny refused: {r}"), Some(id));
+            super::handlers::audit(inner, ev, &format!("deny refused: {r}"), Some(id));
             return Some(r);
         }
     };
     let own = is_requester(inner, ev, &job);
     if !own {
         if let Err(why) = may_decide(inner, ev, &job) {
-            super::dispatch::audit(inner, ev, &format!("deny refused: {why}"), Some(id));
+            super::handlers::audit(inner, ev, &format!("deny refused: {why}"), Some(id));
             return Some(why);
         }
     }
@@ -516,7 +516,7 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
         JobState::Cancelled,
         &format!("{verb} by {}{why}", ev.identity.display_name),
     );
-    super::dispatch::audit(inner, ev, &format!("{verb} job #{id}{why}"), Some(id));
+    super::handlers::audit(inner, ev, &format!("{verb} job #{id}{why}"), Some(id));
     refresh_request(
         inner,
         id,

@@ -1,6 +1,12 @@
 //! Every user-visible string the bot sends, as named constructors, so wording lives in one
 //! place and tests can match on it. Internal errors are shown as a generic line plus a log entry.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::command::CommandHelp;
+use crate::engine::StatusReport;
+use crate::permissions::Identity;
+use crate::progress::{plain_line, Progress};
 use crate::store::JobRecord;
 
 pub fn denied(missing: &str) -> String {
@@ -101,4 +107,116 @@ pub fn resumed(id: u64) -> String {
 
 pub fn interrupted(reason: &str) -> String {
     format!("The bot stopped while this job ran and could not pick it up again: {reason}")
+}
+
+/// `<env> status`: the report, redacted, in a code block.
+pub fn status(report: &StatusReport, redact: impl Fn(&str) -> String) -> String {
+    format!("```\n{}\n```", redact(report.to_string().trim_end()))
+}
+
+/// `<env> events`: the latest stack events, one line each, in a code block.
+pub fn events(report: &StatusReport, redact: impl Fn(&str) -> String) -> String {
+    let lines: Vec<String> = report
+        .events
+        .iter()
+        .filter_map(|e| plain_line(&Progress::StackEvent(e.clone())))
+        .collect();
+    let text = if lines.is_empty() {
+        format!("no events for {}", report.stack_name)
+    } else {
+        lines.join("\n")
+    };
+    format!("```\n{}\n```", redact(text.trim_end()))
+}
+
+/// A read that failed; `error` is already redacted.
+pub fn failed(error: &str) -> String {
+    format!("❌ {error}")
+}
+
+pub fn aws_timeout() -> String {
+    "❌ AWS did not answer in time; try again".to_string()
+}
+
+/// The environment is held by a process whose job is not known here.
+pub fn busy_elsewhere(env: &str) -> String {
+    format!("⏸ {env} is busy; try again in a moment.")
+}
+
+/// Queued on an environment whose lock holder has no job row to name.
+pub fn queued_behind_nobody(env: &str, id: u64) -> String {
+    format!("🕒 Job #{id} is queued on {env}.")
+}
+
+pub fn denied_cancel(missing: &str) -> String {
+    denied(&format!("{missing} (needed to cancel someone else's job)"))
+}
+
+pub fn cancelled_before_start(id: u64) -> String {
+    format!("🛑 Job #{id} is cancelled; it had not started.")
+}
+
+pub fn no_jobs() -> String {
+    "No jobs yet.".into()
+}
+
+/// `envs`: each environment, with the job running on it.
+pub fn envs(envs: &[(&str, Option<u64>)]) -> String {
+    let mut lines = vec![format!("{} environment(s):", envs.len())];
+    for (name, running) in envs {
+        let running = running.map(|id| format!(" (job #{id} running)")).unwrap_or_default();
+        lines.push(format!("• {name}{running}"));
+    }
+    lines.join("\n")
+}
+
+/// `whoami`: who the bot thinks you are, your roles and your (environment, action) grants.
+pub fn whoami(who: &Identity, roles: &[String], grants: &BTreeSet<(String, String)>) -> String {
+    let mut lines = vec![format!(
+        "You are {} ({} id {}).",
+        who.display_name, who.platform, who.user_id
+    )];
+    lines.push(if roles.is_empty() {
+        "Roles: none.".to_string()
+    } else {
+        format!("Roles: {}.", roles.join(", "))
+    });
+    if grants.is_empty() {
+        lines.push("You may not run any environment command.".into());
+    } else {
+        let mut by_env: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (env, action) in grants {
+            by_env.entry(env).or_default().push(action);
+        }
+        for (env, actions) in by_env {
+            lines.push(format!("• {env}: {}", actions.join(", ")));
+        }
+    }
+    lines.join("\n")
+}
+
+pub fn help_not_allowed(c: &CommandHelp) -> String {
+    format!("`{}`: {} — you may not run it.", c.grammar, c.summary)
+}
+
+/// `help <command>`, for someone who may run it (on `envs`, for a per-environment one).
+pub fn help_one(c: &CommandHelp, envs: &[&str]) -> String {
+    let on = if c.per_env {
+        format!(" (you may on: {})", envs.join(", "))
+    } else {
+        String::new()
+    };
+    format!("`{}`: {}{on}", c.grammar, c.summary)
+}
+
+/// `help`: the commands someone may run.
+pub fn help_all(prefix: &str, allowed: &[&CommandHelp], no_env_grants: bool) -> String {
+    let mut lines = vec![format!("Commands you may run (prefix `{prefix}`, or mention me):")];
+    for c in allowed {
+        lines.push(format!("• `{}` — {}", c.grammar, c.summary));
+    }
+    if no_env_grants {
+        lines.push("You have no environment permissions; ask an admin.".into());
+    }
+    lines.join("\n")
 }

@@ -5,6 +5,7 @@ pub mod announce;
 mod approval_flow;
 mod audit_batch;
 mod dispatch;
+mod handlers;
 pub mod jobs;
 pub mod messages;
 pub mod port;

@@ -37,6 +37,31 @@ pub enum Command {
     Schedules,
 }
 
+/// Who may ask for a command, before its handler looks closer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Everyone, strangers included (`help`, `whoami`: how a stranger learns what to ask for).
+    Anyone,
+    /// Anyone with a role.
+    KnownUser,
+    /// A permission rule, checked by the handler against the environment and the verb
+    /// (`approve` and `deny` check the request's environment).
+    Rule,
+}
+
+impl Command {
+    /// Who may ask for this command.
+    pub fn gate(&self) -> Gate {
+        match self {
+            Command::Help { .. } | Command::Whoami => Gate::Anyone,
+            Command::Envs | Command::Jobs | Command::Job { .. } | Command::Cancel { .. } | Command::Schedules => {
+                Gate::KnownUser
+            }
+            Command::Env { .. } | Command::Approve { .. } | Command::Deny { .. } => Gate::Rule,
+        }
+    }
+}
+
 /// What to do to an environment. It is data: a job stores it (the verb in its own column, the
 /// rest as JSON: `{"roles":["api"]}`), and a resumed, taken-over or approved job reads it back
 /// through serde, so a verb that cannot be read fails loudly instead of being dropped.

@@ -1,0 +1,139 @@
+//! `<env> <verb>`: an operation on one environment. Reads (`status`, `events`) answer at once;
+//! everything else becomes a job, after an approval where the environment's policy asks for
+//! one, started under the environment's lock or queued behind the job that holds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{audit, audit_read, internal};
+use crate::bot::approval_flow;
+use crate::bot::jobs;
+use crate::bot::messages;
+use crate::bot::port::ChatEvent;
+use crate::bot::Inner;
+use crate::command::Action;
+use crate::engine::{self, Ctx};
+use crate::names::EnvName;
+use crate::permissions::Decision;
+use crate::progress::ProgressTx;
+use crate::store::{JobState, NewJob, StartOutcome};
+
+/// How long `status` and `events` may take before the reply gives up.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: Action) -> Option<String> {
+    if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), action.verb()) {
+        audit_read(inner, ev, &format!("denied: missing {missing}"), None);
+        return Some(messages::denied(&missing));
+    }
+    let target = match inner.engine.target(env.as_str()) {
+        Ok(t) => t,
+        Err(e) => {
+            audit_read(inner, ev, &format!("refused: {e}"), None);
+            return Some(messages::unknown_env(&e.to_string()));
+        }
+    };
+    if let Action::Deploy { roles } = &action {
+        // Before any job exists: a typo in a role is not a failed job.
+        if let Err(e) = engine::check_roles(&inner.engine.config, roles) {
+            audit_read(inner, ev, &format!("refused: {e}"), None);
+            return Some(messages::usage_error(&e.to_string()));
+        }
+    }
+    if !action.is_job() {
+        let ctx = Ctx {
+            engine: inner.engine.clone(),
+            target,
+            progress: ProgressTx::discard(),
+            cancel: Default::default(),
+            log: None,
+        };
+        let redact = |text: &str| inner.engine.redactor.redact(text);
+        let reply = match tokio::time::timeout(QUICK_TIMEOUT, engine::status(&ctx)).await {
+            Ok(Ok(report)) if matches!(action, Action::Events) => messages::events(&report, redact),
+            Ok(Ok(report)) => messages::status(&report, redact),
+            Ok(Err(e)) => messages::failed(&redact(&e.to_string())),
+            Err(_) => messages::aws_timeout(),
+        };
+        audit_read(inner, ev, &format!("ok: {}", action.verb()), None);
+        return Some(reply);
+    }
+    let new = NewJob {
+        requester_id: ev.identity.user_id.clone(),
+        requester_name: ev.identity.display_name.clone(),
+        platform: ev.identity.platform.clone(),
+        channel: ev.channel.clone(),
+        env: env.to_string(),
+        action: action.verb().to_string(),
+        args: action.stored_args(),
+    };
+    if action.mutates() {
+        if let Some(req) =
+            crate::approvals::requirement(&inner.engine.config.settings.approvals, env.as_str(), action.verb())
+        {
+            return approval_flow::request(inner, ev, new, target, action, req).await;
+        }
+    }
+    start(inner, ev, new, action)
+}
+
+/// Records the job and takes its environment's lock in the store, atomically; refuses or
+/// queues when any process (another replica, a console, the CLI) holds the environment.
+fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Option<String> {
+    let obtained = std::time::Instant::now();
+    let env = new.env.clone();
+    let outcome = match inner.store.start_job(&new, &inner.replica.id, inner.replica.lease) {
+        Ok(o) => o,
+        Err(e) => return Some(internal(inner, ev, &e.to_string())),
+    };
+    let (holder, lock) = match outcome {
+        StartOutcome::Started { id, token } => {
+            let lease = inner.replica.hold(id, &env, token, obtained);
+            let job = match inner.store.job(id) {
+                Ok(Some(j)) => j,
+                Ok(None) => return Some(internal(inner, ev, "job vanished after insert")),
+                Err(e) => return Some(internal(inner, ev, &e.to_string())),
+            };
+            audit(inner, ev, &format!("ok: job #{id} started"), Some(id));
+            // Registered before the task runs, so a cancel finds it at once.
+            inner.jobs.register(id, &env);
+            inner
+                .tasks
+                .spawn(jobs::execute(inner.clone(), job, action, lease, false));
+            // The job's status message is the answer.
+            return None;
+        }
+        StartOutcome::Busy(holder, lock) => (*holder, lock),
+    };
+    let where_runs = lock.owner.as_deref().map(messages::where_runs).unwrap_or_default();
+    if !inner.engine.config.settings.chat.queue_when_busy {
+        let Some(running) = holder else {
+            audit(inner, ev, "busy", None);
+            return Some(messages::busy_elsewhere(&env));
+        };
+        audit(inner, ev, &format!("busy: job #{} running", running.id), None);
+        return Some(format!("{}{where_runs}", messages::busy(&env, &running)));
+    }
+    // Queue behind the running job: recorded now, started when the lock is free, by this
+    // process (or, if it dies meanwhile, by a live replica that adopts the job).
+    let id = match inner
+        .store
+        .insert_job_for(&new, JobState::Queued, Some(&inner.replica.id))
+    {
+        Ok(id) => id,
+        Err(e) => return Some(internal(inner, ev, &e.to_string())),
+    };
+    audit(inner, ev, &format!("queued as job #{id}"), Some(id));
+    let task_inner = inner.clone();
+    inner.tasks.spawn(async move {
+        if let Some(lease) = jobs::wait_for_lock(&task_inner, id).await {
+            if let Ok(Some(job)) = task_inner.store.job(id) {
+                jobs::execute(task_inner.clone(), job, action, lease, false).await;
+            }
+        }
+    });
+    Some(match holder {
+        Some(r) => messages::queued(&env, id, &r),
+        None => messages::queued_behind_nobody(&env, id),
+    })
+}

@@ -1,0 +1,73 @@
+//! `envs`, `whoami`, `help [command]` and `schedules`: what there is, who you are, what you
+//! may run, and when the scheduled reports come.
+
+use super::audit_read;
+use crate::bot::messages;
+use crate::bot::port::ChatEvent;
+use crate::bot::Inner;
+use crate::command::{self, CommandHelp, COMMANDS};
+use crate::names::quote;
+
+pub(crate) fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
+    audit_read(inner, ev, "ok", None);
+    let envs = &inner.engine.config.settings.environments;
+    let held = inner.store.held_locks().unwrap_or_default();
+    let listed: Vec<(&str, Option<u64>)> = envs
+        .keys()
+        .map(|name| {
+            let running = held.iter().find(|l| &l.env == name).and_then(|l| l.job_id);
+            (name.as_str(), running)
+        })
+        .collect();
+    messages::envs(&listed)
+}
+
+fn env_names(inner: &Inner) -> Vec<String> {
+    inner.engine.config.settings.environments.keys().cloned().collect()
+}
+
+pub(crate) fn command_whoami(inner: &Inner, ev: &ChatEvent) -> String {
+    audit_read(inner, ev, "ok", None);
+    let who = &ev.identity;
+    let roles = inner.perms.roles_of(who);
+    let grants = inner.perms.grants(who, &env_names(inner));
+    messages::whoami(who, &roles, &grants)
+}
+
+/// Help lists only what the asking user may run.
+pub(crate) fn command_help(inner: &Inner, ev: &ChatEvent, topic: Option<&str>) -> String {
+    audit_read(inner, ev, "ok", None);
+    let who = &ev.identity;
+    let grants = inner.perms.grants(who, &env_names(inner));
+    let known = inner.perms.is_known(who);
+    let may = |name: &str| -> bool {
+        if command::actions().contains(&name) {
+            grants.iter().any(|(_, a)| a == name)
+        } else {
+            matches!(name, "help" | "whoami") || known
+        }
+    };
+    if let Some(t) = topic {
+        let Some(c) = COMMANDS.iter().find(|c| c.name == t) else {
+            return messages::usage_error(&format!("no help for {}", quote(t)));
+        };
+        if !may(c.name) {
+            return messages::help_not_allowed(c);
+        }
+        let envs: Vec<&str> = grants
+            .iter()
+            .filter(|(_, a)| a == c.name)
+            .map(|(e, _)| e.as_str())
+            .collect();
+        return messages::help_one(c, &envs);
+    }
+    let prefix = &inner.engine.config.settings.chat.prefix;
+    let allowed: Vec<&CommandHelp> = COMMANDS.iter().filter(|c| may(c.name)).collect();
+    messages::help_all(prefix, &allowed, grants.is_empty())
+}
+
+/// Each schedule and its next run.
+pub(crate) fn command_schedules(inner: &Inner, ev: &ChatEvent) -> String {
+    audit_read(inner, ev, "ok", None);
+    crate::schedule::describe(&inner.engine.config)
+}
