@@ -335,6 +335,27 @@ impl State {
         });
     }
 
+    /// Requests that came back before a 429's wait was over: to the refused route, or after
+    /// a global 429 to any route but the interaction endpoints. (`"METHOD /path"`, how long
+    /// after the 429.)
+    pub fn early_retries(&self) -> Vec<(String, Duration)> {
+        let mut early = Vec::new();
+        for l in &self.limited_at {
+            for (m, p, at) in &self.requests {
+                let request = format!("{m} {p}");
+                let held = if l.global {
+                    !p.contains("/interactions/") && !p.contains("/webhooks/")
+                } else {
+                    request == l.request
+                };
+                if held && *at > l.at && *at < l.at + l.retry_after {
+                    early.push((request, *at - l.at));
+                }
+            }
+        }
+        early
+    }
+
     /// When each request matching `"METHOD /path"` prefix `request` arrived, in order.
     pub fn arrivals(&self, request: &str) -> Vec<Instant> {
         self.requests
