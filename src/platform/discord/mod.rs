@@ -528,6 +528,9 @@ struct Shared {
     holds: Option<Arc<dyn GlobalHold>>,
 }
 
+/// How long a request waits for the store to say whether the replicas are held.
+const SHARED_HOLD_READ: Duration = Duration::from_millis(500);
+
 /// The store keeps the replicas' shared global hold, with the database's clock.
 impl GlobalHold for crate::store::Store {
     fn hold(&self, wait: Duration) -> BoxFuture<'static, ()> {
@@ -547,13 +550,20 @@ impl GlobalHold for crate::store::Store {
     fn remaining(&self) -> BoxFuture<'static, Option<Duration>> {
         let store = self.clone();
         Box::pin(async move {
-            match tokio::task::spawn_blocking(move || store.platform_hold("discord")).await {
-                Ok(Ok(left)) => left,
-                Ok(Err(e)) => {
+            // The store's one connection may be busy (or reconnecting): a request to Discord
+            // does not wait long for it; this process's own hold still applies.
+            let read = tokio::task::spawn_blocking(move || store.platform_hold("discord"));
+            match tokio::time::timeout(SHARED_HOLD_READ, read).await {
+                Ok(Ok(Ok(left))) => left,
+                Ok(Ok(Err(e))) => {
                     tracing::warn!(error = %e, "cannot read the replicas' shared Discord rate limit");
                     None
                 }
-                Err(_) => None,
+                Ok(Err(_)) => None,
+                Err(_) => {
+                    tracing::warn!("the store did not answer in time for the replicas' shared Discord rate limit");
+                    None
+                }
             }
         })
     }
