@@ -66,6 +66,7 @@ async fn connect_discord(bot: &Bot) -> Result<Connection, (i32, String)> {
         envs,
         bot.handler(),
         bot.event_claim(),
+        std::sync::Arc::new(bot.store().clone()),
         crate::platform::discord::RateLimits::DISCORD,
     )
     .await

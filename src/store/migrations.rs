@@ -114,6 +114,11 @@ const MIGRATIONS: &[&str] = &[
         approval_job INTEGER
     );
     CREATE INDEX outbox_by_state ON outbox(delivered_at, platform);",
+    // 4: a platform's global rate-limit hold, shared by the replicas using one token.
+    "CREATE TABLE rate_limit_holds (
+        platform TEXT PRIMARY KEY,
+        until_ms INTEGER NOT NULL
+    );",
 ];
 
 fn statements(sql: &str) -> impl Iterator<Item = &str> {

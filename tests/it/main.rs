@@ -24,6 +24,7 @@ mod delete_progress;
 mod discord_adapter;
 mod discord_bot;
 mod discord_buttons;
+mod discord_rate_limits;
 mod engine_scenarios;
 mod fake_aws_selftest;
 mod fake_slack_selftest;

@@ -54,22 +54,14 @@ impl Handler {
         }
     }
 
-    async fn register(&self, ctx: &Context) -> Result<(), String> {
-        self.port.limiter.global().await;
-        let result = match self.guild_id {
-            Some(guild) => guild.set_commands(&ctx.http, vec![slash_command()]).await.map(|_| ()),
-            None => Command::set_global_commands(&ctx.http, vec![slash_command()])
-                .await
-                .map(|_| ()),
-        };
-        result.map_err(|e| {
-            self.port
-                .secret
-                .scrub(format!("registering /{SLASH_COMMAND} failed: {e}"))
-        })
+    async fn register(&self, application: &str) -> Result<(), String> {
+        self.port
+            .register_commands(application, self.guild_id, &[slash_command()])
+            .await
+            .map_err(|e| format!("registering /{SLASH_COMMAND} failed: {e}"))
     }
 
-    async fn on_command(&self, ctx: &Context, cmd: CommandInteraction) {
+    async fn on_command(&self, cmd: CommandInteraction) {
         if !self.mine(cmd.id.to_string()).await {
             return;
         }
@@ -77,13 +69,12 @@ impl Handler {
         // responses do not count against the bot's global limit (Discord's rate-limit docs),
         // so they never wait behind status edits.
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
-        if let Err(e) = cmd.create_response(&ctx.http, defer).await {
-            tracing::warn!(
-                "{}",
-                self.port
-                    .secret
-                    .scrub(format!("deferring /{SLASH_COMMAND} failed: {e}"))
-            );
+        if let Err(e) = self
+            .port
+            .interaction_callback(&cmd.id.to_string(), &cmd.token, &defer)
+            .await
+        {
+            tracing::warn!("deferring /{SLASH_COMMAND} failed: {e}");
             return;
         }
         let text = slash_text(
@@ -104,28 +95,22 @@ impl Handler {
         let reply = (self.handler)(event)
             .await
             .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
-        if let Err(e) = cmd
-            .edit_response(
-                &ctx.http,
-                EditInteractionResponse::new()
-                    .content(fit(&reply))
-                    .allowed_mentions(no_pings()),
-            )
+        let answer = EditInteractionResponse::new()
+            .content(fit(&reply))
+            .allowed_mentions(no_pings());
+        if let Err(e) = self
+            .port
+            .edit_original(&cmd.application_id.to_string(), &cmd.token, &answer)
             .await
         {
-            tracing::warn!(
-                "{}",
-                self.port
-                    .secret
-                    .scrub(format!("answering /{SLASH_COMMAND} failed: {e}"))
-            );
+            tracing::warn!("answering /{SLASH_COMMAND} failed: {e}");
         }
     }
 
     /// A click on one of our buttons: acknowledged at once (ephemeral, only the clicker sees
     /// it), then the button's command runs as the clicking user and the reply replaces the
     /// acknowledgement.
-    async fn on_button(&self, ctx: &Context, click: ComponentInteraction) {
+    async fn on_button(&self, click: ComponentInteraction) {
         if !matches!(click.data.kind, ComponentInteractionDataKind::Button) {
             return;
         }
@@ -136,13 +121,12 @@ impl Handler {
             return;
         }
         let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(true));
-        if let Err(e) = click.create_response(&ctx.http, defer).await {
-            tracing::warn!(
-                "{}",
-                self.port
-                    .secret
-                    .scrub(format!("acknowledging a button click failed: {e}"))
-            );
+        if let Err(e) = self
+            .port
+            .interaction_callback(&click.id.to_string(), &click.token, &defer)
+            .await
+        {
+            tracing::warn!("acknowledging a button click failed: {e}");
             return;
         }
         let identity = identity_of(
@@ -156,30 +140,26 @@ impl Handler {
             text: command,
         };
         let reply = (self.handler)(event).await.unwrap_or_else(|| ON_IT.to_string());
-        if let Err(e) = click
-            .edit_response(
-                &ctx.http,
-                EditInteractionResponse::new()
-                    .content(fit(&reply))
-                    .allowed_mentions(no_pings()),
-            )
+        let answer = EditInteractionResponse::new()
+            .content(fit(&reply))
+            .allowed_mentions(no_pings());
+        if let Err(e) = self
+            .port
+            .edit_original(&click.application_id.to_string(), &click.token, &answer)
             .await
         {
-            tracing::warn!(
-                "{}",
-                self.port.secret.scrub(format!("answering a button click failed: {e}"))
-            );
+            tracing::warn!("answering a button click failed: {e}");
         }
     }
 }
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, ctx: Context, ready: Ready) {
+    async fn ready(&self, _ctx: Context, ready: Ready) {
         let _ = self.bot_id.set(ready.user.id);
         self.port.set_connected(true);
         tracing::info!(user = %ready.user.name, id = %ready.user.id, "connected to Discord");
-        if let Err(e) = self.register(&ctx).await {
+        if let Err(e) = self.register(&ready.application.id.to_string()).await {
             tracing::warn!("{e}");
         }
         signal(&self.ready, Ok(()));
@@ -220,7 +200,7 @@ impl EventHandler for Handler {
         }
     }
 
-    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
         match interaction {
             Interaction::Autocomplete(ac) if ac.data.name == SLASH_COMMAND => {
                 let Some(focused) = ac.data.autocomplete() else { return };
@@ -232,15 +212,17 @@ impl EventHandler for Handler {
                 let response = choices
                     .iter()
                     .fold(CreateAutocompleteResponse::new(), |r, e| r.add_string_choice(e, e));
-                if let Err(e) = ac
-                    .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(response))
+                let response = CreateInteractionResponse::Autocomplete(response);
+                if let Err(e) = self
+                    .port
+                    .interaction_callback(&ac.id.to_string(), &ac.token, &response)
                     .await
                 {
-                    tracing::warn!("{}", self.port.secret.scrub(format!("autocomplete failed: {e}")));
+                    tracing::warn!("autocomplete failed: {e}");
                 }
             }
-            Interaction::Command(cmd) if cmd.data.name == SLASH_COMMAND => self.on_command(&ctx, cmd).await,
-            Interaction::Component(click) => self.on_button(&ctx, click).await,
+            Interaction::Command(cmd) if cmd.data.name == SLASH_COMMAND => self.on_command(cmd).await,
+            Interaction::Component(click) => self.on_button(click).await,
             _ => {}
         }
     }

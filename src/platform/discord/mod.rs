@@ -8,31 +8,24 @@
 //! clicker), runs the command as the clicking user, and the deferred response then becomes the
 //! reply.
 //!
-//! Rate limits are enforced here, not left to serenity or to Discord's 429s: serenity's own
-//! limiter is bypassed when a proxy is set (the tests' fake Discord), and we want the same
-//! behaviour in production. Two layers, both waiting instead of failing:
-//! - per channel, at most `per_channel` message creates/edits in any `window`. This is a
-//!   sliding log, not a GCRA bucket: a GCRA quota that allows a burst of 5 lets a 6th request
-//!   through one period later, which a "5 per 5 s" bucket refuses. The window is measured from
-//!   the moment each request *completed* (it has reached Discord by then), so request latency
-//!   cannot squeeze two windows together. Requests to one channel are serialized, which also
-//!   keeps edits of one message in order.
-//! - globally, a governor quota of `global_per_second` (small burst), for every REST call but
-//!   the interaction endpoints (responses, deferrals, follow-ups), which Discord does not count
-//!   against the global limit; the quota is shared by the live bot replicas.
+//! Every REST request goes through one path of ours, [`rest`], with or without
+//! `discord.api_proxy`, so the tests (which reach the fake Discord through the proxy setting)
+//! run the limiter production runs. [`limiter`] paces to Discord's announced buckets, a
+//! per-channel prior and a global quota, and waits out every 429 (a global one shared with the
+//! other replicas through the store). Why serenity's own limiter is not used: see [`rest`].
 //!
 //! The bot token is never logged nor put into an error: errors pass through [`Secret::scrub`].
-//! What arrives from the gateway is handled in [`handler`]; the pacing lives in [`limiter`].
+//! What arrives from the gateway is handled in [`handler`].
 
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use hyper::Method;
 use serenity::all::{
-    ButtonStyle, ChannelId, ClientBuilder, Command, CommandOptionType, CreateActionRow, CreateAllowedMentions,
-    CreateAttachment, CreateButton, CreateCommand, CreateCommandOption, CreateMessage, EditMessage, GatewayIntents,
-    GuildId, Http, HttpBuilder, MessageId, RoleId, User,
+    ButtonStyle, ClientBuilder, CommandOptionType, CreateActionRow, CreateAllowedMentions, CreateButton, CreateCommand,
+    CreateCommandOption, GatewayIntents, GuildId, Http, HttpBuilder, RoleId, User,
 };
 use tokio::sync::oneshot;
 
@@ -45,10 +38,12 @@ use crate::permissions::Identity;
 
 mod handler;
 mod limiter;
+mod rest;
 
 use handler::{signal, Handler, ReadySender};
-use limiter::Limiter;
-pub use limiter::RateLimits;
+pub use limiter::{GlobalHold, RateLimits};
+use limiter::{Limiter, RouteKey};
+use rest::{Body, Call, Rest};
 
 /// The slash command's name: `/argos`.
 pub const SLASH_COMMAND: &str = "argos";
@@ -82,9 +77,6 @@ const MAX_CHOICES: usize = 25;
 /// How long [`start`] waits for the gateway's READY.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A REST call that takes longer than this is abandoned (and frees its channel).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The token, kept only to scrub it out of error text.
 struct Secret(String);
 
@@ -101,8 +93,7 @@ impl Secret {
 
 /// Posts and edits channel messages for the bot.
 pub struct DiscordPort {
-    http: Http,
-    limiter: Limiter,
+    rest: Rest,
     secret: Secret,
     /// The gateway session is up (READY seen, and the shard's stage is Connected).
     connected: std::sync::atomic::AtomicBool,
@@ -111,20 +102,49 @@ pub struct DiscordPort {
 impl std::fmt::Debug for DiscordPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiscordPort")
-            .field("limits", &self.limiter.limits)
+            .field("limits", &self.rest.limiter.limits)
             .finish_non_exhaustive()
     }
 }
 
+/// serenity's client for the gateway's own lookups when it connects; every request of ours
+/// goes through [`rest`]. Its limiter is off with or without a proxy (it would be skipped
+/// with one anyway), so no request is paced by two limiters that do not know each other.
 fn build_http(settings: &DiscordSettings, token: &str) -> Http {
-    let builder = HttpBuilder::new(token);
+    let builder = HttpBuilder::new(token).ratelimiter_disabled(true);
     match &settings.api_proxy {
-        // serenity's rate-limited path ignores the proxy; our own limiter replaces it.
-        Some(url) => builder
-            .proxy(url.trim_end_matches('/'))
-            .ratelimiter_disabled(true)
-            .build(),
+        Some(url) => builder.proxy(url.trim_end_matches('/')).build(),
         None => builder.build(),
+    }
+}
+
+/// A message create or edit in `channel`.
+fn message_route(route: &'static str, channel: &str) -> RouteKey {
+    RouteKey {
+        route,
+        major: channel.to_string(),
+        interaction: false,
+        channel: Some(channel.to_string()),
+    }
+}
+
+/// The JSON of a message: its text, its buttons (always sent on an edit: an edit without
+/// buttons removes the ones the message had), no pings, and its file's slot if it has one.
+fn message_body(msg: &OutgoingMessage, edit: bool, file: Option<(String, Vec<u8>)>) -> Body {
+    let mut json = serde_json::json!({
+        "content": fit(&msg.text),
+        "allowed_mentions": no_pings(),
+    });
+    let rows = action_rows(&msg.buttons);
+    if edit || !rows.is_empty() {
+        json["components"] = serde_json::to_value(&rows).unwrap_or_default();
+    }
+    match file {
+        Some((filename, data)) => {
+            json["attachments"] = serde_json::json!([{"id": 0, "filename": filename}]);
+            Body::WithFile { json, filename, data }
+        }
+        None => Body::Json(json),
     }
 }
 
@@ -210,21 +230,21 @@ fn identity_of(user: &User, nick: Option<&String>, roles: &[RoleId]) -> Identity
     }
 }
 
-async fn read_attachment(msg: &OutgoingMessage) -> PortResult<Option<CreateAttachment>> {
+async fn read_attachment(msg: &OutgoingMessage) -> PortResult<Option<(String, Vec<u8>)>> {
     let Some(a) = &msg.attachment else { return Ok(None) };
     let data = tokio::fs::read(&a.path)
         .await
         .map_err(|e| PortError(format!("cannot read attachment {}: {e}", a.path.display())))?;
-    Ok(Some(CreateAttachment::bytes(data, a.filename.clone())))
+    Ok(Some((a.filename.clone(), data)))
 }
 
 impl DiscordPort {
     /// A port with its own HTTP client (through `settings.api_proxy` when set) that keeps to
     /// `limits`. [`start`] uses [`RateLimits::DISCORD`].
     pub fn new(settings: &DiscordSettings, token: &str, limits: RateLimits) -> DiscordPort {
+        let proxy = settings.api_proxy.as_deref();
         DiscordPort {
-            http: build_http(settings, token),
-            limiter: Limiter::new(limits),
+            rest: Rest::new(token, proxy, Limiter::new(limits)),
             secret: Secret(token.to_string()),
             connected: Default::default(),
         }
@@ -233,25 +253,113 @@ impl DiscordPort {
     /// The limits this port keeps to.
     /// Discord's limits belong to the bot token: `replicas` live bots share them.
     pub fn set_share(&self, replicas: usize) {
-        self.limiter.global.set_share(replicas);
+        self.rest.limiter.global.set_share(replicas);
+    }
+
+    /// Shares global 429s with the other replicas that use this token (through the store):
+    /// one replica told to wait makes them all wait.
+    pub fn share_holds(&self, holds: Arc<dyn GlobalHold>) {
+        self.rest.limiter.share_holds(holds);
     }
 
     pub fn limits(&self) -> RateLimits {
-        self.limiter.limits
+        self.rest.limiter.limits
     }
 
-    fn error(&self, what: &str, err: serenity::Error) -> PortError {
-        PortError(self.secret.scrub(format!("Discord {what} failed: {err}")))
+    /// How much longer a global 429 that this port was told of holds its requests.
+    pub fn global_hold(&self) -> Option<Duration> {
+        self.rest.limiter.global_hold()
     }
 
-    async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = serenity::Result<T>>) -> PortResult<T> {
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
-        crate::metrics::get().chat_request("discord", what, request_status(&outcome));
-        match outcome {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.error(what, e)),
-            Err(_) => Err(PortError(format!("Discord {what} timed out"))),
-        }
+    /// Sends one request through the limiter; errors have the token scrubbed out.
+    async fn send_call(
+        &self,
+        call: Call,
+        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
+    ) -> PortResult<Option<bytes::Bytes>> {
+        self.rest
+            .call(call, still)
+            .await
+            .map_err(|e| PortError(self.secret.scrub(e)))
+    }
+
+    /// Answers an interaction (a deferral, an autocompletion).
+    pub(super) async fn interaction_callback(
+        &self,
+        id: &str,
+        token: &str,
+        response: &serenity::all::CreateInteractionResponse,
+    ) -> PortResult<()> {
+        let call = Call {
+            what: "interaction response",
+            method: Method::POST,
+            path: format!("/interactions/{id}/{token}/callback"),
+            key: RouteKey {
+                route: "POST /interactions/{i}/{t}/callback",
+                major: id.to_string(),
+                interaction: true,
+                channel: None,
+            },
+            body: Body::Json(serde_json::to_value(response).unwrap_or_default()),
+        };
+        self.send_call(call, None).await.map(|_| ())
+    }
+
+    /// Replaces a deferred interaction response with the reply (the follow-up).
+    pub(super) async fn edit_original(
+        &self,
+        application: &str,
+        token: &str,
+        edit: &serenity::all::EditInteractionResponse,
+    ) -> PortResult<()> {
+        let call = Call {
+            what: "interaction follow-up",
+            method: Method::PATCH,
+            path: format!("/webhooks/{application}/{token}/messages/@original"),
+            key: RouteKey {
+                route: "PATCH /webhooks/{a}/{t}/messages/@original",
+                // Webhook routes are limited per webhook (the interaction's token).
+                major: token.to_string(),
+                interaction: true,
+                channel: None,
+            },
+            body: Body::Json(serde_json::to_value(edit).unwrap_or_default()),
+        };
+        self.send_call(call, None).await.map(|_| ())
+    }
+
+    /// Registers the slash commands, in the guild or globally.
+    pub(super) async fn register_commands(
+        &self,
+        application: &str,
+        guild: Option<GuildId>,
+        commands: &[CreateCommand],
+    ) -> PortResult<()> {
+        let (path, route, major) = match guild {
+            Some(g) => (
+                format!("/applications/{application}/guilds/{g}/commands"),
+                "PUT /applications/{a}/guilds/{g}/commands",
+                g.to_string(),
+            ),
+            None => (
+                format!("/applications/{application}/commands"),
+                "PUT /applications/{a}/commands",
+                application.to_string(),
+            ),
+        };
+        let call = Call {
+            what: "command registration",
+            method: Method::PUT,
+            path,
+            key: RouteKey {
+                route,
+                major,
+                interaction: false,
+                channel: None,
+            },
+            body: Body::Json(serde_json::to_value(commands).unwrap_or_default()),
+        };
+        self.send_call(call, None).await.map(|_| ())
     }
 
     pub(super) fn set_connected(&self, up: bool) {
@@ -259,21 +367,21 @@ impl DiscordPort {
     }
 
     async fn post(&self, channel: &str, msg: OutgoingMessage) -> PortResult<String> {
-        let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
+        let channel_id = snowflake("channel", channel).map_err(PortError)?;
         let file = read_attachment(&msg).await?;
-        let mut builder = CreateMessage::new()
-            .content(fit(&msg.text))
-            .allowed_mentions(no_pings());
-        let rows = action_rows(&msg.buttons);
-        if !rows.is_empty() {
-            builder = builder.components(rows);
-        }
-        if let Some(file) = file {
-            builder = builder.add_file(file);
-        }
-        let _permit = self.limiter.channel(channel).await;
-        let sent = self.timed("send", channel_id.send_message(&self.http, builder)).await?;
-        Ok(sent.id.to_string())
+        let call = Call {
+            what: "send",
+            method: Method::POST,
+            path: format!("/channels/{channel_id}/messages"),
+            key: message_route("POST /channels/{c}/messages", channel),
+            body: message_body(&msg, false, file),
+        };
+        let answer = self.send_call(call, None).await?.unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        json["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| PortError("Discord send answered without a message id".into()))
     }
 
     async fn change(
@@ -283,39 +391,17 @@ impl DiscordPort {
         msg: OutgoingMessage,
         still: Option<&(dyn Fn() -> bool + Send + Sync)>,
     ) -> PortResult<()> {
-        let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
-        let message_id = MessageId::new(snowflake("message", message_id).map_err(PortError)?);
+        let channel_id = snowflake("channel", channel).map_err(PortError)?;
+        let message_id = snowflake("message", message_id).map_err(PortError)?;
         let file = read_attachment(&msg).await?;
-        // Always sent: an edit without buttons removes the ones the message had.
-        let mut builder = EditMessage::new()
-            .content(fit(&msg.text))
-            .components(action_rows(&msg.buttons))
-            .allowed_mentions(no_pings());
-        if let Some(file) = file {
-            builder = builder.new_attachment(file);
-        }
-        let _permit = self.limiter.channel(channel).await;
-        // The wait for the channel may have been long (or this process was paused in it).
-        if still.is_some_and(|still| !still()) {
-            return Ok(());
-        }
-        self.timed("edit", channel_id.edit_message(&self.http, message_id, builder))
-            .await?;
-        Ok(())
-    }
-}
-
-/// How a REST call ended, for the metrics.
-fn request_status<T>(outcome: &Result<serenity::Result<T>, tokio::time::error::Elapsed>) -> &'static str {
-    match outcome {
-        Ok(Ok(_)) => "ok",
-        Ok(Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r))))
-            if r.status_code.as_u16() == 429 =>
-        {
-            "429"
-        }
-        Ok(Err(_)) => "error",
-        Err(_) => "timeout",
+        let call = Call {
+            what: "edit",
+            method: Method::PATCH,
+            path: format!("/channels/{channel_id}/messages/{message_id}"),
+            key: message_route("PATCH /channels/{c}/messages/{m}", channel),
+            body: message_body(&msg, true, file),
+        };
+        self.send_call(call, still).await.map(|_| ())
     }
 }
 
@@ -416,7 +502,8 @@ pub async fn start(
 }
 
 /// [`start`] for one replica among several: each event is answered only by the replica whose
-/// `claim` wins.
+/// `claim` wins, and a global 429 told to any of them holds them all (`holds`: the store).
+#[allow(clippy::too_many_arguments)]
 pub async fn start_replica(
     settings: &DiscordSettings,
     token: String,
@@ -424,9 +511,62 @@ pub async fn start_replica(
     env_names: Vec<String>,
     handler: CommandHandler,
     claim: EventClaim,
+    holds: Arc<dyn GlobalHold>,
     limits: RateLimits,
 ) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
-    connect(settings, token, prefix, env_names, handler, Some(claim), limits).await
+    let shared = Shared {
+        claim: Some(claim),
+        holds: Some(holds),
+    };
+    connect(settings, token, prefix, env_names, handler, shared, limits).await
+}
+
+/// What the replicas sharing a token share: who answers an event, and global holds.
+#[derive(Default)]
+struct Shared {
+    claim: Option<EventClaim>,
+    holds: Option<Arc<dyn GlobalHold>>,
+}
+
+/// How long a request waits for the store to say whether the replicas are held.
+const SHARED_HOLD_READ: Duration = Duration::from_millis(500);
+
+/// The store keeps the replicas' shared global hold, with the database's clock.
+impl GlobalHold for crate::store::Store {
+    fn hold(&self, wait: Duration) -> BoxFuture<'static, ()> {
+        let store = self.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || store.hold_platform("discord", wait)).await {
+                Ok(Ok(())) => {}
+                // This replica still waits (its own hold is in memory); the others may not.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot share Discord's global rate limit with the other replicas")
+                }
+                Err(_) => {}
+            }
+        })
+    }
+
+    fn remaining(&self) -> BoxFuture<'static, Option<Duration>> {
+        let store = self.clone();
+        Box::pin(async move {
+            // The store's one connection may be busy (or reconnecting): a request to Discord
+            // does not wait long for it; this process's own hold still applies.
+            let read = tokio::task::spawn_blocking(move || store.platform_hold("discord"));
+            match tokio::time::timeout(SHARED_HOLD_READ, read).await {
+                Ok(Ok(Ok(left))) => left,
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "cannot read the replicas' shared Discord rate limit");
+                    None
+                }
+                Ok(Err(_)) => None,
+                Err(_) => {
+                    tracing::warn!("the store did not answer in time for the replicas' shared Discord rate limit");
+                    None
+                }
+            }
+        })
+    }
 }
 
 /// [`start`] with other rate limits (tests use a short window).
@@ -438,7 +578,7 @@ pub async fn start_with_limits(
     handler: CommandHandler,
     limits: RateLimits,
 ) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
-    connect(settings, token, prefix, env_names, handler, None, limits).await
+    connect(settings, token, prefix, env_names, handler, Shared::default(), limits).await
 }
 
 async fn connect(
@@ -447,14 +587,21 @@ async fn connect(
     prefix: String,
     env_names: Vec<String>,
     handler: CommandHandler,
-    claim: Option<EventClaim>,
+    shared: Shared,
     limits: RateLimits,
 ) -> Result<(Arc<DiscordPort>, tokio::task::JoinHandle<()>), String> {
     let guild_id = match &settings.guild_id {
         Some(g) => Some(GuildId::new(snowflake("guild_id", g)?)),
         None => None,
     };
+    rest::authorization(&token)?;
     let port = Arc::new(DiscordPort::new(settings, &token, limits));
+    if let Some(holds) = shared.holds {
+        port.share_holds(holds);
+    }
+    // serenity's own lookups when it connects do not pass through our limiter: at least they
+    // do not start while Discord holds the token.
+    port.rest.limiter.global().await;
     let mut intents = GatewayIntents::GUILDS | GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES;
     if settings.message_content_intent {
         intents |= GatewayIntents::MESSAGE_CONTENT;
@@ -466,7 +613,7 @@ async fn connect(
         prefix,
         env_names,
         handler,
-        claim,
+        claim: shared.claim,
         guild_id,
         bot_id: OnceLock::new(),
         ready: ready.clone(),

@@ -62,6 +62,7 @@ async fn a_slack_job_and_a_discord_job_run_at_once_in_one_bot() {
         envs,
         bot.handler(),
         bot.event_claim(),
+        std::sync::Arc::new(bot.store().clone()),
         FAST_LIMITS,
     )
     .await

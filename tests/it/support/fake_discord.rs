@@ -34,6 +34,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+pub use super::fake_discord_limits::{Announced, Limited, Refusal};
+use super::fake_discord_limits::{Decision, Limits};
 use super::http_server::{HttpServer, Request, Response, Router};
 
 /// The bot token the fake accepts.
@@ -303,6 +305,10 @@ pub struct State {
     pub requests: Vec<(String, String, Instant)>,
     /// Each 429 answer: (session, `"METHOD /path"`).
     pub limited: Vec<(Option<String>, String)>,
+    /// Each 429 answer, with its time and what it asked for.
+    pub limited_at: Vec<Limited>,
+    /// Scripted 429s and announced buckets ([`FakeDiscord::refuse`], [`FakeDiscord::announce`]).
+    limits: Limits,
     /// Every event written to a gateway session, in order.
     pub deliveries: Vec<Delivery>,
     /// Every gateway connection, in the order they were opened.
@@ -316,6 +322,49 @@ pub struct State {
 }
 
 impl State {
+    fn record_429(&mut self, req: &Request, at: Instant, retry_after: Duration, global: bool) {
+        let request = format!("{} {}", req.method, req.path);
+        self.rate_limited += 1;
+        self.limited.push((session_of(req), request.clone()));
+        self.limited_at.push(Limited {
+            request,
+            session: session_of(req),
+            at,
+            retry_after,
+            global,
+        });
+    }
+
+    /// Requests that came back before a 429's wait was over: to the refused route, or after
+    /// a global 429 to any route but the interaction endpoints. (`"METHOD /path"`, how long
+    /// after the 429.)
+    pub fn early_retries(&self) -> Vec<(String, Duration)> {
+        let mut early = Vec::new();
+        for l in &self.limited_at {
+            for (m, p, at) in &self.requests {
+                let request = format!("{m} {p}");
+                let held = if l.global {
+                    !p.contains("/interactions/") && !p.contains("/webhooks/")
+                } else {
+                    request == l.request
+                };
+                if held && *at > l.at && *at < l.at + l.retry_after {
+                    early.push((request, *at - l.at));
+                }
+            }
+        }
+        early
+    }
+
+    /// When each request matching `"METHOD /path"` prefix `request` arrived, in order.
+    pub fn arrivals(&self, request: &str) -> Vec<Instant> {
+        self.requests
+            .iter()
+            .filter(|(m, p, _)| format!("{m} {p}").starts_with(request))
+            .map(|(_, _, at)| *at)
+            .collect()
+    }
+
     fn new_id(&mut self) -> String {
         self.next_id += 1;
         (1_500_000_000_000_000_000 + self.next_id).to_string()
@@ -662,7 +711,21 @@ impl Inner {
         let now = Instant::now();
         let mut s = self.state();
         s.requests.push((req.method.clone(), req.path.clone(), now));
-        if req.path.contains("/interactions/") || req.path.contains("/webhooks/") {
+        let interaction = req.path.contains("/interactions/") || req.path.contains("/webhooks/");
+        let request = format!("{} {}", req.method, req.path);
+        if let Decision::Refuse {
+            retry_after,
+            global,
+            headers,
+        } = s.limits.decide(&request, interaction, now)
+        {
+            s.record_429(req, now, retry_after, global);
+            drop(s);
+            self.changed();
+            let refusal = too_many(retry_after, global);
+            return Some(headers.iter().fold(refusal, |r, (n, v)| r.with_header(n, v)));
+        }
+        if interaction {
             return None;
         }
         let second = Duration::from_secs(1);
@@ -671,9 +734,7 @@ impl Inner {
         }
         if s.global_log.len() >= self.limits.global_per_second as usize {
             let retry = second.saturating_sub(now.duration_since(s.global_log[0]));
-            s.rate_limited += 1;
-            s.limited
-                .push((session_of(req), format!("{} {}", req.method, req.path)));
+            s.record_429(req, now, retry, true);
             drop(s);
             self.changed();
             return Some(too_many(retry, true));
@@ -686,9 +747,7 @@ impl Inner {
             }
             if log.len() >= self.limits.per_channel as usize {
                 let retry = window.saturating_sub(now.duration_since(log[0]));
-                s.rate_limited += 1;
-                s.limited
-                    .push((session_of(req), format!("{} {}", req.method, req.path)));
+                s.record_429(req, now, retry, false);
                 drop(s);
                 self.changed();
                 return Some(too_many(retry, false));
@@ -697,6 +756,18 @@ impl Inner {
         }
         s.global_log.push_back(now);
         None
+    }
+
+    /// A served answer with the headers of the bucket its request belongs to, if announced.
+    fn announced(&self, req: &Request, answer: Response) -> Response {
+        if answer.status == 429 {
+            return answer;
+        }
+        let headers = self
+            .state()
+            .limits
+            .headers(&format!("{} {}", req.method, req.path), Instant::now());
+        headers.iter().fold(answer, |r, (n, v)| r.with_header(n, v))
     }
 
     fn authorized(&self, req: &Request) -> Option<Response> {
@@ -1009,12 +1080,20 @@ fn router(inner: Arc<Inner>) -> Router {
         })
         .route("*", "/api/v10/applications/{app}/commands", move |req| d.commands(&req))
         .route("*", "/api/v10/applications/{app}/guilds/{guild}/commands", move |req| e.commands(&req))
-        .route("POST", "/api/v10/channels/{channel}/messages", move |req| f.create_message(&req))
-        .route("PATCH", "/api/v10/channels/{channel}/messages/{message}", move |req| g.edit_message(&req))
+        .route("POST", "/api/v10/channels/{channel}/messages", move |req| {
+            f.announced(&req, f.create_message(&req))
+        })
+        .route("PATCH", "/api/v10/channels/{channel}/messages/{message}", move |req| {
+            g.announced(&req, g.edit_message(&req))
+        })
         .route("GET", "/api/v10/channels/{channel}/messages/{message}", move |req| h.get_message(&req))
-        .route("POST", "/api/v10/interactions/{id}/{token}/callback", move |req| k.callback(&req))
-        .route("*", "/api/v10/webhooks/{app}/{token}/messages/{message}", move |req| l.webhook(&req))
-        .route("POST", "/api/v10/webhooks/{app}/{token}", move |req| m.webhook(&req))
+        .route("POST", "/api/v10/interactions/{id}/{token}/callback", move |req| {
+            k.announced(&req, k.callback(&req))
+        })
+        .route("*", "/api/v10/webhooks/{app}/{token}/messages/{message}", move |req| {
+            l.announced(&req, l.webhook(&req))
+        })
+        .route("POST", "/api/v10/webhooks/{app}/{token}", move |req| m.announced(&req, m.webhook(&req)))
         .fallback(move |req| {
             n.state().unexpected.push(format!("{} {}", req.method, req.path));
             n.changed();
@@ -1420,6 +1499,17 @@ permissions:
             message_content_intent,
             ..Default::default()
         }
+    }
+
+    /// Refuses the next request whose `"METHOD /path"` starts with `refusal.request` with a 429
+    /// (and refuses again whatever comes back before its `retry_after` is over).
+    pub fn refuse(&self, refusal: Refusal) {
+        self.inner.state().limits.refuse(refusal);
+    }
+
+    /// Announces (and enforces) a bucket for the requests `bucket.request` matches.
+    pub fn announce(&self, bucket: Announced) {
+        self.inner.state().limits.announce(bucket);
     }
 
     /// Reads the state.

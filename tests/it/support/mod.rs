@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod fake_aws;
 pub mod fake_discord;
+pub mod fake_discord_limits;
 pub mod fake_slack;
 pub mod http_server;
 pub mod moto;
