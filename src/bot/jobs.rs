@@ -11,12 +11,13 @@ use tracing::Instrument;
 
 use crate::bot::port::{Attachment, OutgoingMessage};
 use crate::bot::replica::JobLease;
-use crate::bot::reporter::{Pacing, Reporter};
+use crate::bot::reporter::Reporter;
 use crate::bot::status::{Ending, StatusModel};
 use crate::bot::Inner;
 use crate::command::Action;
 use crate::engine::{self, Ctx, Summary};
 use crate::error::Error;
+use crate::platform::pacing::Pacing;
 use crate::progress::ProgressTx;
 use crate::store::{JobRecord, JobState};
 
@@ -206,7 +207,7 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         port: port.clone(),
         channel: job.channel.clone(),
         message_id,
-        pacing: Pacing::from_settings(&inner.engine.config.settings.chat),
+        pacing: Pacing::of_port(port.platform(), &inner.engine.config.settings.chat),
         global: inner.global_edits.clone(),
         redactor: inner.engine.redactor.clone(),
         edits: 0,

@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 use crate::bot::port::{
     addressed_text, tone_of, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError,
-    PortResult, Tone,
+    PortResult, Render, Tone,
 };
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
@@ -276,15 +276,16 @@ impl DiscordPort {
         Ok(sent.id.to_string())
     }
 
-    async fn change(
-        &self,
-        channel: &str,
-        message_id: &str,
-        msg: OutgoingMessage,
-        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
-    ) -> PortResult<()> {
+    async fn change(&self, channel: &str, message_id: &str, render: Render) -> PortResult<()> {
         let channel_id = ChannelId::new(snowflake("channel", channel).map_err(PortError)?);
         let message_id = MessageId::new(snowflake("message", message_id).map_err(PortError)?);
+        let _permit = self.limiter.channel(channel).await;
+        // Rendered after the wait for the channel (which may have been long, or this process
+        // was paused in it): the message shows the job as it is now. `None`: the job's lease
+        // ran out meanwhile.
+        let Some(msg) = render() else {
+            return Ok(());
+        };
         let file = read_attachment(&msg).await?;
         // Always sent: an edit without buttons removes the ones the message had.
         let mut builder = EditMessage::new()
@@ -293,11 +294,6 @@ impl DiscordPort {
             .allowed_mentions(no_pings());
         if let Some(file) = file {
             builder = builder.new_attachment(file);
-        }
-        let _permit = self.limiter.channel(channel).await;
-        // The wait for the channel may have been long (or this process was paused in it).
-        if still.is_some_and(|still| !still()) {
-            return Ok(());
         }
         self.timed("edit", channel_id.edit_message(&self.http, message_id, builder))
             .await?;
@@ -342,17 +338,16 @@ impl ChatPort for DiscordPort {
         message_id: &'a str,
         msg: OutgoingMessage,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg, None))
+        Box::pin(self.change(channel, message_id, Arc::new(move || Some(msg.clone()))))
     }
 
-    fn edit_if<'a>(
+    fn edit_rendered<'a>(
         &'a self,
         channel: &'a str,
         message_id: &'a str,
-        msg: OutgoingMessage,
-        still: &'a (dyn Fn() -> bool + Send + Sync),
+        render: Render,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg, Some(still)))
+        Box::pin(self.change(channel, message_id, render))
     }
 }
 
