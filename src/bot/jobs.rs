@@ -17,7 +17,6 @@ use crate::bot::Inner;
 use crate::command::Action;
 use crate::engine::{self, Ctx, Summary};
 use crate::error::Error;
-use crate::platform::pacing::Pacing;
 use crate::progress::ProgressTx;
 use crate::store::{JobRecord, JobState};
 
@@ -207,7 +206,7 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         port: port.clone(),
         channel: job.channel.clone(),
         message_id,
-        pacing: Pacing::of_port(port.platform(), &inner.engine.config.settings.chat),
+        pacing: port.pacing(&inner.engine.config.settings.chat),
         global: inner.global_edits.clone(),
         redactor: inner.engine.redactor.clone(),
         edits: 0,

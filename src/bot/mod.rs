@@ -7,6 +7,7 @@ mod audit_batch;
 mod dispatch;
 pub mod jobs;
 pub mod messages;
+pub mod pace;
 pub mod port;
 pub mod replica;
 pub mod reporter;
@@ -97,7 +98,7 @@ impl Bot {
                 crate::people::People::new(&engine.config.settings.people),
             ),
             limiter: RateLimiter::keyed(quota),
-            global_edits: crate::platform::pacing::shared_edit_budget(chat),
+            global_edits: pace::shared_edit_budget(chat),
             ports: RwLock::new(HashMap::new()),
             connecting: RwLock::new(Default::default()),
             jobs: JobTable::default(),

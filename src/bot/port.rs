@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 
+use crate::bot::pace::Pacing;
+use crate::config::ChatSettings;
 use crate::permissions::Identity;
 
 /// A command addressed to the bot, with the prefix or mention already removed.
@@ -112,6 +114,11 @@ pub trait ChatPort: Send + Sync {
                 None => Ok(()),
             }
         })
+    }
+    /// How this platform's status messages are paced. A chat API's edit budget unless the
+    /// adapter says otherwise (the console has none).
+    fn pacing(&self, chat: &ChatSettings) -> Pacing {
+        Pacing::chat_api(chat)
     }
     /// Whether this adapter can post in `channel`. A chat connection reaches every channel;
     /// a console reaches only its own terminal.

@@ -1,5 +1,5 @@
 //! Keeps one status message per job up to date. Progress events are folded into the
-//! [`StatusModel`] as they come; edits are paced by the platform ([`crate::platform::pacing`]):
+//! [`StatusModel`] as they come; edits are paced by the platform ([`ChatPort::pacing`]):
 //! on a chat API at most one per `edit_interval` per message, a per-message budget and one
 //! budget shared by every message of the bot, so a job never exceeds the platform's limits
 //! however chatty it is; on the console as often as there is news, and once a second anyway.
@@ -18,9 +18,9 @@ use governor::DefaultDirectRateLimiter;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
+use crate::bot::pace::Pacing;
 use crate::bot::port::{Attachment, ChatPort, OutgoingMessage, Render};
 use crate::bot::status::{Ending, StatusModel};
-use crate::platform::pacing::Pacing;
 use crate::progress::Progress;
 use crate::redact::Redactor;
 
@@ -29,7 +29,7 @@ pub struct Reporter {
     pub port: Arc<dyn ChatPort>,
     pub channel: String,
     pub message_id: String,
-    /// The platform's pacing ([`Pacing::of_port`]).
+    /// The platform's pacing ([`ChatPort::pacing`]).
     pub pacing: Pacing,
     /// The edit budget every status message of the bot shares (on a chat API).
     pub global: Arc<DefaultDirectRateLimiter>,

@@ -4,9 +4,9 @@
 //! instead of reaching CloudFormation and failing there with AWS's wording.
 
 use crate::check::{environment_findings, failures, image_findings, password_findings};
-use crate::template::Template;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::template::Template;
 
 /// What an operation will create or change.
 pub(crate) enum Creates<'a> {

@@ -191,7 +191,7 @@ async fn start_up(config: Config) {
     let store = Store::in_memory().expect("an in-memory store");
     let bot = Bot::new_as(engine, store, "console").expect("a replica");
     for platform in argos::platform::Platform::ALL {
-        argos::platform::pacing::Pacing::of(platform, &bot.engine().config.settings.chat).budgets();
+        argos::platform::pacing::of(platform, &bot.engine().config.settings.chat).budgets();
     }
     bot.retire();
 }

@@ -317,7 +317,11 @@ fn request_status<T>(outcome: &Result<serenity::Result<T>, tokio::time::error::E
 
 impl ChatPort for DiscordPort {
     fn platform(&self) -> &'static str {
-        "discord"
+        crate::platform::Platform::Discord.name()
+    }
+
+    fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
+        crate::platform::pacing::of(crate::platform::Platform::Discord, chat)
     }
 
     fn connected(&self) -> bool {

@@ -417,7 +417,11 @@ impl SlackPort {
 
 impl ChatPort for SlackPort {
     fn platform(&self) -> &'static str {
-        "slack"
+        crate::platform::Platform::Slack.name()
+    }
+
+    fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
+        crate::platform::pacing::of(crate::platform::Platform::Slack, chat)
     }
 
     fn connected(&self) -> bool {
