@@ -23,8 +23,10 @@ fn limiter(count: u32, period: Duration, burst: u32, share: u32) -> Arc<DefaultD
     let share = share.max(1);
     // At least one request a period each, however many replicas: a budget never stalls.
     let count = (count / share).max(1);
-    let burst = NonZeroU32::new((burst / share).max(1)).expect("at least 1");
-    let quota = Quota::with_period(period / count).expect("a period longer than zero");
+    let burst = NonZeroU32::new((burst / share).max(1)).unwrap_or(NonZeroU32::MIN);
+    // The config keeps rates far below one a nanosecond; a period is never zero all the same.
+    let each = (period / count).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(each).unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
     Arc::new(RateLimiter::direct(quota.allow_burst(burst)))
 }
 
@@ -84,6 +86,13 @@ mod tests {
         assert_eq!(b.rate(), 40);
         b.set_share(100);
         assert_eq!(b.rate(), 1);
+    }
+
+    #[test]
+    fn a_rate_above_one_a_nanosecond_does_not_panic() {
+        let b = SharedBudget::new(2_000_000_000, 5);
+        assert_eq!(b.rate(), 2_000_000_000);
+        assert!(b.limiter.read().unwrap().check().is_ok());
     }
 
     #[test]

@@ -138,76 +138,109 @@ pub const BROKER_PASSWORD_VAR: &str = "broker_password";
 
 /// What each environment's stack would be created with, checked without AWS.
 pub fn stack_findings(config: &Config, image: &Template, merged: &Template) -> Vec<Finding> {
+    let mut out = image_findings(config, image);
+    out.extend(password_findings(config));
+    for name in config.settings.environments.keys() {
+        out.extend(environment_findings(config, name, merged));
+    }
+    out
+}
+
+/// What the image build stack would be created with: its base image and its SSH CIDR.
+pub fn image_findings(config: &Config, image: &Template) -> Vec<Finding> {
     let mut out = Vec::new();
     out.push(match base_ami_problem(&config.vars.base_ami) {
         None => Finding::ok("base image", format!("from the SSM parameter {}", config.vars.base_ami)),
         Some(p) => Finding::fail("base image", p),
     });
-    let net = &config.settings.network;
-    let default_of = |t: &Template, name: &str| {
-        t.parameters()
-            .into_iter()
-            .find(|p| p.name == name)
-            .and_then(|p| p.default)
-    };
     // The image build takes only network.allowed_ssh_cidr (environments do not apply).
-    let image_cidr = net
+    let image_cidr = config
+        .settings
+        .network
         .allowed_ssh_cidr
         .clone()
         .or_else(|| default_of(image, "AllowedSshCidr"));
     out.extend(ssh_finding("image build", image_cidr.as_deref()));
+    out
+}
+
+fn default_of(t: &Template, name: &str) -> Option<String> {
+    t.parameters()
+        .into_iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.default)
+}
+
+/// The database password, if RDS would refuse it (never quoting it).
+pub fn password_findings(config: &Config) -> Option<Finding> {
     let password = config.var("db_password").ok().flatten();
-    if let Some(problem) = password.as_deref().and_then(rds_password_problem) {
-        out.push(Finding::fail(
+    password.as_deref().and_then(rds_password_problem).map(|problem| {
+        Finding::fail(
             "database password",
             format!("ARGOS_DB_PASSWORD {problem}; RDS takes 8 to 128 printable ASCII characters other than / \" @ and space"),
+        )
+    })
+}
+
+/// What environment `name`'s stack would be created with: its SSH CIDR, the template's rules,
+/// its DB subnets and the broker's password.
+pub fn environment_findings(config: &Config, name: &str, merged: &Template) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Ok((_, env)) = config.environment(name) else {
+        return out;
+    };
+    let net = &config.settings.network;
+    let broker_password = config.var(BROKER_PASSWORD_VAR).ok().flatten().filter(|p| !p.is_empty());
+    let mut values: BTreeMap<String, String> = merged
+        .parameters()
+        .into_iter()
+        .filter_map(|p| Some((p.name, p.default?)))
+        .collect();
+    if let Some(cidr) = &net.allowed_ssh_cidr {
+        values.insert("AllowedSshCidr".into(), cidr.clone());
+    }
+    values.extend(env.parameters.clone());
+    let label = format!("environment {name}");
+    out.extend(ssh_finding(&label, values.get("AllowedSshCidr").map(String::as_str)));
+    for refused in merged.rule_violations(&values) {
+        out.push(Finding::fail(
+            &label,
+            format!("the template's rules refuse its parameters: {refused}"),
         ));
     }
-    let broker_password = config.var(BROKER_PASSWORD_VAR).ok().flatten().filter(|p| !p.is_empty());
-    for name in config.settings.environments.keys() {
-        let Ok((_, env)) = config.environment(name) else {
-            continue;
-        };
-        let mut values: BTreeMap<String, String> = merged
-            .parameters()
-            .into_iter()
-            .filter_map(|p| Some((p.name, p.default?)))
-            .collect();
-        if let Some(cidr) = &net.allowed_ssh_cidr {
-            values.insert("AllowedSshCidr".into(), cidr.clone());
-        }
-        values.extend(env.parameters.clone());
-        let label = format!("environment {name}");
-        out.extend(ssh_finding(&label, values.get("AllowedSshCidr").map(String::as_str)));
-        for refused in merged.rule_violations(&values) {
-            out.push(Finding::fail(
-                &label,
-                format!("the template's rules refuse its parameters: {refused}"),
-            ));
-        }
-        let subnets: Vec<&str> = values
-            .get("DatabaseSubnetIds")
-            .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
-        match (subnets.len(), &net.vpc_id) {
-            (1, _) => out.push(Finding::fail(
-                &label,
-                "DatabaseSubnetIds names one subnet; a DB subnet group needs subnets in at least two Availability Zones",
-            )),
-            (0, Some(vpc)) => out.push(warn(
-                &label,
-                format!("network.vpc_id is {vpc} and DatabaseSubnetIds is empty: RDS then uses the VPC's default DB subnet group, which only the default VPC has; set environments.{name}.parameters.DatabaseSubnetIds to subnets of two Availability Zones"),
-            )),
-            _ => {}
-        }
-        if values.get("EnableBroker").map(String::as_str) == Some("true") && broker_password.is_none() {
-            out.push(Finding::fail(
-                &label,
-                "EnableBroker is true but ARGOS_BROKER_PASSWORD is not set: the broker's Redis and its clients need it",
-            ));
-        }
+    let subnets: Vec<&str> = values
+        .get("DatabaseSubnetIds")
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    match (subnets.len(), &net.vpc_id) {
+        (1, _) => out.push(Finding::fail(
+            &label,
+            "DatabaseSubnetIds names one subnet; a DB subnet group needs subnets in at least two Availability Zones",
+        )),
+        (0, Some(vpc)) => out.push(warn(
+            &label,
+            format!("network.vpc_id is {vpc} and DatabaseSubnetIds is empty: RDS then uses the VPC's default DB subnet group, which only the default VPC has; set environments.{name}.parameters.DatabaseSubnetIds to subnets of two Availability Zones"),
+        )),
+        _ => {}
+    }
+    if values.get("EnableBroker").map(String::as_str) == Some("true") && broker_password.is_none() {
+        out.push(Finding::fail(
+            &label,
+            "EnableBroker is true but ARGOS_BROKER_PASSWORD is not set: the broker's Redis and its clients need it",
+        ));
     }
     out
+}
+
+/// The failures among `findings`, each as `argos check` prints it (check, then message), or
+/// `None` when all passed.
+pub fn failures(findings: &[Finding]) -> Option<String> {
+    let failed: Vec<String> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| format!("{}: {}", f.check, f.message))
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("; "))
 }
 
 /// The base image must be an SSM parameter's name: image.json takes `BaseImageId` as

@@ -1,8 +1,10 @@
 //! The operator's endpoints of `argos bot`, on `health.listen` (loopback by default), served
-//! with hyper (already in the build for the Slack client):
+//! with hyper (already in the build for the Slack client) from the moment the store is open,
+//! before any platform is connected:
 //! - `/healthz`: the process answers (liveness; restart it when this fails);
 //! - `/readyz`: the store answers, every chat platform is connected, and this replica's
-//!   heartbeat reaches the store within its lease time (503 with the failing checks otherwise);
+//!   heartbeat reaches the store within its lease time (503 with the failing checks otherwise,
+//!   `slack: connecting` while the adapter waits for Slack's first `hello`);
 //! - `/metrics`: [`crate::metrics`] in the OpenMetrics text format Prometheus scrapes.
 
 use std::convert::Infallible;
@@ -38,19 +40,24 @@ pub async fn readiness(bot: &Bot) -> (bool, String) {
             lines.push(format!("store: no answer within {} s", STORE_TIMEOUT.as_secs()));
         }
     }
-    let mut ports = bot.ports();
-    ports.sort_by_key(|p| p.platform());
-    if ports.is_empty() {
+    let connecting = bot.still_connecting();
+    let mut platforms: Vec<(&str, String)> = bot
+        .ports()
+        .iter()
+        .map(|port| {
+            let state = if port.connected() { "connected" } else { "not connected" };
+            (port.platform(), state.to_string())
+        })
+        .chain(connecting.iter().map(|p| (*p, "connecting".to_string())))
+        .collect();
+    platforms.sort();
+    if platforms.is_empty() {
         ok = false;
         lines.push("chat: no platform connected".into());
     }
-    for port in ports {
-        if port.connected() {
-            lines.push(format!("{}: connected", port.platform()));
-        } else {
-            ok = false;
-            lines.push(format!("{}: not connected", port.platform()));
-        }
+    for (platform, state) in platforms {
+        ok &= state == "connected";
+        lines.push(format!("{platform}: {state}"));
     }
     if bot.heartbeat_ok() {
         lines.push("replica lease: ok".into());

@@ -106,27 +106,15 @@ pub async fn bot(config: PathBuf) -> i32 {
         );
         return EXIT_USAGE;
     }
-    let mut connections = Vec::new();
-    for (enabled, platform) in [(settings.discord.enabled, "discord"), (settings.slack.enabled, "slack")] {
-        if !enabled {
-            continue;
-        }
-        let connected = match platform {
-            "discord" => connect_discord(&bot).await,
-            _ => connect_slack(&bot).await,
-        };
-        match connected {
-            Ok(c) => connections.push(c),
-            Err((code, e)) => {
-                eprintln!("error: {}", bot.engine().redactor.redact(&e));
-                for c in connections {
-                    c.close().await;
-                }
-                bot.retire();
-                return code;
-            }
-        }
+    let platforms: Vec<&'static str> = [(settings.discord.enabled, "discord"), (settings.slack.enabled, "slack")]
+        .into_iter()
+        .filter_map(|(enabled, platform)| enabled.then_some(platform))
+        .collect();
+    for platform in &platforms {
+        bot.connecting(platform);
     }
+    // The probes answer from the first second: connecting to Slack may take up to a minute
+    // (its first `hello`), and a liveness probe must not kill a bot that is only connecting.
     let health = match &settings.health.listen {
         Some(addr) => match crate::health::serve(addr, bot.clone()).await {
             Ok((bound, task)) => {
@@ -142,6 +130,28 @@ pub async fn bot(config: PathBuf) -> i32 {
         },
         None => None,
     };
+    let mut connections = Vec::new();
+    for platform in platforms {
+        let connected = match platform {
+            "discord" => connect_discord(&bot).await,
+            _ => connect_slack(&bot).await,
+        };
+        match connected {
+            Ok(c) => connections.push(c),
+            Err((code, e)) => {
+                eprintln!("error: {}", bot.engine().redactor.redact(&e));
+                bot.gave_up(platform);
+                if let Some(task) = &health {
+                    task.abort();
+                }
+                for c in connections {
+                    c.close().await;
+                }
+                bot.retire();
+                return code;
+            }
+        }
+    }
     let resumed = bot.resume_unfinished().await;
     let schedules = tokio::spawn(crate::bot::announce::run_all(bot.clone()));
     tracing::info!(?resumed, "bot running");

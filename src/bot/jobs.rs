@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::bot::port::{Attachment, OutgoingMessage};
 use crate::bot::replica::JobLease;
-use crate::bot::reporter::{Pacing, Reporter};
+use crate::bot::reporter::Reporter;
 use crate::bot::status::{Ending, StatusModel};
 use crate::bot::Inner;
 use crate::command::Action;
@@ -206,7 +206,7 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         port: port.clone(),
         channel: job.channel.clone(),
         message_id,
-        pacing: Pacing::from_settings(&inner.engine.config.settings.chat),
+        pacing: port.pacing(&inner.engine.config.settings.chat),
         global: inner.global_edits.clone(),
         redactor: inner.engine.redactor.clone(),
         edits: 0,
@@ -226,8 +226,10 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
                 cancel: cancel.clone(),
                 log: Some(log.clone()),
             };
-            let follow = reporter.follow(model, rx);
-            let work = async {
+            // Both on the heap: an operation's future is large, and a debug build's worker
+            // thread overflowed its stack polling the two side by side inline.
+            let follow = Box::pin(reporter.follow(model, rx));
+            let work = Box::pin(async {
                 let r = async {
                     if resumed {
                         engine::wait_until_settled(&ctx).await?;
@@ -237,7 +239,7 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
                 .await;
                 drop(ctx);
                 r
-            };
+            });
             // Losing the lease drops the work: a running playbook is killed with its whole
             // tree, and nothing is cancelled on AWS (the new owner follows that operation).
             tokio::select! {

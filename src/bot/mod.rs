@@ -8,6 +8,7 @@ mod dispatch;
 mod handlers;
 pub mod jobs;
 pub mod messages;
+pub mod pace;
 pub mod port;
 pub mod replica;
 pub mod reporter;
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub perms: Permissions,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub ports: RwLock<HashMap<String, Arc<dyn ChatPort>>>,
+    /// Platforms being connected, whose adapter is not added yet (readiness: `connecting`).
+    pub connecting: RwLock<std::collections::BTreeSet<&'static str>>,
     pub jobs: JobTable,
     pub global_edits: Arc<DefaultDirectRateLimiter>,
     pub tasks: TaskTracker,
@@ -88,16 +91,17 @@ impl Bot {
             crate::store::LeaseSettings::from_config(&engine.config.settings.store),
         )?;
         let chat = &engine.config.settings.chat;
-        let quota = Quota::per_minute(NonZeroU32::new(chat.commands_per_minute).expect("validated"))
-            .allow_burst(NonZeroU32::new(chat.command_burst).expect("validated"));
+        let quota = Quota::per_minute(NonZeroU32::new(chat.commands_per_minute).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(chat.command_burst).unwrap_or(NonZeroU32::MIN));
         let inner = Inner {
             perms: Permissions::new(
                 engine.config.settings.permissions.clone(),
                 crate::people::People::new(&engine.config.settings.people),
             ),
             limiter: RateLimiter::keyed(quota),
-            global_edits: reporter::global_budget(chat),
+            global_edits: pace::shared_edit_budget(chat),
             ports: RwLock::new(HashMap::new()),
+            connecting: RwLock::new(Default::default()),
             jobs: JobTable::default(),
             tasks: TaskTracker::new(),
             approval_timers: Default::default(),
@@ -122,6 +126,38 @@ impl Bot {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(port.platform().to_string(), port);
+    }
+
+    /// A platform is being connected: until its adapter is added ([`Bot::add_port`]), or
+    /// [`Bot::gave_up`] on it, readiness names it as `connecting`.
+    pub fn connecting(&self, platform: &'static str) {
+        self.inner
+            .connecting
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(platform);
+    }
+
+    /// The platform could not be connected (the process is about to stop).
+    pub fn gave_up(&self, platform: &str) {
+        self.inner
+            .connecting
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(platform);
+    }
+
+    /// Platforms being connected whose adapter is not there yet, in name order.
+    pub fn still_connecting(&self) -> Vec<&'static str> {
+        let ports = self.inner.ports.read().unwrap_or_else(|p| p.into_inner());
+        self.inner
+            .connecting
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|p| !ports.contains_key(**p))
+            .copied()
+            .collect()
     }
 
     /// Every connected adapter.

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 
+use crate::bot::pace::Pacing;
+use crate::config::ChatSettings;
 use crate::permissions::Identity;
 
 /// A command addressed to the bot, with the prefix or mention already removed.
@@ -75,6 +77,9 @@ impl OutgoingMessage {
     }
 }
 
+/// A message rendered when it is sent ([`ChatPort::edit_rendered`]); `None`: send nothing.
+pub type Render = std::sync::Arc<dyn Fn() -> Option<OutgoingMessage> + Send + Sync>;
+
 /// A failure to deliver; the bot logs it (redacted) and carries on.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -91,21 +96,29 @@ pub trait ChatPort: Send + Sync {
     /// Replaces the content of a message the bot posted earlier.
     fn edit<'a>(&'a self, channel: &'a str, message_id: &'a str, msg: OutgoingMessage)
         -> BoxFuture<'a, PortResult<()>>;
-    /// [`ChatPort::edit`], unless `still()` is false by the time the request would go out (a
-    /// job whose lease ran out while it waited for the platform's rate limit stays silent).
-    fn edit_if<'a>(
+    /// Replaces the content of a message with what `render()` returns at the moment the
+    /// request goes out: after a wait for the platform's rate limit or a 429, or folded into a
+    /// later edit of the same message, the message shows the job as it is then (its elapsed
+    /// time included), not as it was when the edit was asked for. `None` sends nothing (a job
+    /// whose lease ran out while it waited stays silent). A platform without waits renders
+    /// at once.
+    fn edit_rendered<'a>(
         &'a self,
         channel: &'a str,
         message_id: &'a str,
-        msg: OutgoingMessage,
-        still: &'a (dyn Fn() -> bool + Send + Sync),
+        render: Render,
     ) -> BoxFuture<'a, PortResult<()>> {
         Box::pin(async move {
-            if !still() {
-                return Ok(());
+            match render() {
+                Some(msg) => self.edit(channel, message_id, msg).await,
+                None => Ok(()),
             }
-            self.edit(channel, message_id, msg).await
         })
+    }
+    /// How this platform's status messages are paced. A chat API's edit budget unless the
+    /// adapter says otherwise (the console has none).
+    fn pacing(&self, chat: &ChatSettings) -> Pacing {
+        Pacing::chat_api(chat)
     }
     /// Whether this adapter can post in `channel`. A chat connection reaches every channel;
     /// a console reaches only its own terminal.

@@ -10,6 +10,7 @@ use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
 mod cron;
+mod limits;
 mod people;
 mod settings;
 
@@ -160,6 +161,8 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let f = &self.file;
+        // First: the checks below compute with these numbers.
+        limits::check(&self.settings).map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         for name in self.settings.environments.keys() {
             EnvName::parse(name)
                 .map_err(|e| ConfigError::new(f, Some(&format!("environments.{name}")), e.to_string()))?;

@@ -4,6 +4,7 @@
 
 use crate::cloud::instances;
 use crate::cloud::stack::{self, CreateRequest, HEALTHY_STATES, RECREATE_STATES};
+use crate::engine::preflight::{self, Creates};
 use crate::engine::{deploy, get_or_bake_image, params, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::template::Template;
@@ -12,6 +13,13 @@ pub async fn commission(ctx: &Ctx) -> Result<Summary> {
     // Everything that can be checked locally is checked before the first AWS call.
     let (image_template, app_template) = ctx.engine.templates()?;
     ctx.engine.private_key()?;
+    preflight::check(
+        ctx,
+        Creates::StackAndImage {
+            image: &image_template,
+            merged: &app_template,
+        },
+    )?;
     let names = &ctx.target.names;
     let stack_name = names.stack();
     let existing = stack::describe(ctx.aws(), &stack_name).await?;

@@ -9,6 +9,7 @@ mod commission;
 mod decommission;
 mod deploy;
 mod params;
+mod preflight;
 mod settle;
 mod status;
 mod update;

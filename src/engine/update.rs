@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cloud::image;
 use crate::cloud::stack::{self, ChangeSet, StackInfo, HEALTHY_STATES};
+use crate::engine::preflight::{self, Creates};
 use crate::engine::{deploy, params, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::names::image_name;
@@ -96,6 +97,7 @@ async fn prepare(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Result<(Cha
         &ctx.target.settings.parameters,
         &format!("environments.{}", ctx.target.env),
     )?;
+    preflight::check(ctx, Creates::ChangeSet { merged: &template })?;
     let stack_name = ctx.target.names.stack();
     let info = stack::describe(ctx.aws(), &stack_name).await?.ok_or_else(|| {
         Error::Refused(format!(

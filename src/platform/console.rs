@@ -115,7 +115,11 @@ fn plain(text: &str) -> String {
 
 impl ChatPort for ConsolePort {
     fn platform(&self) -> &'static str {
-        "console"
+        crate::platform::Platform::Console.name()
+    }
+
+    fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
+        crate::platform::pacing::of(crate::platform::Platform::Console, chat)
     }
 
     fn serves(&self, channel: &str) -> bool {

@@ -486,3 +486,44 @@ async fn cli_help_shows_the_grammar_and_each_command() {
         "{stderr}"
     );
 }
+
+/// Without `network.allowed_ssh_cidr`, `argos check` fails; commission, update and plan stop
+/// before their first AWS call with the same words, not with CloudFormation's
+/// `Missing parameter AllowedSshCidr` after a DescribeStacks, an image lookup and a CreateStack.
+#[tokio::test]
+async fn a_config_argos_check_fails_stops_commission_update_and_plan_before_aws() {
+    let fake = FakeAws::start().await;
+    let project = TestProject::new(&fake.endpoint_url(), "");
+    replace_in(
+        &project.config_path,
+        &format!("network:\n  allowed_ssh_cidr: {}\n", support::SSH_CIDR),
+        "",
+    );
+    let no_cidr = "no SSH CIDR (AllowedSshCidr has no default): set network.allowed_ssh_cidr to the addresses Ansible connects from, e.g. 203.0.113.7/32";
+    let (code, stdout, _) = argos_output(&project.config_path, &["check"]).await;
+    assert_eq!(code, 1, "{stdout}");
+    for check in ["image build", "environment staging"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("FAIL {check:<16} {no_cidr}"))),
+            "{check}: {stdout}"
+        );
+    }
+    let (code, stderr) = argos(&project.config_path, &["staging", "commission"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        error_line(&stderr),
+        format!("image build: {no_cidr}; environment staging: {no_cidr} (as `argos check` reports)")
+    );
+    for command in ["update", "plan"] {
+        let (code, stderr) = argos(&project.config_path, &["staging", command]).await;
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert_eq!(
+            error_line(&stderr),
+            format!("environment staging: {no_cidr} (as `argos check` reports)"),
+            "{command}"
+        );
+    }
+    assert_no_calls(&fake);
+}

@@ -214,3 +214,90 @@ async fn a_piped_burst_is_answered_in_order_and_every_command_is_audited_in_orde
     assert!(audit.windows(2).all(|w| w[0].id < w[1].id && w[0].at <= w[1].at));
     assert!(fake.calls().is_empty(), "{:?}", fake.actions());
 }
+
+/// The chat pacing of the config (the defaults: an edit at most every 2 s, 5 at once, then one
+/// every 30 s) and no approvals, for alice.
+const DEFAULT_PACING: &str = r#"
+permissions:
+  roles:
+    admins: { console_users: [alice] }
+  rules:
+    - role: admins
+      environments: ["*"]
+      actions: ["*"]
+approvals:
+  policies:
+    - { environments: ["*"], actions: ["*"], approvers: 0 }
+"#;
+
+/// A terminal is not a chat API: a running job's status line on the console is redrawn at
+/// least once a second, its elapsed time with it, although the chat pacing in the config would
+/// hold a Discord or Slack message back and the stack reports something only every 2.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_redraws_a_running_job_at_least_once_a_second() {
+    use support::fake_aws::{Op, StackScript};
+    use tokio::io::AsyncBufReadExt;
+
+    let fake = FakeAws::start().await;
+    fake.set_time_scale(1.0);
+    let resources = [
+        ("WebSecurityGroup", "AWS::EC2::SecurityGroup"),
+        ("ApiInstance", "AWS::EC2::Instance"),
+        ("FrontInstance", "AWS::EC2::Instance"),
+    ];
+    let template = r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
+    fake.add_stack("argos-staging", template, &[], &resources);
+    fake.script_next_for(
+        "argos-staging",
+        Op::Delete,
+        StackScript::delete_success("argos-staging", &resources, &[2.5, 2.5, 2.5]),
+    );
+    let project = TestProject::new(&fake.endpoint_url(), DEFAULT_PACING);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&project.config_path)
+        .args(["console", "--user", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("argos starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"staging decommission\n").await.unwrap();
+    drop(stdin);
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Piped, the console prints the lines an edit adds: each redraw of the running status
+    // adds its first line, with the elapsed time of the moment.
+    let mut running = Vec::new();
+    let mut all = String::new();
+    let done = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the console goes on")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the console ended before the job: {all}"));
+        all.push_str(&line);
+        all.push('\n');
+        if line.contains("⏳ staging · decommission · job #1 · alice · ") {
+            running.push((std::time::Instant::now(), line));
+        } else if line.contains("✅ staging · decommission · job #1 · alice · done in") {
+            break (std::time::Instant::now(), line);
+        }
+    };
+    assert!(running.len() >= 5, "the job ran 7.5 s: {all}");
+    let arrivals: Vec<std::time::Instant> = running.iter().map(|(at, _)| *at).chain([done.0]).collect();
+    let longest = arrivals.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        longest <= std::time::Duration::from_millis(1500),
+        "the status line went {longest:?} without a redraw: {all}"
+    );
+    // The elapsed time shown moves on with them, one second at a time.
+    let shown: Vec<u64> = running
+        .iter()
+        .map(|(_, l)| l.rsplit(" · ").next().unwrap().trim_end_matches('s').parse().unwrap())
+        .collect();
+    assert!(shown.windows(2).all(|w| w[1] >= w[0] && w[1] <= w[0] + 2), "{shown:?}");
+    assert!(*shown.last().unwrap() >= 5, "{shown:?}");
+    let _ = child.wait().await;
+}

@@ -19,6 +19,7 @@ mod bad_input;
 mod bot_jobs;
 mod cli_approvals;
 mod config_files;
+mod config_numbers;
 mod console;
 mod delete_progress;
 mod discord_adapter;

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use crate::bot::port::{
     addressed_text, tone_of, Button, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError,
-    PortResult, Tone,
+    PortResult, Render, Tone,
 };
 use crate::config::DiscordSettings;
 use crate::permissions::Identity;
@@ -275,10 +275,10 @@ impl DiscordPort {
     async fn send_call(
         &self,
         call: Call,
-        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
+        render: Option<&(dyn Fn() -> Option<Body> + Send + Sync)>,
     ) -> PortResult<Option<bytes::Bytes>> {
         self.rest
-            .call(call, still)
+            .call(call, render)
             .await
             .map_err(|e| PortError(self.secret.scrub(e)))
     }
@@ -384,30 +384,36 @@ impl DiscordPort {
             .ok_or_else(|| PortError("Discord send answered without a message id".into()))
     }
 
-    async fn change(
-        &self,
-        channel: &str,
-        message_id: &str,
-        msg: OutgoingMessage,
-        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
-    ) -> PortResult<()> {
+    /// Edits a message, rendering it when the request goes out: after the channel's turn and
+    /// every wait the limiter asks for, so an edit retried after a 429 shows the job as it then
+    /// is. A render of `None` (the job's lease ran out meanwhile) sends nothing.
+    async fn change(&self, channel: &str, message_id: &str, render: Render) -> PortResult<()> {
         let channel_id = snowflake("channel", channel).map_err(PortError)?;
         let message_id = snowflake("message", message_id).map_err(PortError)?;
-        let file = read_attachment(&msg).await?;
+        let Some(first) = render() else {
+            return Ok(());
+        };
+        // The attachment (a job's log, on its final message) is read once, up front.
+        let file = read_attachment(&first).await?;
         let call = Call {
             what: "edit",
             method: Method::PATCH,
             path: format!("/channels/{channel_id}/messages/{message_id}"),
             key: message_route("PATCH /channels/{c}/messages/{m}", channel),
-            body: message_body(&msg, true, file),
+            body: message_body(&first, true, file.clone()),
         };
-        self.send_call(call, still).await.map(|_| ())
+        let now = move || render().map(|msg| message_body(&msg, true, file.clone()));
+        self.send_call(call, Some(&now)).await.map(|_| ())
     }
 }
 
 impl ChatPort for DiscordPort {
     fn platform(&self) -> &'static str {
-        "discord"
+        crate::platform::Platform::Discord.name()
+    }
+
+    fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
+        crate::platform::pacing::of(crate::platform::Platform::Discord, chat)
     }
 
     fn connected(&self) -> bool {
@@ -428,17 +434,16 @@ impl ChatPort for DiscordPort {
         message_id: &'a str,
         msg: OutgoingMessage,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg, None))
+        Box::pin(self.change(channel, message_id, Arc::new(move || Some(msg.clone()))))
     }
 
-    fn edit_if<'a>(
+    fn edit_rendered<'a>(
         &'a self,
         channel: &'a str,
         message_id: &'a str,
-        msg: OutgoingMessage,
-        still: &'a (dyn Fn() -> bool + Send + Sync),
+        render: Render,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg, Some(still)))
+        Box::pin(self.change(channel, message_id, render))
     }
 }
 

@@ -187,14 +187,15 @@ impl Rest {
     }
 
     /// Sends `call`, waiting before each attempt for what the limiter says and waiting out
-    /// every 429 before trying again. Returns the successful answer's body. `still` is asked
-    /// after each wait: `false` drops the request (an edit overtaken while it waited).
+    /// every 429 before trying again. Returns the successful answer's body. `render`, if given,
+    /// is asked after each wait for the body to send now (an edit shows the job as it is when
+    /// it goes out); `None` from it drops the request.
     pub(super) async fn call(
         &self,
         call: Call,
-        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
+        render: Option<&(dyn Fn() -> Option<Body> + Send + Sync)>,
     ) -> Result<Option<Bytes>, String> {
-        let (content_type, body) = self.encode(&call.body);
+        let fixed = self.encode(&call.body);
         let _order = match &call.key.channel {
             Some(channel) => Some(self.limiter.channel(channel).await),
             None => None,
@@ -202,10 +203,14 @@ impl Rest {
         for _ in 0..MAX_ATTEMPTS {
             self.limiter.ready(&call.key).await;
             // The wait may have been long (or this process was paused in it).
-            if still.is_some_and(|still| !still()) {
-                return Ok(None);
-            }
-            let (status, verdict, answer) = self.attempt(&call, content_type.as_deref(), body.clone()).await?;
+            let (content_type, body) = match render {
+                None => fixed.clone(),
+                Some(render) => match render() {
+                    Some(body) => self.encode(&body),
+                    None => return Ok(None),
+                },
+            };
+            let (status, verdict, answer) = self.attempt(&call, content_type.as_deref(), body).await?;
             self.limiter.observe(&call.key, &verdict).await;
             match status {
                 429 => {

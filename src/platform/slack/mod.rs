@@ -8,8 +8,9 @@
 //! is acknowledged and left alone. Envelopes are acknowledged before any slow work.
 //!
 //! An edit that meets a 429 waits for `Retry-After` and then sends the newest content of its
-//! message: edits queued behind it for the same message are coalesced into that one request
-//! (and the log a folded-in final edit carries still goes into the thread).
+//! message, rendered as the request goes out (a status message's elapsed time is that of the
+//! moment it is sent): edits queued behind it for the same message are coalesced into that one
+//! request (and the log a folded-in final edit carries still goes into the thread).
 //!
 //! Neither token is logged or put into an error: errors pass through [`Secrets::scrub`], and
 //! slack-morphism's own logs carry no tokens (they go in headers).
@@ -24,7 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use crate::bot::port::{ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult};
+use crate::bot::port::{ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult, Render};
 use crate::config::SlackSettings;
 
 pub mod blocks;
@@ -79,7 +80,8 @@ impl Secrets {
 /// The newest content wanted for one message, and how far its edits got.
 struct Wanted {
     generation: u64,
-    content: SlackMessageContent,
+    /// Renders the newest content when the request goes out.
+    render: Render,
     sent: u64,
 }
 
@@ -249,13 +251,7 @@ impl SlackPort {
         Err(PortError("Slack chat.postMessage stayed rate limited".into()))
     }
 
-    async fn change(
-        &self,
-        channel: &str,
-        ts: &str,
-        msg: OutgoingMessage,
-        still: Option<&(dyn Fn() -> bool + Send + Sync)>,
-    ) -> PortResult<()> {
+    async fn change(&self, channel: &str, ts: &str, render: Render) -> PortResult<()> {
         let key = format!("{channel}/{ts}");
         let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         {
@@ -265,7 +261,7 @@ impl SlackPort {
                 key.clone(),
                 Wanted {
                     generation,
-                    content: blocks::content(&msg),
+                    render: render.clone(),
                     sent,
                 },
             );
@@ -274,28 +270,32 @@ impl SlackPort {
         let mut outcome = Err(PortError("Slack chat.update stayed rate limited".into()));
         for _ in 0..MAX_RATE_LIMITED_TRIES {
             let permit = self.limiter.channel(channel, Method::Update).await.uncounted();
-            // The wait may have been long (or this process was paused in it).
-            if still.is_some_and(|still| !still()) {
-                permit.unused();
-                return Ok(());
-            }
             let next = {
                 let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
                 match wanted.get(&key) {
                     // A newer edit of this message went out while this one waited.
                     Some(w) if w.sent >= generation => None,
-                    Some(w) => Some((w.content.clone(), w.generation)),
-                    None => Some((blocks::content(&msg), generation)),
+                    Some(w) => Some((w.render.clone(), w.generation)),
+                    None => Some((render.clone(), generation)),
                 }
             };
-            let Some((content, newest)) = next else {
+            let Some((newest_render, newest)) = next else {
                 self.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::get().edit("coalesced", 1);
                 permit.unused();
                 // The request that carried this edit's content was another's, which uploads
                 // only its own attachment: this edit's log (a final edit's) still goes into
                 // the thread.
-                self.upload_log(channel, ts, &msg).await;
+                if let Some(msg) = render() {
+                    self.upload_log(channel, ts, &msg).await;
+                }
+                return Ok(());
+            };
+            // Rendered now, after the wait (for the budget, or a 429's Retry-After): the
+            // message shows the job as it is at the moment the request goes out. `None`: the
+            // job's lease ran out while it waited.
+            let Some(msg) = newest_render() else {
+                permit.unused();
                 return Ok(());
             };
             if newest > generation {
@@ -304,7 +304,7 @@ impl SlackPort {
             }
             let request = SlackApiChatUpdateRequest::new(
                 SlackChannelId::new(channel.to_string()),
-                content,
+                blocks::content(&msg),
                 SlackTs::new(ts.to_string()),
             )
             .with_link_names(false);
@@ -328,7 +328,10 @@ impl SlackPort {
             }
         }
         outcome?;
-        self.upload_log(channel, ts, &msg).await;
+        // This edit's own log, whether or not its own rendering was the one sent.
+        if let Some(msg) = render() {
+            self.upload_log(channel, ts, &msg).await;
+        }
         Ok(())
     }
 
@@ -414,7 +417,11 @@ impl SlackPort {
 
 impl ChatPort for SlackPort {
     fn platform(&self) -> &'static str {
-        "slack"
+        crate::platform::Platform::Slack.name()
+    }
+
+    fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
+        crate::platform::pacing::of(crate::platform::Platform::Slack, chat)
     }
 
     fn connected(&self) -> bool {
@@ -435,17 +442,16 @@ impl ChatPort for SlackPort {
         message_id: &'a str,
         msg: OutgoingMessage,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg, None))
+        Box::pin(self.change(channel, message_id, Arc::new(move || Some(msg.clone()))))
     }
 
-    fn edit_if<'a>(
+    fn edit_rendered<'a>(
         &'a self,
         channel: &'a str,
         message_id: &'a str,
-        msg: OutgoingMessage,
-        still: &'a (dyn Fn() -> bool + Send + Sync),
+        render: Render,
     ) -> BoxFuture<'a, PortResult<()>> {
-        Box::pin(self.change(channel, message_id, msg, Some(still)))
+        Box::pin(self.change(channel, message_id, render))
     }
 }
 

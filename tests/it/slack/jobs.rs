@@ -361,3 +361,58 @@ async fn edits_queued_behind_a_429_are_coalesced_and_the_log_still_lands() {
     finish_with(&w.slack, 1).await;
     r.stop().await;
 }
+
+/// The elapsed time a running status message's first line shows (`· 12s`, `· 1m 05s`).
+fn elapsed_shown(first_line: &str) -> Duration {
+    let last = first_line.rsplit(" · ").next().unwrap_or("");
+    let mut secs = 0;
+    for part in last.split_whitespace() {
+        let (n, unit) = part.split_at(part.len() - 1);
+        let n: u64 = n
+            .parse()
+            .unwrap_or_else(|_| panic!("no elapsed time in {first_line:?}"));
+        secs += match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            _ => panic!("no elapsed time in {first_line:?}"),
+        };
+    }
+    Duration::from_secs(secs)
+}
+
+/// An edit retried after a 429 is rendered anew when it goes out: its elapsed time is that
+/// of the moment it is sent (2 s later), not the one of the request Slack refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_retried_after_a_429_shows_the_elapsed_time_it_is_sent_at() {
+    let w = world().await;
+    w.aws.set_time_scale(1.0);
+    add_chatty_stack(&w, "argos-staging", 10, 0.8);
+    let r = start_bot(w.project.config()).await;
+
+    w.slack
+        .push_message(CHANNEL, &SlackUser::admin(), "!argos staging decommission");
+    let status = w.slack.next_post().await;
+    wait_message(&w.slack, CHANNEL, &status.ts, "a first edit", |t| {
+        t.contains("DELETE_IN_PROGRESS")
+    })
+    .await;
+    w.slack.rate_limit_next("chat.update", 2);
+    wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    r.bot.idle().await;
+
+    let calls = w.slack.calls("chat.update");
+    let limited = calls.iter().position(|c| c.outcome == "ratelimited").expect("a 429");
+    let (refused, retry) = (&calls[limited], &calls[limited + 1]);
+    assert_eq!(retry.outcome, "ok");
+    assert!(retry.at.duration_since(refused.at) >= Duration::from_secs(2));
+    let first_line = |c: &crate::support::fake_slack::ApiCall| c.params["text"].as_str().unwrap_or("").to_string();
+    let (before, after) = (first_line(refused), first_line(retry));
+    assert!(after.starts_with("⏳"), "the retry is not the final edit: {after}");
+    assert!(
+        elapsed_shown(&after) >= elapsed_shown(&before) + Duration::from_secs(2),
+        "the retried edit shows the time it was sent at: refused {before:?}, sent {after:?}"
+    );
+    finish_with(&w.slack, 1).await;
+    r.stop().await;
+}

@@ -166,6 +166,8 @@ pub(crate) struct Inner {
     /// `ws://127.0.0.1:PORT` of the Socket Mode listener.
     ws_base: String,
     links: Mutex<socket::Links>,
+    /// Open: `hello` is said on connect; closed: connections wait for it ([`FakeSlack::hold_hello`]).
+    hello_gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Inner {
@@ -283,6 +285,7 @@ impl FakeSlack {
             http_base: http.url(),
             ws_base,
             links: Mutex::new(socket::Links::default()),
+            hello_gate: tokio::sync::watch::channel(true).0,
         });
         *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(inner.clone());
         let socket = tokio::spawn(socket::serve(ws_listener, inner.clone()));
@@ -324,6 +327,17 @@ impl FakeSlack {
     /// Changes the rate limits from now on (windows already counted stay counted).
     pub fn set_limits(&self, limits: FakeSlackLimits) {
         *self.inner.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// From now on, Socket Mode connections are accepted but get no `hello` (a slow Slack)
+    /// until [`FakeSlack::release_hello`].
+    pub fn hold_hello(&self) {
+        self.inner.hello_gate.send_replace(false);
+    }
+
+    /// Says `hello` on every connection waiting for it, and on new ones at once.
+    pub fn release_hello(&self) {
+        self.inner.hello_gate.send_replace(true);
     }
 
     /// Whether the bot's own posts come back as `message` events (default: yes, as Slack does).

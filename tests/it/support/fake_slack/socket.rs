@@ -186,6 +186,8 @@ async fn connection(stream: TcpStream, inner: Arc<Inner>) {
         (id, others)
     };
     let (mut write, mut read) = ws.split();
+    // A held `hello` ([`FakeSlack::hold_hello`]): the connection is open, Slack is slow.
+    let _ = inner.hello_gate.subscribe().wait_for(|open| *open).await;
     let hello = json!({
         "type": "hello",
         "num_connections": others + 1,
