@@ -10,6 +10,7 @@ use serenity::all::{
 };
 use tokio::sync::oneshot;
 
+use super::message::{fit, identity_of, no_pings};
 use super::*;
 
 pub(super) type ReadySender = Arc<StdMutex<Option<oneshot::Sender<Result<(), String>>>>>;
