@@ -115,11 +115,11 @@ fn plain(text: &str) -> String {
 
 impl ChatPort for ConsolePort {
     fn platform(&self) -> &'static str {
-        crate::platform::Platform::Console.name()
+        crate::address::ChatPlatform::Console.as_str()
     }
 
     fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
-        crate::platform::pacing::of(crate::platform::Platform::Console, chat)
+        crate::platform::pacing::of(crate::address::ChatPlatform::Console, chat)
     }
 
     fn serves(&self, channel: &str) -> bool {

@@ -1,31 +1,10 @@
-//! Platform adapters: the only code that knows a chat platform's types.
+//! Platform adapters: the only code that knows a chat platform's types. Which platforms there
+//! are is [`ChatPlatform`] (on the ground floor, with the channel addresses that name them);
+//! adding one fails to compile until [`pacing`] handles it.
 
 pub mod console;
 pub mod discord;
 pub mod pacing;
 pub mod slack;
 
-/// The platforms the bot talks on. Adding one fails to compile until [`pacing`] handles it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Platform {
-    Console,
-    Discord,
-    Slack,
-}
-
-impl Platform {
-    pub const ALL: [Platform; 3] = [Platform::Console, Platform::Discord, Platform::Slack];
-
-    /// The name adapters report ([`crate::bot::port::ChatPort::platform`]) and configs use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::Console => "console",
-            Platform::Discord => "discord",
-            Platform::Slack => "slack",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Platform> {
-        Platform::ALL.into_iter().find(|p| p.name() == name)
-    }
-}
+pub use crate::address::ChatPlatform;

@@ -7,21 +7,21 @@
 
 use std::time::Duration;
 
+use crate::address::ChatPlatform;
 use crate::bot::pace::Pacing;
 use crate::config::ChatSettings;
-use crate::platform::Platform;
 
 /// How often the console redraws a running job's status message.
 pub const CONSOLE_REDRAW: Duration = Duration::from_secs(1);
 
 /// The pacing of `platform`'s status messages.
-pub fn of(platform: Platform, chat: &ChatSettings) -> Pacing {
+pub fn of(platform: ChatPlatform, chat: &ChatSettings) -> Pacing {
     match platform {
-        Platform::Console => Pacing {
+        ChatPlatform::Console => Pacing {
             budget: None,
             redraw: Some(CONSOLE_REDRAW),
         },
-        Platform::Discord | Platform::Slack => Pacing::chat_api(chat),
+        ChatPlatform::Discord | ChatPlatform::Slack => Pacing::chat_api(chat),
     }
 }
 
@@ -33,9 +33,9 @@ mod tests {
     #[test]
     fn the_console_has_no_budget_and_redraws_each_second_the_chat_apis_keep_theirs() {
         let chat = ChatSettings::default();
-        let console = of(Platform::Console, &chat);
+        let console = of(ChatPlatform::Console, &chat);
         assert_eq!((console.budget, console.redraw), (None, Some(Duration::from_secs(1))));
-        for p in [Platform::Discord, Platform::Slack] {
+        for p in [ChatPlatform::Discord, ChatPlatform::Slack] {
             let paced = of(p, &chat);
             assert_eq!(paced.budget, Some(EditBudget::from_settings(&chat)), "{p:?}");
             assert_eq!(paced.redraw, None, "{p:?}");

@@ -190,7 +190,7 @@ async fn start_up(config: Config) {
     let engine = Engine::new(config).await;
     let store = Store::in_memory().expect("an in-memory store");
     let bot = Bot::new_as(engine, store, "console").expect("a replica");
-    for platform in argos::platform::Platform::ALL {
+    for platform in argos::address::ChatPlatform::ALL {
         argos::platform::pacing::of(platform, &bot.engine().config.settings.chat).budgets();
     }
     bot.retire();

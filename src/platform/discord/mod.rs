@@ -286,11 +286,11 @@ impl DiscordPort {
 
 impl ChatPort for DiscordPort {
     fn platform(&self) -> &'static str {
-        crate::platform::Platform::Discord.name()
+        crate::address::ChatPlatform::Discord.as_str()
     }
 
     fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
-        crate::platform::pacing::of(crate::platform::Platform::Discord, chat)
+        crate::platform::pacing::of(crate::address::ChatPlatform::Discord, chat)
     }
 
     fn connected(&self) -> bool {

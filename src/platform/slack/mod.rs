@@ -417,11 +417,11 @@ impl SlackPort {
 
 impl ChatPort for SlackPort {
     fn platform(&self) -> &'static str {
-        crate::platform::Platform::Slack.name()
+        crate::address::ChatPlatform::Slack.as_str()
     }
 
     fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
-        crate::platform::pacing::of(crate::platform::Platform::Slack, chat)
+        crate::platform::pacing::of(crate::address::ChatPlatform::Slack, chat)
     }
 
     fn connected(&self) -> bool {
