@@ -12,12 +12,12 @@ fn module_of(rel: &Path) -> String {
     first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string()
 }
 
-/// The top-level modules a file's code names through `crate::` (or `argos::`), comments left
-/// out. `aws_call!` is exported at the crate's root but belongs to `cloud`.
+/// The top-level modules a file names through `crate::` (or `argos::`), doc links included: a
+/// link to a floor above is a dependency too, for whoever reads the module. `aws_call!` is
+/// exported at the crate's root but belongs to `cloud`.
 fn imports(code: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for line in code.lines() {
-        let code = line.split("//").next().unwrap_or_default();
+    for code in code.lines() {
         for prefix in ["crate::", "argos::"] {
             let mut rest = code;
             while let Some(i) = rest.find(prefix) {
@@ -88,7 +88,8 @@ fn no_module_imports_from_a_floor_above_its_own() {
 }
 
 #[test]
-fn the_scanner_sees_imports_and_skips_comments() {
-    let code = "use crate::bot::Bot; // crate::serve\nlet x = crate::aws_call!(a);\n/// crate::cli\n";
-    assert_eq!(imports(code), vec!["bot".to_string(), "cloud".to_string()]);
+fn the_scanner_sees_imports_macros_and_doc_links() {
+    let code = "use crate::bot::Bot;\nlet x = crate::aws_call!(a);\n/// [`Port`](crate::platform::Port)\n";
+    let want: Vec<String> = ["bot", "cloud", "platform"].map(String::from).to_vec();
+    assert_eq!(imports(code), want);
 }

@@ -20,7 +20,7 @@ pub enum Surface {
 }
 
 impl Surface {
-    /// The surface of an [`crate::permissions::Identity`]'s or a job's `platform`.
+    /// The surface of an identity's or a job's `platform`.
     pub fn of(platform: &str) -> Surface {
         match platform {
             "cli" | "console" => Surface::Os,

@@ -80,6 +80,47 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_ENV_HINTS.iter().any(|h| upper.contains(h)) || upper.ends_with("_KEY") && !upper.ends_with("KEY_NAME")
 }
 
+/// The tokens a chat adapter holds (Discord's bot token, Slack's app and bot tokens), kept only
+/// to scrub them out of the text of errors before they are logged or shown: one scrubber for
+/// every adapter. A Socket Mode address's one-time `ticket=` is masked too.
+#[derive(Debug, Clone, Default)]
+pub struct TokenScrubber {
+    tokens: Vec<String>,
+}
+
+impl TokenScrubber {
+    /// Tokens shorter than 8 characters are not real tokens and are not masked. Discord's
+    /// `Bot ` prefix is not part of the secret.
+    pub fn new<I, S>(tokens: I) -> TokenScrubber
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let tokens = tokens
+            .into_iter()
+            .map(|t| t.as_ref().trim().trim_start_matches("Bot ").trim().to_string())
+            .filter(|t| t.len() >= 8)
+            .collect();
+        TokenScrubber { tokens }
+    }
+
+    pub fn scrub(&self, mut text: String) -> String {
+        for token in &self.tokens {
+            if text.contains(token.as_str()) {
+                text = text.replace(token.as_str(), "[token]");
+            }
+        }
+        if let Some(at) = text.find("ticket=") {
+            let end = text[at..]
+                .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
+                .map(|e| at + e)
+                .unwrap_or(text.len());
+            text.replace_range(at + 7..end, "[ticket]");
+        }
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +146,23 @@ mod tests {
         assert!(is_secret_name("app_secret_key"));
         assert!(!is_secret_name("key_name"));
         assert!(!is_secret_name("app_name"));
+    }
+
+    #[test]
+    fn chat_tokens_and_tickets_are_scrubbed() {
+        let s = TokenScrubber::new(["xoxb-1234-secret", "xapp-1-abcdefgh", "Bot discord-token-123", "short"]);
+        assert_eq!(
+            s.scrub("bad xoxb-1234-secret and xapp-1-abcdefgh".into()),
+            "bad [token] and [token]"
+        );
+        assert_eq!(
+            s.scrub("cannot connect to wss://x/link/?ticket=abc-123&app_id=A1: refused".into()),
+            "cannot connect to wss://x/link/?ticket=[ticket]&app_id=A1: refused"
+        );
+        assert_eq!(
+            s.scrub("Authorization: Bot discord-token-123".into()),
+            "Authorization: Bot [token]"
+        );
+        assert_eq!(s.scrub("a short word".into()), "a short word");
     }
 }

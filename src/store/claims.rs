@@ -63,7 +63,7 @@ impl Store {
 
     /// Queues a message for `to`, with buttons; `approval_job` ties it to that job's approval
     /// request. It is stored under the address's key, which the adapter serving that
-    /// channel claims ([`ChatPort::own_channel`](crate::bot::port::ChatPort::own_channel)).
+    /// channel claims (`ChatPort::own_channel`, in the bot).
     pub fn enqueue_to(
         &self,
         to: &ChannelAddress,

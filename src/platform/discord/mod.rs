@@ -14,7 +14,7 @@
 //! per-channel prior and a global quota, and waits out every 429 (a global one shared with the
 //! other replicas through the store). Why serenity's own limiter is not used: see [`rest`].
 //!
-//! The bot token is never logged nor put into an error: errors pass through [`Secret::scrub`].
+//! The bot token is never logged nor put into an error: errors pass through [`TokenScrubber::scrub`].
 //! What arrives from the gateway is handled in [`handler`].
 
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
@@ -32,6 +32,7 @@ use crate::bot::port::{
     addressed_text, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult, Render,
 };
 use crate::config::DiscordSettings;
+use crate::redact::TokenScrubber;
 
 mod handler;
 mod limiter;
@@ -64,24 +65,10 @@ const MAX_CHOICES: usize = 25;
 /// How long [`start`] waits for the gateway's READY.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The token, kept only to scrub it out of error text.
-struct Secret(String);
-
-impl Secret {
-    fn scrub(&self, text: String) -> String {
-        let bare = self.0.trim().trim_start_matches("Bot ").trim();
-        if bare.len() >= 8 && text.contains(bare) {
-            text.replace(bare, "[token]")
-        } else {
-            text
-        }
-    }
-}
-
 /// Posts and edits channel messages for the bot.
 pub struct DiscordPort {
     rest: Rest,
-    secret: Secret,
+    secret: TokenScrubber,
     /// The gateway session is up (READY seen, and the shard's stage is Connected).
     connected: std::sync::atomic::AtomicBool,
 }
@@ -122,7 +109,7 @@ impl DiscordPort {
         let proxy = settings.api_proxy.as_deref();
         DiscordPort {
             rest: Rest::new(token, proxy, Limiter::new(limits)),
-            secret: Secret(token.to_string()),
+            secret: TokenScrubber::new([token]),
             connected: Default::default(),
         }
     }
@@ -459,7 +446,7 @@ async fn connect(
         bot_id: OnceLock::new(),
         ready: ready.clone(),
     };
-    let secret = Secret(token.clone());
+    let secret = TokenScrubber::new([&token]);
     let builder = ClientBuilder::new_with_http(build_http(settings, &token), intents);
     drop(token);
     let mut client = builder

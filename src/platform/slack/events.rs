@@ -15,9 +15,10 @@ use tokio::sync::watch;
 use super::blocks::button_command;
 use super::directory::Directory;
 use super::text::decode;
-use super::{Client, Secrets, SlackPort, FOLLOWING_IN_CHANNEL, ON_IT};
+use super::{Client, SlackPort, FOLLOWING_IN_CHANNEL, ON_IT};
 use crate::bot::port::{addressed_text, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage};
 use crate::permissions::Identity;
+use crate::redact::TokenScrubber;
 
 /// Socket Mode `hello`s so far: the connection is up once there is one.
 pub struct Hellos {
@@ -247,7 +248,7 @@ pub(super) fn on_error(
     let text = err.to_string();
     let text = match super::SECRETS.get() {
         Some(s) => s.scrub(text),
-        None => Secrets(vec![]).scrub(text),
+        None => TokenScrubber::default().scrub(text),
     };
     tracing::warn!(error = %text, "Slack listener error");
     HttpStatusCode::OK

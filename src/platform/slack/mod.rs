@@ -12,7 +12,7 @@
 //! moment it is sent): edits queued behind it for the same message are coalesced into that one
 //! request (and the log a folded-in final edit carries still goes into the thread).
 //!
-//! Neither token is logged or put into an error: errors pass through [`Secrets::scrub`], and
+//! Neither token is logged or put into an error: errors pass through [`TokenScrubber::scrub`], and
 //! slack-morphism's own logs carry no tokens (they go in headers).
 //! Slack types stay in this module; the bot sees only the port.
 
@@ -27,6 +27,7 @@ use slack_morphism::prelude::*;
 
 use crate::bot::port::{ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult, Render};
 use crate::config::SlackSettings;
+use crate::redact::TokenScrubber;
 
 pub mod blocks;
 mod directory;
@@ -53,30 +54,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a request that met a 429 is tried again.
 const MAX_RATE_LIMITED_TRIES: u32 = 5;
 
-/// The tokens, kept only to scrub them out of error text.
-#[derive(Clone)]
-pub(crate) struct Secrets(Vec<String>);
-
-impl Secrets {
-    pub(crate) fn scrub(&self, mut text: String) -> String {
-        for s in &self.0 {
-            let s = s.trim();
-            if s.len() >= 8 && text.contains(s) {
-                text = text.replace(s, "[token]");
-            }
-        }
-        // A Socket Mode address carries a one-time ticket.
-        if let Some(at) = text.find("ticket=") {
-            let end = text[at..]
-                .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
-                .map(|e| at + e)
-                .unwrap_or(text.len());
-            text.replace_range(at + 7..end, "[ticket]");
-        }
-        text
-    }
-}
-
 /// The newest content wanted for one message, and how far its edits got.
 struct Wanted {
     generation: u64,
@@ -90,7 +67,7 @@ pub struct SlackPort {
     client: Arc<Client>,
     token: SlackApiToken,
     limiter: Limiter,
-    secrets: Secrets,
+    secrets: TokenScrubber,
     wanted: StdMutex<HashMap<String, Wanted>>,
     next_generation: std::sync::atomic::AtomicU64,
     /// Logs already uploaded, by message and file name: a retried final edit uploads none twice.
@@ -173,7 +150,7 @@ impl SlackPort {
             client: Arc::new(SlackClient::new(connector(settings))),
             token: token(&tokens.bot),
             limiter: Limiter::new(limits),
-            secrets: Secrets(vec![tokens.app.clone(), tokens.bot.clone()]),
+            secrets: TokenScrubber::new([&tokens.app, &tokens.bot]),
             wanted: StdMutex::new(HashMap::new()),
             next_generation: Default::default(),
             uploaded: StdMutex::new(HashSet::new()),
@@ -540,24 +517,11 @@ pub async fn start(
 }
 
 /// For the listener's error handler, which is a plain function.
-static SECRETS: OnceLock<Secrets> = OnceLock::new();
+static SECRETS: OnceLock<TokenScrubber> = OnceLock::new();
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_and_tickets_are_scrubbed() {
-        let s = Secrets(vec!["xoxb-1234-secret".into(), "xapp-1-abcdefgh".into()]);
-        assert_eq!(
-            s.scrub("bad xoxb-1234-secret and xapp-1-abcdefgh".into()),
-            "bad [token] and [token]"
-        );
-        assert_eq!(
-            s.scrub("cannot connect to wss://x/link/?ticket=abc-123&app_id=A1: refused".into()),
-            "cannot connect to wss://x/link/?ticket=[ticket]&app_id=A1: refused"
-        );
-    }
 
     #[test]
     fn tokens_of_the_wrong_kind_are_refused_without_being_shown() {
