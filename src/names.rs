@@ -1,5 +1,5 @@
-//! Environment names and the names and tags derived from them (stack, image, `Name` tag), and
-//! how a user's text is quoted back ([`quote`]).
+//! Environment names and the names and tags derived from them (stack, image, `Name` tag), how a
+//! user's text is quoted back ([`quote`]), and how a local path is shown ([`shown_path`]).
 //!
 //! One place decides what a valid environment is, so the CLI, the chat grammar and the engine
 //! all refuse `Prod!` the same way, before any AWS call.
@@ -191,6 +191,14 @@ pub mod tags {
     pub const IMAGE_GROUP: &str = "image";
 }
 
+/// A path as a terminal shows it: relative to the working directory when it lies under it
+/// (`sandbox/state/logs/job-1.log`), as it is otherwise.
+pub fn shown_path(path: &std::path::Path) -> String {
+    let here = std::env::current_dir().ok();
+    let relative = here.as_deref().and_then(|here| path.strip_prefix(here).ok());
+    relative.unwrap_or(path).display().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +259,16 @@ mod tests {
         assert_eq!(n.stack(), "argos-staging");
         assert_eq!(n.group_name_tag("api"), "argos-staging-api");
         assert_eq!(image_name("argos"), "argos-image");
+    }
+
+    #[test]
+    fn paths_under_the_working_directory_are_shown_relative_to_it() {
+        let here = std::env::current_dir().unwrap();
+        let log = here.join("sandbox/state/logs/job-1.log");
+        assert_eq!(shown_path(&log), "sandbox/state/logs/job-1.log");
+        assert_eq!(
+            shown_path(std::path::Path::new("/elsewhere/job-1.log")),
+            "/elsewhere/job-1.log"
+        );
     }
 }

@@ -234,7 +234,9 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     }
     let _ = printer.await;
     ctrl_c.abort();
-    let log_note = log.filter(|p| p.exists()).map(|p| format!("full log: {}", p.display()));
+    let log_note = log
+        .filter(|p| p.exists())
+        .map(|p| format!("full log: {}", crate::names::shown_path(&p)));
     match result {
         Ok(Outcome::Summary(s)) => {
             print_summary(&s);

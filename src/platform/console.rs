@@ -79,7 +79,7 @@ impl ConsolePort {
         let mut s = self.screen.lock().unwrap_or_else(|p| p.into_inner());
         let mut text = plain(&msg.text);
         if let Some(a) = &msg.attachment {
-            text.push_str(&format!("\nfull log: {}", a.path.display()));
+            text.push_str(&format!("\nfull log: {}", crate::names::shown_path(&a.path)));
         }
         let mut out = std::io::stdout().lock();
         if s.terminal {
