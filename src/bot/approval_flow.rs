@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::approvals::{self, Requirement};
 use crate::bot::jobs;
 use crate::bot::port::{Button, ChatEvent, OutgoingMessage};
-use crate::bot::Inner;
+use crate::bot::{messages, Inner};
 use crate::command::Action;
 use crate::engine::{Ctx, Target};
 use crate::error::Error;
@@ -28,45 +28,6 @@ fn ctx(inner: &Inner, target: Target) -> Ctx {
         cancel: Default::default(),
         log: None,
     }
-}
-
-fn who_may(req: &Requirement, env: &str) -> String {
-    if req.roles.is_empty() {
-        format!("anyone allowed to approve on {env}")
-    } else {
-        format!("role {}", req.roles.join(" or "))
-    }
-}
-
-fn request_text(job: &JobRecord, a: &ApprovalRecord, req: &Requirement, status: &str, prefix: &str) -> String {
-    let expires = a
-        .expires_at
-        .map(|t| t.format("%H:%M UTC").to_string())
-        .unwrap_or_default();
-    let mut lines = vec![
-        format!("🔐 **Approval needed** · job #{} · {} {} requested by {}", job.id, job.env, job.action, job.requester_name),
-        a.plan.clone(),
-        format!(
-            "Needs {} approval(s) from {}, not {}. Expires at {expires}. `{prefix} approve {}` / `{prefix} deny {} [reason]`",
-            req.approvers,
-            who_may(req, &job.env),
-            job.requester_name,
-            job.id,
-            job.id
-        ),
-    ];
-    for v in &a.votes {
-        let reason = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-        lines.push(format!(
-            "• {} by {}{reason}",
-            if v.decision == "approve" { "approved" } else { "denied" },
-            v.user_name
-        ));
-    }
-    if !status.is_empty() {
-        lines.push(status.to_string());
-    }
-    lines.join("\n")
 }
 
 /// Buttons only while the request is open.
@@ -106,7 +67,7 @@ async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
     };
     let Some(port) = inner.port(&platform) else { return };
     let req = requirement_for(inner, &job);
-    let text = request_text(&job, &a, &req, status, &inner.engine.config.settings.chat.prefix);
+    let text = messages::approval_request(&job, &a, &req, status, &inner.engine.config.settings.chat.prefix);
     let out = OutgoingMessage {
         text: inner.engine.redactor.redact(&text),
         attachment: None,
@@ -176,7 +137,7 @@ pub(crate) async fn request(
     let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(id), inner.store.approval_for_job(id)) else {
         return Some(super::handlers::internal(inner, ev, "approval vanished after insert"));
     };
-    let text = request_text(&job, &a, &req, "", &inner.engine.config.settings.chat.prefix);
+    let text = messages::approval_request(&job, &a, &req, "", &inner.engine.config.settings.chat.prefix);
     let reply = match inner.port(&ev.identity.platform) {
         Some(port) => {
             let msg = OutgoingMessage {
@@ -278,8 +239,8 @@ fn lookup(inner: &Inner, id: u64) -> Lookup {
     };
     match inner.store.approval_for_job(id) {
         Ok(Some(a)) if a.state == "pending" => Lookup::Found(Box::new((job, a))),
-        Ok(Some(a)) => Lookup::Reply(format!("Job #{id}'s approval request is {}.", a.state)),
-        Ok(None) => Lookup::Reply(format!("Job #{id} has no approval request.")),
+        Ok(Some(a)) => Lookup::Reply(messages::approval_is(id, &a.state)),
+        Ok(None) => Lookup::Reply(messages::no_approval(id)),
         Err(e) => Lookup::Reply(format!("❌ {e}")),
     }
 }
@@ -314,16 +275,7 @@ fn may_decide(inner: &Inner, ev: &ChatEvent, job: &JobRecord) -> Result<(), Stri
     if req.roles.iter().any(|r| held.contains(r)) {
         Ok(())
     } else {
-        Err(format!(
-            "⛔ Approving job #{} needs the role {}; you have {}.",
-            job.id,
-            req.roles.join(" or "),
-            if held.is_empty() {
-                "none".into()
-            } else {
-                held.join(", ")
-            }
-        ))
+        Err(messages::approval_needs_role(job.id, &req.roles, &held))
     }
 }
 
@@ -337,11 +289,11 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     };
     if a.expires_at.is_some_and(|t| t <= crate::clock::now()) {
         expire(inner, id).await;
-        return Some(format!("⌛ Job #{id}'s approval request has expired."));
+        return Some(messages::approval_expired(id));
     }
     if is_requester(inner, ev, &job) {
         super::handlers::audit(inner, ev, &format!("approve refused: own request #{id}"), Some(id));
-        return Some(format!("✋ You requested job #{id}; someone else has to approve it."));
+        return Some(messages::own_request(id));
     }
     if let Err(why) = may_decide(inner, ev, &job) {
         super::handlers::audit(inner, ev, &format!("approve refused: {why}"), Some(id));
@@ -352,7 +304,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         .add_vote(a.id, &voter(inner, ev), &ev.identity.display_name, "approve", None)
     {
         Ok(true) => {}
-        Ok(false) => return Some(format!("You have already voted on job #{id}.")),
+        Ok(false) => return Some(messages::already_voted(id)),
         Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
     }
     let a = inner.store.approval_for_job(id).ok().flatten().unwrap_or(a);
@@ -365,23 +317,17 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     );
     if (have as u32) < a.needed {
         refresh_request(inner, id, &format!("{have}/{} approvals", a.needed), true).await;
-        return Some(format!(
-            "✔ Approved ({have}/{}): job #{id} needs more approval.",
-            a.needed
-        ));
+        return Some(messages::approved_needs_more(id, have, a.needed));
     }
     // Enough approvals: only one decision wins, however many arrive at once.
     if !matches!(inner.store.decide_approval(a.id, "approved"), Ok(true)) {
-        return Some(format!("Job #{id} has already been decided."));
+        return Some(messages::already_decided(id));
     }
     disarm(inner, id);
     if job.platform == "cli" {
         // The operator's CLI runs it: at once if it is waiting, or when they run it again.
         refresh_request(inner, id, "✅ Approved: it runs from the CLI.", false).await;
-        return Some(format!(
-            "✅ Approved: job #{id} runs from {}'s CLI (at once if it is waiting, else when they run it again).",
-            job.requester_name
-        ));
+        return Some(messages::approved_runs_from_cli(id, &job.requester_name));
     }
     let here = inner.port(&job.platform).is_some_and(|p| p.serves(&job.channel));
     let owner_alive = job.owner.as_deref().is_some_and(|o| {
@@ -466,7 +412,7 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
             }
         }
     });
-    Some(format!("✅ Approved: job #{id} starts now."))
+    Some(messages::approved_starts_now(id))
 }
 
 /// The owner of an approved job starts it (the approval was decided in another process,
@@ -506,7 +452,7 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
         reason.as_deref(),
     );
     if !matches!(inner.store.decide_approval(a.id, "denied"), Ok(true)) {
-        return Some(format!("Job #{id} has already been decided."));
+        return Some(messages::already_decided(id));
     }
     disarm(inner, id);
     let why = reason.clone().map(|r| format!(": {r}")).unwrap_or_default();

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::approvals::Requirement;
 use crate::command::CommandHelp;
 use crate::engine::StatusReport;
 use crate::permissions::Identity;
 use crate::progress::{plain_line, Progress};
-use crate::store::JobRecord;
+use crate::store::{ApprovalRecord, JobRecord};
 
 pub fn denied(missing: &str) -> String {
     format!("⛔ You don't have permission for {missing}. Ask an admin to grant it in config/argos.yaml.")
@@ -219,4 +220,95 @@ pub fn help_all(prefix: &str, allowed: &[&CommandHelp], no_env_grants: bool) -> 
         lines.push("You have no environment permissions; ask an admin.".into());
     }
     lines.join("\n")
+}
+
+fn who_may(req: &Requirement, env: &str) -> String {
+    if req.roles.is_empty() {
+        format!("anyone allowed to approve on {env}")
+    } else {
+        format!("role {}", req.roles.join(" or "))
+    }
+}
+
+/// An approval request as the channel shows it: who asked for what, the plan, who may
+/// approve and how, the votes so far and where it stands.
+pub fn approval_request(job: &JobRecord, a: &ApprovalRecord, req: &Requirement, status: &str, prefix: &str) -> String {
+    let expires = a
+        .expires_at
+        .map(|t| t.format("%H:%M UTC").to_string())
+        .unwrap_or_default();
+    let mut lines = vec![
+        format!("🔐 **Approval needed** · job #{} · {} {} requested by {}", job.id, job.env, job.action, job.requester_name),
+        a.plan.clone(),
+        format!(
+            "Needs {} approval(s) from {}, not {}. Expires at {expires}. `{prefix} approve {}` / `{prefix} deny {} [reason]`",
+            req.approvers,
+            who_may(req, &job.env),
+            job.requester_name,
+            job.id,
+            job.id
+        ),
+    ];
+    for v in &a.votes {
+        let reason = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        lines.push(format!(
+            "• {} by {}{reason}",
+            if v.decision == "approve" { "approved" } else { "denied" },
+            v.user_name
+        ));
+    }
+    if !status.is_empty() {
+        lines.push(status.to_string());
+    }
+    lines.join("\n")
+}
+
+pub fn approval_is(id: u64, state: &str) -> String {
+    format!("Job #{id}'s approval request is {state}.")
+}
+
+pub fn no_approval(id: u64) -> String {
+    format!("Job #{id} has no approval request.")
+}
+
+pub fn approval_expired(id: u64) -> String {
+    format!("⌛ Job #{id}'s approval request has expired.")
+}
+
+pub fn own_request(id: u64) -> String {
+    format!("✋ You requested job #{id}; someone else has to approve it.")
+}
+
+pub fn already_voted(id: u64) -> String {
+    format!("You have already voted on job #{id}.")
+}
+
+pub fn already_decided(id: u64) -> String {
+    format!("Job #{id} has already been decided.")
+}
+
+pub fn approval_needs_role(id: u64, roles: &[String], held: &[String]) -> String {
+    let held = if held.is_empty() {
+        "none".to_string()
+    } else {
+        held.join(", ")
+    };
+    format!(
+        "⛔ Approving job #{id} needs the role {}; you have {held}.",
+        roles.join(" or ")
+    )
+}
+
+pub fn approved_needs_more(id: u64, have: usize, needed: u32) -> String {
+    format!("✔ Approved ({have}/{needed}): job #{id} needs more approval.")
+}
+
+pub fn approved_runs_from_cli(id: u64, requester: &str) -> String {
+    format!(
+        "✅ Approved: job #{id} runs from {requester}'s CLI (at once if it is waiting, else when they run it again)."
+    )
+}
+
+pub fn approved_starts_now(id: u64) -> String {
+    format!("✅ Approved: job #{id} starts now.")
 }
