@@ -110,8 +110,8 @@ pub(crate) async fn request(
     let plan = match tokio::time::timeout(PLAN_TIMEOUT, approvals::plan(&ctx(inner, target), &action)).await {
         Ok(Ok(p)) => p,
         Ok(Err(Error::Invalid(m))) => return Some(m),
-        Ok(Err(e)) => return Some(format!("❌ {}", inner.engine.redactor.redact(&e.to_string()))),
-        Err(_) => return Some("❌ AWS did not answer in time; nothing was requested".into()),
+        Ok(Err(e)) => return Some(messages::failed(&inner.engine.redactor.redact(&e.to_string()))),
+        Err(_) => return Some(messages::plan_timeout()),
     };
     let id = match inner
         .store
@@ -217,13 +217,7 @@ async fn expire(inner: &Inner, job_id: u64) {
         "expired",
         Some(job_id),
     );
-    refresh_request(
-        inner,
-        job_id,
-        "⌛ Expired: nobody approved in time. Nothing was done.",
-        false,
-    )
-    .await;
+    refresh_request(inner, job_id, messages::REQUEST_EXPIRED, false).await;
 }
 
 enum Lookup {
@@ -326,7 +320,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     disarm(inner, id);
     if job.platform == "cli" {
         // The operator's CLI runs it: at once if it is waiting, or when they run it again.
-        refresh_request(inner, id, "✅ Approved: it runs from the CLI.", false).await;
+        refresh_request(inner, id, messages::REQUEST_APPROVED_FOR_CLI, false).await;
         return Some(messages::approved_runs_from_cli(id, &job.requester_name));
     }
     let here = inner.port(&job.platform).is_some_and(|p| p.serves(&job.channel));
@@ -340,11 +334,8 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
     if !here && owner_alive {
         // The requester follows the job where they asked for it: its owner starts it at its
         // next heartbeat and tells them.
-        refresh_request(inner, id, "✅ Approved: starting.", false).await;
-        return Some(format!(
-            "✅ Approved: job #{id} starts where {} asked for it.",
-            job.requester_name
-        ));
+        refresh_request(inner, id, messages::REQUEST_APPROVED_STARTING, false).await;
+        return Some(messages::approved_starts_where_asked(id, &job.requester_name));
     }
     start_approved(inner, job, a).await
 }
@@ -356,7 +347,7 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
         Ok(action) => action,
         Err(why) => {
             let _ = inner.store.end_unstarted_job(id, JobState::Interrupted, &why);
-            return Some(format!("❌ job #{id} cannot start: {why}"));
+            return Some(messages::cannot_start(id, &why));
         }
     };
     let target = match inner.engine.target(&job.env) {
@@ -384,25 +375,11 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
             "void: plan changed",
             Some(id),
         );
-        refresh_request(
-            inner,
-            id,
-            "⚠️ Void: what this would do has changed since it was requested. Nothing was done.",
-            false,
-        )
-        .await;
-        tell_channel(
-            inner,
-            &job,
-            format!("⚠️ {}: the plan for job #{id} ({} {}) changed after it was requested, so the approval is void and nothing was done. Request it again to see the new plan.", job.requester_name, job.env, job.action),
-        )
-        .await;
-        return Some(format!(
-            "⚠️ The plan for job #{id} changed since it was requested; the approval is void and {} has been told.",
-            job.requester_name
-        ));
+        refresh_request(inner, id, messages::REQUEST_VOID, false).await;
+        tell_channel(inner, &job, messages::void_for_requester(&job)).await;
+        return Some(messages::void_told(id, &job.requester_name));
     }
-    refresh_request(inner, id, "✅ Approved: starting.", false).await;
+    refresh_request(inner, id, messages::REQUEST_APPROVED_STARTING, false).await;
     let _ = inner.store.set_job_owner(id, &inner.replica.id);
     let task = inner.clone();
     inner.tasks.spawn(async move {
@@ -466,11 +443,7 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
     refresh_request(
         inner,
         id,
-        &format!(
-            "❌ {} by {}{why}. Nothing was done.",
-            if own { "Withdrawn" } else { "Denied" },
-            ev.identity.display_name
-        ),
+        &messages::request_ended(own, &ev.identity.display_name, &why),
         false,
     )
     .await;
@@ -478,12 +451,9 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
         tell_channel(
             inner,
             &job,
-            format!(
-                "❌ {}: job #{id} ({} {}) was denied by {}{why}.",
-                job.requester_name, job.env, job.action, ev.identity.display_name
-            ),
+            messages::denied_for_requester(&job, &ev.identity.display_name, &why),
         )
         .await;
     }
-    Some(format!("❌ Job #{id} {verb}."))
+    Some(messages::job_ended_by_vote(id, verb))
 }

@@ -312,3 +312,55 @@ pub fn approved_runs_from_cli(id: u64, requester: &str) -> String {
 pub fn approved_starts_now(id: u64) -> String {
     format!("✅ Approved: job #{id} starts now.")
 }
+
+pub fn plan_timeout() -> String {
+    "❌ AWS did not answer in time; nothing was requested".into()
+}
+
+/// Where an approval request stands, shown on the request's message.
+pub const REQUEST_EXPIRED: &str = "⌛ Expired: nobody approved in time. Nothing was done.";
+pub const REQUEST_APPROVED_FOR_CLI: &str = "✅ Approved: it runs from the CLI.";
+pub const REQUEST_APPROVED_STARTING: &str = "✅ Approved: starting.";
+pub const REQUEST_VOID: &str = "⚠️ Void: what this would do has changed since it was requested. Nothing was done.";
+
+pub fn approved_starts_where_asked(id: u64, requester: &str) -> String {
+    format!("✅ Approved: job #{id} starts where {requester} asked for it.")
+}
+
+pub fn cannot_start(id: u64, why: &str) -> String {
+    format!("❌ job #{id} cannot start: {why}")
+}
+
+/// Told in the requester's channel when the plan changed before an approved job started.
+pub fn void_for_requester(job: &JobRecord) -> String {
+    format!(
+        "⚠️ {}: the plan for job #{} ({} {}) changed after it was requested, so the approval is void and nothing was done. Request it again to see the new plan.",
+        job.requester_name, job.id, job.env, job.action
+    )
+}
+
+pub fn void_told(id: u64, requester: &str) -> String {
+    format!(
+        "⚠️ The plan for job #{id} changed since it was requested; the approval is void and {requester} has been told."
+    )
+}
+
+/// The request's message when it was denied, or withdrawn by its requester (`own`); `why` is
+/// empty or `: reason`.
+pub fn request_ended(own: bool, by: &str, why: &str) -> String {
+    let ended = if own { "Withdrawn" } else { "Denied" };
+    format!("❌ {ended} by {by}{why}. Nothing was done.")
+}
+
+/// Told in the requester's channel when someone denied their request.
+pub fn denied_for_requester(job: &JobRecord, by: &str, why: &str) -> String {
+    format!(
+        "❌ {}: job #{} ({} {}) was denied by {by}{why}.",
+        job.requester_name, job.id, job.env, job.action
+    )
+}
+
+/// The reply to a deny (`verb` is `denied`, or `withdrawn` for one's own request).
+pub fn job_ended_by_vote(id: u64, verb: &str) -> String {
+    format!("❌ Job #{id} {verb}.")
+}
