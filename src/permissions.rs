@@ -18,6 +18,18 @@ pub struct Identity {
     pub platform_roles: Vec<String>,
 }
 
+impl Identity {
+    /// Someone known on a surface by one name and no platform roles (the CLI, the console).
+    pub fn named(platform: &str, user: &str) -> Identity {
+        Identity {
+            platform: platform.to_string(),
+            user_id: user.to_string(),
+            display_name: user.to_string(),
+            platform_roles: Vec::new(),
+        }
+    }
+}
+
 /// The answer to "may they?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

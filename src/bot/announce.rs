@@ -9,6 +9,7 @@ use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::Bot;
 use crate::config::ScheduleSettings;
 use crate::schedule::{gather, missed_since, next_due, Item};
+use crate::store::AuditEntry;
 
 /// The announcement message, with a button per actionable item.
 pub fn announcement(s: &ScheduleSettings, due: DateTime<Utc>, items: &[Item], prefix: &str) -> OutgoingMessage {
@@ -68,15 +69,14 @@ pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bo
         }
         None => tracing::warn!(schedule = %s.name, platform = %s.platform, "the schedule's platform is not connected"),
     }
-    let _ = bot.store().audit(
-        "schedule",
+    let _ = bot.store().audit(AuditEntry::system(
         "schedule",
         &s.name,
         &s.channel,
         &format!("schedule {}", s.name),
         "announced",
         None,
-    );
+    ));
     true
 }
 

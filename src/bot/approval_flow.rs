@@ -15,7 +15,7 @@ use crate::engine::{Ctx, Target};
 use crate::error::Error;
 use crate::permissions::Decision;
 use crate::progress::ProgressTx;
-use crate::store::{ApprovalRecord, JobRecord, JobState, NewJob};
+use crate::store::{ApprovalRecord, AuditEntry, JobRecord, JobState, NewJob};
 
 /// How long working out a plan may take before the request gives up.
 const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -208,15 +208,14 @@ async fn expire(inner: &Inner, job_id: u64) {
     let _ = inner
         .store
         .end_unstarted_job(job_id, JobState::Cancelled, "approval request expired");
-    let _ = inner.store.audit(
-        "bot",
+    let _ = inner.store.audit(AuditEntry::system(
         "bot",
         "argos",
         "-",
         &format!("approval of job #{job_id}"),
         "expired",
         Some(job_id),
-    );
+    ));
     refresh_request(inner, job_id, messages::REQUEST_EXPIRED, false).await;
 }
 
@@ -366,15 +365,14 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
             JobState::Cancelled,
             "approval void: the plan changed before the job started",
         );
-        let _ = inner.store.audit(
-            "bot",
+        let _ = inner.store.audit(AuditEntry::system(
             "bot",
             "argos",
             &job.channel,
             &format!("approval of job #{id}"),
             "void: plan changed",
             Some(id),
-        );
+        ));
         refresh_request(inner, id, messages::REQUEST_VOID, false).await;
         tell_channel(inner, &job, messages::void_for_requester(&job)).await;
         return Some(messages::void_told(id, &job.requester_name));

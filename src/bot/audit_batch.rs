@@ -59,9 +59,16 @@ fn write(store: &Store, durability: Durability, entries: &[AuditEntry]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::permissions::Identity;
 
     fn entry(outcome: &str) -> AuditEntry {
-        AuditEntry::now(["console", "alice", "alice", "console:alice", "cmd", outcome], None)
+        AuditEntry::by(
+            &Identity::named("console", "alice"),
+            "console:alice",
+            "cmd",
+            outcome,
+            None,
+        )
     }
 
     fn outcomes(store: &Store) -> Vec<String> {

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::permissions::Permissions;
-use crate::store::Store;
+use crate::store::{AuditEntry, Store};
 use jobs::JobTable;
 use port::{ChatEvent, ChatPort, CommandHandler, EventClaim};
 use replica::Replica;
@@ -276,15 +276,14 @@ impl Bot {
         let _ = tokio::time::timeout(grace, self.inner.tasks.wait()).await;
         let left = self.inner.jobs.running_ids();
         for id in &left {
-            let _ = self.inner.store.audit(
-                "bot",
+            let _ = self.inner.store.audit(AuditEntry::system(
                 "bot",
                 "argos",
                 "-",
                 &format!("shutdown with job #{id} running"),
                 "left running; resumes at next start",
                 Some(*id),
-            );
+            ));
         }
         // What is left is another replica's to take over at once (or this one's next start).
         self.inner.replica.retire();

@@ -8,7 +8,8 @@ use crate::bot::replica::{JobLease, Replica};
 use crate::command::Action;
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::{EnvLockRecord, JobRecord, JobState, NewJob, StartOutcome, Store};
+use crate::permissions::Identity;
+use crate::store::{AuditEntry, EnvLockRecord, JobRecord, JobState, NewJob, StartOutcome, Store};
 
 use super::{Outcome, EXIT_FAILED, EXIT_USAGE};
 
@@ -67,10 +68,13 @@ impl Session {
     }
 
     pub(crate) fn audit(&self, command: &str, outcome: &str, job: Option<u64>) {
-        if let Err(e) = self
-            .store
-            .audit("cli", &self.user, &self.user, &self.channel, command, outcome, job)
-        {
+        if let Err(e) = self.store.audit(AuditEntry::by(
+            &Identity::named("cli", &self.user),
+            &self.channel,
+            command,
+            outcome,
+            job,
+        )) {
             eprintln!("warning: cannot write the audit log: {e}");
         }
     }
@@ -86,7 +90,8 @@ pub(crate) async fn audit_refusal(config: &Config, command: &str, outcome: &str)
     let command = crate::names::shorten(&config.redactor().redact(command), 500);
     let outcome = outcome.to_string();
     let written = tokio::task::spawn_blocking(move || {
-        Store::open_configured(url.as_deref(), &path)?.audit("cli", &user, &user, &channel, &command, &outcome, None)
+        let entry = AuditEntry::by(&Identity::named("cli", &user), &channel, &command, &outcome, None);
+        Store::open_configured(url.as_deref(), &path)?.audit(entry)
     })
     .await;
     if let Ok(Err(e)) = written {

@@ -2,6 +2,7 @@
 
 use super::sql::params;
 use super::{now, Context, Store, StoreResult};
+use crate::permissions::Identity;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -42,37 +43,47 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// A record stamped now; `fields` are the platform, user id, user name, channel, command
-    /// and outcome.
-    pub fn now(fields: [&str; 6], job_id: Option<u64>) -> AuditEntry {
-        let [platform, user_id, user_name, channel, command, outcome] = fields.map(str::to_string);
+    /// What a person asked for on a channel, and how it ended; stamped now.
+    pub fn by(who: &Identity, channel: &str, command: &str, outcome: &str, job_id: Option<u64>) -> AuditEntry {
         AuditEntry {
             at: now(),
-            platform,
-            user_id,
-            user_name,
-            channel,
-            command,
-            outcome,
+            platform: who.platform.clone(),
+            user_id: who.user_id.clone(),
+            user_name: who.display_name.clone(),
+            channel: channel.to_string(),
+            command: command.to_string(),
+            outcome: outcome.to_string(),
+            job_id,
+        }
+    }
+
+    /// What the bot did of its own accord, no person asking (an approval expiring or voided,
+    /// a scheduled report, a shutdown): `source` says what acted (`bot`, `schedule`), `name`
+    /// which one (`argos`, the schedule's name); stamped now.
+    pub fn system(
+        source: &str,
+        name: &str,
+        channel: &str,
+        command: &str,
+        outcome: &str,
+        job_id: Option<u64>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: now(),
+            platform: source.to_string(),
+            user_id: source.to_string(),
+            user_name: name.to_string(),
+            channel: channel.to_string(),
+            command: command.to_string(),
+            outcome: outcome.to_string(),
             job_id,
         }
     }
 }
 
 impl Store {
-    /// Records one command, on the disk before it returns.
-    #[allow(clippy::too_many_arguments)]
-    pub fn audit(
-        &self,
-        platform: &str,
-        user_id: &str,
-        user_name: &str,
-        channel: &str,
-        command: &str,
-        outcome: &str,
-        job_id: Option<u64>,
-    ) -> StoreResult<()> {
-        let entry = AuditEntry::now([platform, user_id, user_name, channel, command, outcome], job_id);
+    /// Records one entry, on the disk before it returns.
+    pub fn audit(&self, entry: AuditEntry) -> StoreResult<()> {
         self.audit_all(Durability::Synced, std::slice::from_ref(&entry))
     }
 
@@ -140,7 +151,13 @@ mod tests {
     use super::*;
 
     fn entry(outcome: &str) -> AuditEntry {
-        AuditEntry::now(["console", "alice", "alice", "console:alice", "whoami", outcome], None)
+        AuditEntry::by(
+            &Identity::named("console", "alice"),
+            "console:alice",
+            "whoami",
+            outcome,
+            None,
+        )
     }
 
     fn synchronous(store: &Store) -> i64 {
@@ -161,7 +178,15 @@ mod tests {
         store.audit_all(Durability::Written, &batch).unwrap();
         // The relaxed setting is for that commit only: the next job or lock is fsynced.
         assert_eq!(synchronous(&store), 2, "back to FULL");
-        store.audit("console", "bob", "bob", "c", "jobs", "ok", None).unwrap();
+        store
+            .audit(AuditEntry::by(
+                &Identity::named("console", "bob"),
+                "c",
+                "jobs",
+                "ok",
+                None,
+            ))
+            .unwrap();
         let outcomes: Vec<_> = store
             .audit_log(10)
             .unwrap()

@@ -17,7 +17,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use argos::store::{JobRecord, JobState, LeaseSettings, NewJob, StartOutcome, Store, StoreResult};
+use argos::permissions::Identity;
+use argos::store::{AuditEntry, JobRecord, JobState, LeaseSettings, NewJob, StartOutcome, Store, StoreResult};
 use chrono::TimeZone;
 use support::postgres::{self, PgServer};
 
@@ -286,20 +287,30 @@ fn finish_job_is_fenced_and_keeps_the_first_result(db: &TestDb) {
 fn audit_records_keep_order_and_survive_a_missing_job(db: &TestDb) {
     let s = db.open();
     let id = s.insert_job(&new_job("staging", "deploy"), JobState::Queued).unwrap();
-    s.audit(
-        "discord",
-        "u-alice",
-        "alice",
+    s.audit(AuditEntry::by(
+        &who("discord", "u-alice", "alice"),
         "#ops",
         "staging deploy",
         "accepted",
         Some(id),
-    )
+    ))
     .unwrap();
-    s.audit("discord", "u-bob", "bob", "#ops", "job 999", "no such job", Some(999))
-        .expect("an audit record naming a missing job is kept");
-    s.audit("console", "u-alice", "alice", "console", "help", "ok", None)
-        .unwrap();
+    s.audit(AuditEntry::by(
+        &who("discord", "u-bob", "bob"),
+        "#ops",
+        "job 999",
+        "no such job",
+        Some(999),
+    ))
+    .expect("an audit record naming a missing job is kept");
+    s.audit(AuditEntry::by(
+        &who("console", "u-alice", "alice"),
+        "console",
+        "help",
+        "ok",
+        None,
+    ))
+    .unwrap();
 
     let log = s.audit_log(10).unwrap();
     let summary: Vec<_> = log
@@ -1283,15 +1294,13 @@ fn postgres_store_reconnects_after_a_restart() {
     let url = pg.new_database();
     let s = Store::connect(&url).unwrap();
     let first = s.insert_job(&new_job("staging", "deploy"), JobState::Queued).unwrap();
-    s.audit(
-        "discord",
-        "u-alice",
-        "alice",
+    s.audit(AuditEntry::by(
+        &who("discord", "u-alice", "alice"),
         "#ops",
         "staging deploy",
         "accepted",
         Some(first),
-    )
+    ))
     .unwrap();
 
     pg.restart();
@@ -1473,5 +1482,13 @@ fn postgres_finish_racing_a_takeover_does_not_deadlock() {
             assert_eq!(lock.job_id, None);
         }
         _ => panic!("take_over: {took:?}\nfinish_and_release: {finished:?}\njob: {j:?}\nlock: {lock:?}"),
+    }
+}
+
+/// A person as an adapter sees them, for the audit records these tests write.
+fn who(platform: &str, user_id: &str, name: &str) -> Identity {
+    Identity {
+        display_name: name.to_string(),
+        ..Identity::named(platform, user_id)
     }
 }

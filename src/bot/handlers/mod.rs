@@ -29,17 +29,9 @@ pub(crate) fn audit_read(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Opti
 }
 
 fn audit_as(inner: &Inner, ev: &ChatEvent, outcome: &str, job: Option<u64>, durability: Durability) {
-    let who = &ev.identity;
     let command = shorten(&inner.engine.redactor.redact(&ev.text), AUDIT_MAX_CHARS);
-    let fields = [
-        who.platform.as_str(),
-        &who.user_id,
-        &who.display_name,
-        &ev.channel,
-        &command,
-        outcome,
-    ];
-    audit_batch::record(&inner.store, durability, AuditEntry::now(fields, job));
+    let entry = AuditEntry::by(&ev.identity, &ev.channel, &command, outcome, job);
+    audit_batch::record(&inner.store, durability, entry);
 }
 
 pub(crate) fn internal(inner: &Inner, ev: &ChatEvent, detail: &str) -> String {
