@@ -4,8 +4,8 @@
 //! the approval. Requests expire, also across restarts.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::approvals::life::{self, Counted, VoidReason, Witness, PLAN_TIMEOUT};
 use crate::approvals::{self, Requirement};
 use crate::bot::jobs;
 use crate::bot::port::{Button, ChatEvent, OutgoingMessage};
@@ -15,10 +15,41 @@ use crate::engine::{Ctx, Target};
 use crate::error::Error;
 use crate::permissions::Decision;
 use crate::progress::ProgressTx;
-use crate::store::{ApprovalRecord, AuditEntry, JobRecord, JobState, NewJob};
+use crate::store::{ApprovalRecord, ApprovalState, AuditEntry, JobRecord, JobState, NewJob, Store};
 
-/// How long working out a plan may take before the request gives up.
-const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// A person's command moved the request: audited under their identity.
+struct ByPerson<'a> {
+    inner: &'a Inner,
+    ev: &'a ChatEvent,
+}
+
+impl Witness for ByPerson<'_> {
+    fn record(&self, outcome: &str, job: u64) {
+        super::handlers::audit(self.inner, self.ev, outcome, Some(job));
+    }
+}
+
+/// The bot moved it of its own accord (an expiry, a changed plan).
+struct ByBot<'a> {
+    store: &'a Store,
+    channel: &'a str,
+}
+
+impl Witness for ByBot<'_> {
+    fn record(&self, outcome: &str, job: u64) {
+        let entry = AuditEntry::system(
+            "bot",
+            "argos",
+            self.channel,
+            &format!("approval of job #{job}"),
+            outcome,
+            Some(job),
+        );
+        if let Err(e) = self.store.audit(entry) {
+            tracing::warn!(job, error = %e, "cannot write the audit log");
+        }
+    }
+}
 
 fn ctx(inner: &Inner, target: Target) -> Ctx {
     Ctx {
@@ -106,34 +137,17 @@ pub(crate) async fn request(
     action: Action,
     req: Requirement,
 ) -> Option<String> {
-    let env = target.env.to_string();
     let plan = match tokio::time::timeout(PLAN_TIMEOUT, approvals::plan(&ctx(inner, target), &action)).await {
         Ok(Ok(p)) => p,
         Ok(Err(Error::Invalid(m))) => return Some(m),
         Ok(Err(e)) => return Some(messages::failed(&inner.engine.redactor.redact(&e.to_string()))),
         Err(_) => return Some(messages::plan_timeout()),
     };
-    let id = match inner
-        .store
-        .insert_job_for(&new, JobState::Queued, Some(&inner.replica.id))
-    {
-        Ok(id) => id,
+    let by = ByPerson { inner, ev };
+    let (id, approval) = match life::file(&inner.store, &new, &inner.replica.id, &plan, &req, &by) {
+        Ok(filed) => (filed.job, filed.approval),
         Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
     };
-    let expires = crate::clock::now() + req.ttl;
-    let approval = match inner
-        .store
-        .insert_approval(id, &plan.digest, &plan.text, req.approvers, expires)
-    {
-        Ok(a) => a,
-        Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
-    };
-    super::handlers::audit(
-        inner,
-        ev,
-        &format!("approval requested: job #{id} {env} {}", action.verb()),
-        Some(id),
-    );
     let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(id), inner.store.approval_for_job(id)) else {
         return Some(super::handlers::internal(inner, ev, "approval vanished after insert"));
     };
@@ -201,21 +215,14 @@ async fn expire(inner: &Inner, job_id: u64) {
     let Ok(Some(a)) = inner.store.approval_for_job(job_id) else {
         return;
     };
-    if !matches!(inner.store.decide_approval(a.id, "expired"), Ok(true)) {
+    let by = ByBot {
+        store: &inner.store,
+        channel: "-",
+    };
+    if !life::expire(&inner.store, &a, &by) {
         return;
     }
     disarm(inner, job_id);
-    let _ = inner
-        .store
-        .end_unstarted_job(job_id, JobState::Cancelled, "approval request expired");
-    let _ = inner.store.audit(AuditEntry::system(
-        "bot",
-        "argos",
-        "-",
-        &format!("approval of job #{job_id}"),
-        "expired",
-        Some(job_id),
-    ));
     refresh_request(inner, job_id, messages::REQUEST_EXPIRED, false).await;
 }
 
@@ -231,8 +238,8 @@ fn lookup(inner: &Inner, id: u64) -> Lookup {
         Err(e) => return Lookup::Reply(format!("❌ {e}")),
     };
     match inner.store.approval_for_job(id) {
-        Ok(Some(a)) if a.state == "pending" => Lookup::Found(Box::new((job, a))),
-        Ok(Some(a)) => Lookup::Reply(messages::approval_is(id, &a.state)),
+        Ok(Some(a)) if a.state == ApprovalState::Pending => Lookup::Found(Box::new((job, a))),
+        Ok(Some(a)) => Lookup::Reply(messages::approval_is(id, a.state.as_str())),
         Ok(None) => Lookup::Reply(messages::no_approval(id)),
         Err(e) => Lookup::Reply(format!("❌ {e}")),
     }
@@ -280,7 +287,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
             return Some(r);
         }
     };
-    if a.expires_at.is_some_and(|t| t <= crate::clock::now()) {
+    if life::is_due(&a) {
         expire(inner, id).await;
         return Some(messages::approval_expired(id));
     }
@@ -292,29 +299,16 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         super::handlers::audit(inner, ev, &format!("approve refused: {why}"), Some(id));
         return Some(why);
     }
-    match inner
-        .store
-        .add_vote(a.id, &voter(inner, ev), &ev.identity.display_name, "approve", None)
-    {
-        Ok(true) => {}
-        Ok(false) => return Some(messages::already_voted(id)),
+    let by = ByPerson { inner, ev };
+    match life::approve(&inner.store, &a, &voter(inner, ev), &ev.identity.display_name, &by) {
+        Ok(Counted::Approved) => {}
+        Ok(Counted::Short { have, needed }) => {
+            refresh_request(inner, id, &format!("{have}/{needed} approvals"), true).await;
+            return Some(messages::approved_needs_more(id, have, needed));
+        }
+        Ok(Counted::AlreadyVoted) => return Some(messages::already_voted(id)),
+        Ok(Counted::AlreadyDecided) => return Some(messages::already_decided(id)),
         Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
-    }
-    let a = inner.store.approval_for_job(id).ok().flatten().unwrap_or(a);
-    let have = a.approvals();
-    super::handlers::audit(
-        inner,
-        ev,
-        &format!("approved job #{id} ({have}/{})", a.needed),
-        Some(id),
-    );
-    if (have as u32) < a.needed {
-        refresh_request(inner, id, &format!("{have}/{} approvals", a.needed), true).await;
-        return Some(messages::approved_needs_more(id, have, a.needed));
-    }
-    // Enough approvals: only one decision wins, however many arrive at once.
-    if !matches!(inner.store.decide_approval(a.id, "approved"), Ok(true)) {
-        return Some(messages::already_decided(id));
     }
     disarm(inner, id);
     if job.platform == "cli" {
@@ -336,6 +330,7 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         refresh_request(inner, id, messages::REQUEST_APPROVED_STARTING, false).await;
         return Some(messages::approved_starts_where_asked(id, &job.requester_name));
     }
+    let a = inner.store.approval_for_job(id).ok().flatten().unwrap_or(a);
     start_approved(inner, job, a).await
 }
 
@@ -353,26 +348,12 @@ async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -
         Ok(t) => t,
         Err(e) => return Some(format!("❌ {e}")),
     };
-    let now_plan = tokio::time::timeout(PLAN_TIMEOUT, approvals::plan(&ctx(inner, target), &action)).await;
-    let current = match now_plan {
-        Ok(Ok(p)) => Some(p.digest),
-        _ => None,
-    };
-    if current.as_deref() != Some(a.digest.as_str()) {
-        let _ = inner.store.void_approval(a.id);
-        let _ = inner.store.end_unstarted_job(
-            id,
-            JobState::Cancelled,
-            "approval void: the plan changed before the job started",
-        );
-        let _ = inner.store.audit(AuditEntry::system(
-            "bot",
-            "argos",
-            &job.channel,
-            &format!("approval of job #{id}"),
-            "void: plan changed",
-            Some(id),
-        ));
+    if !life::plan_holds(&ctx(inner, target), &action, &a).await {
+        let by = ByBot {
+            store: &inner.store,
+            channel: &job.channel,
+        };
+        life::void(&inner.store, &a, VoidReason::PlanChanged, &by);
         refresh_request(inner, id, messages::REQUEST_VOID, false).await;
         tell_channel(inner, &job, messages::void_for_requester(&job)).await;
         return Some(messages::void_told(id, &job.requester_name));
@@ -396,7 +377,7 @@ pub(crate) async fn start_owned(inner: &Arc<Inner>, id: u64) {
     let (Ok(Some(job)), Ok(Some(a))) = (inner.store.job(id), inner.store.approval_for_job(id)) else {
         return;
     };
-    if job.state != JobState::Queued || a.state != "approved" {
+    if job.state != JobState::Queued || a.state != ApprovalState::Approved {
         return;
     }
     if let Some(reply) = start_approved(inner, job.clone(), a).await {
@@ -419,25 +400,22 @@ pub(crate) async fn deny(inner: &Arc<Inner>, ev: &ChatEvent, id: u64, reason: Op
             return Some(why);
         }
     }
-    let _ = inner.store.add_vote(
-        a.id,
-        &voter(inner, ev),
+    let why = reason.clone().map(|r| format!(": {r}")).unwrap_or_default();
+    let by = ByPerson { inner, ev };
+    let voter = voter(inner, ev);
+    if !life::deny(
+        &inner.store,
+        &a,
+        &voter,
         &ev.identity.display_name,
-        "deny",
         reason.as_deref(),
-    );
-    if !matches!(inner.store.decide_approval(a.id, "denied"), Ok(true)) {
+        own,
+        &by,
+    ) {
         return Some(messages::already_decided(id));
     }
     disarm(inner, id);
-    let why = reason.clone().map(|r| format!(": {r}")).unwrap_or_default();
     let verb = if own { "withdrawn" } else { "denied" };
-    let _ = inner.store.end_unstarted_job(
-        id,
-        JobState::Cancelled,
-        &format!("{verb} by {}{why}", ev.identity.display_name),
-    );
-    super::handlers::audit(inner, ev, &format!("{verb} job #{id}{why}"), Some(id));
     refresh_request(
         inner,
         id,

@@ -253,7 +253,11 @@ pub fn approval_request(job: &JobRecord, a: &ApprovalRecord, req: &Requirement, 
         let reason = v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         lines.push(format!(
             "• {} by {}{reason}",
-            if v.decision == "approve" { "approved" } else { "denied" },
+            if v.decision == crate::store::Choice::Approve {
+                "approved"
+            } else {
+                "denied"
+            },
             v.user_name
         ));
     }

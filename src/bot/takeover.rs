@@ -164,7 +164,9 @@ async fn adopt_orphans(inner: &Arc<Inner>) {
             continue;
         }
         match inner.store.approval_for_job(job.id).ok().flatten() {
-            Some(a) if a.state == "pending" => approval_flow::arm_expiry(inner.clone(), job.id),
+            Some(a) if a.state == crate::store::ApprovalState::Pending => {
+                approval_flow::arm_expiry(inner.clone(), job.id)
+            }
             // Approved ones are started by the owner's next round; others ended.
             Some(_) => {}
             None => {

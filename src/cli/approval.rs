@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use crate::address::ChannelAddress;
+use crate::approvals::life::{self, VoidReason, Witness};
 use crate::approvals::{self, Requirement};
 use crate::command::Action;
 use crate::engine::{Ctx, Engine};
 use crate::progress::ProgressTx;
-use crate::store::JobState;
+use crate::store::{ApprovalState, Choice, JobState};
 
 use super::job::{CliJob, Session};
 use super::{EXIT_FAILED, EXIT_USAGE};
@@ -32,6 +33,18 @@ pub struct ApprovalOptions {
 fn announce_target(engine: &Engine, env: &str) -> Option<Result<ChannelAddress, String>> {
     let (_, settings) = engine.config.environment(env).ok()?;
     Some(ChannelAddress::parse(&settings.announce?))
+}
+
+/// The operator's command moved the request: audited under the OS user, like the command.
+struct ByOperator<'a> {
+    session: &'a Session,
+    command: &'a str,
+}
+
+impl Witness for ByOperator<'_> {
+    fn record(&self, outcome: &str, job: u64) {
+        self.session.audit(self.command, outcome, Some(job));
+    }
 }
 
 /// Announces `text` in the environment's channel, if it has one.
@@ -105,23 +118,22 @@ pub(crate) async fn gate(
             .approval_for_job(id)
             .map_err(|e| (EXIT_FAILED, e.to_string()))?
             .ok_or((EXIT_FAILED, format!("approval request #{id} vanished")))?;
-        match a.state.as_str() {
-            "pending" if a.expires_at.is_some_and(|t| t <= chrono::Utc::now()) => {
-                if session.store.decide_approval(a.id, "expired").unwrap_or(false) {
-                    let _ = session
-                        .store
-                        .end_unstarted_job(id, JobState::Cancelled, "approval request expired");
-                    session.audit(&command, "approval expired", Some(id));
-                }
+        let by = ByOperator {
+            session: &session,
+            command: &command,
+        };
+        match a.state {
+            ApprovalState::Pending if life::is_due(&a) => {
+                life::expire(&session.store, &a, &by);
             }
-            "pending" if opts.no_wait => {
+            ApprovalState::Pending if opts.no_wait => {
                 session.replica.retire();
                 return Err((
                     0,
                     format!("approval request #{id} is waiting; run `argos {command}` again once it is approved"),
                 ));
             }
-            "pending" => {
+            ApprovalState::Pending => {
                 if !waited {
                     eprintln!(
                         "waiting for {} approval(s) of request #{id} (ctrl-c stops waiting; the request stays)",
@@ -137,45 +149,28 @@ pub(crate) async fn gate(
                     }
                 }
             }
-            "approved" => {
-                let by: Vec<&str> = a
+            ApprovalState::Approved => {
+                let by_names: Vec<&str> = a
                     .votes
                     .iter()
-                    .filter(|v| v.decision == "approve")
+                    .filter(|v| v.decision == Choice::Approve)
                     .map(|v| v.user_name.as_str())
                     .collect();
-                // A requester's own vote never counts (one recorded before the two-person rule
-                // compared people rather than surfaces included).
+                // A requester's own vote never counts.
                 let people = crate::people::People::new(&engine.config.settings.people);
                 let own = [people.vote_id("cli", &session.user), session.user.clone()];
-                if a.votes
-                    .iter()
-                    .any(|v| v.decision == "approve" && own.contains(&v.user_id))
-                {
-                    let _ = session.store.void_approval(a.id);
-                    let _ = session.store.end_unstarted_job(
-                        id,
-                        JobState::Cancelled,
-                        "approval void: approved by its requester",
-                    );
-                    session.audit(&command, "approval void: approved by its requester", Some(id));
+                if life::approved_by_any_of(&a, &own) {
+                    life::void(&session.store, &a, VoidReason::ApprovedByRequester, &by);
                     session.replica.retire();
                     return Err((
                         EXIT_FAILED,
                         format!("request #{id} was approved by {} who requested it: someone else has to approve; nothing was done", session.user),
                     ));
                 }
-                eprintln!("request #{id} approved by {}", by.join(", "));
+                eprintln!("request #{id} approved by {}", by_names.join(", "));
                 // Bound to the plan: if what would happen changed, the approval is void.
-                let now = plan(engine, env, action).await?;
-                if now.digest != a.digest {
-                    let _ = session.store.void_approval(a.id);
-                    let _ = session.store.end_unstarted_job(
-                        id,
-                        JobState::Cancelled,
-                        "approval void: the plan changed before the job started",
-                    );
-                    session.audit(&command, "approval void: plan changed", Some(id));
+                if !life::plan_holds(&plan_ctx(engine, env)?, action, &a).await {
+                    life::void(&session.store, &a, VoidReason::PlanChanged, &by);
                     session.replica.retire();
                     return Err((
                         EXIT_FAILED,
@@ -184,23 +179,12 @@ pub(crate) async fn gate(
                 }
                 return CliJob::start_approved(session, id, env, command);
             }
-            other => {
-                let why = a
-                    .votes
-                    .iter()
-                    .find(|v| v.decision == "deny")
-                    .map(|v| {
-                        format!(
-                            " by {}{}",
-                            v.user_name,
-                            v.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-                        )
-                    })
-                    .unwrap_or_default();
+            ended @ (ApprovalState::Denied | ApprovalState::Expired | ApprovalState::Void) => {
+                let why = life::denial(&a);
                 session.replica.retire();
                 return Err((
                     EXIT_FAILED,
-                    format!("approval request #{id} was {other}{why}; nothing was done"),
+                    format!("approval request #{id} was {ended}{why}; nothing was done"),
                 ));
             }
         }
@@ -229,7 +213,7 @@ fn earlier_request(session: &Session, env: &str, action: &Action) -> Option<u64>
                 .approval_for_job(j.id)
                 .ok()
                 .flatten()
-                .is_some_and(|a| a.state == "pending" || a.state == "approved")
+                .is_some_and(|a| matches!(a.state, ApprovalState::Pending | ApprovalState::Approved))
         })
         .map(|j| {
             // This process waits for it now.
@@ -238,18 +222,16 @@ fn earlier_request(session: &Session, env: &str, action: &Action) -> Option<u64>
         })
 }
 
-async fn plan(engine: &Engine, env: &str, action: &Action) -> Result<approvals::Plan, (i32, String)> {
+/// What a plan is worked out in: the environment's target, no progress, no log.
+fn plan_ctx(engine: &Engine, env: &str) -> Result<Ctx, (i32, String)> {
     let target = engine.target(env).map_err(|e| (EXIT_USAGE, e.to_string()))?;
-    let ctx = Ctx {
+    Ok(Ctx {
         engine: engine.clone(),
         target,
         progress: ProgressTx::discard(),
         cancel: Default::default(),
         log: None,
-    };
-    approvals::plan(&ctx, action)
-        .await
-        .map_err(|e| (EXIT_FAILED, e.redacted(&engine.redactor).to_string()))
+    })
 }
 
 async fn file_request(
@@ -260,17 +242,17 @@ async fn file_request(
     req: &Requirement,
 ) -> Result<u64, (i32, String)> {
     let command = format!("{env} {}", action.verb());
-    let plan = plan(engine, env, action).await?;
+    let plan = approvals::plan(&plan_ctx(engine, env)?, action)
+        .await
+        .map_err(|e| (EXIT_FAILED, e.redacted(&engine.redactor).to_string()))?;
     let new = session.new_job(env, action);
-    let store = &session.store;
-    let id = store
-        .insert_job_for(&new, JobState::Queued, Some(&session.replica.id))
+    let by = ByOperator {
+        session,
+        command: &command,
+    };
+    let filed = life::file(&session.store, &new, &session.replica.id, &plan, req, &by)
         .map_err(|e| (EXIT_FAILED, e.to_string()))?;
-    let expires = chrono::Utc::now() + req.ttl;
-    store
-        .insert_approval(id, &plan.digest, &plan.text, req.approvers, expires)
-        .map_err(|e| (EXIT_FAILED, e.to_string()))?;
-    session.audit(&command, &format!("approval requested: job #{id} {command}"), Some(id));
+    let (id, expires) = (filed.job, filed.expires);
     let who = if req.roles.is_empty() {
         format!("anyone allowed to approve on {env}")
     } else {

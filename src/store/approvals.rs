@@ -5,11 +5,79 @@
 use super::sql::{params, Sql};
 use super::{now, parse_time, Context, Store, StoreResult};
 
+/// Where an approval request is in its life. A request is filed `Pending` and ends once:
+/// approved, denied or expired; an approved one may still be voided (its plan changed, or it
+/// was approved by its own requester) until its job starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Void,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Void => "void",
+        }
+    }
+
+    /// The stored word; `None` for one this version does not know.
+    pub fn parse(text: &str) -> Option<ApprovalState> {
+        [
+            ApprovalState::Pending,
+            ApprovalState::Approved,
+            ApprovalState::Denied,
+            ApprovalState::Expired,
+            ApprovalState::Void,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// The states a request may move to this one from: the whole transition table.
+    pub fn reached_from(self) -> &'static [ApprovalState] {
+        match self {
+            ApprovalState::Pending => &[],
+            ApprovalState::Approved | ApprovalState::Denied | ApprovalState::Expired => &[ApprovalState::Pending],
+            ApprovalState::Void => &[ApprovalState::Pending, ApprovalState::Approved],
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one vote said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Approve,
+    Deny,
+}
+
+impl Choice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Choice::Approve => "approve",
+            Choice::Deny => "deny",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vote {
     pub user_id: String,
     pub user_name: String,
-    pub decision: String,
+    pub decision: Choice,
     pub reason: Option<String>,
 }
 
@@ -20,8 +88,7 @@ pub struct ApprovalRecord {
     pub digest: String,
     pub plan: String,
     pub needed: u32,
-    /// pending, approved, denied, expired, void
-    pub state: String,
+    pub state: ApprovalState,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub message_id: Option<String>,
     pub votes: Vec<Vote>,
@@ -29,7 +96,7 @@ pub struct ApprovalRecord {
 
 impl ApprovalRecord {
     pub fn approvals(&self) -> usize {
-        self.votes.iter().filter(|v| v.decision == "approve").count()
+        self.votes.iter().filter(|v| v.decision == Choice::Approve).count()
     }
 }
 
@@ -43,7 +110,12 @@ fn votes(db: &mut dyn Sql, approval_id: u64) -> StoreResult<Vec<Vote>> {
         .map(|r| Vote {
             user_id: r.text(0),
             user_name: r.text(1),
-            decision: r.text(2),
+            // Anything but an approval counts as a denial: a vote never approves by accident.
+            decision: if r.text(2) == Choice::Approve.as_str() {
+                Choice::Approve
+            } else {
+                Choice::Deny
+            },
             reason: r.opt_text(3),
         })
         .collect())
@@ -87,7 +159,8 @@ impl Store {
                 digest: r.text(2),
                 plan: r.text(3),
                 needed: r.int(4) as u32,
-                state: r.text(5),
+                // A state this version does not know (written by a newer one) is no open request.
+                state: ApprovalState::parse(&r.text(5)).unwrap_or(ApprovalState::Void),
                 expires_at: r.opt_text(6).as_deref().and_then(parse_time),
                 message_id: r.opt_text(7),
                 votes: votes(db, id)?,
@@ -111,43 +184,35 @@ impl Store {
         approval_id: u64,
         user_id: &str,
         user_name: &str,
-        decision: &str,
+        decision: Choice,
         reason: Option<&str>,
     ) -> StoreResult<bool> {
         self.with(|db| {
             db.execute(
                 "INSERT INTO approval_votes (approval_id, user_id, user_name, decision, reason, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![approval_id, user_id, user_name, decision, reason, now()],
+                params![approval_id, user_id, user_name, decision.as_str(), reason, now()],
             )
         })
         .map(|n| n == 1)
         .ctx("record vote")
     }
 
-    /// Moves a pending approval to its end state; false if it was no longer pending (another
-    /// decision or the expiry got there first, on this replica or another).
-    pub fn decide_approval(&self, approval_id: u64, state: &str) -> StoreResult<bool> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE approvals SET state = ?2, decided_at = ?3 WHERE id = ?1 AND state = 'pending'",
-                params![approval_id, state, now()],
-            )
-        })
-        .map(|n| n == 1)
-        .ctx("decide approval")
-    }
-
-    /// Voids an approval whose plan changed (after it was approved, before the job started).
-    pub fn void_approval(&self, approval_id: u64) -> StoreResult<()> {
-        self.with(|db| {
-            db.execute(
-                "UPDATE approvals SET state = 'void', decided_at = ?2 WHERE id = ?1",
-                params![approval_id, now()],
-            )
-        })
-        .ctx("void approval")?;
-        Ok(())
+    /// Moves an approval to `to` if the transition table allows it from where it is; false if
+    /// it does not (another decision or the expiry got there first, on this replica or another:
+    /// the update is one compare-and-set).
+    pub fn decide_approval(&self, approval_id: u64, to: ApprovalState) -> StoreResult<bool> {
+        let from: Vec<String> = to.reached_from().iter().map(|s| format!("'{}'", s.as_str())).collect();
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let sql = format!(
+            "UPDATE approvals SET state = ?2, decided_at = ?3 WHERE id = ?1 AND state IN ({})",
+            from.join(", ")
+        );
+        self.with(|db| db.execute(&sql, params![approval_id, to.as_str(), now()]))
+            .map(|n| n == 1)
+            .ctx("decide approval")
     }
 
     pub fn set_approval_message(&self, approval_id: u64, message_id: &str) -> StoreResult<()> {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-pub use approvals::{ApprovalRecord, Vote};
+pub use approvals::{ApprovalRecord, ApprovalState, Choice, Vote};
 pub use audit::{AuditEntry, AuditRecord, Durability};
 pub use claims::OutboxMessage;
 pub use jobs::{JobRecord, JobState, NewJob};

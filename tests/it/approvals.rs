@@ -107,7 +107,7 @@ async fn bot_on(project: &TestProject) -> (Bot, std::sync::Arc<RecordingPort>) {
 /// Waits (bounded) until the request of job `id` has expired.
 async fn expired(bot: &Bot, id: u64) {
     for _ in 0..500 {
-        if bot.store().approval_for_job(id).unwrap().unwrap().state == "expired" {
+        if bot.store().approval_for_job(id).unwrap().unwrap().state == argos::store::ApprovalState::Expired {
             // The expiry edits the request message right after recording it.
             tokio::task::yield_now().await;
             return;
@@ -202,7 +202,10 @@ async fn a_request_expires_after_its_time() {
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(29 * 60)).await;
     tokio::task::yield_now().await;
-    assert_eq!(w.bot.store().approval_for_job(1).unwrap().unwrap().state, "pending");
+    assert_eq!(
+        w.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Pending
+    );
     tokio::time::advance(Duration::from_secs(2 * 60)).await;
     expired(&w.bot, 1).await;
     assert_eq!(w.bot.store().job(1).unwrap().unwrap().state, JobState::Cancelled);
@@ -262,7 +265,10 @@ async fn an_approver_without_the_role_is_told_so() {
     w.bot.handle(said("alice", "staging clean")).await;
     let carol = w.bot.handle(said("carol", "approve 1")).await.unwrap();
     assert_eq!(carol, "⛔ Approving job #1 needs the role leads; you have admins.");
-    assert_eq!(w.bot.store().approval_for_job(1).unwrap().unwrap().state, "pending");
+    assert_eq!(
+        w.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Pending
+    );
     assert_eq!(
         w.bot.handle(said("dave", "approve 1")).await.unwrap(),
         "✅ Approved: job #1 starts now."
@@ -338,7 +344,10 @@ async fn a_plan_that_changes_after_approval_voids_it() {
         reply,
         "⚠️ The plan for job #1 changed since it was requested; the approval is void and alice has been told."
     );
-    assert_eq!(w.bot.store().approval_for_job(1).unwrap().unwrap().state, "void");
+    assert_eq!(
+        w.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Void
+    );
     assert_eq!(w.bot.store().job(1).unwrap().unwrap().state, JobState::Cancelled);
     assert!(w
         .port

@@ -80,7 +80,7 @@ async fn until_request(store: &Store, id: u64, state: &str) {
                 .approval_for_job(id)
                 .ok()
                 .flatten()
-                .is_some_and(|a| a.state == state)
+                .is_some_and(|a| a.state.as_str() == state)
             {
                 return;
             }
@@ -209,7 +209,7 @@ async fn no_wait_files_the_request_and_a_denial_ends_it() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("approval request #2 is waiting"), "{out}");
     let a = store.approval_for_job(1).unwrap().unwrap();
-    assert_eq!(a.state, "denied");
+    assert_eq!(a.state, argos::store::ApprovalState::Denied);
     assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Cancelled);
     assert_eq!(w.fake.count("DeleteStack"), 0, "nothing was deleted");
 }
@@ -302,7 +302,7 @@ async fn the_requester_cannot_approve_from_another_surface() {
     );
     let store = w.bot.store().clone();
     let a = store.approval_for_job(1).unwrap().unwrap();
-    assert_eq!(a.state, "pending");
+    assert_eq!(a.state, argos::store::ApprovalState::Pending);
     assert!(a.votes.is_empty(), "no vote was recorded: {:?}", a.votes);
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
     assert_eq!(code, 0, "{out}");
@@ -363,7 +363,10 @@ async fn announcements_to_console_carol_reach_carols_console() {
     let (rest, code) = finished(console).await;
     assert_eq!(code, 0, "{rest}");
     let store = Store::open(&project.config().database_path()).unwrap();
-    assert_eq!(store.approval_for_job(1).unwrap().unwrap().state, "denied");
+    assert_eq!(
+        store.approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Denied
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -390,7 +390,10 @@ async fn approve_and_finish(w: &World, bot: &Bot, req: &Sent, who: &TestUser) {
         "nothing else: {read:#?}"
     );
     assert_eq!(bot.store().job(1).unwrap().unwrap().state, JobState::Succeeded);
-    assert_eq!(bot.store().approval_for_job(1).unwrap().unwrap().state, "approved");
+    assert_eq!(
+        bot.store().approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Approved
+    );
     assert_eq!(w.aws.stack_status(STACK), None, "the stack is gone");
     assert_eq!(w.aws.count("DeleteStack"), 1, "{:?}", w.aws.actions());
 }
@@ -431,7 +434,10 @@ async fn the_approve_button_needs_the_right_and_a_second_admin_starts_the_job() 
     );
     handled(&mut done, 3).await;
     assert_eq!(bot.store().job(1).unwrap().unwrap().state, JobState::Queued);
-    assert_eq!(bot.store().approval_for_job(1).unwrap().unwrap().state, "pending");
+    assert_eq!(
+        bot.store().approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Pending
+    );
     let stored = w.discord.message(&req.message_id).unwrap();
     assert_eq!((stored.edits, stored.buttons().len()), (0, 2), "{stored:#?}");
     assert_eq!(w.aws.count("DeleteStack"), 0);

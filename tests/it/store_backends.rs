@@ -18,7 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argos::permissions::Identity;
-use argos::store::{AuditEntry, JobRecord, JobState, LeaseSettings, NewJob, StartOutcome, Store, StoreResult};
+use argos::store::{
+    ApprovalState, AuditEntry, Choice, JobRecord, JobState, LeaseSettings, NewJob, StartOutcome, Store, StoreResult,
+};
 use chrono::TimeZone;
 use support::postgres::{self, PgServer};
 
@@ -359,7 +361,7 @@ fn approvals_votes_and_decisions(db: &TestDb) {
         (rec.digest.as_str(), rec.plan.as_str(), rec.needed),
         ("sha256:abc", "update 2 instances", 2)
     );
-    assert_eq!(rec.state, "pending");
+    assert_eq!(rec.state, ApprovalState::Pending);
     assert_eq!(rec.expires_at, Some(expires));
     assert_eq!(rec.message_id, None);
     assert!(rec.votes.is_empty());
@@ -367,12 +369,13 @@ fn approvals_votes_and_decisions(db: &TestDb) {
     assert_eq!(s.pending_approvals().unwrap(), vec![j1]);
 
     // One vote per person: the first stands.
-    assert!(s.add_vote(ap, "u-bob", "bob", "approve", None).unwrap());
+    assert!(s.add_vote(ap, "u-bob", "bob", Choice::Approve, None).unwrap());
     assert!(
-        !s.add_vote(ap, "u-bob", "bob", "deny", Some("changed my mind")).unwrap(),
+        !s.add_vote(ap, "u-bob", "bob", Choice::Deny, Some("changed my mind"))
+            .unwrap(),
         "a second vote by the same user is refused"
     );
-    assert!(s.add_vote(ap, "u-carol", "carol", "deny", Some("risky")).unwrap());
+    assert!(s.add_vote(ap, "u-carol", "carol", Choice::Deny, Some("risky")).unwrap());
     let rec = s.approval_for_job(j1).unwrap().unwrap();
     let votes: Vec<_> = rec
         .votes
@@ -402,16 +405,22 @@ fn approvals_votes_and_decisions(db: &TestDb) {
     );
 
     // Compare-and-set: only the first decision lands.
-    assert!(s.decide_approval(ap, "approved").unwrap());
-    assert!(!s.decide_approval(ap, "denied").unwrap(), "already decided");
-    assert!(!s.decide_approval(ap, "expired").unwrap(), "already decided");
-    assert_eq!(s.approval_for_job(j1).unwrap().unwrap().state, "approved");
+    assert!(s.decide_approval(ap, ApprovalState::Approved).unwrap());
+    assert!(
+        !s.decide_approval(ap, ApprovalState::Denied).unwrap(),
+        "already decided"
+    );
+    assert!(
+        !s.decide_approval(ap, ApprovalState::Expired).unwrap(),
+        "already decided"
+    );
+    assert_eq!(s.approval_for_job(j1).unwrap().unwrap().state, ApprovalState::Approved);
     assert!(s.pending_approvals().unwrap().is_empty());
 
-    s.void_approval(ap).unwrap();
-    assert_eq!(s.approval_for_job(j1).unwrap().unwrap().state, "void");
+    assert!(s.decide_approval(ap, ApprovalState::Void).unwrap());
+    assert_eq!(s.approval_for_job(j1).unwrap().unwrap().state, ApprovalState::Void);
     assert!(
-        !s.decide_approval(ap, "approved").unwrap(),
+        !s.decide_approval(ap, ApprovalState::Approved).unwrap(),
         "a void approval stays void"
     );
 
@@ -422,7 +431,7 @@ fn approvals_votes_and_decisions(db: &TestDb) {
     let ap3 = s.insert_approval(j1, "sha256:new", "new plan", 1, expires).unwrap();
     assert_eq!(s.approval_for_job(j1).unwrap().unwrap().id, ap3);
     assert_eq!(s.pending_approvals().unwrap(), vec![j2, j1]);
-    assert!(s.decide_approval(ap2, "expired").unwrap());
+    assert!(s.decide_approval(ap2, ApprovalState::Expired).unwrap());
     assert_eq!(s.pending_approvals().unwrap(), vec![j1]);
 }
 
@@ -438,15 +447,16 @@ fn approval_decision_race_has_one_winner(db: &TestDb) {
             chrono::Utc::now() + chrono::Duration::hours(1),
         )
         .unwrap();
-    let decisions = ["approved", "denied", "expired", "void"];
-    let won = race(db, 8, move |i, store| {
-        store.decide_approval(ap, decisions[i % 4]).unwrap()
+    // The decisions out of pending (a void may still follow an approval: its own test above).
+    let decisions = [ApprovalState::Approved, ApprovalState::Denied, ApprovalState::Expired];
+    let won = race(db, 9, move |i, store| {
+        store.decide_approval(ap, decisions[i % 3]).unwrap()
     });
-    let winners: Vec<usize> = (0..8).filter(|&i| won[i]).collect();
+    let winners: Vec<usize> = (0..9).filter(|&i| won[i]).collect();
     assert_eq!(winners.len(), 1, "exactly one decision lands: {won:?}");
     assert_eq!(
         s.approval_for_job(j).unwrap().unwrap().state,
-        decisions[winners[0] % 4],
+        decisions[winners[0] % 3],
         "the winner's decision is the one recorded"
     );
 }
@@ -919,22 +929,22 @@ fn approved_unstarted_lists_granted_queued_jobs(db: &TestDb) {
     let b = queued("sandbox", "bot-1");
     let c = queued("prod", "bot-2");
     let d = queued("qa", "bot-1");
-    let approval = |job: u64, state: Option<&str>| {
+    let approval = |job: u64, state: Option<ApprovalState>| {
         let ap = s.insert_approval(job, "sha256:x", "plan", 1, expires).unwrap();
         if let Some(state) = state {
             assert!(s.decide_approval(ap, state).unwrap());
         }
         ap
     };
-    approval(a, Some("approved"));
+    approval(a, Some(ApprovalState::Approved));
     let ap_b = approval(b, None);
-    approval(c, Some("approved"));
-    approval(d, Some("denied"));
+    approval(c, Some(ApprovalState::Approved));
+    approval(d, Some(ApprovalState::Denied));
     assert_eq!(s.approved_unstarted("bot-1").unwrap(), vec![a]);
     assert_eq!(s.approved_unstarted("bot-2").unwrap(), vec![c]);
     assert!(s.approved_unstarted("bot-3").unwrap().is_empty());
 
-    assert!(s.decide_approval(ap_b, "approved").unwrap());
+    assert!(s.decide_approval(ap_b, ApprovalState::Approved).unwrap());
     assert_eq!(s.approved_unstarted("bot-1").unwrap(), vec![a, b]);
     let t = s.lock_for_job(a, "bot-1", lease()).unwrap().expect("staging is free");
     assert!(t > 0);

@@ -98,7 +98,7 @@ async fn approve_and_finish(w: &World, r: &Running, req: &Post, who: &SlackUser)
     let store = r.bot.store();
     assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Succeeded);
     let approval = store.approval_for_job(1).unwrap().unwrap();
-    assert_eq!(approval.state, "approved");
+    assert_eq!(approval.state, argos::store::ApprovalState::Approved);
     let votes: Vec<(&str, &str, &str)> = approval
         .votes
         .iter()
@@ -153,7 +153,10 @@ async fn the_approve_button_needs_another_approver_and_runs_as_the_clicker() {
     );
     r.handled(3).await;
     assert_eq!(r.bot.store().job(1).unwrap().unwrap().state, JobState::Queued);
-    assert_eq!(r.bot.store().approval_for_job(1).unwrap().unwrap().state, "pending");
+    assert_eq!(
+        r.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        argos::store::ApprovalState::Pending
+    );
     let stored = w.slack.message(CHANNEL, &req.ts).unwrap();
     assert_eq!((stored.edits, stored.buttons().len()), (0, 2), "{stored:#?}");
     assert_eq!(w.aws.count("DeleteStack"), 0);

@@ -1,6 +1,5 @@
-//! Approvals: which (environment, action) needs how many approvers with which roles, and the
-//! plan an approval is bound to. A plan is what will happen, in words, plus a digest of it: if
-//! the digest differs when the job is about to start, the approval is void.
+//! The plan an approval is bound to: what will happen, in words, plus a digest of it. If the
+//! digest differs when the job is about to start, the approval is void.
 
 use std::collections::BTreeMap;
 
@@ -8,45 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::cloud::{image, stack};
 use crate::command::Action;
-use crate::config::ApprovalSettings;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::names::image_name;
-use crate::permissions::pattern_matches;
-
-/// What an (environment, action) needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
-    pub approvers: u32,
-    /// Roles that may approve; empty: anyone granted `approve` on the environment.
-    pub roles: Vec<String>,
-    pub ttl: chrono::Duration,
-}
-
-/// The first matching policy; decommission needs one approver everywhere by default.
-pub fn requirement(settings: &ApprovalSettings, env: &str, action: &str) -> Option<Requirement> {
-    let matching = settings.policies.iter().find(|p| {
-        p.environments.iter().any(|e| pattern_matches(e, env)) && p.actions.iter().any(|a| a == action || a == "*")
-    });
-    let default_ttl = chrono::Duration::minutes(settings.ttl_minutes as i64);
-    match matching {
-        Some(p) if p.approvers == 0 => None,
-        Some(p) => Some(Requirement {
-            approvers: p.approvers,
-            roles: p.roles.clone(),
-            ttl: p
-                .ttl_minutes
-                .map(|m| chrono::Duration::minutes(m as i64))
-                .unwrap_or(default_ttl),
-        }),
-        None if action == "decommission" => Some(Requirement {
-            approvers: 1,
-            roles: vec![],
-            ttl: default_ttl,
-        }),
-        None => None,
-    }
-}
 
 /// A plan: the words shown to approvers and the digest the approval is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,51 +122,4 @@ async fn clean_plan(ctx: &Ctx) -> Result<Plan> {
         text: text.join("\n"),
         digest: digest(&parts),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ApprovalPolicy;
-
-    #[test]
-    fn decommission_needs_one_approver_by_default() {
-        let s = ApprovalSettings::default();
-        let r = requirement(&s, "staging", "decommission").unwrap();
-        assert_eq!((r.approvers, r.ttl), (1, chrono::Duration::minutes(30)));
-        assert!(requirement(&s, "staging", "deploy").is_none());
-    }
-
-    #[test]
-    fn the_first_matching_policy_wins() {
-        let s = ApprovalSettings {
-            ttl_minutes: 30,
-            policies: vec![
-                ApprovalPolicy {
-                    environments: vec!["production".into()],
-                    actions: vec!["update".into(), "decommission".into()],
-                    approvers: 2,
-                    roles: vec!["admins".into()],
-                    ttl_minutes: Some(10),
-                },
-                ApprovalPolicy {
-                    environments: vec!["sandbox".into()],
-                    actions: vec!["decommission".into()],
-                    approvers: 0,
-                    roles: vec![],
-                    ttl_minutes: None,
-                },
-            ],
-        };
-        let r = requirement(&s, "production", "update").unwrap();
-        assert_eq!(
-            (r.approvers, r.roles.clone(), r.ttl),
-            (2, vec!["admins".to_string()], chrono::Duration::minutes(10))
-        );
-        assert!(
-            requirement(&s, "sandbox", "decommission").is_none(),
-            "approvers: 0 switches it off"
-        );
-        assert_eq!(requirement(&s, "staging", "decommission").unwrap().approvers, 1);
-    }
 }
