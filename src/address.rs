@@ -38,6 +38,50 @@ impl fmt::Display for ChatPlatform {
     }
 }
 
+/// Where someone speaks to Argos from: the command line, or a chat platform. Matches over it
+/// name every case, so a new platform fails to compile until each place handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Surface {
+    Cli,
+    Chat(ChatPlatform),
+}
+
+impl Surface {
+    pub const CONSOLE: Surface = Surface::Chat(ChatPlatform::Console);
+    pub const DISCORD: Surface = Surface::Chat(ChatPlatform::Discord);
+    pub const SLACK: Surface = Surface::Chat(ChatPlatform::Slack);
+
+    /// The word jobs and audit records store (`cli`, `console`, `discord`, `slack`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Cli => "cli",
+            Surface::Chat(p) => p.as_str(),
+        }
+    }
+
+    /// The stored word; `None` for one this version does not know.
+    pub fn parse(text: &str) -> Option<Surface> {
+        match text {
+            "cli" => Some(Surface::Cli),
+            other => ChatPlatform::parse(other).ok().map(Surface::Chat),
+        }
+    }
+
+    /// The chat platform, if it is one (the CLI posts nothing).
+    pub fn chat(self) -> Option<ChatPlatform> {
+        match self {
+            Surface::Cli => None,
+            Surface::Chat(p) => Some(p),
+        }
+    }
+}
+
+impl fmt::Display for Surface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A platform and one of its channels: a Discord channel id, a Slack channel id, or the user
 /// whose console it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -46,7 +46,7 @@ pub async fn readiness(bot: &Bot) -> (bool, String) {
         .iter()
         .map(|port| {
             let state = if port.connected() { "connected" } else { "not connected" };
-            (port.platform(), state.to_string())
+            (port.platform().as_str(), state.to_string())
         })
         .chain(connecting.iter().map(|p| (*p, "connecting".to_string())))
         .collect();

@@ -6,36 +6,33 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::address::{ChatPlatform, Surface};
 use crate::config::PersonSettings;
 
-/// Where an id comes from. The CLI and the console share one: the operating-system user.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Surface {
+/// Whose ids an id is among. The CLI and the console share one: the operating-system user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdSpace {
     /// The operating-system user (`$USER`), for the CLI and the console alike.
     Os,
     Discord,
     Slack,
-    /// A platform this module does not know; its ids stand for themselves.
-    Other(String),
 }
 
-impl Surface {
-    /// The surface of an identity's or a job's `platform`.
-    pub fn of(platform: &str) -> Surface {
-        match platform {
-            "cli" | "console" => Surface::Os,
-            "discord" => Surface::Discord,
-            "slack" => Surface::Slack,
-            other => Surface::Other(other.to_string()),
+impl IdSpace {
+    /// The ids a surface's users are known by.
+    pub fn of(surface: Surface) -> IdSpace {
+        match surface {
+            Surface::Cli | Surface::Chat(ChatPlatform::Console) => IdSpace::Os,
+            Surface::Chat(ChatPlatform::Discord) => IdSpace::Discord,
+            Surface::Chat(ChatPlatform::Slack) => IdSpace::Slack,
         }
     }
 
-    fn name(&self) -> &str {
+    fn name(self) -> &'static str {
         match self {
-            Surface::Os => "console",
-            Surface::Discord => "discord",
-            Surface::Slack => "slack",
-            Surface::Other(p) => p,
+            IdSpace::Os => "console",
+            IdSpace::Discord => "discord",
+            IdSpace::Slack => "slack",
         }
     }
 }
@@ -66,9 +63,9 @@ impl fmt::Display for PersonKey {
 #[derive(Debug, Clone, Default)]
 pub struct People {
     /// (surface, id) → person's name.
-    by_id: HashMap<(Surface, String), String>,
+    by_id: HashMap<(IdSpace, String), String>,
     /// Person's name → every (surface, id) they are known by.
-    ids: BTreeMap<String, Vec<(Surface, String)>>,
+    ids: BTreeMap<String, Vec<(IdSpace, String)>>,
 }
 
 impl People {
@@ -76,9 +73,9 @@ impl People {
     pub fn new(people: &BTreeMap<String, PersonSettings>) -> People {
         let mut out = People::default();
         for (name, p) in people {
-            let mut ids = vec![(Surface::Os, p.console_name(name).to_string())];
-            ids.extend(p.discord.clone().map(|id| (Surface::Discord, id)));
-            ids.extend(p.slack.clone().map(|id| (Surface::Slack, id)));
+            let mut ids = vec![(IdSpace::Os, p.console_name(name).to_string())];
+            ids.extend(p.discord.clone().map(|id| (IdSpace::Discord, id)));
+            ids.extend(p.slack.clone().map(|id| (IdSpace::Slack, id)));
             for id in &ids {
                 out.by_id.insert(id.clone(), name.clone());
             }
@@ -88,19 +85,19 @@ impl People {
     }
 
     /// Who `user_id` on `platform` is.
-    pub fn person(&self, platform: &str, user_id: &str) -> PersonKey {
-        let surface = Surface::of(platform);
-        match self.by_id.get(&(surface.clone(), user_id.to_string())) {
+    pub fn person(&self, surface: Surface, user_id: &str) -> PersonKey {
+        let space = IdSpace::of(surface);
+        match self.by_id.get(&(space, user_id.to_string())) {
             Some(name) => PersonKey(format!("person:{name}")),
-            None => PersonKey(format!("{}:{user_id}", surface.name())),
+            None => PersonKey(format!("{}:{user_id}", space.name())),
         }
     }
 
     /// The id a vote of `user_id` on `platform` is recorded under: `person:<name>` for someone
     /// listed in `people` (one vote, whichever surface they vote from), else the platform's own
     /// id as before (the CLI and the console share the operating-system user's name).
-    pub fn vote_id(&self, platform: &str, user_id: &str) -> String {
-        let person = self.person(platform, user_id);
+    pub fn vote_id(&self, surface: Surface, user_id: &str) -> String {
+        let person = self.person(surface, user_id);
         match person.name() {
             Some(_) => person.0,
             None => user_id.to_string(),
@@ -108,14 +105,14 @@ impl People {
     }
 
     /// Whether two (platform, user id) pairs are the same person.
-    pub fn same_person(&self, a: (&str, &str), b: (&str, &str)) -> bool {
+    pub fn same_person(&self, a: (Surface, &str), b: (Surface, &str)) -> bool {
         self.person(a.0, a.1) == self.person(b.0, b.1)
     }
 
     /// Every (surface, id) the person behind `user_id` on `platform` is known by: all of a
     /// listed person's, or just this one.
-    pub fn ids(&self, platform: &str, user_id: &str) -> Vec<(Surface, String)> {
-        let own = (Surface::of(platform), user_id.to_string());
+    pub fn ids(&self, surface: Surface, user_id: &str) -> Vec<(IdSpace, String)> {
+        let own = (IdSpace::of(surface), user_id.to_string());
         match self.by_id.get(&own).and_then(|name| self.ids.get(name)) {
             Some(all) => all.clone(),
             None => vec![own],
@@ -151,39 +148,39 @@ mod tests {
     #[test]
     fn the_cli_and_the_console_are_one_surface() {
         let p = People::default();
-        assert!(p.same_person(("cli", "alice"), ("console", "alice")));
-        assert!(!p.same_person(("cli", "alice"), ("console", "bob")));
+        assert!(p.same_person((Surface::Cli, "alice"), (Surface::CONSOLE, "alice")));
+        assert!(!p.same_person((Surface::Cli, "alice"), (Surface::CONSOLE, "bob")));
         // Unlisted ids on different platforms stay different people.
-        assert!(!p.same_person(("console", "1"), ("discord", "1")));
-        assert_eq!(p.person("cli", "alice").as_str(), "console:alice");
+        assert!(!p.same_person((Surface::CONSOLE, "1"), (Surface::DISCORD, "1")));
+        assert_eq!(p.person(Surface::Cli, "alice").as_str(), "console:alice");
     }
 
     #[test]
     fn a_listed_person_is_one_person_on_every_platform() {
         let p = people();
-        let alice = p.person("discord", "112233445566778899");
+        let alice = p.person(Surface::DISCORD, "112233445566778899");
         assert_eq!((alice.as_str(), alice.name()), ("person:alice", Some("alice")));
         assert_eq!(
-            p.person("cli", "alice"),
+            p.person(Surface::Cli, "alice"),
             alice,
             "the console name defaults to the person's"
         );
-        assert_eq!(p.person("slack", "U0ALICE"), alice);
-        assert!(p.same_person(("console", "rbrown"), ("cli", "rbrown")));
+        assert_eq!(p.person(Surface::SLACK, "U0ALICE"), alice);
+        assert!(p.same_person((Surface::CONSOLE, "rbrown"), (Surface::Cli, "rbrown")));
         assert!(
-            !p.same_person(("console", "bob"), ("console", "rbrown")),
+            !p.same_person((Surface::CONSOLE, "bob"), (Surface::CONSOLE, "rbrown")),
             "bob's console name is rbrown"
         );
-        assert_eq!(p.ids("slack", "U0ALICE").len(), 3);
-        assert_eq!(p.vote_id("console", "alice"), "person:alice");
+        assert_eq!(p.ids(Surface::SLACK, "U0ALICE").len(), 3);
+        assert_eq!(p.vote_id(Surface::CONSOLE, "alice"), "person:alice");
         assert_eq!(
-            p.vote_id("slack", "U0NOBODY"),
+            p.vote_id(Surface::SLACK, "U0NOBODY"),
             "U0NOBODY",
             "unlisted votes keep their id"
         );
         assert_eq!(
-            p.ids("slack", "U0NOBODY"),
-            vec![(Surface::Slack, "U0NOBODY".to_string())]
+            p.ids(Surface::SLACK, "U0NOBODY"),
+            vec![(IdSpace::Slack, "U0NOBODY".to_string())]
         );
     }
 }

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeSet;
 
+use crate::address::{ChatPlatform, Surface};
 use crate::config::PermissionSettings;
-use crate::people::{People, Surface};
+use crate::people::{IdSpace, People};
 
 /// Who is asking, as the platform adapter saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// `console`, `discord`, `cli`.
-    pub platform: String,
+    pub platform: Surface,
     pub user_id: String,
     pub display_name: String,
     /// Platform role ids (Discord roles, Slack user groups); empty elsewhere.
@@ -20,9 +20,9 @@ pub struct Identity {
 
 impl Identity {
     /// Someone known on a surface by one name and no platform roles (the CLI, the console).
-    pub fn named(platform: &str, user: &str) -> Identity {
+    pub fn named(platform: Surface, user: &str) -> Identity {
         Identity {
-            platform: platform.to_string(),
+            platform,
             user_id: user.to_string(),
             display_name: user.to_string(),
             platform_roles: Vec::new(),
@@ -70,23 +70,27 @@ impl Permissions {
     /// holds on every surface they are known on; platform roles and groups count where they
     /// are seen.
     pub fn roles_of(&self, who: &Identity) -> Vec<String> {
-        let person = self.people.person(&who.platform, &who.user_id);
-        let ids = self.people.ids(&who.platform, &who.user_id);
+        let person = self.people.person(who.platform, &who.user_id);
+        let ids = self.people.ids(who.platform, &who.user_id);
         self.settings
             .roles
             .iter()
             .filter(|(_, m)| {
                 person.name().is_some_and(|name| m.people.iter().any(|p| p == name))
                     || ids.iter().any(|(surface, id)| match surface {
-                        Surface::Os => m.console_users.contains(id),
-                        Surface::Discord => m.discord_users.contains(id),
-                        Surface::Slack => m.slack_users.contains(id),
-                        Surface::Other(_) => false,
+                        IdSpace::Os => m.console_users.contains(id),
+                        IdSpace::Discord => m.discord_users.contains(id),
+                        IdSpace::Slack => m.slack_users.contains(id),
                     })
-                    || match who.platform.as_str() {
-                        "discord" => who.platform_roles.iter().any(|r| m.discord_roles.contains(r)),
-                        "slack" => who.platform_roles.iter().any(|g| m.slack_groups.contains(g)),
-                        _ => false,
+                    || match who.platform {
+                        Surface::Chat(ChatPlatform::Discord) => {
+                            who.platform_roles.iter().any(|r| m.discord_roles.contains(r))
+                        }
+                        Surface::Chat(ChatPlatform::Slack) => {
+                            who.platform_roles.iter().any(|g| m.slack_groups.contains(g))
+                        }
+                        // No platform roles there.
+                        Surface::Cli | Surface::Chat(ChatPlatform::Console) => false,
                     }
             })
             .map(|(name, _)| name.clone())
@@ -225,8 +229,9 @@ mod tests {
     }
 
     fn who(platform: &str, id: &str, roles: &[&str]) -> Identity {
+        let platform = Surface::parse(platform).expect("a known surface");
         Identity {
-            platform: platform.into(),
+            platform,
             user_id: id.into(),
             display_name: id.into(),
             platform_roles: roles.iter().map(|r| r.to_string()).collect(),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::address::ChatPlatform;
 use crate::bot::Bot;
 use crate::cli::{EXIT_FAILED, EXIT_USAGE};
 use crate::config::Config;
@@ -106,12 +107,15 @@ pub async fn bot(config: PathBuf) -> i32 {
         );
         return EXIT_USAGE;
     }
-    let platforms: Vec<&'static str> = [(settings.discord.enabled, "discord"), (settings.slack.enabled, "slack")]
-        .into_iter()
-        .filter_map(|(enabled, platform)| enabled.then_some(platform))
-        .collect();
+    let platforms: Vec<ChatPlatform> = [
+        (settings.discord.enabled, ChatPlatform::Discord),
+        (settings.slack.enabled, ChatPlatform::Slack),
+    ]
+    .into_iter()
+    .filter_map(|(enabled, platform)| enabled.then_some(platform))
+    .collect();
     for platform in &platforms {
-        bot.connecting(platform);
+        bot.connecting(*platform);
     }
     // The probes answer from the first second: connecting to Slack may take up to a minute
     // (its first `hello`), and a liveness probe must not kill a bot that is only connecting.
@@ -133,8 +137,10 @@ pub async fn bot(config: PathBuf) -> i32 {
     let mut connections = Vec::new();
     for platform in platforms {
         let connected = match platform {
-            "discord" => connect_discord(&bot).await,
-            _ => connect_slack(&bot).await,
+            ChatPlatform::Discord => connect_discord(&bot).await,
+            ChatPlatform::Slack => connect_slack(&bot).await,
+            // The console is `argos console`, never one of the bot's connections.
+            ChatPlatform::Console => unreachable!("the bot connects only the platforms listed above"),
         };
         match connected {
             Ok(c) => connections.push(c),

@@ -126,6 +126,13 @@ pub fn deny(
     true
 }
 
+/// Claims an approved request's job for starting: true for exactly one caller, whichever
+/// replica, click or heartbeat asks; the winner rechecks the plan and starts the job (or voids
+/// the request).
+pub fn claim_start(store: &Store, a: &ApprovalRecord) -> bool {
+    matches!(store.decide_approval(a.id, ApprovalState::Started), Ok(true))
+}
+
 /// Why an approved request no longer lets its job run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VoidReason {
@@ -218,7 +225,7 @@ mod tests {
         let new = NewJob {
             requester_id: "alice".into(),
             requester_name: "alice".into(),
-            platform: "console".into(),
+            platform: crate::address::Surface::CONSOLE,
             channel: "console".into(),
             env: "staging".into(),
             action: "decommission".into(),
@@ -269,9 +276,11 @@ mod tests {
             !deny(&store, &now, "person:dave", "dave", None, false, &log),
             "nor is it denied"
         );
+        assert!(claim_start(&store, &now), "one claim to start it wins");
+        assert!(!claim_start(&store, &now), "and only one");
         assert!(
             void(&store, &now, VoidReason::PlanChanged, &log),
-            "but it may be voided"
+            "the winner may still void it"
         );
         let job = store.job(a.job_id).unwrap().unwrap();
         assert_eq!(job.state, JobState::Cancelled);
@@ -325,9 +334,10 @@ mod tests {
         for to in [Approved, Denied, Expired] {
             assert_eq!(to.reached_from(), [Pending]);
         }
-        assert_eq!(Void.reached_from(), [Pending, Approved]);
+        assert_eq!(Started.reached_from(), [Approved]);
+        assert_eq!(Void.reached_from(), [Pending, Approved, Started]);
         assert!(Pending.reached_from().is_empty(), "nothing reopens");
-        for s in [Pending, Approved, Denied, Expired, Void] {
+        for s in [Pending, Approved, Denied, Expired, Started, Void] {
             assert_eq!(ApprovalState::parse(s.as_str()), Some(s));
         }
     }

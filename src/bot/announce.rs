@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::address::ChatPlatform;
 use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::Bot;
 use crate::config::ScheduleSettings;
@@ -61,7 +62,7 @@ pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bo
             bot.engine().redactor.redact(&e.to_string())
         )),
     };
-    match bot.port(&s.platform) {
+    match ChatPlatform::parse(&s.platform).ok().and_then(|p| bot.port(p)) {
         Some(port) => {
             if let Err(e) = port.send(&s.channel, msg).await {
                 tracing::warn!(schedule = %s.name, error = %e, "cannot post the announcement");

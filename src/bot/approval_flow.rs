@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::address::{ChatPlatform, Surface};
 use crate::approvals::life::{self, Counted, VoidReason, Witness, PLAN_TIMEOUT};
 use crate::approvals::{self, Requirement};
 use crate::bot::jobs;
@@ -92,11 +93,15 @@ async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
     };
     let Some(msg) = a.message_id.clone() else { return };
     // A request filed elsewhere (the CLI) was posted through the outbox where it was announced.
-    let (platform, channel, msg) = match msg.splitn(3, '|').collect::<Vec<_>>()[..] {
-        [p, c, m] => (p.to_string(), c.to_string(), m.to_string()),
-        _ => (job.platform.clone(), job.channel.clone(), msg),
+    let (port, channel, msg) = match msg.splitn(3, '|').collect::<Vec<_>>()[..] {
+        [p, c, m] => (
+            ChatPlatform::parse(p).ok().and_then(|p| inner.port(p)),
+            c.to_string(),
+            m.to_string(),
+        ),
+        _ => (inner.port_of(job.platform), job.channel.clone(), msg),
     };
-    let Some(port) = inner.port(&platform) else { return };
+    let Some(port) = port else { return };
     let req = requirement_for(inner, &job);
     let text = messages::approval_request(&job, &a, &req, status, &inner.engine.config.settings.chat.prefix);
     let out = OutgoingMessage {
@@ -110,16 +115,16 @@ async fn refresh_request(inner: &Inner, job_id: u64, status: &str, open: bool) {
 /// Tells the requester's channel, directly when this process can post there, else through the
 /// outbox (another console, a replica with the chat connection).
 async fn tell_channel(inner: &Inner, job: &JobRecord, text: String) {
-    if job.platform == "cli" {
+    if job.platform == Surface::Cli {
         // The CLI that asked is watching the request itself.
         return;
     }
-    match inner.port(&job.platform) {
+    match inner.port_of(job.platform) {
         Some(port) if port.serves(&job.channel) => {
             let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
         }
         _ => {
-            let queued = crate::address::ChannelAddress::from_key(&job.platform, &job.channel)
+            let queued = crate::address::ChannelAddress::from_key(job.platform.as_str(), &job.channel)
                 .and_then(|to| inner.store.enqueue_to(&to, &text, &[], None).map_err(|e| e.to_string()));
             if let Err(e) = queued {
                 tracing::warn!(job = job.id, error = %e, "cannot queue a message for the requester");
@@ -152,7 +157,7 @@ pub(crate) async fn request(
         return Some(super::handlers::internal(inner, ev, "approval vanished after insert"));
     };
     let text = messages::approval_request(&job, &a, &req, "", &inner.engine.config.settings.chat.prefix);
-    let reply = match inner.port(&ev.identity.platform) {
+    let reply = match inner.port_of(ev.identity.platform) {
         Some(port) => {
             let msg = OutgoingMessage {
                 text: inner.engine.redactor.redact(&text),
@@ -239,7 +244,7 @@ fn lookup(inner: &Inner, id: u64) -> Lookup {
     };
     match inner.store.approval_for_job(id) {
         Ok(Some(a)) if a.state == ApprovalState::Pending => Lookup::Found(Box::new((job, a))),
-        Ok(Some(a)) => Lookup::Reply(messages::approval_is(id, a.state.as_str())),
+        Ok(Some(a)) => Lookup::Reply(messages::approval_is(id, a.state)),
         Ok(None) => Lookup::Reply(messages::no_approval(id)),
         Err(e) => Lookup::Reply(format!("❌ {e}")),
     }
@@ -249,17 +254,14 @@ fn lookup(inner: &Inner, id: u64) -> Lookup {
 /// (the CLI and the console are one; `people:` ties Discord and Slack ids to them).
 fn is_requester(inner: &Inner, ev: &ChatEvent, job: &JobRecord) -> bool {
     inner.perms.people().same_person(
-        (&job.platform, &job.requester_id),
-        (&ev.identity.platform, &ev.identity.user_id),
+        (job.platform, &job.requester_id),
+        (ev.identity.platform, &ev.identity.user_id),
     )
 }
 
 /// Who a vote is recorded under: the person, so that one person has one vote, from any surface.
 fn voter(inner: &Inner, ev: &ChatEvent) -> String {
-    inner
-        .perms
-        .people()
-        .vote_id(&ev.identity.platform, &ev.identity.user_id)
+    inner.perms.people().vote_id(ev.identity.platform, &ev.identity.user_id)
 }
 
 /// Whether `ev`'s author may decide on this request; the reason if not.
@@ -311,12 +313,12 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
         Err(e) => return Some(super::handlers::internal(inner, ev, &e.to_string())),
     }
     disarm(inner, id);
-    if job.platform == "cli" {
+    if job.platform == Surface::Cli {
         // The operator's CLI runs it: at once if it is waiting, or when they run it again.
         refresh_request(inner, id, messages::REQUEST_APPROVED_FOR_CLI, false).await;
         return Some(messages::approved_runs_from_cli(id, &job.requester_name));
     }
-    let here = inner.port(&job.platform).is_some_and(|p| p.serves(&job.channel));
+    let here = inner.port_of(job.platform).is_some_and(|p| p.serves(&job.channel));
     let owner_alive = job.owner.as_deref().is_some_and(|o| {
         inner
             .store
@@ -337,6 +339,10 @@ pub(crate) async fn approve(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Opti
 /// Checks the plan again, then starts the job, or voids the approval if the plan changed.
 async fn start_approved(inner: &Arc<Inner>, job: JobRecord, a: ApprovalRecord) -> Option<String> {
     let id = job.id;
+    if !life::claim_start(&inner.store, &a) {
+        // A click here and the owner's heartbeat, or two replicas: the other one starts it.
+        return Some(messages::approved_starts_now(id));
+    }
     let action = match Action::from_stored(&job.action, &job.args) {
         Ok(action) => action,
         Err(why) => {

@@ -63,7 +63,7 @@ mod tests {
 
     fn entry(outcome: &str) -> AuditEntry {
         AuditEntry::by(
-            &Identity::named("console", "alice"),
+            &Identity::named(crate::address::Surface::CONSOLE, "alice"),
             "console:alice",
             "cmd",
             outcome,

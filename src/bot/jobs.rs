@@ -159,7 +159,7 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
             }
         }
     };
-    let Some(port) = inner.port(&job.platform) else {
+    let Some(port) = inner.port_of(job.platform) else {
         let why = format!("the {} adapter is not running", job.platform);
         finish(JobState::Interrupted, &crate::bot::messages::interrupted(&why));
         return;

@@ -267,8 +267,17 @@ pub fn approval_request(job: &JobRecord, a: &ApprovalRecord, req: &Requirement, 
     lines.join("\n")
 }
 
-pub fn approval_is(id: u64, state: &str) -> String {
-    format!("Job #{id}'s approval request is {state}.")
+pub fn approval_is(id: u64, state: crate::store::ApprovalState) -> String {
+    use crate::store::ApprovalState::*;
+    let word = match state {
+        Pending => "pending",
+        // Its job has been started: to the people asking, it is approved.
+        Approved | Started => "approved",
+        Denied => "denied",
+        Expired => "expired",
+        Void => "void",
+    };
+    format!("Job #{id}'s approval request is {word}.")
 }
 
 pub fn no_approval(id: u64) -> String {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::task::TaskTracker;
 
+use crate::address::{ChatPlatform, Surface};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::permissions::Permissions;
@@ -39,9 +40,9 @@ pub(crate) struct Inner {
     pub replica: Arc<Replica>,
     pub perms: Permissions,
     pub limiter: DefaultKeyedRateLimiter<String>,
-    pub ports: RwLock<HashMap<String, Arc<dyn ChatPort>>>,
+    pub ports: RwLock<HashMap<ChatPlatform, Arc<dyn ChatPort>>>,
     /// Platforms being connected, whose adapter is not added yet (readiness: `connecting`).
-    pub connecting: RwLock<std::collections::BTreeSet<&'static str>>,
+    pub connecting: RwLock<std::collections::BTreeSet<ChatPlatform>>,
     pub jobs: JobTable,
     pub global_edits: Arc<DefaultDirectRateLimiter>,
     pub tasks: TaskTracker,
@@ -50,12 +51,17 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    pub fn port(&self, platform: &str) -> Option<Arc<dyn ChatPort>> {
+    pub fn port(&self, platform: ChatPlatform) -> Option<Arc<dyn ChatPort>> {
         self.ports
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(platform)
+            .get(&platform)
             .cloned()
+    }
+
+    /// The adapter a job or a person's surface posts through (none for the CLI).
+    pub fn port_of(&self, surface: Surface) -> Option<Arc<dyn ChatPort>> {
+        surface.chat().and_then(|p| self.port(p))
     }
 }
 
@@ -125,12 +131,12 @@ impl Bot {
             .ports
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(port.platform().to_string(), port);
+            .insert(port.platform(), port);
     }
 
     /// A platform is being connected: until its adapter is added ([`Bot::add_port`]), or
     /// [`Bot::gave_up`] on it, readiness names it as `connecting`.
-    pub fn connecting(&self, platform: &'static str) {
+    pub fn connecting(&self, platform: ChatPlatform) {
         self.inner
             .connecting
             .write()
@@ -139,25 +145,28 @@ impl Bot {
     }
 
     /// The platform could not be connected (the process is about to stop).
-    pub fn gave_up(&self, platform: &str) {
+    pub fn gave_up(&self, platform: ChatPlatform) {
         self.inner
             .connecting
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(platform);
+            .remove(&platform);
     }
 
     /// Platforms being connected whose adapter is not there yet, in name order.
     pub fn still_connecting(&self) -> Vec<&'static str> {
         let ports = self.inner.ports.read().unwrap_or_else(|p| p.into_inner());
-        self.inner
+        let mut names: Vec<&'static str> = self
+            .inner
             .connecting
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|p| !ports.contains_key(**p))
-            .copied()
-            .collect()
+            .filter(|p| !ports.contains_key(*p))
+            .map(|p| p.as_str())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Every connected adapter.
@@ -177,7 +186,7 @@ impl Bot {
     }
 
     /// The adapter of a platform, if connected.
-    pub fn port(&self, platform: &str) -> Option<Arc<dyn ChatPort>> {
+    pub fn port(&self, platform: ChatPlatform) -> Option<Arc<dyn ChatPort>> {
         self.inner.port(platform)
     }
 

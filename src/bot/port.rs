@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 
+use crate::address::ChatPlatform;
 use crate::bot::pace::Pacing;
 use crate::config::ChatSettings;
 use crate::permissions::Identity;
@@ -89,8 +90,7 @@ pub type PortResult<T> = Result<T, PortError>;
 
 /// What a platform adapter offers the bot.
 pub trait ChatPort: Send + Sync {
-    /// `console`, `discord`.
-    fn platform(&self) -> &'static str;
+    fn platform(&self) -> ChatPlatform;
     /// Posts a message; returns its id, which edits refer to (and which survives restarts).
     fn send<'a>(&'a self, channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>>;
     /// Replaces the content of a message the bot posted earlier.

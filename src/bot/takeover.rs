@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::address::Surface;
 use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::{approval_flow, jobs, messages, Inner};
 use crate::command::Action;
@@ -53,8 +54,8 @@ fn share_budgets(inner: &Inner) {
 }
 
 /// Whether this process can post to `channel` on `platform` (and so run the job there).
-fn serves(inner: &Inner, platform: &str, channel: &str) -> bool {
-    inner.port(platform).is_some_and(|p| p.serves(channel))
+fn serves(inner: &Inner, surface: Surface, channel: &str) -> bool {
+    inner.port_of(surface).is_some_and(|p| p.serves(channel))
 }
 
 async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
@@ -72,8 +73,8 @@ async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
             }
         };
         // A CLI run cannot be resumed elsewhere: its operator is gone with it.
-        let cli = job.platform == "cli";
-        if !cli && !serves(inner, &job.platform, &job.channel) {
+        let cli = job.platform == Surface::Cli;
+        if !cli && !serves(inner, job.platform, &job.channel) {
             continue;
         }
         let obtained = Instant::now();
@@ -118,7 +119,7 @@ async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
 fn resume_unlocked(inner: &Arc<Inner>) -> Vec<u64> {
     let mut resumed = Vec::new();
     for job in inner.store.unlocked_running_jobs().unwrap_or_default() {
-        if !serves(inner, &job.platform, &job.channel) {
+        if !serves(inner, job.platform, &job.channel) {
             continue;
         }
         let action = match Action::from_stored(&job.action, &job.args) {
@@ -154,7 +155,7 @@ fn resume_unlocked(inner: &Arc<Inner>) -> Vec<u64> {
 /// Queued jobs whose owner is gone: waiting for the environment (queue mode) or for approval.
 async fn adopt_orphans(inner: &Arc<Inner>) {
     for job in inner.store.orphaned_jobs().unwrap_or_default() {
-        if !serves(inner, &job.platform, &job.channel) {
+        if !serves(inner, job.platform, &job.channel) {
             continue;
         }
         if !matches!(
@@ -202,10 +203,10 @@ async fn deliver_outbox(inner: &Arc<Inner>) {
         match port.own_channel() {
             // The key, as the outbox writer stored it (`Store::enqueue_to`).
             Some(address) => channels.push(address.key()),
-            None => platforms.push(name.clone()),
+            None => platforms.push(name.as_str()),
         }
     }
-    let p: Vec<&str> = platforms.iter().map(String::as_str).collect();
+    let p = platforms;
     let c: Vec<&str> = channels.iter().map(String::as_str).collect();
     let Ok(messages) = inner.store.claim_outbox(&inner.replica.id, &p, &c) else {
         return;
@@ -220,7 +221,7 @@ async fn deliver_outbox(inner: &Arc<Inner>) {
                 continue;
             }
         };
-        if let Some(port) = ports.get(to.platform().as_str()) {
+        if let Some(port) = ports.get(&to.platform()) {
             let msg = OutgoingMessage {
                 text: inner.engine.redactor.redact(&m.text),
                 attachment: None,

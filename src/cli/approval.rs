@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::address::ChannelAddress;
+use crate::address::{ChannelAddress, Surface};
 use crate::approvals::life::{self, VoidReason, Witness};
 use crate::approvals::{self, Requirement};
 use crate::command::Action;
@@ -149,7 +149,8 @@ pub(crate) async fn gate(
                     }
                 }
             }
-            ApprovalState::Approved => {
+            // Started: this operator's earlier run claimed it but found the environment busy.
+            ApprovalState::Approved | ApprovalState::Started => {
                 let by_names: Vec<&str> = a
                     .votes
                     .iter()
@@ -158,7 +159,7 @@ pub(crate) async fn gate(
                     .collect();
                 // A requester's own vote never counts.
                 let people = crate::people::People::new(&engine.config.settings.people);
-                let own = [people.vote_id("cli", &session.user), session.user.clone()];
+                let own = [people.vote_id(Surface::Cli, &session.user), session.user.clone()];
                 if life::approved_by_any_of(&a, &own) {
                     life::void(&session.store, &a, VoidReason::ApprovedByRequester, &by);
                     session.replica.retire();
@@ -176,6 +177,11 @@ pub(crate) async fn gate(
                         EXIT_FAILED,
                         format!("the plan changed since request #{id} was approved; nothing was done: run the command again"),
                     ));
+                }
+                // The environment's lock, not this claim, decides who runs it; the claim keeps
+                // a bot from starting it too.
+                if a.state == ApprovalState::Approved {
+                    life::claim_start(&session.store, &a);
                 }
                 return CliJob::start_approved(session, id, env, command);
             }
@@ -200,7 +206,7 @@ fn earlier_request(session: &Session, env: &str, action: &Action) -> Option<u64>
         .ok()?
         .into_iter()
         .filter(|j| {
-            j.platform == "cli"
+            j.platform == Surface::Cli
                 && j.requester_id == session.user
                 && j.env == env
                 && j.action == action.verb()
@@ -208,12 +214,12 @@ fn earlier_request(session: &Session, env: &str, action: &Action) -> Option<u64>
                 && j.state == JobState::Queued
         })
         .find(|j| {
-            session
-                .store
-                .approval_for_job(j.id)
-                .ok()
-                .flatten()
-                .is_some_and(|a| matches!(a.state, ApprovalState::Pending | ApprovalState::Approved))
+            session.store.approval_for_job(j.id).ok().flatten().is_some_and(|a| {
+                matches!(
+                    a.state,
+                    ApprovalState::Pending | ApprovalState::Approved | ApprovalState::Started
+                )
+            })
         })
         .map(|j| {
             // This process waits for it now.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::address::Surface;
 use crate::bot::replica::{JobLease, Replica};
 use crate::command::Action;
 use crate::config::Config;
@@ -59,7 +60,7 @@ impl Session {
         NewJob {
             requester_id: self.user.clone(),
             requester_name: self.user.clone(),
-            platform: "cli".into(),
+            platform: Surface::Cli,
             channel: self.channel.clone(),
             env: env.to_string(),
             action: action.verb().to_string(),
@@ -69,7 +70,7 @@ impl Session {
 
     pub(crate) fn audit(&self, command: &str, outcome: &str, job: Option<u64>) {
         if let Err(e) = self.store.audit(AuditEntry::by(
-            &Identity::named("cli", &self.user),
+            &Identity::named(Surface::Cli, &self.user),
             &self.channel,
             command,
             outcome,
@@ -90,7 +91,13 @@ pub(crate) async fn audit_refusal(config: &Config, command: &str, outcome: &str)
     let command = crate::names::shorten(&config.redactor().redact(command), 500);
     let outcome = outcome.to_string();
     let written = tokio::task::spawn_blocking(move || {
-        let entry = AuditEntry::by(&Identity::named("cli", &user), &channel, &command, &outcome, None);
+        let entry = AuditEntry::by(
+            &Identity::named(Surface::Cli, &user),
+            &channel,
+            &command,
+            &outcome,
+            None,
+        );
         Store::open_configured(url.as_deref(), &path)?.audit(entry)
     })
     .await;
@@ -235,7 +242,7 @@ impl CliJob {
 /// A CLI job whose process died holds its environment until someone looks: the CLI cannot be
 /// resumed elsewhere, so the job ends as interrupted and the lock is freed.
 fn reap_dead_cli_job(store: &Store, replica: &Replica, lock: &EnvLockRecord, holder: Option<&JobRecord>) -> bool {
-    let Some(job) = holder.filter(|j| j.platform == "cli") else {
+    let Some(job) = holder.filter(|j| j.platform == Surface::Cli) else {
         return false;
     };
     let Ok(Some(token)) = store.take_over(&lock.env, lock.token, &replica.id, replica.lease) else {

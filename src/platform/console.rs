@@ -114,8 +114,8 @@ fn plain(text: &str) -> String {
 }
 
 impl ChatPort for ConsolePort {
-    fn platform(&self) -> &'static str {
-        crate::address::ChatPlatform::Console.as_str()
+    fn platform(&self) -> crate::address::ChatPlatform {
+        crate::address::ChatPlatform::Console
     }
 
     fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {
@@ -168,7 +168,7 @@ pub async fn run(bot: Bot, user: String) {
     }
     let prefix = bot.engine().config.settings.chat.prefix.clone();
     let identity = Identity {
-        platform: "console".into(),
+        platform: crate::address::Surface::CONSOLE,
         user_id: user.clone(),
         display_name: user.clone(),
         platform_roles: vec![],

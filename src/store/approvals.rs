@@ -5,15 +5,17 @@
 use super::sql::{params, Sql};
 use super::{now, parse_time, Context, Store, StoreResult};
 
-/// Where an approval request is in its life. A request is filed `Pending` and ends once:
-/// approved, denied or expired; an approved one may still be voided (its plan changed, or it
-/// was approved by its own requester) until its job starts.
+/// Where an approval request is in its life. A request is filed `Pending` and is decided once:
+/// approved, denied or expired. An approved one is `Started` by exactly one process (the
+/// claim that keeps two replicas, or a click and a heartbeat, from both starting its job), and
+/// is voided instead if its plan changed or it was approved by its own requester.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApprovalState {
     Pending,
     Approved,
     Denied,
     Expired,
+    Started,
     Void,
 }
 
@@ -24,6 +26,7 @@ impl ApprovalState {
             ApprovalState::Approved => "approved",
             ApprovalState::Denied => "denied",
             ApprovalState::Expired => "expired",
+            ApprovalState::Started => "started",
             ApprovalState::Void => "void",
         }
     }
@@ -35,6 +38,7 @@ impl ApprovalState {
             ApprovalState::Approved,
             ApprovalState::Denied,
             ApprovalState::Expired,
+            ApprovalState::Started,
             ApprovalState::Void,
         ]
         .into_iter()
@@ -46,7 +50,8 @@ impl ApprovalState {
         match self {
             ApprovalState::Pending => &[],
             ApprovalState::Approved | ApprovalState::Denied | ApprovalState::Expired => &[ApprovalState::Pending],
-            ApprovalState::Void => &[ApprovalState::Pending, ApprovalState::Approved],
+            ApprovalState::Started => &[ApprovalState::Approved],
+            ApprovalState::Void => &[ApprovalState::Pending, ApprovalState::Approved, ApprovalState::Started],
         }
     }
 }

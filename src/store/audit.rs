@@ -47,7 +47,7 @@ impl AuditEntry {
     pub fn by(who: &Identity, channel: &str, command: &str, outcome: &str, job_id: Option<u64>) -> AuditEntry {
         AuditEntry {
             at: now(),
-            platform: who.platform.clone(),
+            platform: who.platform.as_str().to_string(),
             user_id: who.user_id.clone(),
             user_name: who.display_name.clone(),
             channel: channel.to_string(),
@@ -152,7 +152,7 @@ mod tests {
 
     fn entry(outcome: &str) -> AuditEntry {
         AuditEntry::by(
-            &Identity::named("console", "alice"),
+            &Identity::named(crate::address::Surface::CONSOLE, "alice"),
             "console:alice",
             "whoami",
             outcome,
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(synchronous(&store), 2, "back to FULL");
         store
             .audit(AuditEntry::by(
-                &Identity::named("console", "bob"),
+                &Identity::named(crate::address::Surface::CONSOLE, "bob"),
                 "c",
                 "jobs",
                 "ok",

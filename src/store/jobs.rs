@@ -1,5 +1,6 @@
 //! Job records: every accepted command that does work, from request to result.
 
+use crate::address::Surface;
 use std::fmt;
 
 use super::sql::{params, Row, Sql};
@@ -57,7 +58,7 @@ impl fmt::Display for JobState {
 pub struct NewJob {
     pub requester_id: String,
     pub requester_name: String,
-    pub platform: String,
+    pub platform: Surface,
     pub channel: String,
     pub env: String,
     pub action: String,
@@ -71,7 +72,7 @@ pub struct JobRecord {
     pub id: u64,
     pub requester_id: String,
     pub requester_name: String,
-    pub platform: String,
+    pub platform: Surface,
     pub channel: String,
     pub env: String,
     pub action: String,
@@ -102,7 +103,8 @@ pub(crate) fn from_row(r: &Row) -> JobRecord {
         id: r.int(0) as u64,
         requester_id: r.text(1),
         requester_name: r.text(2),
-        platform: r.text(3),
+        // A surface this version does not know (a newer one wrote it) posts nothing here.
+        platform: Surface::parse(&r.text(3)).unwrap_or(Surface::Cli),
         channel: r.text(4),
         env: r.text(5),
         action: r.text(6),
@@ -143,7 +145,7 @@ pub(crate) fn insert_row(
         params![
             &job.requester_id,
             &job.requester_name,
-            &job.platform,
+            job.platform.as_str(),
             &job.channel,
             &job.env,
             &job.action,

@@ -54,7 +54,7 @@ const TEMPLATE: &str = r#"{"Resources": {
 fn said(name: &str, text: &str) -> ChatEvent {
     ChatEvent {
         identity: Identity {
-            platform: "console".into(),
+            platform: argos::address::Surface::CONSOLE,
             user_id: name.into(),
             display_name: name.into(),
             platform_roles: vec![],

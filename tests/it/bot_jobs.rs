@@ -35,7 +35,7 @@ const TEMPLATE: &str = r#"{"Resources": {"ApiEc2Instance": {"Type": "AWS::EC2::I
 
 fn user(name: &str) -> Identity {
     Identity {
-        platform: "console".into(),
+        platform: argos::address::Surface::CONSOLE,
         user_id: name.into(),
         display_name: name.into(),
         platform_roles: vec![],
@@ -131,7 +131,7 @@ async fn a_restart_in_the_middle_of_a_job_re_attaches_and_edits_the_same_message
     let job = NewJob {
         requester_id: "alice".into(),
         requester_name: "alice".into(),
-        platform: "console".into(),
+        platform: argos::address::Surface::CONSOLE,
         channel: "ops".into(),
         env: "staging".into(),
         action: "decommission".into(),

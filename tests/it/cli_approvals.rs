@@ -39,7 +39,7 @@ const RESOURCES: &[(&str, &str)] = &[("ApiEc2Instance", "AWS::EC2::Instance")];
 fn carol(text: &str) -> ChatEvent {
     ChatEvent {
         identity: Identity {
-            platform: "console".into(),
+            platform: argos::address::Surface::CONSOLE,
             user_id: "carol".into(),
             display_name: "carol".into(),
             platform_roles: vec![],
@@ -172,7 +172,7 @@ async fn the_cli_waits_for_a_second_person_and_then_runs() {
 
     let job = store.job(1).unwrap().unwrap();
     assert_eq!(job.state, JobState::Succeeded);
-    assert_eq!(job.platform, "cli");
+    assert_eq!(job.platform, argos::address::Surface::Cli);
     assert_eq!(w.fake.count("DeleteStack"), 1);
     let audit: Vec<String> = store.audit_log(50).unwrap().into_iter().map(|a| a.outcome).collect();
     assert!(
@@ -386,7 +386,7 @@ people:
     assert_eq!(code, 0, "{out}");
     let alice_on_discord = ChatEvent {
         identity: Identity {
-            platform: "discord".into(),
+            platform: argos::address::Surface::DISCORD,
             user_id: "112233445566778899".into(),
             display_name: "Alice".into(),
             platform_roles: vec![],

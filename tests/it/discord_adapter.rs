@@ -177,7 +177,7 @@ async fn connects_registers_and_answers_a_prefix_command() {
     let reply = s.fake.expect_message(CHANNEL, "echo: staging status").await;
     assert_eq!(reply.content, "echo: staging status");
     let (ev, _) = s.bot.events.lock().unwrap()[0].clone();
-    assert_eq!(ev.identity.platform, "discord");
+    assert_eq!(ev.identity.platform, argos::address::Surface::DISCORD);
     assert_eq!(ev.identity.user_id, TestUser::deployer().id_str());
     assert_eq!(ev.identity.platform_roles, TestUser::deployer().role_strs());
     assert_eq!(ev.identity.display_name, "bob");
@@ -297,7 +297,7 @@ async fn autocomplete_offers_matching_environments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_port_sends_edits_and_attaches_files() {
     let s = setup_default(false).await;
-    assert_eq!(s.port.platform(), "discord");
+    assert_eq!(s.port.platform(), argos::address::ChatPlatform::Discord);
     let channel = CHANNEL.to_string();
     let id = s
         .port

@@ -227,7 +227,7 @@ async fn a_click_runs_the_command_as_the_clicker_and_answers_only_them() {
     let ev = events.lock().unwrap()[0].clone();
     assert_eq!(ev.text, "approve 7");
     assert_eq!(ev.channel, CHANNEL.to_string());
-    assert_eq!(ev.identity.platform, "discord");
+    assert_eq!(ev.identity.platform, argos::address::Surface::DISCORD);
     assert_eq!(ev.identity.user_id, deployer.id_str());
     assert_eq!(ev.identity.display_name, "bob");
     assert_eq!(ev.identity.platform_roles, deployer.role_strs());
@@ -392,7 +392,7 @@ async fn approve_and_finish(w: &World, bot: &Bot, req: &Sent, who: &TestUser) {
     assert_eq!(bot.store().job(1).unwrap().unwrap().state, JobState::Succeeded);
     assert_eq!(
         bot.store().approval_for_job(1).unwrap().unwrap().state,
-        argos::store::ApprovalState::Approved
+        argos::store::ApprovalState::Started
     );
     assert_eq!(w.aws.stack_status(STACK), None, "the stack is gone");
     assert_eq!(w.aws.count("DeleteStack"), 1, "{:?}", w.aws.actions());

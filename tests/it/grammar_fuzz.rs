@@ -392,7 +392,7 @@ fn the_parser_answers_every_line_with_a_command_or_a_short_clean_error() {
 fn said(user: &str, text: &str) -> ChatEvent {
     ChatEvent {
         identity: Identity {
-            platform: "console".into(),
+            platform: argos::address::Surface::CONSOLE,
             user_id: user.into(),
             display_name: user.into(),
             platform_roles: vec![],

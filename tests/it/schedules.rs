@@ -293,7 +293,7 @@ async fn schedules_lists_the_next_runs() {
     let project = TestProject::new(&fake.endpoint_url(), CONFIG);
     let (bot, _) = bot_on(&project).await;
     let alice = Identity {
-        platform: "console".into(),
+        platform: argos::address::Surface::CONSOLE,
         user_id: "alice".into(),
         display_name: "alice".into(),
         platform_roles: vec![],

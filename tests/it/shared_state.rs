@@ -115,7 +115,7 @@ async fn two_consoles_and_the_cli_never_run_two_operations_on_one_environment() 
         2,
         "the two losers were told who holds staging:\nA: {out_a}\nB: {out_b}\nCLI ({code_cli}): {out_cli}"
     );
-    if winner.platform == "cli" {
+    if winner.platform == argos::address::Surface::Cli {
         assert_eq!(code_cli, 0, "{out_cli}");
     }
     // Every attempt is in the audit log, the refused ones too.

@@ -112,7 +112,7 @@ fn new_job(env: &str, action: &str) -> NewJob {
     NewJob {
         requester_id: "u-alice".into(),
         requester_name: "alice".into(),
-        platform: "discord".into(),
+        platform: argos::address::Surface::DISCORD,
         channel: "#ops".into(),
         env: env.into(),
         action: action.into(),
@@ -1499,6 +1499,9 @@ fn postgres_finish_racing_a_takeover_does_not_deadlock() {
 fn who(platform: &str, user_id: &str, name: &str) -> Identity {
     Identity {
         display_name: name.to_string(),
-        ..Identity::named(platform, user_id)
+        ..Identity::named(
+            argos::address::Surface::parse(platform).expect("a known surface"),
+            user_id,
+        )
     }
 }

@@ -61,7 +61,7 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
     let new = NewJob {
         requester_id: ev.identity.user_id.clone(),
         requester_name: ev.identity.display_name.clone(),
-        platform: ev.identity.platform.clone(),
+        platform: ev.identity.platform,
         channel: ev.channel.clone(),
         env: env.to_string(),
         action: action.verb().to_string(),

@@ -19,15 +19,15 @@
 //!   endpoints (responses, deferrals, follow-ups), which Discord does not count against the
 //!   global limit; shared by the live replicas.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use crate::budget::SharedBudget;
+use crate::platform::channel_window::{ChannelTurn, ChannelWindows};
 
 /// The limits the adapter keeps to before Discord's headers say more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub(super) struct Limiter {
     pub(super) limits: RateLimits,
     /// The global limit belongs to the bot token: replicas share it.
     pub(super) global: SharedBudget,
-    channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
+    channels: ChannelWindows,
     buckets: StdMutex<Buckets>,
     /// The end of the last global 429 this process saw.
     global_until: StdMutex<Option<Instant>>,
@@ -175,27 +175,15 @@ pub(super) struct Limiter {
 }
 
 /// Held while one message create/edit is in flight (retries included); records its
-/// completion in the channel's log when dropped.
-pub(super) struct ChannelPermit {
-    log: OwnedMutexGuard<VecDeque<Instant>>,
-    keep: usize,
-}
-
-impl Drop for ChannelPermit {
-    fn drop(&mut self) {
-        self.log.push_back(Instant::now());
-        while self.log.len() > self.keep {
-            self.log.pop_front();
-        }
-    }
-}
+/// completion in the channel's window when dropped.
+pub(super) type ChannelPermit = ChannelTurn;
 
 impl Limiter {
     pub(super) fn new(limits: RateLimits) -> Limiter {
         Limiter {
             limits,
             global: SharedBudget::new(limits.global_per_second, (limits.global_per_second / 8).max(1)),
-            channels: StdMutex::new(HashMap::new()),
+            channels: ChannelWindows::new(limits.per_channel, limits.window),
             buckets: StdMutex::new(Buckets::default()),
             global_until: StdMutex::new(None),
             shared: StdMutex::new(None),
@@ -240,19 +228,8 @@ impl Limiter {
     /// The per-channel prior and order: waits until one more create/edit fits in the channel's
     /// window. Hold the permit for the whole request, retries included.
     pub(super) async fn channel(&self, channel: &str) -> ChannelPermit {
-        let slot = {
-            let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(channel.to_string()).or_default().clone()
-        };
-        let log = slot.lock_owned().await;
         // A channel's bucket belongs to the token too: each replica keeps to its share.
-        let keep = (self.limits.per_channel / self.global.share()).max(1) as usize;
-        if log.len() >= keep {
-            // A little headroom for clock granularity on Discord's side.
-            let window = self.limits.window + self.limits.window / 50;
-            tokio::time::sleep_until(log[log.len() - keep] + window).await;
-        }
-        ChannelPermit { log, keep }
+        self.channels.take(channel, self.global.share(), true).await
     }
 
     /// Waits until `key`'s bucket has a request left (or its 429 hold is over) and takes it.

@@ -117,7 +117,7 @@ pub(super) fn action_rows(buttons: &[Button]) -> Vec<CreateActionRow> {
 /// Who someone is, from their user and (in a guild) their nickname and role ids.
 pub(super) fn identity_of(user: &User, nick: Option<&String>, roles: &[RoleId]) -> Identity {
     Identity {
-        platform: "discord".into(),
+        platform: crate::address::Surface::DISCORD,
         user_id: user.id.to_string(),
         display_name: nick
             .cloned()

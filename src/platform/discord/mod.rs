@@ -272,8 +272,8 @@ impl DiscordPort {
 }
 
 impl ChatPort for DiscordPort {
-    fn platform(&self) -> &'static str {
-        crate::address::ChatPlatform::Discord.as_str()
+    fn platform(&self) -> crate::address::ChatPlatform {
+        crate::address::ChatPlatform::Discord
     }
 
     fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {

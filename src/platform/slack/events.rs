@@ -65,7 +65,7 @@ async fn context(states: &SlackClientEventsUserState) -> Option<Arc<Context>> {
 impl Context {
     async fn identity(&self, user: &str, name: Option<String>) -> Identity {
         Identity {
-            platform: "slack".into(),
+            platform: crate::address::Surface::SLACK,
             user_id: user.to_string(),
             display_name: name
                 .filter(|n| !n.trim().is_empty())

@@ -11,13 +11,15 @@
 //! came back, so however late a request reaches Slack, it is still inside the window we kept.
 //! Edits wait for room in the order they asked, so one chatty job cannot starve the others.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
+
+use crate::platform::channel_window::{with_margin, ChannelTurn, ChannelWindows};
 
 /// The limits the adapter keeps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +69,7 @@ pub(super) struct Limiter {
     /// Whose turn it is to wait for room in the update window: edits of every message queue
     /// in order, so that no job's status message is starved by the others'.
     update_turn: AsyncMutex<()>,
-    channels: StdMutex<HashMap<String, Arc<AsyncMutex<VecDeque<Instant>>>>>,
+    channels: ChannelWindows,
     paused: StdMutex<HashMap<Method, Instant>>,
 }
 
@@ -105,47 +107,29 @@ impl Drop for UpdateSlot {
 }
 
 /// Held while one request to a channel is in flight; a post records its completion in the
-/// channel's window when dropped.
+/// channel's window when dropped, an update its place in the update budget.
 pub(super) struct ChannelPermit {
-    log: OwnedMutexGuard<VecDeque<Instant>>,
-    keep: usize,
-    counts: bool,
+    turn: ChannelTurn,
     update: Option<UpdateSlot>,
 }
 
 impl ChannelPermit {
     /// This request does not count against the channel's post window (an update).
-    pub(super) fn uncounted(mut self) -> ChannelPermit {
-        self.counts = false;
-        self
+    pub(super) fn uncounted(self) -> ChannelPermit {
+        ChannelPermit {
+            turn: self.turn.uncounted(),
+            update: self.update,
+        }
     }
 
     /// No request was made after all (an edit folded into a newer one): its place in the
     /// update budget goes back.
     pub(super) fn unused(mut self) {
-        self.counts = false;
         if let Some(slot) = self.update.as_mut() {
             slot.called = false;
         }
+        drop(self.turn.uncounted());
     }
-}
-
-impl Drop for ChannelPermit {
-    fn drop(&mut self) {
-        if !self.counts {
-            return;
-        }
-        self.log.push_back(Instant::now());
-        while self.log.len() > self.keep {
-            self.log.pop_front();
-        }
-    }
-}
-
-/// Slack's windows, measured by its clock from when requests arrive, plus 2 %: what keeps us
-/// under them also when our clock and Slack's drift apart a little.
-fn with_margin(window: Duration) -> Duration {
-    window + window / 50
 }
 
 impl Limiter {
@@ -155,7 +139,7 @@ impl Limiter {
             share: AtomicU32::new(1),
             updates: Default::default(),
             update_turn: AsyncMutex::new(()),
-            channels: StdMutex::new(HashMap::new()),
+            channels: ChannelWindows::new(limits.posts_per_channel, limits.post_window),
             paused: StdMutex::new(HashMap::new()),
         }
     }
@@ -208,27 +192,14 @@ impl Limiter {
 
     /// Takes the channel: waits for its turn and, for a post, until one more fits in its window.
     pub(super) async fn channel(&self, channel: &str, method: Method) -> ChannelPermit {
-        let slot = {
-            let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(channel.to_string()).or_default().clone()
-        };
-        let log = slot.lock_owned().await;
-        let keep = (self.limits.posts_per_channel / self.share()).max(1) as usize;
-        if method == Method::Post && log.len() >= keep {
-            tokio::time::sleep_until(log[log.len() - keep] + with_margin(self.limits.post_window)).await;
-        }
+        let turn = self.channels.take(channel, self.share(), method == Method::Post).await;
         let update = match method {
             Method::Update => Some(self.update_slot().await),
             _ => None,
         };
         // After any wait for room: a 429 may have come in meanwhile.
         self.wait_pause(method).await;
-        ChannelPermit {
-            log,
-            keep,
-            counts: method == Method::Post,
-            update,
-        }
+        ChannelPermit { turn, update }
     }
 
     /// Slack said 429: nobody calls `method` again before `retry_after` has passed.

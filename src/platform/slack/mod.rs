@@ -393,8 +393,8 @@ impl SlackPort {
 }
 
 impl ChatPort for SlackPort {
-    fn platform(&self) -> &'static str {
-        crate::address::ChatPlatform::Slack.as_str()
+    fn platform(&self) -> crate::address::ChatPlatform {
+        crate::address::ChatPlatform::Slack
     }
 
     fn pacing(&self, chat: &crate::config::ChatSettings) -> crate::bot::pace::Pacing {

@@ -98,7 +98,7 @@ async fn approve_and_finish(w: &World, r: &Running, req: &Post, who: &SlackUser)
     let store = r.bot.store();
     assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Succeeded);
     let approval = store.approval_for_job(1).unwrap().unwrap();
-    assert_eq!(approval.state, argos::store::ApprovalState::Approved);
+    assert_eq!(approval.state, argos::store::ApprovalState::Started);
     let votes: Vec<(&str, &str, &str)> = approval
         .votes
         .iter()

@@ -45,8 +45,8 @@ impl RecordingPort {
 }
 
 impl ChatPort for RecordingPort {
-    fn platform(&self) -> &'static str {
-        "console"
+    fn platform(&self) -> argos::address::ChatPlatform {
+        argos::address::ChatPlatform::Console
     }
 
     fn send<'a>(&'a self, channel: &'a str, msg: OutgoingMessage) -> BoxFuture<'a, PortResult<String>> {
