@@ -9,7 +9,7 @@ use crate::address::Surface;
 use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::{approval_flow, jobs, messages, Inner};
 use crate::command::Action;
-use crate::store::JobState;
+use crate::store::{JobRecord, JobState};
 
 /// One round; returns the ids of the jobs it resumed.
 pub(crate) async fn tick(inner: &Arc<Inner>) -> Vec<u64> {
@@ -54,6 +54,25 @@ fn share_budgets(inner: &Inner) {
 }
 
 /// Whether this process can post to `channel` on `platform` (and so run the job there).
+/// The stored action of a job taken over, or `None` after ending the job as interrupted when
+/// this version cannot read it (fenced by `token` when this replica holds its lock).
+fn stored_action(inner: &Inner, job: &JobRecord, token: Option<i64>) -> Option<Action> {
+    let why = match Action::from_stored(&job.action, &job.args) {
+        Ok(action) => return Some(action),
+        Err(why) => messages::interrupted(&why),
+    };
+    let _ = match token {
+        Some(token) => inner
+            .store
+            .finish_and_release(job.id, token, JobState::Interrupted, &why),
+        None => inner
+            .store
+            .end_unstarted_job(job.id, JobState::Interrupted, &why)
+            .map(|_| ()),
+    };
+    None
+}
+
 fn serves(inner: &Inner, surface: Surface, channel: &str) -> bool {
     inner.port_of(surface).is_some_and(|p| p.serves(channel))
 }
@@ -95,15 +114,8 @@ async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
         }
         tracing::warn!(job = job.id, from = ?t.lock.owner, "taking over a job whose owner's lease ran out");
         sweep_children(inner).await;
-        let action = match Action::from_stored(&job.action, &job.args) {
-            Ok(action) => action,
-            Err(why) => {
-                let _ =
-                    inner
-                        .store
-                        .finish_and_release(job.id, token, JobState::Interrupted, &messages::interrupted(&why));
-                continue;
-            }
+        let Some(action) = stored_action(inner, &job, Some(token)) else {
+            continue;
         };
         let lease = inner.replica.hold(job.id, &job.env, token, obtained);
         let job = inner.store.job(job.id).ok().flatten().unwrap_or(job);
@@ -122,14 +134,8 @@ fn resume_unlocked(inner: &Arc<Inner>) -> Vec<u64> {
         if !serves(inner, job.platform, &job.channel) {
             continue;
         }
-        let action = match Action::from_stored(&job.action, &job.args) {
-            Ok(action) => action,
-            Err(why) => {
-                let _ = inner
-                    .store
-                    .end_unstarted_job(job.id, JobState::Interrupted, &messages::interrupted(&why));
-                continue;
-            }
+        let Some(action) = stored_action(inner, &job, None) else {
+            continue;
         };
         let obtained = Instant::now();
         match inner.store.lock_for_job(job.id, &inner.replica.id, inner.replica.lease) {
@@ -171,15 +177,8 @@ async fn adopt_orphans(inner: &Arc<Inner>) {
             // Approved ones are started by the owner's next round; others ended.
             Some(_) => {}
             None => {
-                let action = match Action::from_stored(&job.action, &job.args) {
-                    Ok(action) => action,
-                    Err(why) => {
-                        let _ =
-                            inner
-                                .store
-                                .end_unstarted_job(job.id, JobState::Interrupted, &messages::interrupted(&why));
-                        continue;
-                    }
+                let Some(action) = stored_action(inner, &job, None) else {
+                    continue;
                 };
                 let task = inner.clone();
                 inner.tasks.spawn(async move {
