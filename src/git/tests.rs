@@ -1,0 +1,72 @@
+//! Unit tests of the app repository against real git on local folders (no network): the demo
+//! repository from `scripts/demo-repo` is the remote, named by its path.
+
+use super::*;
+
+/// The demo repository in `dir/app` and a handle mirroring it into `dir/state/git/app.git`.
+fn demo(dir: &Path) -> AppRepo {
+    let app = dir.join("app");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo-repo");
+    let out = std::process::Command::new(script)
+        .arg(&app)
+        .output()
+        .expect("demo-repo runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    AppRepo::new(app.display().to_string(), dir.join("state/git/app.git"), Auth::None).unwrap()
+}
+
+#[test]
+fn urls_with_passwords_or_option_shapes_are_refused() {
+    for (url, why) in [
+        ("https://bob:hunter22@example.com/a.git", "password"),
+        ("-uhttps://x", "'-'"),
+        ("https://x/a b", "space"),
+        ("", "empty"),
+    ] {
+        let err = AppRepo::new(url, "/tmp/m.git", Auth::None).unwrap_err().to_string();
+        assert!(err.contains(why), "{url}: {err}");
+        assert!(!err.contains("hunter22"), "{err}");
+    }
+    AppRepo::new("git@github.com:org/app.git", "/tmp/m.git", Auth::None).unwrap();
+    AppRepo::new("ssh://git@h/app.git", "/tmp/m.git", Auth::None).unwrap();
+}
+
+#[test]
+fn path_prefixes_stay_inside_the_repository() {
+    validate_prefix("migrations/").unwrap();
+    validate_prefix("db/migrate").unwrap();
+    for bad in ["/etc", "../x", "a/../../b", "", "a\nb"] {
+        assert!(validate_prefix(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn lock_and_temporary_folders_sit_beside_the_mirror() {
+    let repo = AppRepo::new("https://x/app.git", "/state/git/app.git", Auth::None).unwrap();
+    assert_eq!(repo.sibling("lock"), Path::new("/state/git/app.git.lock"));
+}
+
+#[tokio::test]
+async fn a_local_mirror_resolves_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo(dir.path());
+    let tag = repo.resolve("v1.1.0").await.unwrap();
+    assert_eq!(tag.kind, RefKind::Tag);
+    let short = repo.resolve(&tag.sha[..7]).await.unwrap();
+    assert_eq!((short.sha.as_str(), short.kind), (tag.sha.as_str(), RefKind::Commit));
+    let undone = repo.commits_between("v1.1.0", "v1.2.0", 1).await.unwrap();
+    assert_eq!(undone.total, 2);
+    assert_eq!(undone.commits.len(), 1);
+    assert_eq!(undone.commits[0].subject, "Release 1.2.0");
+    let migrations = ["migrations/".to_string()];
+    assert_eq!(
+        repo.changed_paths("v1.1.0", "v1.2.0", &migrations).await.unwrap(),
+        ["migrations/0002_add_column.sql"]
+    );
+    assert!(repo
+        .changed_paths("v1.0.0", "v1.1.0", &migrations)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(repo.changed_paths("v1.0.0", "v1.2.0", &[]).await.unwrap().is_empty());
+}
