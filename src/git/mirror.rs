@@ -70,9 +70,17 @@ impl AppRepo {
         placed
     }
 
+    /// An empty bare repository (no sample hooks: `--template=`) whose remote fetches branches
+    /// and tags, then the first fetch.
     async fn build_mirror(&self, tmp: &Path) -> Result<(), GitError> {
         let init = run::git(
-            vec!["init".into(), "--quiet".into(), "--bare".into(), tmp.into()],
+            vec![
+                "init".into(),
+                "--quiet".into(),
+                "--bare".into(),
+                "--template=".into(),
+                tmp.into(),
+            ],
             &[],
             &Scrubber::default(),
             LOCAL_TIMEOUT,

@@ -8,6 +8,13 @@ use std::time::Duration;
 use super::auth::Scrubber;
 use super::GitError;
 
+/// Lines git prints after every failed SSH connection, whatever the cause.
+const BOILERPLATE: &[&str] = &[
+    "fatal: Could not read from remote repository",
+    "Please make sure you have the correct access rights",
+    "and the repository exists",
+];
+
 /// What a finished git command left: its exit status, its output, its scrubbed stderr.
 pub(super) struct Finished {
     pub ok: bool,
@@ -16,9 +23,16 @@ pub(super) struct Finished {
 }
 
 impl Finished {
-    /// The last lines of stderr, which carry git's reason ("fatal: ..."), in one line.
+    /// The last lines of stderr, which carry git's reason ("fatal: ..."), in one line. git's
+    /// boilerplate after an SSH failure is left out: it would push out the line that says why
+    /// ("Permission denied (publickey)", "Host key verification failed").
     pub(super) fn reason(&self) -> String {
-        let lines: Vec<&str> = self.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !BOILERPLATE.iter().any(|b| l.starts_with(b)))
+            .collect();
         let tail = &lines[lines.len().saturating_sub(2)..];
         if tail.is_empty() {
             "git failed without saying why".to_string()
