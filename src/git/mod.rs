@@ -353,9 +353,12 @@ impl AppRepo {
     }
 
     async fn local_args(&self, args: Vec<OsString>) -> Result<Finished, GitError> {
+        // The subcommand, past any global option such as --literal-pathspecs.
         let what = args
-            .first()
-            .map(|a| a.to_string_lossy().into_owned())
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .find(|a| !a.starts_with('-'))
+            .map(|a| a.into_owned())
             .unwrap_or_default();
         let mut full: Vec<OsString> = vec![format!("--git-dir={}", self.mirror.display()).into()];
         full.extend(args);

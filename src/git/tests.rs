@@ -70,3 +70,50 @@ async fn a_local_mirror_resolves_and_compares() {
         .is_empty());
     assert!(repo.changed_paths("v1.0.0", "v1.2.0", &[]).await.unwrap().is_empty());
 }
+
+/// Runs git in `dir` with stdin `input`, returning stdout.
+fn git_in(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn an_ambiguous_short_sha_asks_for_more_characters() {
+    // 2000 commits with fixed dates (the same SHAs every run): some two share 4 hex digits.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("many");
+    std::fs::create_dir(&source).unwrap();
+    git_in(&source, &["init", "--quiet"], "");
+    let mut script = String::new();
+    for i in 0..2000 {
+        let message = format!("commit {i}\n");
+        script.push_str(&format!(
+            "commit refs/heads/master\ncommitter T <t@demo.invalid> 1767225600 +0000\ndata {}\n{message}\n",
+            message.len()
+        ));
+    }
+    git_in(&source, &["fast-import", "--quiet"], &script);
+    let shas = git_in(&source, &["rev-list", "master"], "");
+    let mut seen = std::collections::HashMap::new();
+    let shared = shas
+        .lines()
+        .find_map(|sha| seen.insert(&sha[..4], sha).map(|_| sha[..4].to_string()))
+        .expect("two commits share a 4-digit prefix");
+    let repo = AppRepo::new(source.display().to_string(), dir.path().join("m.git"), Auth::None).unwrap();
+    let err = repo.resolve(&shared).await.unwrap_err();
+    assert!(matches!(err, GitError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("matches several objects"), "{err}");
+    let one = shas.lines().next().unwrap();
+    assert_eq!(repo.resolve(&one[..12]).await.unwrap().sha, one);
+}
