@@ -210,6 +210,42 @@ async fn two_resolves_at_once_on_a_fresh_mirror_both_succeed() {
 }
 
 #[tokio::test]
+async fn another_process_holding_the_mirror_lock_is_waited_for() {
+    let s = Served::start().await;
+    let lock = s.mirror().with_file_name("app.git.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    // util-linux's flock(1) takes the same kind of lock another argos process would.
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "1.5"])
+        .spawn()
+        .expect("flock runs");
+    let held = || {
+        !std::process::Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !held() {
+        assert!(Instant::now() < deadline, "flock never took the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let master = s.repo().resolve("master").await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(master.sha, s.sha("master"));
+    assert!(holder.wait().unwrap().success());
+}
+
+#[tokio::test]
 async fn an_unreachable_remote_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("git://127.0.0.1:{}/app", free_port());
