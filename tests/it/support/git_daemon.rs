@@ -2,6 +2,7 @@
 //! started for one test and killed when dropped; and the demo app repository that
 //! `scripts/demo-repo` creates, with a helper to add commits to it as a developer would.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,8 +21,7 @@ impl GitDaemon {
         // Another test may take the free port between our pick and the daemon's bind: retry.
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new("git")
-                .arg("daemon")
+            let mut child = Command::new(daemon_bin())
                 .arg("--export-all")
                 .arg(format!("--base-path={}", base.display()))
                 .args([
@@ -33,6 +33,8 @@ impl GitDaemon {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                // Its own process group: the children it forks per connection go with it.
+                .process_group(0)
                 .spawn()
                 .expect("git daemon starts");
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -56,8 +58,17 @@ impl GitDaemon {
     }
 }
 
+/// `git-daemon` itself: `git daemon` would run it as a child of its own and leave it serving
+/// when killed.
+fn daemon_bin() -> PathBuf {
+    let out = Command::new("git").arg("--exec-path").output().expect("git runs");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("git-daemon")
+}
+
 impl Drop for GitDaemon {
     fn drop(&mut self) {
+        // SAFETY: signals the process group the daemon leads; no memory is involved.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
