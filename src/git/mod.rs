@@ -174,10 +174,25 @@ impl AppRepo {
         }
     }
 
+    /// Fetches if the last fetch is older than the freshness window. If the remote cannot be
+    /// reached but a mirror exists, answers from the mirror (autocomplete and "how far behind"
+    /// are better a little stale than gone) and waits a window before trying again; a resolve
+    /// never does this.
+    async fn fresh_enough(&self) -> Result<(), GitError> {
+        match self.sync_if_older_than(self.fresh_for).await {
+            Err(e) if self.mirror_exists() => {
+                tracing::warn!(repo = %self.display_url(), error = %e, "answering from the mirror as last fetched");
+                *self.last_fetch.lock().expect("fetch time") = Some(Instant::now());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// The branches (most recently committed first) and the [`RECENT_TAGS`] newest tags, for
-    /// autocomplete.
+    /// autocomplete; from the mirror as last fetched if the remote is down.
     pub async fn refs(&self) -> Result<Vec<RefName>, GitError> {
-        self.sync_if_older_than(self.fresh_for).await?;
+        self.fresh_enough().await?;
         let all = self.list_refs().await?;
         let branches = all.iter().filter(|r| r.kind == RefKind::Branch).cloned();
         let tags = all.iter().filter(|r| r.kind == RefKind::Tag).take(RECENT_TAGS).cloned();
@@ -186,8 +201,9 @@ impl AppRepo {
 
     /// Up to `limit` branch and tag names (of all, not only the recent) that start with
     /// `prefix`, ignoring case, then those that merely contain it; newest first within each.
+    /// Like [`AppRepo::refs`], answers from the mirror when the remote is down.
     pub async fn matching(&self, prefix: &str, limit: usize) -> Result<Vec<RefName>, GitError> {
-        self.sync_if_older_than(self.fresh_for).await?;
+        self.fresh_enough().await?;
         let all = self.list_refs().await?;
         let wanted = prefix.to_lowercase();
         let (starts, rest): (Vec<RefName>, Vec<RefName>) = all
@@ -228,9 +244,10 @@ impl AppRepo {
     }
 
     /// How many commits `reference` (a branch, tag or SHA) has that `sha` does not: how far a
-    /// deployed commit is behind. Fetches if the mirror is older than the freshness window.
+    /// deployed commit is behind. Fetches if the mirror is older than the freshness window
+    /// (and answers from the mirror if the remote is down).
     pub async fn behind(&self, sha: &str, reference: &str) -> Result<u32, GitError> {
-        self.sync_if_older_than(self.fresh_for).await?;
+        self.fresh_enough().await?;
         let (from, to) = (self.commit(sha).await?, self.commit(reference).await?);
         self.count(&format!("{from}..{to}")).await
     }

@@ -122,6 +122,22 @@ async fn the_mirror_is_cloned_once_and_follows_the_remote() {
 }
 
 #[tokio::test]
+async fn with_the_remote_down_names_come_from_the_mirror_but_nothing_resolves() {
+    let s = Served::start().await;
+    let repo = s.repo().with_fresh_for(Duration::ZERO);
+    let sha = repo.resolve("master").await.unwrap().sha;
+    let Served { dir, daemon } = s;
+    drop(daemon);
+    let names = repo.refs().await.unwrap();
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(repo.behind(&sha, "master").await.unwrap(), 0);
+    // A deploy must not go out on a branch head that may have moved.
+    let err = repo.resolve("master").await.unwrap_err();
+    assert!(matches!(err, GitError::Unreachable(_)), "{err:?}");
+    drop(dir);
+}
+
+#[tokio::test]
 async fn names_for_autocomplete_branches_then_newest_tags() {
     let s = Served::start().await;
     let repo = s.repo();
