@@ -43,14 +43,23 @@ impl AppRepo {
     }
 
     /// Builds the mirror in a temporary folder beside it and renames it into place, so a
-    /// crash leaves either no mirror or a whole one. Only branches and tags are fetched (not,
-    /// say, GitHub's `refs/pull/*`). Called with the lock held.
+    /// crash leaves either no mirror or a whole one. Called with the lock held.
     async fn clone_mirror(&self) -> Result<(), GitError> {
         let parent = self.mirror.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+        // A crashed earlier attempt (of any process) may have left its folder; under the lock
+        // nobody else is using one.
+        let stale = self.sibling("tmp-");
+        let stale = stale.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(parent)
+            .map_err(|e| io_error("read", parent, e))?
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&stale) {
+                remove_dir(&entry.path())?;
+            }
+        }
         let tmp = self.sibling(&format!("tmp-{}", std::process::id()));
-        // A crashed earlier attempt may have left its folder; under the lock nobody else uses it.
-        remove_dir(&tmp)?;
         let built = self.build_mirror(&tmp).await;
         let placed = built.and_then(|()| {
             if self.mirror.exists() {
@@ -70,8 +79,7 @@ impl AppRepo {
         placed
     }
 
-    /// An empty bare repository (no sample hooks: `--template=`) whose remote fetches branches
-    /// and tags, then the first fetch.
+    /// An empty bare repository (no sample hooks: `--template=`), then the first fetch.
     async fn build_mirror(&self, tmp: &Path) -> Result<(), GitError> {
         let init = run::git(
             vec![
@@ -95,24 +103,6 @@ impl AppRepo {
             )));
         }
         let git_dir = format!("--git-dir={}", tmp.display());
-        for (key, value, add) in [
-            ("remote.origin.url", self.url.as_str(), false),
-            ("remote.origin.fetch", "+refs/heads/*:refs/heads/*", false),
-            ("remote.origin.fetch", "+refs/tags/*:refs/tags/*", true),
-        ] {
-            let mut args: Vec<OsString> = vec![git_dir.clone().into(), "config".into()];
-            if add {
-                args.push("--add".into());
-            }
-            args.extend([key.into(), value.into()]);
-            let out = run::git(args, &[], &Scrubber::default(), LOCAL_TIMEOUT, "config").await?;
-            if !out.ok {
-                return Err(GitError::Failed(format!(
-                    "cannot configure the mirror: {}",
-                    out.reason()
-                )));
-            }
-        }
         self.fetch_into(&git_dir).await
     }
 
@@ -122,14 +112,19 @@ impl AppRepo {
 
     async fn fetch_into(&self, git_dir: &str) -> Result<(), GitError> {
         let (env, scrubber) = self.auth.prepare()?;
+        // The configured URL, not a remote stored in the mirror: if the config moves the app
+        // to another URL, the mirror follows. Only branches and tags (not, say, GitHub's
+        // refs/pull/*), forced, so a moved tag or a force-pushed branch is followed too.
         let args = [
             git_dir,
             "fetch",
             "--quiet",
             "--prune",
-            "--tags",
             "--no-write-fetch-head",
-            "origin",
+            "--end-of-options",
+            &self.url,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
         ];
         let out = run::git(
             args.iter().map(OsString::from).collect(),

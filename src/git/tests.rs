@@ -71,6 +71,57 @@ async fn a_local_mirror_resolves_and_compares() {
     assert!(repo.changed_paths("v1.0.0", "v1.2.0", &[]).await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn the_mirror_follows_the_configured_url_and_sweeps_crashed_clones() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = demo(dir.path());
+    first.resolve("master").await.unwrap();
+    // The app moves to another repository with one more commit on master.
+    let moved = dir.path().join("moved");
+    let out = std::process::Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(dir.path().join("app"))
+        .arg(&moved)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tree = git_in(&moved, &["rev-parse", "master^{tree}"], "");
+    let head = git_in(&moved, &["rev-parse", "master"], "");
+    let moved_head = git_in(
+        &moved,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@demo.invalid",
+            "commit-tree",
+            tree.trim(),
+            "-p",
+            head.trim(),
+            "-m",
+            "moved",
+        ],
+        "",
+    );
+    git_in(&moved, &["update-ref", "refs/heads/master", moved_head.trim()], "");
+    // A clone that crashed half-way in another process.
+    let crashed = dir.path().join("state/git/app.git.tmp-999999");
+    std::fs::create_dir_all(crashed.join("objects")).unwrap();
+    let second = AppRepo::new(moved.display().to_string(), first.mirror_dir(), Auth::None).unwrap();
+    assert_eq!(second.resolve("master").await.unwrap().sha, moved_head.trim());
+    // A fresh mirror elsewhere sweeps leftovers beside it before cloning.
+    std::fs::create_dir_all(dir.path().join("state/git/other.git.tmp-999999")).unwrap();
+    let other = AppRepo::new(
+        moved.display().to_string(),
+        dir.path().join("state/git/other.git"),
+        Auth::None,
+    )
+    .unwrap();
+    other.resolve("v1.0.0").await.unwrap();
+    assert!(!dir.path().join("state/git/other.git.tmp-999999").exists());
+    assert!(crashed.exists(), "only other.git's leftovers are its business");
+}
+
 /// Runs git in `dir` with stdin `input`, returning stdout.
 fn git_in(dir: &Path, args: &[&str], input: &str) -> String {
     use std::io::Write;
