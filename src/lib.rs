@@ -17,7 +17,7 @@
 //! 7. [`ansible`]: `ansible-playbook` as a subprocess with a generated inventory, a JSON-lines
 //!    callback, a timeout, and redaction of every line.
 //! 8. [`cloud`]: CloudFormation and EC2 through the AWS SDK: stack watcher, images, instances,
-//!    one shared request budget.
+//!    one shared request budget. [`git`]: the app repository (a bare mirror run with `git`).
 //! 9. [`store`] (jobs, locks and leases, approvals, audit log, chat-event claims, outbox, on
 //!    SQLite or PostgreSQL), [`permissions`] (who may do what) and [`people`] (who someone
 //!    is, whatever surface they speak from).
@@ -40,6 +40,7 @@ pub mod command;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod git;
 pub mod health;
 pub mod logging;
 pub mod metrics;
@@ -65,7 +66,7 @@ const FLOORS: &[&[&str]] = &[
     &["engine"],
     &["check"],
     &["ansible"],
-    &["cloud"],
+    &["cloud", "git"],
     &["store", "permissions", "people"],
     &["error", "logging"],
     &["config", "template"],

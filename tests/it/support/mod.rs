@@ -8,6 +8,7 @@ pub mod fake_aws;
 pub mod fake_discord;
 pub mod fake_discord_limits;
 pub mod fake_slack;
+pub mod git_daemon;
 pub mod http_server;
 pub mod moto;
 pub mod moto_iam;

@@ -102,6 +102,14 @@ impl Sshd {
         self.keys.join(format!("{KEY_NAME}.pem"))
     }
 
+    /// The line a known_hosts file needs to trust this server (its current host key).
+    pub fn known_hosts_line(&self) -> String {
+        let public = std::fs::read_to_string(public(&self.host_key())).expect("host public key");
+        let mut fields = public.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        format!("[127.0.0.1]:{} {kind} {key}\n", self.port)
+    }
+
     fn host_key(&self) -> PathBuf {
         self.dir.path().join("host_ed25519")
     }
