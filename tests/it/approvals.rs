@@ -9,10 +9,9 @@ use std::time::Duration;
 use argos::bot::port::ChatEvent;
 use argos::bot::Bot;
 use argos::permissions::Identity;
-use argos::store::{JobState, Store};
+use argos::store::JobState;
 use support::chat::{Posted, RecordingPort};
-use support::fake_aws::FakeAws;
-use support::TestProject;
+use support::world::{Console, World as AnyWorld};
 
 const CONFIG: &str = r#"
 chat:
@@ -64,19 +63,15 @@ fn said(name: &str, text: &str) -> ChatEvent {
     }
 }
 
-struct World {
-    fake: FakeAws,
-    project: TestProject,
-    bot: Bot,
-    port: std::sync::Arc<RecordingPort>,
-}
+type World = AnyWorld<Console>;
 
+/// Staging and sandbox stacks on the fake AWS (50 times faster than scenario time) and a bot
+/// with a recording port, the clock reset.
 async fn world() -> World {
     argos::clock::reset();
-    let fake = FakeAws::start().await;
-    fake.set_time_scale(50.0);
+    let w = AnyWorld::builder().time_scale(50.0).config(CONFIG).console().await;
     for stack in ["argos-staging", "argos-sandbox"] {
-        fake.add_stack(
+        w.aws.add_stack(
             stack,
             TEMPLATE,
             &[],
@@ -86,22 +81,7 @@ async fn world() -> World {
             ],
         );
     }
-    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
-    let (bot, port) = bot_on(&project).await;
-    World {
-        fake,
-        project,
-        bot,
-        port,
-    }
-}
-
-async fn bot_on(project: &TestProject) -> (Bot, std::sync::Arc<RecordingPort>) {
-    let store = Store::open(&project.config().database_path()).unwrap();
-    let bot = Bot::new(project.engine().await, store);
-    let port = RecordingPort::new();
-    bot.add_port(port.clone());
-    (bot, port)
+    w
 }
 
 /// Waits (bounded) until the request of job `id` has expired.
@@ -128,11 +108,11 @@ fn request_text(port: &RecordingPort) -> String {
 async fn a_request_shows_the_plan_and_one_approval_starts_the_job() {
     let w = world().await;
     assert_eq!(
-        w.bot.handle(said("alice", "staging decommission")).await,
+        w.chat.bot.handle(said("alice", "staging decommission")).await,
         None,
         "the request message is the answer"
     );
-    let text = request_text(&w.port);
+    let text = request_text(&w.chat.port);
     assert!(
         text.starts_with("🔐 **Approval needed** · job #1 · staging decommission requested by alice"),
         "{text}"
@@ -147,24 +127,24 @@ async fn a_request_shows_the_plan_and_one_approval_starts_the_job() {
         "{text}"
     );
     assert!(
-        !w.fake.actions().iter().any(|a| a.ends_with("DeleteStack")),
+        !w.aws.actions().iter().any(|a| a.ends_with("DeleteStack")),
         "nothing happens before approval"
     );
 
-    let own = w.bot.handle(said("alice", "approve 1")).await.unwrap();
+    let own = w.chat.bot.handle(said("alice", "approve 1")).await.unwrap();
     assert_eq!(own, "✋ You requested job #1; someone else has to approve it.");
-    let stranger = w.bot.handle(said("bob", "approve 1")).await.unwrap();
+    let stranger = w.chat.bot.handle(said("bob", "approve 1")).await.unwrap();
     assert!(
         stranger.contains("You don't have permission for approve on staging"),
         "{stranger}"
     );
 
-    let ok = w.bot.handle(said("dave", "approve 1")).await.unwrap();
+    let ok = w.chat.bot.handle(said("dave", "approve 1")).await.unwrap();
     assert_eq!(ok, "✅ Approved: job #1 starts now.");
-    w.bot.idle().await;
-    assert_eq!(w.bot.store().job(1).unwrap().unwrap().state, JobState::Succeeded);
-    assert!(w.fake.actions().iter().any(|a| a == "cloudformation:DeleteStack"));
-    let audit = w.bot.store().audit_log(50).unwrap();
+    w.chat.bot.idle().await;
+    assert_eq!(w.chat.bot.store().job(1).unwrap().unwrap().state, JobState::Succeeded);
+    assert!(w.aws.actions().iter().any(|a| a == "cloudformation:DeleteStack"));
+    let audit = w.chat.bot.store().audit_log(50).unwrap();
     assert!(audit
         .iter()
         .any(|a| a.user_id == "dave" && a.outcome == "approved job #1 (1/1)"));
@@ -177,40 +157,45 @@ async fn a_request_shows_the_plan_and_one_approval_starts_the_job() {
 #[tokio::test]
 async fn deny_tells_the_requester_and_does_nothing() {
     let w = world().await;
-    w.bot.handle(said("alice", "staging decommission")).await;
+    w.chat.bot.handle(said("alice", "staging decommission")).await;
     assert_eq!(
-        w.bot.handle(said("carol", "deny 1 not during the demo")).await.unwrap(),
+        w.chat
+            .bot
+            .handle(said("carol", "deny 1 not during the demo"))
+            .await
+            .unwrap(),
         "❌ Job #1 denied."
     );
-    let job = w.bot.store().job(1).unwrap().unwrap();
+    let job = w.chat.bot.store().job(1).unwrap().unwrap();
     assert_eq!(
         (job.state, job.result.as_deref()),
         (JobState::Cancelled, Some("denied by carol: not during the demo"))
     );
-    let posted = w.port.posted();
+    let posted = w.chat.port.posted();
     assert!(posted.iter().any(|p| matches!(p, Posted::Sent { text, .. } if text.starts_with("❌ alice: job #1 (staging decommission) was denied by carol: not during the demo"))));
-    assert!(request_text(&w.port).contains("❌ Denied by carol: not during the demo. Nothing was done."));
-    assert!(!w.fake.actions().iter().any(|a| a.ends_with("DeleteStack")));
-    let late = w.bot.handle(said("dave", "approve 1")).await.unwrap();
+    assert!(request_text(&w.chat.port).contains("❌ Denied by carol: not during the demo. Nothing was done."));
+    assert!(!w.aws.actions().iter().any(|a| a.ends_with("DeleteStack")));
+    let late = w.chat.bot.handle(said("dave", "approve 1")).await.unwrap();
     assert_eq!(late, "Job #1's approval request is denied.");
 }
 
 #[tokio::test]
 async fn a_request_expires_after_its_time() {
     let w = world().await;
-    w.bot.handle(said("alice", "staging decommission")).await;
+    w.chat.bot.handle(said("alice", "staging decommission")).await;
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(29 * 60)).await;
     tokio::task::yield_now().await;
     assert_eq!(
-        w.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        w.chat.bot.store().approval_for_job(1).unwrap().unwrap().state,
         argos::store::ApprovalState::Pending
     );
     tokio::time::advance(Duration::from_secs(2 * 60)).await;
-    expired(&w.bot, 1).await;
-    assert_eq!(w.bot.store().job(1).unwrap().unwrap().state, JobState::Cancelled);
-    assert!(request_text(&w.port).contains("⌛ Expired: nobody approved in time"));
+    expired(&w.chat.bot, 1).await;
+    assert_eq!(w.chat.bot.store().job(1).unwrap().unwrap().state, JobState::Cancelled);
+    assert!(request_text(&w.chat.port).contains("⌛ Expired: nobody approved in time"));
     assert!(w
+        .chat
         .bot
         .store()
         .audit_log(10)
@@ -222,10 +207,10 @@ async fn a_request_expires_after_its_time() {
 #[tokio::test]
 async fn expiry_and_buttons_survive_a_restart() {
     let w = world().await;
-    w.bot.handle(said("alice", "staging decommission")).await;
-    w.bot.handle(said("alice", "staging clean")).await;
+    w.chat.bot.handle(said("alice", "staging decommission")).await;
+    w.chat.bot.handle(said("alice", "staging clean")).await;
     // A new bot on the same database (the old one is gone: its in-memory tasks do not count).
-    let (bot2, port2) = bot_on(&w.project).await;
+    let Console { bot: bot2, port: port2 } = Console::on(&w.project).await;
     assert_eq!(
         bot2.resume_unfinished().await,
         Vec::<u64>::new(),
@@ -248,7 +233,7 @@ async fn expiry_and_buttons_survive_a_restart() {
             .filter(|p| matches!(p, Posted::Edited { text, .. } if text.contains("⌛ Expired")))
             .count()
     };
-    assert_eq!(edited(&port2) + edited(&w.port), 1);
+    assert_eq!(edited(&port2) + edited(&w.chat.port), 1);
     let expiries = bot2
         .store()
         .audit_log(50)
@@ -262,27 +247,27 @@ async fn expiry_and_buttons_survive_a_restart() {
 #[tokio::test]
 async fn an_approver_without_the_role_is_told_so() {
     let w = world().await;
-    w.bot.handle(said("alice", "staging clean")).await;
-    let carol = w.bot.handle(said("carol", "approve 1")).await.unwrap();
+    w.chat.bot.handle(said("alice", "staging clean")).await;
+    let carol = w.chat.bot.handle(said("carol", "approve 1")).await.unwrap();
     assert_eq!(carol, "⛔ Approving job #1 needs the role leads; you have admins.");
     assert_eq!(
-        w.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        w.chat.bot.store().approval_for_job(1).unwrap().unwrap().state,
         argos::store::ApprovalState::Pending
     );
     assert_eq!(
-        w.bot.handle(said("dave", "approve 1")).await.unwrap(),
+        w.chat.bot.handle(said("dave", "approve 1")).await.unwrap(),
         "✅ Approved: job #1 starts now."
     );
-    w.bot.idle().await;
+    w.chat.bot.idle().await;
 }
 
 #[tokio::test]
 async fn two_approvers_at_once_start_one_job() {
     let w = world().await;
-    w.bot.handle(said("alice", "staging decommission")).await;
+    w.chat.bot.handle(said("alice", "staging decommission")).await;
     let (a, b) = tokio::join!(
-        w.bot.handle(said("carol", "approve 1")),
-        w.bot.handle(said("dave", "approve 1"))
+        w.chat.bot.handle(said("carol", "approve 1")),
+        w.chat.bot.handle(said("dave", "approve 1"))
     );
     let replies = [a.unwrap(), b.unwrap()];
     let started = replies
@@ -297,9 +282,9 @@ async fn two_approvers_at_once_start_one_job() {
             .any(|r| r == "Job #1 has already been decided." || r == "Job #1's approval request is approved."),
         "{replies:?}"
     );
-    w.bot.idle().await;
+    w.chat.bot.idle().await;
     let deletes = w
-        .fake
+        .aws
         .actions()
         .iter()
         .filter(|a| *a == "cloudformation:DeleteStack")
@@ -310,10 +295,10 @@ async fn two_approvers_at_once_start_one_job() {
 #[tokio::test]
 async fn a_plan_that_changes_after_approval_voids_it() {
     let w = world().await;
-    w.bot.handle(said("alice", "sandbox decommission")).await;
-    assert!(request_text(&w.port).contains("Needs 2 approval(s) from role admins or leads"));
+    w.chat.bot.handle(said("alice", "sandbox decommission")).await;
+    assert!(request_text(&w.chat.port).contains("Needs 2 approval(s) from role admins or leads"));
     assert_eq!(
-        w.bot.handle(said("carol", "approve 1")).await.unwrap(),
+        w.chat.bot.handle(said("carol", "approve 1")).await.unwrap(),
         "✔ Approved (1/2): job #1 needs more approval."
     );
     // Someone changes the stack in the meantime: a resource is added.
@@ -321,7 +306,8 @@ async fn a_plan_that_changes_after_approval_voids_it() {
         "\"ApiEc2Instance\"",
         "\"FrontEc2Instance\": {\"Type\": \"AWS::EC2::Instance\", \"Properties\": {}},\n  \"ApiEc2Instance\"",
     );
-    w.bot
+    w.chat
+        .bot
         .engine()
         .aws
         .cfn()
@@ -333,26 +319,27 @@ async fn a_plan_that_changes_after_approval_voids_it() {
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(60), async {
-        while w.fake.stack_status("argos-sandbox").as_deref() != Some("UPDATE_COMPLETE") {
+        while w.aws.stack_status("argos-sandbox").as_deref() != Some("UPDATE_COMPLETE") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
     .unwrap();
-    let reply = w.bot.handle(said("dave", "approve 1")).await.unwrap();
+    let reply = w.chat.bot.handle(said("dave", "approve 1")).await.unwrap();
     assert_eq!(
         reply,
         "⚠️ The plan for job #1 changed since it was requested; the approval is void and alice has been told."
     );
     assert_eq!(
-        w.bot.store().approval_for_job(1).unwrap().unwrap().state,
+        w.chat.bot.store().approval_for_job(1).unwrap().unwrap().state,
         argos::store::ApprovalState::Void
     );
-    assert_eq!(w.bot.store().job(1).unwrap().unwrap().state, JobState::Cancelled);
+    assert_eq!(w.chat.bot.store().job(1).unwrap().unwrap().state, JobState::Cancelled);
     assert!(w
+        .chat
         .port
         .posted()
         .iter()
         .any(|p| matches!(p, Posted::Sent { text, .. } if text.starts_with("⚠️ alice: the plan for job #1"))));
-    assert!(!w.fake.actions().iter().any(|a| a.ends_with("DeleteStack")));
+    assert!(!w.aws.actions().iter().any(|a| a.ends_with("DeleteStack")));
 }

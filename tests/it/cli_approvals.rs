@@ -9,11 +9,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use argos::bot::port::ChatEvent;
-use argos::bot::Bot;
 use argos::permissions::Identity;
 use argos::store::{JobState, Store};
 use support::chat::{Posted, RecordingPort};
-use support::fake_aws::{FakeAws, Op, StackScript};
+use support::fake_aws::{Op, StackScript};
+use support::world::{Console, World as AnyWorld};
 use support::TestProject;
 
 const CONFIG: &str = r#"
@@ -109,57 +109,48 @@ async fn until_posted(port: &RecordingPort, needle: &str) -> String {
     found.unwrap_or_else(|_| panic!("nothing with {needle:?} was posted: {:#?}", port.posted()))
 }
 
-struct World {
-    fake: FakeAws,
-    project: TestProject,
-    bot: Bot,
-    port: std::sync::Arc<RecordingPort>,
-}
+type World = AnyWorld<Console>;
 
 async fn world() -> World {
     world_with("").await
 }
 
-/// The world, with `extra` added to the config.
+/// Staging's stack, whose next deletion succeeds, on the fake AWS (50 times faster than
+/// scenario time), and a bot on the project's store with a recording port; `extra` is added
+/// to the config.
 async fn world_with(extra: &str) -> World {
-    let fake = FakeAws::start().await;
-    fake.set_time_scale(50.0);
-    fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
-    fake.script_next_for(
+    let w = AnyWorld::builder()
+        .time_scale(50.0)
+        .config(CONFIG)
+        .config(extra)
+        .console()
+        .await;
+    w.aws.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
+    w.aws.script_next_for(
         "argos-staging",
         Op::Delete,
         StackScript::delete_success("argos-staging", RESOURCES, &[1.0]),
     );
-    let project = TestProject::new(&fake.endpoint_url(), &format!("{CONFIG}{extra}"));
-    let store = Store::open(&project.config().database_path()).unwrap();
-    let bot = Bot::new(project.engine().await, store);
-    let port = RecordingPort::new();
-    bot.add_port(port.clone());
-    bot.resume_unfinished().await;
-    World {
-        fake,
-        project,
-        bot,
-        port,
-    }
+    w.chat.bot.resume_unfinished().await;
+    w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_waits_for_a_second_person_and_then_runs() {
     let w = world().await;
     let child = cli(&w.project, &["staging", "decommission", "--yes"]);
-    let store = w.bot.store().clone();
+    let store = w.chat.bot.store().clone();
     until_request(&store, 1, "pending").await;
     // The bot announces the request in the environment's channel, with its buttons.
-    let request = until_posted(&w.port, "Approval needed").await;
+    let request = until_posted(&w.chat.port, "Approval needed").await;
     assert!(
         request.contains("job #1 · staging decommission requested by alice from the CLI"),
         "{request}"
     );
     assert!(request.contains("ApiEc2Instance"), "the plan is shown: {request}");
-    assert_eq!(w.fake.count("DeleteStack"), 0, "nothing happens before approval");
+    assert_eq!(w.aws.count("DeleteStack"), 0, "nothing happens before approval");
 
-    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    let reply = w.chat.bot.handle(carol("approve 1")).await.unwrap();
     assert!(
         reply.starts_with("✅ Approved: job #1 runs from alice's CLI"),
         "{reply}"
@@ -173,7 +164,7 @@ async fn the_cli_waits_for_a_second_person_and_then_runs() {
     let job = store.job(1).unwrap().unwrap();
     assert_eq!(job.state, JobState::Succeeded);
     assert_eq!(job.platform, argos::address::Surface::Cli);
-    assert_eq!(w.fake.count("DeleteStack"), 1);
+    assert_eq!(w.aws.count("DeleteStack"), 1);
     let audit: Vec<String> = store.audit_log(50).unwrap().into_iter().map(|a| a.outcome).collect();
     assert!(
         audit.iter().any(|o| o.starts_with("approval requested: job #1")),
@@ -190,7 +181,7 @@ async fn no_wait_files_the_request_and_a_denial_ends_it() {
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("approval request #1 is waiting"), "{out}");
-    let store = w.bot.store().clone();
+    let store = w.chat.bot.store().clone();
     assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Queued);
 
     // Running it again finds the same request, still waiting.
@@ -202,7 +193,7 @@ async fn no_wait_files_the_request_and_a_denial_ends_it() {
     );
     assert_eq!(store.recent_jobs(10).unwrap().len(), 1, "no second request");
 
-    let reply = w.bot.handle(carol("deny 1 not today")).await.unwrap();
+    let reply = w.chat.bot.handle(carol("deny 1 not today")).await.unwrap();
     assert_eq!(reply, "❌ Job #1 denied.");
     // The denied request is over: another run files a new one.
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
@@ -211,23 +202,23 @@ async fn no_wait_files_the_request_and_a_denial_ends_it() {
     let a = store.approval_for_job(1).unwrap().unwrap();
     assert_eq!(a.state, argos::store::ApprovalState::Denied);
     assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Cancelled);
-    assert_eq!(w.fake.count("DeleteStack"), 0, "nothing was deleted");
+    assert_eq!(w.aws.count("DeleteStack"), 0, "nothing was deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_cli_hears_the_denial() {
     let w = world().await;
     let child = cli(&w.project, &["staging", "decommission", "--yes"]);
-    let store = w.bot.store().clone();
+    let store = w.chat.bot.store().clone();
     until_request(&store, 1, "pending").await;
-    w.bot.handle(carol("deny 1 change freeze")).await.unwrap();
+    w.chat.bot.handle(carol("deny 1 change freeze")).await.unwrap();
     let (out, code) = finished(child).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("approval request #1 was denied by carol: change freeze; nothing was done"),
         "{out}"
     );
-    assert_eq!(w.fake.count("DeleteStack"), 0);
+    assert_eq!(w.aws.count("DeleteStack"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,14 +237,14 @@ async fn break_glass_runs_at_once_audited_and_announced() {
     .await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("decommissioned argos-staging"), "{out}");
-    let store = w.bot.store().clone();
+    let store = w.chat.bot.store().clone();
     assert!(store.approval_for_job(1).unwrap().is_none(), "no request was filed");
     let audit: Vec<String> = store.audit_log(50).unwrap().into_iter().map(|a| a.outcome).collect();
     assert!(
         audit.iter().any(|o| o == "break-glass: the database is on fire"),
         "{audit:?}"
     );
-    let said = until_posted(&w.port, "Break-glass").await;
+    let said = until_posted(&w.chat.port, "Break-glass").await;
     assert!(
         said.contains("alice runs `staging decommission` from the CLI") && said.contains("the database is on fire"),
         "{said}"
@@ -300,17 +291,17 @@ async fn the_requester_cannot_approve_from_another_surface() {
         said.contains("You requested job #1; someone else has to approve it."),
         "{said}"
     );
-    let store = w.bot.store().clone();
+    let store = w.chat.bot.store().clone();
     let a = store.approval_for_job(1).unwrap().unwrap();
     assert_eq!(a.state, argos::store::ApprovalState::Pending);
     assert!(a.votes.is_empty(), "no vote was recorded: {:?}", a.votes);
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes", "--no-wait"])).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("approval request #1 is waiting"), "{out}");
-    assert_eq!(w.fake.count("DeleteStack"), 0, "nothing was deleted");
+    assert_eq!(w.aws.count("DeleteStack"), 0, "nothing was deleted");
 
     // Someone else approves, and the CLI runs it.
-    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    let reply = w.chat.bot.handle(carol("approve 1")).await.unwrap();
     assert!(
         reply.starts_with("✅ Approved: job #1 runs from alice's CLI"),
         "{reply}"
@@ -318,23 +309,23 @@ async fn the_requester_cannot_approve_from_another_surface() {
     let (out, code) = finished(cli(&w.project, &["staging", "decommission", "--yes"])).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("request #1 approved by carol"), "{out}");
-    assert_eq!(w.fake.count("DeleteStack"), 1);
+    assert_eq!(w.aws.count("DeleteStack"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announcements_to_console_carol_reach_carols_console() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let fake = FakeAws::start().await;
-    fake.set_time_scale(50.0);
-    fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
     // The form the settings document: `console:<user>`. No bot here but carol's console.
-    let project = TestProject::new(
-        &fake.endpoint_url(),
-        &CONFIG.replace("announce: \"console:ops\"", "announce: \"console:carol\""),
-    );
-    let mut console = console_as(&project, "carol");
+    let w = AnyWorld::builder()
+        .time_scale(50.0)
+        .config(&CONFIG.replace("announce: \"console:ops\"", "announce: \"console:carol\""))
+        .build()
+        .await;
+    w.aws.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
+    let project = &w.project;
+    let mut console = console_as(project, "carol");
     let mut lines = tokio::io::BufReader::new(console.stdout.take().unwrap()).lines();
-    let (out, code) = finished(cli(&project, &["staging", "decommission", "--yes", "--no-wait"])).await;
+    let (out, code) = finished(cli(project, &["staging", "decommission", "--yes", "--no-wait"])).await;
     assert_eq!(code, 0, "{out}");
     let started = std::time::Instant::now();
     let mut seen = Vec::new();
@@ -396,6 +387,7 @@ people:
     };
     // alice's Discord account (`people.alice.discord`) holds her console roles, ...
     let reply = w
+        .chat
         .bot
         .handle(ChatEvent {
             text: "whoami".into(),
@@ -405,13 +397,13 @@ people:
         .unwrap();
     assert!(reply.contains("admins"), "{reply}");
     // ... and is alice: it may not approve alice's CLI request.
-    let reply = w.bot.handle(alice_on_discord.clone()).await.unwrap();
+    let reply = w.chat.bot.handle(alice_on_discord.clone()).await.unwrap();
     assert_eq!(reply, "✋ You requested job #1; someone else has to approve it.");
-    let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
+    let a = w.chat.bot.store().approval_for_job(1).unwrap().unwrap();
     assert_eq!((a.state.as_str(), a.votes.len()), ("pending", 0));
 
     // One person, one vote: carol on the console and then on Discord counts once.
-    let reply = w.bot.handle(carol("approve 1")).await.unwrap();
+    let reply = w.chat.bot.handle(carol("approve 1")).await.unwrap();
     assert_eq!(reply, "✔ Approved (1/2): job #1 needs more approval.");
     let carol_on_discord = ChatEvent {
         identity: Identity {
@@ -421,9 +413,9 @@ people:
         },
         ..alice_on_discord
     };
-    let reply = w.bot.handle(carol_on_discord).await.unwrap();
+    let reply = w.chat.bot.handle(carol_on_discord).await.unwrap();
     assert_eq!(reply, "You have already voted on job #1.");
-    let a = w.bot.store().approval_for_job(1).unwrap().unwrap();
+    let a = w.chat.bot.store().approval_for_job(1).unwrap().unwrap();
     assert_eq!((a.state.as_str(), a.approvals()), ("pending", 1));
-    assert_eq!(w.fake.count("DeleteStack"), 0);
+    assert_eq!(w.aws.count("DeleteStack"), 0);
 }

@@ -5,98 +5,30 @@
 use crate::support;
 
 use argos::bot::Bot;
-use argos::config::Config;
-use argos::engine::Engine;
-use argos::platform::discord::{self, RateLimits, FOLLOWING_IN_CHANNEL};
+use argos::platform::discord::FOLLOWING_IN_CHANNEL;
 use argos::store::{JobState, Store};
-use support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
+use support::fake_aws::{Op, StackScript};
 use support::fake_discord::*;
-use support::TestProject;
+use support::world::{add_app, script_update, start_discord_bot, World as AnyWorld, STACK, TINY_TEMPLATE};
 use tokio::task::JoinHandle;
 
-const STACK: &str = "argos-staging";
-const IMAGE_ID: &str = "ami-0a1b2c3d4e5f60718";
 const ROLES: &[&str] = &["knowledge", "api", "front", "collector"];
-const RESOURCES: &[(&str, &str)] = &[
-    ("WebSecurityGroup", "AWS::EC2::SecurityGroup"),
-    ("ApiInstance", "AWS::EC2::Instance"),
-    ("FrontInstance", "AWS::EC2::Instance"),
-];
-const TINY_TEMPLATE: &str =
-    r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
 
-const FAKE_LIMITS: FakeLimits = FAST_FAKE_LIMITS;
-const LIMITS: RateLimits = FAST_LIMITS;
-
-/// The test config: Discord through the fake, quick pacing, and the fake's users mapped to roles.
-fn extra_config(fake: &FakeDiscord, content_intent: bool) -> String {
-    // The approval flow has tests of its own; here every job starts when asked.
-    fake.bot_config(content_intent)
-        + "approvals:\n  policies:\n    - environments: [\"*\"]\n      actions: [\"*\"]\n      approvers: 0\n"
-}
+type World = AnyWorld<FakeDiscord>;
 
 /// A bot connected to the fake Discord, and the adapter's client task.
-async fn start_bot(config: Config) -> (Bot, JoinHandle<()>) {
-    let settings = config.settings.discord.clone();
-    let prefix = config.settings.chat.prefix.clone();
-    let envs: Vec<String> = config.settings.environments.keys().cloned().collect();
-    let store = Store::open(&config.database_path()).expect("store opens");
-    let bot = Bot::new(Engine::new(config).await, store);
-    let (port, client) = discord::start_with_limits(&settings, TOKEN.to_string(), prefix, envs, bot.handler(), LIMITS)
-        .await
-        .expect("the adapter connects to the fake Discord");
-    bot.add_port(port);
+async fn start_bot(config: argos::config::Config) -> (Bot, JoinHandle<()>) {
+    let (bot, client, _) = start_discord_bot(config).await;
     (bot, client)
 }
 
-struct World {
-    aws: FakeAws,
-    discord: FakeDiscord,
-    project: TestProject,
-}
-
+/// The fakes and a project whose config points at them, the fake's users mapped to roles. The
+/// approval flow has tests of its own; here every job starts when asked.
 async fn world(content_intent: bool) -> World {
-    let aws = FakeAws::start().await;
-    let discord = FakeDiscord::start_with(FAKE_LIMITS).await;
-    let project = TestProject::new(&aws.endpoint_url(), &extra_config(&discord, content_intent));
-    World { aws, discord, project }
-}
-
-/// The app stack (CREATE_COMPLETE), its image, the default VPC, one running host per role and
-/// the stack outputs: what update and deploy need.
-fn add_app(fake: &FakeAws, engine: &Engine) {
-    fake.set_default_vpc(
-        "vpc-0default000000001",
-        "172.31.0.0/16",
-        &[("subnet-0aaa1111bbbb2222c", "us-east-1a")],
-    );
-    fake.add_image(Ec2Image::owned(IMAGE_ID, "argos-image", &[("App", "argos")]));
-    support::add_staging_hosts(fake, ROLES);
-    support::add_staging_stack(fake, engine, IMAGE_ID, &[], RESOURCES);
-}
-
-/// The next update changes two instances; each takes `seconds` (scenario time).
-fn script_update(fake: &FakeAws, seconds: f64) {
-    fake.set_change_set(
-        STACK,
-        vec![
-            Change::modify("ApiInstance", "AWS::EC2::Instance", "False", &["Properties"]),
-            Change::modify("FrontInstance", "AWS::EC2::Instance", "False", &["Properties"]),
-        ],
-    );
-    fake.script_next_for(
-        STACK,
-        Op::ExecuteChangeSet,
-        StackScript::update_with_cleanup(
-            STACK,
-            &[
-                ("ApiInstance", "AWS::EC2::Instance"),
-                ("FrontInstance", "AWS::EC2::Instance"),
-            ],
-            &[],
-            &[seconds, seconds],
-        ),
-    );
+    AnyWorld::builder()
+        .every_job_starts()
+        .discord(FAST_FAKE_LIMITS, content_intent)
+        .await
 }
 
 /// Reads the bot's output until `done` holds for what was read.
@@ -132,9 +64,9 @@ fn is_final(m: &Sent, prefix: &str) -> bool {
 
 #[track_caller]
 fn clean_finish(w: &World) {
-    assert_eq!(w.discord.rate_limited(), 0, "the fake Discord had to answer 429");
-    w.discord.assert_all_read();
-    w.discord.assert_no_unexpected();
+    assert_eq!(w.chat.rate_limited(), 0, "the fake Discord had to answer 429");
+    w.chat.assert_all_read();
+    w.chat.assert_no_unexpected();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -142,13 +74,13 @@ async fn a_prefix_update_edits_one_status_message_to_the_end() {
     let w = world(true).await;
     w.aws.set_time_scale(20.0);
     let (bot, client) = start_bot(w.project.config()).await;
-    add_app(&w.aws, bot.engine());
+    add_app(&w.aws, bot.engine(), ROLES);
     script_update(&w.aws, 10.0);
 
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::admin(), "!argos staging update");
     let done = "✅ **staging · update** · job #1 · alice";
-    let read = read_until(&w.discord, |r| r.last().is_some_and(|m| is_final(m, done))).await;
+    let read = read_until(&w.chat, |r| r.last().is_some_and(|m| is_final(m, done))).await;
     bot.idle().await;
 
     let (created, edits) = status_message(&read, "⏳ **staging · update** · job #1 · alice");
@@ -165,7 +97,7 @@ async fn a_prefix_update_edits_one_status_message_to_the_end() {
     assert!(last.content.contains("updated argos-staging"), "{}", last.content);
     assert_eq!(last.attachments, ["argos-job-1.log"], "the final edit carries the log");
     assert!(edits[..edits.len() - 1].iter().all(|m| m.attachments.is_empty()));
-    let stored = w.discord.message(&created.message_id).expect("stored");
+    let stored = w.chat.message(&created.message_id).expect("stored");
     assert_eq!(stored.edits as usize, edits.len());
     assert_eq!(bot.store().job(1).unwrap().unwrap().state, JobState::Succeeded);
     assert_eq!(w.aws.count("ExecuteChangeSet"), 1);
@@ -178,17 +110,17 @@ async fn mentions_and_slash_commands_work_without_the_content_intent() {
     let w = world(false).await;
     w.aws.set_time_scale(20.0);
     let (bot, client) = start_bot(w.project.config()).await;
-    add_app(&w.aws, bot.engine());
-    let intents = w.discord.with_state(|s| s.intents()).expect("identified");
+    add_app(&w.aws, bot.engine(), ROLES);
+    let intents = w.chat.with_state(|s| s.intents()).expect("identified");
     assert_eq!(intents & (1 << 15), 0, "MESSAGE_CONTENT not requested");
 
     // A prefix command arrives blank without the intent and is ignored; a mention works.
     let deployer = TestUser::deployer();
-    w.discord.push_message(CHANNEL, &deployer, "!argos staging status");
-    w.discord
+    w.chat.push_message(CHANNEL, &deployer, "!argos staging status");
+    w.chat
         .push_message(CHANNEL, &deployer, &format!("<@{BOT_ID}> staging status"));
     let reply = w
-        .discord
+        .chat
         .expect_message(CHANNEL, "stack argos-staging: CREATE_COMPLETE")
         .await;
     assert_eq!(reply.kind, SentKind::Create);
@@ -196,8 +128,8 @@ async fn mentions_and_slash_commands_work_without_the_content_intent() {
     assert!(reply.content.contains("i-0"), "instances listed: {}", reply.content);
 
     // /argos command:status env:staging: deferred, then the original response is the answer.
-    let id = w.discord.push_slash(CHANNEL, &deployer, "status", "staging", "");
-    let answer = w.discord.next_message().await;
+    let id = w.chat.push_slash(CHANNEL, &deployer, "status", "staging", "");
+    let answer = w.chat.next_message().await;
     assert_eq!(answer.kind, SentKind::InteractionEdit);
     assert_eq!(answer.interaction.as_deref(), Some(id.as_str()));
     assert!(
@@ -205,21 +137,21 @@ async fn mentions_and_slash_commands_work_without_the_content_intent() {
         "{}",
         answer.content
     );
-    let cb = w.discord.callback(&id).await;
+    let cb = w.chat.callback(&id).await;
     assert_eq!(cb.kind, 5, "deferred");
     assert!(cb.at <= answer.at);
 
     // /argos command:deploy: "following in the channel", and the job's status message there.
     let id = w
-        .discord
+        .chat
         .push_slash(CHANNEL, &deployer, "deploy", "staging", "--roles api");
     let done = "✅ **staging · deploy** · job #1 · bob";
-    let read = read_until(&w.discord, |r| {
+    let read = read_until(&w.chat, |r| {
         r.iter().any(|m| is_final(m, done)) && r.iter().any(|m| m.kind == SentKind::InteractionEdit)
     })
     .await;
     bot.idle().await;
-    assert_eq!(w.discord.callback(&id).await.kind, 5);
+    assert_eq!(w.chat.callback(&id).await.kind, 5);
     let answers: Vec<&Sent> = read.iter().filter(|m| m.kind == SentKind::InteractionEdit).collect();
     assert_eq!(answers.len(), 1, "{read:#?}");
     assert_eq!(answers[0].content, FOLLOWING_IN_CHANNEL);
@@ -240,9 +172,9 @@ async fn denials_and_rate_limits_are_polite_and_start_nothing() {
     let w = world(true).await;
     let (bot, client) = start_bot(w.project.config()).await;
 
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::stranger(), "!argos staging deploy");
-    let denied = w.discord.next_message().await;
+    let denied = w.chat.next_message().await;
     assert_eq!(
         (denied.kind, denied.channel.as_str(), denied.content.as_str()),
         (
@@ -252,29 +184,28 @@ async fn denials_and_rate_limits_are_polite_and_start_nothing() {
         )
     );
     // The deployer may not update staging either.
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::deployer(), "!argos staging update");
-    w.discord
+    w.chat
         .expect_message(CHANNEL, "⛔ You don't have permission for update on staging.")
         .await;
 
     // A burst of 3: the deployer has used one; two more pass, the next is refused politely.
     for _ in 0..2 {
-        w.discord
+        w.chat
             .push_message(OTHER_CHANNEL, &TestUser::deployer(), "!argos whoami");
-        w.discord.expect_message(OTHER_CHANNEL, "You are bob").await;
+        w.chat.expect_message(OTHER_CHANNEL, "You are bob").await;
     }
-    w.discord
+    w.chat
         .push_message(OTHER_CHANNEL, &TestUser::deployer(), "!argos whoami");
     let slow = w
-        .discord
+        .chat
         .expect_message(OTHER_CHANNEL, "🐢 Easy — you've sent a lot of commands. Try again in ")
         .await;
     assert!(slow.content.ends_with(" s."), "{}", slow.content);
     // Per user: the admin is not held up.
-    w.discord
-        .push_message(OTHER_CHANNEL, &TestUser::admin(), "!argos whoami");
-    w.discord.expect_message(OTHER_CHANNEL, "You are alice").await;
+    w.chat.push_message(OTHER_CHANNEL, &TestUser::admin(), "!argos whoami");
+    w.chat.expect_message(OTHER_CHANNEL, "You are alice").await;
 
     bot.idle().await;
     assert!(w.aws.calls().is_empty(), "nothing reached AWS: {:?}", w.aws.actions());
@@ -293,8 +224,8 @@ async fn mass_mentions_in_a_command_ping_nobody() {
         ("!argos @here deploy", "'@here'"),
         ("!argos <@&4242> deploy", "'<@&4242>'"),
     ] {
-        w.discord.push_message(CHANNEL, &TestUser::stranger(), text);
-        let reply = w.discord.next_message().await;
+        w.chat.push_message(CHANNEL, &TestUser::stranger(), text);
+        let reply = w.chat.next_message().await;
         assert!(reply.content.contains(quoted), "{}", reply.content);
         assert!(reply.pings_nobody(), "sent with {:?}", reply.allowed_mentions);
     }
@@ -308,20 +239,20 @@ async fn two_users_race_for_staging_and_the_admin_cancels() {
     let w = world(true).await;
     w.aws.set_time_scale(1.0);
     let (bot, client) = start_bot(w.project.config()).await;
-    add_app(&w.aws, bot.engine());
+    add_app(&w.aws, bot.engine(), ROLES);
     // An update that would take a scenario week.
     script_update(&w.aws, 1.0e6);
 
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::admin(), "!argos staging update");
-    let first = w.discord.next_message().await;
+    let first = w.chat.next_message().await;
     // Right after the admin's job has started, the deployer wants the same environment.
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::deployer(), "!argos staging deploy");
     let busy = "⏸ staging is busy: job #1 (update by alice) is running. Try again when it finishes, or `cancel 1`.";
     let mut read = vec![first];
     read.extend(
-        read_until(&w.discord, |r| {
+        read_until(&w.chat, |r| {
             r.iter()
                 .any(|m| m.content.starts_with(busy) && m.content.contains("It runs in bot-"))
                 && r.iter().any(|m| m.content.contains("UPDATE_IN_PROGRESS ApiInstance"))
@@ -329,10 +260,10 @@ async fn two_users_race_for_staging_and_the_admin_cancels() {
         .await,
     );
 
-    w.discord.push_message(CHANNEL, &TestUser::admin(), "!argos cancel 1");
+    w.chat.push_message(CHANNEL, &TestUser::admin(), "!argos cancel 1");
     let done = "🛑 **staging · update** · job #1 · alice · cancelled after";
     read.extend(
-        read_until(&w.discord, |r| {
+        read_until(&w.chat, |r| {
             r.iter().any(|m| m.content == "🛑 Cancelling job #1…") && r.iter().any(|m| is_final(m, done))
         })
         .await,
@@ -376,9 +307,9 @@ async fn a_restart_in_the_middle_of_a_job_keeps_editing_the_same_message() {
         .build()
         .expect("runtime A");
     let (bot_a, client_a) = rt_a.spawn(start_bot(w.project.config())).await.expect("bot A starts");
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::admin(), "!argos staging decommission");
-    let mut read = read_until(&w.discord, |r| {
+    let mut read = read_until(&w.chat, |r| {
         r.iter()
             .any(|m| m.kind == SentKind::Edit && m.content.contains("DELETE_IN_PROGRESS ApiInstance"))
     })
@@ -396,7 +327,7 @@ async fn a_restart_in_the_middle_of_a_job_keeps_editing_the_same_message() {
     // A's lease runs out (1 s in the tests' config) and B takes the job over.
     bot_b.resume_unfinished().await;
     let done = "✅ **staging · decommission** · job #1 · alice";
-    read.extend(read_until(&w.discord, |r| r.iter().any(|m| is_final(m, done))).await);
+    read.extend(read_until(&w.chat, |r| r.iter().any(|m| is_final(m, done))).await);
     bot_b.idle().await;
 
     let (created, edits) = status_message(&read, "⏳ **staging · decommission** · job #1 · alice");
@@ -407,7 +338,7 @@ async fn a_restart_in_the_middle_of_a_job_keeps_editing_the_same_message() {
     );
     let last = edits.last().unwrap();
     assert!(last.content.starts_with(done), "{}", last.content);
-    assert_eq!(w.discord.message(&created.message_id).unwrap().content, last.content);
+    assert_eq!(w.chat.message(&created.message_id).unwrap().content, last.content);
     let job = bot_b.store().job(1).unwrap().unwrap();
     assert_eq!(job.state, JobState::Succeeded);
     assert_eq!(job.owner.as_deref(), Some(bot_b.replica_id()), "B took it over");
@@ -418,7 +349,7 @@ async fn a_restart_in_the_middle_of_a_job_keeps_editing_the_same_message() {
         "B followed A's deletion: {:?}",
         w.aws.actions()
     );
-    assert_eq!(w.discord.with_state(|s| s.ready_sent), 2);
+    assert_eq!(w.chat.with_state(|s| s.ready_sent), 2);
     clean_finish(&w);
     client_b.abort();
 }

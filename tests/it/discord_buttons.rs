@@ -9,20 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use argos::bot::port::{Button, ChatEvent, ChatPort, CommandHandler, OutgoingMessage};
 use argos::bot::Bot;
-use argos::config::Config;
-use argos::engine::Engine;
 use argos::platform::discord::{self, DiscordPort, RateLimits, BUTTON_PREFIX, ON_IT};
-use argos::store::{JobState, Store};
+use argos::store::JobState;
 use serde_json::json;
-use support::fake_aws::{FakeAws, Op, StackScript};
+use support::fake_aws::{Op, StackScript};
 use support::fake_discord::*;
-use support::TestProject;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use support::world::{start_discord_bot, World as AnyWorld, STACK, TINY_TEMPLATE};
 
-const STACK: &str = "argos-staging";
-const TINY_TEMPLATE: &str =
-    r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
 const RESOURCES: &[(&str, &str)] = &[
     ("WebSecurityGroup", "AWS::EC2::SecurityGroup"),
     ("ApiInstance", "AWS::EC2::Instance"),
@@ -264,64 +257,23 @@ async fn a_click_runs_the_command_as_the_clicker_and_answers_only_them() {
     client.abort();
 }
 
+type World = AnyWorld<FakeDiscord>;
+
 /// The whole bot with the default approval policy (decommission needs one approver with the
-/// `approve` permission), the deployer allowed to deploy only.
-fn extra_config(fake: &FakeDiscord) -> String {
-    fake.bot_config(true)
-}
-
-struct World {
-    aws: FakeAws,
-    discord: FakeDiscord,
-    project: TestProject,
-}
-
-/// A world with staging's stack, whose next deletion succeeds.
+/// `approve` permission), the deployer allowed to deploy only; staging's stack, whose next
+/// deletion succeeds.
 async fn world() -> World {
-    let aws = FakeAws::start().await;
-    aws.set_time_scale(20.0);
-    aws.add_stack(STACK, TINY_TEMPLATE, &[], RESOURCES);
-    aws.script_next_for(
+    let w = AnyWorld::builder()
+        .time_scale(20.0)
+        .discord(FAST_FAKE_LIMITS, true)
+        .await;
+    w.aws.add_stack(STACK, TINY_TEMPLATE, &[], RESOURCES);
+    w.aws.script_next_for(
         STACK,
         Op::Delete,
         StackScript::delete_success(STACK, RESOURCES, &[2.0, 2.0]),
     );
-    let discord = FakeDiscord::start_with(FAKE_LIMITS).await;
-    let project = TestProject::new(&aws.endpoint_url(), &extra_config(&discord));
-    World { aws, discord, project }
-}
-
-/// A bot connected to the fake Discord, its client task, and how many commands it has
-/// finished handling (its handler wrapped to count).
-async fn start_bot(config: Config) -> (Bot, JoinHandle<()>, watch::Receiver<u32>) {
-    let settings = config.settings.discord.clone();
-    let prefix = config.settings.chat.prefix.clone();
-    let envs: Vec<String> = config.settings.environments.keys().cloned().collect();
-    let store = Store::open(&config.database_path()).expect("store opens");
-    let bot = Bot::new(Engine::new(config).await, store);
-    let (done_tx, done_rx) = watch::channel(0u32);
-    let done_tx = Arc::new(done_tx);
-    let inner = bot.handler();
-    let handler: CommandHandler = Arc::new(move |ev: ChatEvent| {
-        let (inner, done_tx) = (inner.clone(), done_tx.clone());
-        Box::pin(async move {
-            let reply = inner(ev).await;
-            done_tx.send_modify(|n| *n += 1);
-            reply
-        })
-    });
-    let (port, client) = discord::start_with_limits(&settings, TOKEN.to_string(), prefix, envs, handler, LIMITS)
-        .await
-        .expect("the adapter connects to the fake Discord");
-    bot.add_port(port);
-    (bot, client, done_rx)
-}
-
-async fn handled(done: &mut watch::Receiver<u32>, n: u32) {
-    tokio::time::timeout(WAIT, done.wait_for(|c| *c >= n))
-        .await
-        .expect("the bot handles the command in time")
-        .expect("the bot is alive");
+    w
 }
 
 const REQUEST: &str = "🔐 **Approval needed** · job #1 · staging decommission requested by alice";
@@ -330,9 +282,9 @@ const DONE: &str = "✅ **staging · decommission** · job #1 · alice";
 
 /// Asks for the decommission; returns the request message, after checking its buttons.
 async fn request(w: &World) -> Sent {
-    w.discord
+    w.chat
         .push_message(CHANNEL, &TestUser::admin(), "!argos staging decommission");
-    let req = w.discord.expect_message(CHANNEL, REQUEST).await;
+    let req = w.chat.expect_message(CHANNEL, REQUEST).await;
     assert_eq!(req.kind, SentKind::Create);
     assert_eq!(
         req.buttons(),
@@ -347,14 +299,14 @@ async fn request(w: &World) -> Sent {
 /// `who` clicks Approve under `req`: the job starts, the request loses its buttons, the stack
 /// is deleted.
 async fn approve_and_finish(w: &World, bot: &Bot, req: &Sent, who: &TestUser) {
-    let click = w.discord.push_button(CHANNEL, who, &req.message_id, APPROVE);
+    let click = w.chat.push_button(CHANNEL, who, &req.message_id, APPROVE);
     let mut read = Vec::new();
     while !(read
         .iter()
         .any(|m: &Sent| m.kind == SentKind::Edit && m.content.starts_with(DONE))
         && read.iter().any(|m: &Sent| m.kind == SentKind::InteractionEdit))
     {
-        read.push(w.discord.next_message().await);
+        read.push(w.chat.next_message().await);
     }
     bot.idle().await;
 
@@ -362,7 +314,7 @@ async fn approve_and_finish(w: &World, bot: &Bot, req: &Sent, who: &TestUser) {
     assert_eq!(answers.len(), 1, "{read:#?}");
     assert_eq!(answers[0].content, "✅ Approved: job #1 starts now.");
     assert_eq!(answers[0].interaction.as_deref(), Some(click.as_str()));
-    let cb = w.discord.callback(&click).await;
+    let cb = w.chat.callback(&click).await;
     assert_eq!((cb.kind, cb.data["flags"].as_u64()), (5, Some(EPHEMERAL)));
 
     let req_edits: Vec<&Sent> = read.iter().filter(|m| m.message_id == req.message_id).collect();
@@ -373,7 +325,7 @@ async fn approve_and_finish(w: &World, bot: &Bot, req: &Sent, who: &TestUser) {
         "{req_edits:#?}"
     );
     assert_eq!(req_edits[0].components, Some(vec![]), "the buttons are removed");
-    let stored = w.discord.message(&req.message_id).unwrap();
+    let stored = w.chat.message(&req.message_id).unwrap();
     assert!(stored.buttons().is_empty(), "{stored:#?}");
 
     let status: Vec<&Sent> = read
@@ -401,14 +353,14 @@ async fn approve_and_finish(w: &World, bot: &Bot, req: &Sent, who: &TestUser) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_approve_button_needs_the_right_and_a_second_admin_starts_the_job() {
     let w = world().await;
-    let (bot, client, mut done) = start_bot(w.project.config()).await;
+    let (bot, client, mut done) = start_discord_bot(w.project.config()).await;
     let req = request(&w).await;
 
     // The deployer may not approve: told so, privately; nothing happens.
     let click = w
-        .discord
+        .chat
         .push_button(CHANNEL, &TestUser::deployer(), &req.message_id, APPROVE);
-    let answer = w.discord.next_message().await;
+    let answer = w.chat.next_message().await;
     assert_eq!(answer.kind, SentKind::InteractionEdit);
     assert_eq!(answer.interaction.as_deref(), Some(click.as_str()));
     assert!(
@@ -418,12 +370,12 @@ async fn the_approve_button_needs_the_right_and_a_second_admin_starts_the_job() 
         "{}",
         answer.content
     );
-    assert_eq!(w.discord.callback(&click).await.data["flags"].as_u64(), Some(EPHEMERAL));
+    assert_eq!(w.chat.callback(&click).await.data["flags"].as_u64(), Some(EPHEMERAL));
     // Neither may the requester.
     let click = w
-        .discord
+        .chat
         .push_button(CHANNEL, &TestUser::admin(), &req.message_id, APPROVE);
-    let answer = w.discord.next_message().await;
+    let answer = w.chat.next_message().await;
     assert_eq!(
         (answer.kind, answer.content.as_str(), answer.interaction.as_deref()),
         (
@@ -432,18 +384,18 @@ async fn the_approve_button_needs_the_right_and_a_second_admin_starts_the_job() 
             Some(click.as_str())
         )
     );
-    handled(&mut done, 3).await;
+    done.until(3).await;
     assert_eq!(bot.store().job(1).unwrap().unwrap().state, JobState::Queued);
     assert_eq!(
         bot.store().approval_for_job(1).unwrap().unwrap().state,
         argos::store::ApprovalState::Pending
     );
-    let stored = w.discord.message(&req.message_id).unwrap();
+    let stored = w.chat.message(&req.message_id).unwrap();
     assert_eq!((stored.edits, stored.buttons().len()), (0, 2), "{stored:#?}");
     assert_eq!(w.aws.count("DeleteStack"), 0);
 
     approve_and_finish(&w, &bot, &req, &carol()).await;
-    clean_finish(&w.discord);
+    clean_finish(&w.chat);
     client.abort();
 }
 
@@ -457,18 +409,21 @@ async fn the_original_button_works_after_a_restart() {
         .enable_all()
         .build()
         .expect("runtime A");
-    let (bot_a, client_a, mut done_a) = rt_a.spawn(start_bot(w.project.config())).await.expect("bot A starts");
+    let (bot_a, client_a, mut done_a) = rt_a
+        .spawn(start_discord_bot(w.project.config()))
+        .await
+        .expect("bot A starts");
     let req = request(&w).await;
     // The request is recorded with its message before A stops.
-    handled(&mut done_a, 1).await;
+    done_a.until(1).await;
     client_a.abort();
     drop(bot_a);
     rt_a.shutdown_background();
 
     // Bot B: same database, a new Discord client. The button is read from the message itself.
-    let (bot_b, client_b, _) = start_bot(w.project.config()).await;
+    let (bot_b, client_b, _) = start_discord_bot(w.project.config()).await;
     assert_eq!(bot_b.resume_unfinished().await, Vec::<u64>::new(), "nothing to resume");
-    let original = w.discord.message(&req.message_id).expect("the request message");
+    let original = w.chat.message(&req.message_id).expect("the request message");
     let approve = original
         .buttons()
         .into_iter()
@@ -476,7 +431,7 @@ async fn the_original_button_works_after_a_restart() {
         .expect("an Approve button");
     assert_eq!(approve.custom_id, APPROVE);
     approve_and_finish(&w, &bot_b, &req, &carol()).await;
-    assert_eq!(w.discord.with_state(|s| s.ready_sent), 2);
-    clean_finish(&w.discord);
+    assert_eq!(w.chat.with_state(|s| s.ready_sent), 2);
+    clean_finish(&w.chat);
     client_b.abort();
 }

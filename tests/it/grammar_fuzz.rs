@@ -18,6 +18,7 @@ use argos::store::Store;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support::fake_aws::FakeAws;
+use support::world::{self, World as AnyWorld};
 use support::TestProject;
 
 /// Cases per property unless `ARGOS_FUZZ_CASES` says otherwise: one to two seconds each in a
@@ -436,13 +437,8 @@ impl World {
             .enable_all()
             .build()
             .unwrap();
-        let fake = rt.block_on(FakeAws::start());
-        let project = TestProject::new(&fake.endpoint_url(), CONFIG);
-        let bot = rt.block_on(async {
-            let engine = project.engine().await;
-            let store = Store::open(&project.config().database_path()).unwrap();
-            Bot::new(engine, store)
-        });
+        let AnyWorld { aws: fake, project, .. } = rt.block_on(AnyWorld::builder().config(CONFIG).build());
+        let bot = rt.block_on(world::bot_on(&project));
         let store = bot.store().clone();
         let config = project.config();
         World {

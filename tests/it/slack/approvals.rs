@@ -25,9 +25,9 @@ type ButtonBrief<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, bool
 
 /// The admin asks for the decommission; returns the request post, its buttons checked.
 async fn request(w: &World) -> Post {
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging decommission");
-    let req = w.slack.expect_post(CHANNEL, REQUEST).await;
+    let req = w.chat.expect_post(CHANNEL, REQUEST).await;
     assert!(req.text.starts_with(REQUEST), "{req:#?}");
     let body = req.all_text();
     assert!(
@@ -68,8 +68,8 @@ async fn request(w: &World) -> Post {
 /// `who` clicks Approve under `req` (as read from the message now): the job starts and runs to
 /// the end in `r`'s bot.
 async fn approve_and_finish(w: &World, r: &Running, req: &Post, who: &SlackUser) {
-    let click = w.slack.push_button(CHANNEL, who, &req.ts, APPROVE, "approve 1");
-    let answer = w.slack.wait_response(&click).await;
+    let click = w.chat.push_button(CHANNEL, who, &req.ts, APPROVE, "approve 1");
+    let answer = w.chat.wait_response(&click).await;
     assert_eq!(answer.text, "✅ Approved: job #1 starts now.");
     assert_eq!(
         (answer.response_type.as_deref(), answer.replace_original),
@@ -77,11 +77,11 @@ async fn approve_and_finish(w: &World, r: &Running, req: &Post, who: &SlackUser)
     );
     assert_eq!(answer.message_ts.as_deref(), Some(req.ts.as_str()));
     let status = w
-        .slack
+        .chat
         .expect_post(CHANNEL, "⏳ *staging · decommission* · job #1 · U0ADMIN")
         .await;
     assert!(status.buttons().is_empty());
-    let last = wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    let last = wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.bot.idle().await;
     assert!(
         last.contains("✅ *staging · decommission* · job #1 · U0ADMIN · done in"),
@@ -89,11 +89,11 @@ async fn approve_and_finish(w: &World, r: &Running, req: &Post, who: &SlackUser)
     );
 
     // The request says it was approved and has no buttons left to click.
-    let stored = w.slack.message(CHANNEL, &req.ts).unwrap();
+    let stored = w.chat.message(CHANNEL, &req.ts).unwrap();
     assert!(stored.all_text().contains("✅ Approved: starting."), "{stored:#?}");
     assert!(stored.all_text().contains("• approved by "), "{stored:#?}");
     assert!(stored.buttons().is_empty(), "{stored:#?}");
-    assert_eq!(updates_of(&w.slack, CHANNEL, &req.ts).len(), 1);
+    assert_eq!(updates_of(&w.chat, CHANNEL, &req.ts).len(), 1);
 
     let store = r.bot.store();
     assert_eq!(store.job(1).unwrap().unwrap().state, JobState::Succeeded);
@@ -135,16 +135,16 @@ async fn the_approve_button_needs_another_approver_and_runs_as_the_clicker() {
 
     // The requester may not approve their own request: told so, privately.
     let click = w
-        .slack
+        .chat
         .push_button(CHANNEL, &SlackUser::admin(), &req.ts, APPROVE, "approve 1");
-    let answer = w.slack.wait_response(&click).await;
+    let answer = w.chat.wait_response(&click).await;
     assert_eq!(answer.text, "✋ You requested job #1; someone else has to approve it.");
     assert_eq!(answer.response_type, None, "ephemeral");
     // Nor may a deployer, who has no `approve` on staging.
     let click = w
-        .slack
+        .chat
         .push_button(CHANNEL, &SlackUser::deployer(), &req.ts, APPROVE, "approve 1");
-    let answer = w.slack.wait_response(&click).await;
+    let answer = w.chat.wait_response(&click).await;
     assert!(
         answer
             .text
@@ -157,13 +157,13 @@ async fn the_approve_button_needs_another_approver_and_runs_as_the_clicker() {
         r.bot.store().approval_for_job(1).unwrap().unwrap().state,
         argos::store::ApprovalState::Pending
     );
-    let stored = w.slack.message(CHANNEL, &req.ts).unwrap();
+    let stored = w.chat.message(CHANNEL, &req.ts).unwrap();
     assert_eq!((stored.edits, stored.buttons().len()), (0, 2), "{stored:#?}");
     assert_eq!(w.aws.count("DeleteStack"), 0);
 
     // Another admin's click: the job starts, approved by carol, run for alice.
     approve_and_finish(&w, &r, &req, &carol()).await;
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -182,7 +182,7 @@ async fn the_request_buttons_work_after_a_restart() {
     a.handled(1).await;
     drop(a);
     rt_a.shutdown_background();
-    w.slack
+    w.chat
         .wait_for("bot A's sockets closed", |s| (s.open_sockets() == 0).then_some(()))
         .await;
     let store = Store::open(&w.project.config().database_path()).unwrap();
@@ -200,14 +200,14 @@ async fn the_request_buttons_work_after_a_restart() {
     let b = start_bot(w.project.config()).await;
     assert_eq!(b.bot.resume_unfinished().await, Vec::<u64>::new(), "nothing to resume");
     // What A left unacknowledged when it died, Slack sends again; B takes it and does nothing.
-    redeliver_unacked(&w.slack);
-    let original = w.slack.message(CHANNEL, &req.ts).expect("the request message");
+    redeliver_unacked(&w.chat);
+    let original = w.chat.message(CHANNEL, &req.ts).expect("the request message");
     let approve: SlackButton = original.button(APPROVE).expect("the Approve button");
     assert_eq!(approve.value.as_deref(), Some("approve 1"));
     approve_and_finish(&w, &b, &req, &carol()).await;
     let job = b.bot.store().job(1).unwrap().unwrap();
     assert_eq!(job.owner.as_deref(), Some(b.bot.replica_id()), "B runs it");
-    assert!(w.slack.connections_opened() >= 2, "A's and B's connections");
-    clean_finish(&w.slack).await;
+    assert!(w.chat.connections_opened() >= 2, "A's and B's connections");
+    clean_finish(&w.chat).await;
     b.stop().await;
 }

@@ -16,6 +16,7 @@ use crate::support::fake_discord::{
     GUILD_ID, TOKEN as DISCORD_TOKEN,
 };
 use crate::support::fake_slack::{FakeSlack, FakeSlackLimits, SlackUser, CHANNEL};
+use crate::support::world::NO_APPROVALS;
 use crate::support::TestProject;
 
 fn config(slack: &FakeSlack, discord: &FakeDiscord) -> String {

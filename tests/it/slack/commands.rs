@@ -31,11 +31,11 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
     let mut r = start_bot(w.project.config()).await;
     add_app(&w.aws, r.bot.engine());
     // Both connections up, so a mention's two envelopes reach the bot on two sockets at once.
-    w.slack.wait_connections(2).await;
+    w.chat.wait_connections(2).await;
 
-    w.slack.push_message(CHANNEL, &SlackUser::admin(), "!argos help");
+    w.chat.push_message(CHANNEL, &SlackUser::admin(), "!argos help");
     let help = w
-        .slack
+        .chat
         .expect_post(CHANNEL, "Commands you may run (prefix `!argos`, or mention me):")
         .await;
     assert_eq!(help.text, "Commands you may run (prefix `!argos`, or mention me):");
@@ -47,7 +47,7 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
 
     // Slack sends the bot its own post back; once that echo is in, nothing comes between the
     // mention's two envelopes, which then go to the two connections in turn.
-    w.slack
+    w.chat
         .wait_for("the echo of the help post acknowledged", |s| {
             s.envelopes
                 .iter()
@@ -57,10 +57,10 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
         .await;
     // A mention arrives twice (a `message` and an `app_mention` event): one answer.
     let (message, mention) = w
-        .slack
+        .chat
         .push_mention(OTHER_CHANNEL, &SlackUser::deployer(), "staging status");
     let status = w
-        .slack
+        .chat
         .expect_post(OTHER_CHANNEL, "stack argos-staging: CREATE_COMPLETE")
         .await;
     // The notification reads the first line that says something, not the code fence.
@@ -70,9 +70,9 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
         "instances listed: {}",
         status.all_text()
     );
-    w.slack.wait_acked(&message).await;
-    w.slack.wait_acked(&mention).await;
-    let (a, b) = w.slack.with_state(|s| {
+    w.chat.wait_acked(&message).await;
+    w.chat.wait_acked(&mention).await;
+    let (a, b) = w.chat.with_state(|s| {
         (
             s.attempts(&message)[0].event_type().map(str::to_string),
             s.attempts(&mention)[0].event_type().map(str::to_string),
@@ -80,13 +80,13 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
     });
     assert_eq!((a.as_deref(), b.as_deref()), (Some("message"), Some("app_mention")));
     let sockets = w
-        .slack
+        .chat
         .with_state(|s| (s.attempts(&message)[0].connection, s.attempts(&mention)[0].connection));
     assert_ne!(sockets.0, sockets.1, "the two envelopes went to two connections");
 
     // /argos whoami: acknowledged, then answered through the response_url, to the asker only.
-    let slash = w.slack.push_slash(CHANNEL, &SlackUser::deployer(), "whoami");
-    let answer = w.slack.wait_response(&slash).await;
+    let slash = w.chat.push_slash(CHANNEL, &SlackUser::deployer(), "whoami");
+    let answer = w.chat.wait_response(&slash).await;
     assert_eq!(answer.text, "You are U0DEPLOY (slack id U0DEPLOY).");
     assert_eq!(
         answer.all_text(),
@@ -95,7 +95,7 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
     assert_eq!(answer.response_type, None, "ephemeral");
     assert!(!answer.replace_original);
     // The acknowledgement carries nothing to show (the answer is the response).
-    let ack = w.slack.wait_acked(&slash).await;
+    let ack = w.chat.wait_acked(&slash).await;
     assert_eq!(ack.payload, Some(json!({})), "an empty acknowledgement");
     r.handled(3).await;
 
@@ -104,11 +104,11 @@ async fn prefix_mention_and_slash_commands_each_get_one_answer() {
     assert_eq!(audited(&r, "whoami"), 1);
     assert_eq!(r.handled_now(), 3);
     assert_eq!(
-        w.slack.with_state(|s| s.posts.len()),
+        w.chat.with_state(|s| s.posts.len()),
         2,
         "nothing posted for the slash command"
     );
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -117,17 +117,17 @@ async fn denials_unknown_environments_and_rate_limits_are_polite_and_start_nothi
     let w = world().await;
     let mut r = start_bot(w.project.config()).await;
 
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::stranger(), "!argos staging deploy");
-    let denied = w.slack.next_post().await;
+    let denied = w.chat.next_post().await;
     assert_eq!(denied.channel, CHANNEL);
     assert_eq!(
         denied.text,
         "⛔ You don't have permission for deploy on staging. Ask an admin to grant it in config/argos.yaml."
     );
     // The deployer may not update staging either; the answer goes to them alone.
-    let slash = w.slack.push_slash(CHANNEL, &SlackUser::deployer(), "staging update");
-    let answer = w.slack.wait_response(&slash).await;
+    let slash = w.chat.push_slash(CHANNEL, &SlackUser::deployer(), "staging update");
+    let answer = w.chat.wait_response(&slash).await;
     assert!(
         answer
             .text
@@ -135,23 +135,23 @@ async fn denials_unknown_environments_and_rate_limits_are_polite_and_start_nothi
         "{answer:#?}"
     );
     // An environment that is not configured is refused, before any AWS call.
-    let slash = w.slack.push_slash(CHANNEL, &SlackUser::admin(), "qa-9 deploy");
+    let slash = w.chat.push_slash(CHANNEL, &SlackUser::admin(), "qa-9 deploy");
     assert_eq!(
-        w.slack.wait_response(&slash).await.text,
+        w.chat.wait_response(&slash).await.text,
         "❓ unknown environment 'qa-9'; configured: sandbox, staging"
     );
     // A stranger's help lists only what anyone may run, and other commands need a role.
-    let slash = w.slack.push_slash(OTHER_CHANNEL, &SlackUser::stranger(), "help");
-    let help = w.slack.wait_response(&slash).await.all_text();
+    let slash = w.chat.push_slash(OTHER_CHANNEL, &SlackUser::stranger(), "help");
+    let help = w.chat.wait_response(&slash).await.all_text();
     assert!(help.contains("• `whoami` — "), "{help}");
     assert!(!help.contains("decommission"), "{help}");
     assert!(
         help.contains("You have no environment permissions; ask an admin."),
         "{help}"
     );
-    let slash = w.slack.push_slash(OTHER_CHANNEL, &SlackUser::stranger(), "jobs");
+    let slash = w.chat.push_slash(OTHER_CHANNEL, &SlackUser::stranger(), "jobs");
     assert!(w
-        .slack
+        .chat
         .wait_response(&slash)
         .await
         .text
@@ -159,18 +159,18 @@ async fn denials_unknown_environments_and_rate_limits_are_polite_and_start_nothi
 
     // A burst of 3: the deployer has used one; two more pass, the next is refused politely.
     for _ in 0..2 {
-        let slash = w.slack.push_slash(OTHER_CHANNEL, &SlackUser::deployer(), "whoami");
-        assert!(w.slack.wait_response(&slash).await.text.starts_with("You are U0DEPLOY"));
+        let slash = w.chat.push_slash(OTHER_CHANNEL, &SlackUser::deployer(), "whoami");
+        assert!(w.chat.wait_response(&slash).await.text.starts_with("You are U0DEPLOY"));
     }
-    let slash = w.slack.push_slash(OTHER_CHANNEL, &SlackUser::deployer(), "whoami");
-    let slow = w.slack.wait_response(&slash).await.text;
+    let slash = w.chat.push_slash(OTHER_CHANNEL, &SlackUser::deployer(), "whoami");
+    let slow = w.chat.wait_response(&slash).await.text;
     assert!(
         slow.starts_with("🐢 Easy — you've sent a lot of commands. Try again in ") && slow.ends_with(" s."),
         "{slow}"
     );
     // Per user: the admin is not held up.
-    let slash = w.slack.push_slash(OTHER_CHANNEL, &SlackUser::admin(), "whoami");
-    assert!(w.slack.wait_response(&slash).await.text.starts_with("You are U0ADMIN"));
+    let slash = w.chat.push_slash(OTHER_CHANNEL, &SlackUser::admin(), "whoami");
+    assert!(w.chat.wait_response(&slash).await.text.starts_with("You are U0ADMIN"));
     r.handled(9).await;
     r.bot.idle().await;
 
@@ -191,7 +191,7 @@ async fn denials_unknown_environments_and_rate_limits_are_polite_and_start_nothi
         ("slack", "U0STRANGER", CHANNEL, "denied: missing deploy on staging")
     );
     assert_eq!(audit.iter().filter(|a| a.outcome == "rate limited").count(), 1);
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -199,10 +199,10 @@ async fn denials_unknown_environments_and_rate_limits_are_polite_and_start_nothi
 async fn roles_come_from_member_ids_and_from_user_groups() {
     let w = world().await;
     // dave is an admin only as a member of @admins; bob a deployer only through @deployers.
-    w.slack.set_group_members(ADMINS_GROUP, &[&dave()]);
+    w.chat.set_group_members(ADMINS_GROUP, &[&dave()]);
     let mut r = start_bot(w.project.config()).await;
 
-    let slack = &w.slack;
+    let slack = &w.chat;
     let whoami = |user: SlackUser| {
         let slash = slack.push_slash(OTHER_CHANNEL, &user, "whoami");
         async move { slack.wait_response(&slash).await.all_text() }
@@ -230,23 +230,23 @@ async fn roles_come_from_member_ids_and_from_user_groups() {
     );
 
     // What the roles allow: the group's admin may update anywhere, the group's deployer not.
-    let slash = w.slack.push_slash(CHANNEL, &dave(), "help update");
-    let help = w.slack.wait_response(&slash).await.text;
+    let slash = w.chat.push_slash(CHANNEL, &dave(), "help update");
+    let help = w.chat.wait_response(&slash).await.text;
     assert!(help.ends_with("(you may on: sandbox, staging)"), "{help}");
-    let slash = w.slack.push_slash(CHANNEL, &SlackUser::deployer(), "help update");
-    let help = w.slack.wait_response(&slash).await.text;
+    let slash = w.chat.push_slash(CHANNEL, &SlackUser::deployer(), "help update");
+    let help = w.chat.wait_response(&slash).await.text;
     assert!(help.ends_with("— you may not run it."), "{help}");
     r.handled(6).await;
 
     // One usergroups.list (with its members) answered every lookup.
-    let lists = w.slack.calls("usergroups.list");
+    let lists = w.chat.calls("usergroups.list");
     assert_eq!(lists.len(), 1, "{lists:#?}");
     assert_eq!(lists[0].params["include_users"], json!("true"));
     assert!(w
-        .slack
+        .chat
         .with_state(|s| s.groups.get(DEPLOYERS_GROUP).cloned())
         .is_some_and(|m| m == [SlackUser::deployer().id]));
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -255,8 +255,8 @@ async fn broadcast_mentions_in_a_command_ping_nobody() {
     let w = world().await;
     let third = "C0THIRD";
     let fourth = "C0FOURTH";
-    w.slack.add_channel(third, "third");
-    w.slack.add_channel(fourth, "fourth");
+    w.chat.add_channel(third, "third");
+    w.chat.add_channel(fourth, "fourth");
     let mut r = start_bot(w.project.config()).await;
     // Strangers (replies quote what was typed before any permission check), one command each
     // so that none runs out of its command budget.
@@ -268,8 +268,8 @@ async fn broadcast_mentions_in_a_command_ping_nobody() {
         (2, OTHER_CHANNEL, "!argos <!here> deploy", "'@here'"),
         (3, third, "!argos <!everyone> deploy", "'@everyone'"),
     ] {
-        w.slack.push_message(channel, &stranger(n), typed);
-        let reply = w.slack.expect_post(channel, quoted).await;
+        w.chat.push_message(channel, &stranger(n), typed);
+        let reply = w.chat.expect_post(channel, quoted).await;
         assert!(
             reply.text.starts_with(&format!("❓ invalid environment name {quoted}")),
             "{reply:#?}"
@@ -277,11 +277,11 @@ async fn broadcast_mentions_in_a_command_ping_nobody() {
         assert!(reply.broadcasts().is_empty(), "{reply:#?}");
         assert!(!reply.link_names);
     }
-    w.slack.push_mention(fourth, &stranger(4), "<!channel> status");
-    let reply = w.slack.expect_post(fourth, "'@channel'").await;
+    w.chat.push_mention(fourth, &stranger(4), "<!channel> status");
+    let reply = w.chat.expect_post(fourth, "'@channel'").await;
     assert!(reply.broadcasts().is_empty(), "{reply:#?}");
-    let slash = w.slack.push_slash(CHANNEL, &stranger(5), "<!here|here> deploy");
-    let answer = w.slack.wait_response(&slash).await;
+    let slash = w.chat.push_slash(CHANNEL, &stranger(5), "<!here|here> deploy");
+    let answer = w.chat.wait_response(&slash).await;
     assert!(
         answer.text.starts_with("❓ invalid environment name '@here'"),
         "{answer:#?}"
@@ -291,14 +291,14 @@ async fn broadcast_mentions_in_a_command_ping_nobody() {
 
     // The typed markup was there to begin with: the fake would have seen a ping if it went out.
     assert_eq!(
-        w.slack.with_state(|s| s
+        w.chat.with_state(|s| s
             .messages
             .values()
             .filter(|m| !m.bot && !m.broadcasts().is_empty())
             .count()),
         4
     );
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -308,7 +308,7 @@ async fn a_redelivered_envelope_is_acknowledged_and_handled_once() {
     w.aws.set_time_scale(10.0);
     add_deletable_stack(&w.aws, STACK, 2.0);
     let mut r = start_bot(w.project.config()).await;
-    w.slack.wait_connections(2).await;
+    w.chat.wait_connections(2).await;
     let acks = |id: &str| {
         let id = id.to_string();
         move |s: &mut crate::support::fake_slack::State| {
@@ -318,37 +318,37 @@ async fn a_redelivered_envelope_is_acknowledged_and_handled_once() {
 
     // A job: Slack redelivers the message (same envelope id, retry_attempt 1).
     let job = w
-        .slack
+        .chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging decommission");
-    w.slack.wait_acked(&job).await;
-    w.slack.redeliver(&job);
-    w.slack
+    w.chat.wait_acked(&job).await;
+    w.chat.redeliver(&job);
+    w.chat
         .wait_for("both deliveries of the job's envelope acknowledged", acks(&job))
         .await;
     let status = w
-        .slack
+        .chat
         .expect_post(CHANNEL, "⏳ *staging · decommission* · job #1 · U0ADMIN")
         .await;
 
     // A slash command and a mention (both of its envelopes), each delivered twice.
-    let slash = w.slack.push_slash(OTHER_CHANNEL, &SlackUser::deployer(), "whoami");
-    w.slack.wait_acked(&slash).await;
-    w.slack.redeliver(&slash);
-    w.slack
+    let slash = w.chat.push_slash(OTHER_CHANNEL, &SlackUser::deployer(), "whoami");
+    w.chat.wait_acked(&slash).await;
+    w.chat.redeliver(&slash);
+    w.chat
         .wait_for("both deliveries of the slash command acknowledged", acks(&slash))
         .await;
-    let (message, mention) = w.slack.push_mention(OTHER_CHANNEL, &SlackUser::deployer(), "envs");
-    w.slack.wait_acked(&message).await;
-    w.slack.wait_acked(&mention).await;
-    w.slack.redeliver(&mention);
-    w.slack.redeliver(&message);
-    w.slack
+    let (message, mention) = w.chat.push_mention(OTHER_CHANNEL, &SlackUser::deployer(), "envs");
+    w.chat.wait_acked(&message).await;
+    w.chat.wait_acked(&mention).await;
+    w.chat.redeliver(&mention);
+    w.chat.redeliver(&message);
+    w.chat
         .wait_for("the mention's envelopes acknowledged twice", acks(&message))
         .await;
-    w.slack
+    w.chat
         .wait_for("the mention's envelopes acknowledged twice", acks(&mention))
         .await;
-    let redelivered = w.slack.with_state(|s| {
+    let redelivered = w.chat.with_state(|s| {
         s.envelopes
             .iter()
             .filter(|e| e.retry_attempt == 1)
@@ -357,13 +357,13 @@ async fn a_redelivered_envelope_is_acknowledged_and_handled_once() {
     });
     assert_eq!(redelivered, ["timeout"; 4]);
 
-    let envs = w.slack.expect_post(OTHER_CHANNEL, "environment(s):").await;
+    let envs = w.chat.expect_post(OTHER_CHANNEL, "environment(s):").await;
     assert!(envs.text.contains("environment(s)"), "{envs:#?}");
-    wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.handled(3).await;
     r.bot.idle().await;
 
-    let answers = w.slack.with_state(|s| s.responses.len());
+    let answers = w.chat.with_state(|s| s.responses.len());
     assert_eq!(answers, 1, "one answer to the slash command");
     let jobs = r.bot.store().recent_jobs(10).unwrap();
     assert_eq!(jobs.len(), 1, "one job: {jobs:#?}");
@@ -373,7 +373,7 @@ async fn a_redelivered_envelope_is_acknowledged_and_handled_once() {
     assert_eq!(audited(&r, "whoami"), 1);
     assert_eq!(audited(&r, "envs"), 1);
     assert_eq!(r.handled_now(), 3);
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -397,13 +397,10 @@ async fn a_slow_store_holds_up_no_acknowledgement() {
         .expect("the adapter connects");
 
     let ids: Vec<String> = (0..8)
-        .map(|i| {
-            w.slack
-                .push_slash(CHANNEL, &SlackUser::numbered(i), &format!("job {i}"))
-        })
+        .map(|i| w.chat.push_slash(CHANNEL, &SlackUser::numbered(i), &format!("job {i}")))
         .collect();
     for id in &ids {
-        let latency = w.slack.wait_acked(id).await.latency.expect("delivered");
+        let latency = w.chat.wait_acked(id).await.latency.expect("delivered");
         assert!(
             latency < Duration::from_millis(150),
             "{id} acknowledged after {latency:?}"
@@ -411,7 +408,7 @@ async fn a_slow_store_holds_up_no_acknowledgement() {
     }
     let mut answers = Vec::new();
     for id in &ids {
-        answers.push(w.slack.wait_response(id).await);
+        answers.push(w.chat.wait_response(id).await);
     }
     // Each answered, the claims one at a time.
     let mut texts: Vec<String> = answers.iter().map(|a| a.text.clone()).collect();
@@ -420,6 +417,6 @@ async fn a_slow_store_holds_up_no_acknowledgement() {
     answers.sort_by_key(|a| a.at);
     let took = answers[7].at.duration_since(answers[0].at);
     assert!(took >= Duration::from_millis(7 * 200), "claims overlapped: {took:?}");
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     connection.shutdown().await;
 }

@@ -23,7 +23,7 @@ async fn readiness_names_slack_and_the_metrics_count_its_calls() {
     );
     server.abort();
     running.stop().await;
-    w.slack.assert_no_unexpected();
+    w.chat.assert_no_unexpected();
 }
 
 /// A free loopback address for the real binary to listen on.
@@ -54,7 +54,7 @@ async fn get_when_up(addr: std::net::SocketAddr, path: &str, within: std::time::
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_probes_answer_while_slack_is_still_connecting() {
     let w = world().await;
-    w.slack.hold_hello();
+    w.chat.hold_hello();
     let addr = free_loopback_addr();
     let mut yaml = std::fs::read_to_string(&w.project.config_path).unwrap();
     yaml.push_str(&format!("health:\n  listen: \"{addr}\"\n"));
@@ -74,7 +74,7 @@ async fn the_probes_answer_while_slack_is_still_connecting() {
     let (status, body) = get_when_up(addr, "/healthz", std::time::Duration::from_secs(20)).await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     // The bot is connecting: its Socket Mode connection is open, Slack's `hello` is held.
-    w.slack
+    w.chat
         .wait_for("a Socket Mode connection", |s| (!s.sockets.is_empty()).then_some(()))
         .await;
     let (status, _, body) = http_get(addr, "/readyz").await;
@@ -84,7 +84,7 @@ async fn the_probes_answer_while_slack_is_still_connecting() {
     assert_eq!(status, 200, "{metrics}");
     assert!(metrics.contains("argos_chat_requests_total"), "{metrics}");
 
-    w.slack.release_hello();
+    w.chat.release_hello();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let body = loop {
         let (status, _, body) = http_get(addr, "/readyz").await;

@@ -16,7 +16,7 @@ use crate::support::fake_slack::{texts_in, FakeSlackLimits, SlackUser, Upload, C
 /// The one upload, completed, of `filename`.
 #[track_caller]
 fn the_upload(w: &World, filename: &str) -> Upload {
-    let uploads = w.slack.with_state(|s| s.uploads.clone());
+    let uploads = w.chat.with_state(|s| s.uploads.clone());
     let of: Vec<&Upload> = uploads.iter().filter(|u| u.filename == filename).collect();
     assert_eq!(of.len(), 1, "one upload of {filename}: {uploads:#?}");
     assert!(of[0].completed, "{:#?}", of[0]);
@@ -31,21 +31,21 @@ async fn a_stack_update_posts_one_status_message_and_edits_it_to_the_end() {
     add_app(&w.aws, r.bot.engine());
     script_update(&w.aws, 10.0);
 
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging update");
-    let status = w.slack.next_post().await;
+    let status = w.chat.next_post().await;
     assert_eq!(status.channel, CHANNEL);
     assert!(
         status.text.starts_with("⏳ *staging · update* · job #1 · U0ADMIN · "),
         "{status:#?}"
     );
     assert_eq!((status.thread_ts.as_deref(), status.link_names), (None, false));
-    let last = wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    let last = wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.bot.idle().await;
 
-    let edits = updates_of(&w.slack, CHANNEL, &status.ts);
+    let edits = updates_of(&w.chat, CHANNEL, &status.ts);
     assert_eq!(
-        w.slack.with_state(|s| s.updates.len()),
+        w.chat.with_state(|s| s.updates.len()),
         edits.len(),
         "only the status message is edited"
     );
@@ -74,7 +74,7 @@ async fn a_stack_update_posts_one_status_message_and_edits_it_to_the_end() {
             .any(|l| l.starts_with("• api: ") && l.contains(" task(s), ")),
         "the playbook's summary: {last}"
     );
-    let stored = w.slack.message(CHANNEL, &status.ts).expect("stored");
+    let stored = w.chat.message(CHANNEL, &status.ts).expect("stored");
     assert_eq!(stored.edits as usize, edits.len());
     assert!(stored.buttons().is_empty());
 
@@ -91,11 +91,11 @@ async fn a_stack_update_posts_one_status_message_and_edits_it_to_the_end() {
         (Some(CHANNEL), Some(status.ts.as_str()))
     );
     assert_eq!(upload.title.as_deref(), Some("argos-job-1.log"));
-    let completed = w.slack.calls("files.completeUploadExternal");
+    let completed = w.chat.calls("files.completeUploadExternal");
     assert_eq!(completed.len(), 1);
     assert!(completed[0].at >= final_edit.at);
     assert_eq!(w.aws.count("ExecuteChangeSet"), 1);
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -108,17 +108,17 @@ async fn a_rolled_back_update_leads_with_the_root_cause() {
     script_failed_update(&w.aws, 4.0);
 
     // Asked with /argos: the asker is told where to follow it, the job posts in the channel.
-    let slash = w.slack.push_slash(CHANNEL, &SlackUser::admin(), "staging update");
+    let slash = w.chat.push_slash(CHANNEL, &SlackUser::admin(), "staging update");
     let status = w
-        .slack
+        .chat
         .expect_post(CHANNEL, "⏳ *staging · update* · job #1 · U0ADMIN")
         .await;
-    assert_eq!(w.slack.wait_response(&slash).await.text, FOLLOWING_IN_CHANNEL);
-    let last = wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    assert_eq!(w.chat.wait_response(&slash).await.text, FOLLOWING_IN_CHANNEL);
+    let last = wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.bot.idle().await;
 
     let cause = "❌ update rolled back: FrontInstance (AWS::EC2::Instance) UPDATE_FAILED: Resource handler returned message: \"The requested configuration is currently not supported.";
-    let stored = w.slack.message(CHANNEL, &status.ts).unwrap();
+    let stored = w.chat.message(CHANNEL, &status.ts).unwrap();
     // The root cause is the first line, and so the notification text too.
     assert!(stored.text.starts_with(cause), "{}", stored.text);
     let blocks = texts_in(&stored.blocks).join("\n");
@@ -137,8 +137,8 @@ async fn a_rolled_back_update_leads_with_the_root_cause() {
         .unwrap_or("")
         .starts_with("update rolled back: FrontInstance"));
     // No playbook ran, so there is no log to attach.
-    assert!(w.slack.with_state(|s| s.uploads.is_empty()));
-    clean_finish(&w.slack).await;
+    assert!(w.chat.with_state(|s| s.uploads.is_empty()));
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -150,16 +150,16 @@ async fn a_failed_deploy_leads_with_the_failing_task_and_its_log_is_in_the_threa
     let r = start_bot(w.project.config()).await;
     add_app(&w.aws, r.bot.engine());
 
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging deploy");
     let status = w
-        .slack
+        .chat
         .expect_post(CHANNEL, "⏳ *staging · deploy* · job #1 · U0ADMIN")
         .await;
-    let last = wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    let last = wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.bot.idle().await;
 
-    let stored = w.slack.message(CHANNEL, &status.ts).unwrap();
+    let stored = w.chat.message(CHANNEL, &status.ts).unwrap();
     let cause = "❌ task 'Check sandbox_dir' failed on host argos-staging-api";
     assert!(stored.text.starts_with(cause), "{last}");
     assert!(
@@ -185,7 +185,7 @@ async fn a_failed_deploy_leads_with_the_failing_task_and_its_log_is_in_the_threa
         (upload.channel.as_deref(), upload.thread_ts.as_deref()),
         (Some(CHANNEL), Some(status.ts.as_str()))
     );
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -220,12 +220,12 @@ async fn chatty_jobs_keep_to_the_shared_update_budget() {
     add_chatty_stack(&w, "argos-sandbox", 40, 0.1);
     let r = start_bot(w.project.config()).await;
 
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging decommission");
-    w.slack
+    w.chat
         .push_message(OTHER_CHANNEL, &SlackUser::admin(), "!argos sandbox decommission");
-    let first = w.slack.next_post().await;
-    let second = w.slack.next_post().await;
+    let first = w.chat.next_post().await;
+    let second = w.chat.next_post().await;
     let (staging, sandbox) = if first.channel == CHANNEL {
         (first, second)
     } else {
@@ -233,13 +233,13 @@ async fn chatty_jobs_keep_to_the_shared_update_budget() {
     };
     assert!(staging.text.starts_with("⏳ *staging · decommission*"), "{staging:#?}");
     assert!(sandbox.text.starts_with("⏳ *sandbox · decommission*"), "{sandbox:#?}");
-    let a = wait_finished(&w.slack, CHANNEL, &staging.ts).await;
-    let b = wait_finished(&w.slack, OTHER_CHANNEL, &sandbox.ts).await;
+    let a = wait_finished(&w.chat, CHANNEL, &staging.ts).await;
+    let b = wait_finished(&w.chat, OTHER_CHANNEL, &sandbox.ts).await;
     r.bot.idle().await;
 
     assert!(a.contains("decommissioned argos-staging"), "{a}");
     assert!(b.contains("decommissioned argos-sandbox"), "{b}");
-    let calls = w.slack.calls("chat.update");
+    let calls = w.chat.calls("chat.update");
     // The budget was what held them back (else there would be far fewer)...
     assert!(calls.len() >= 20, "{} updates", calls.len());
     // ...and at no moment were there more than 10 in 2 s, by the fake's clock.
@@ -251,14 +251,14 @@ async fn chatty_jobs_keep_to_the_shared_update_budget() {
         assert!(within <= 10, "{within} updates within 2 s from call {i}");
     }
     let both = [
-        updates_of(&w.slack, CHANNEL, &staging.ts).len(),
-        updates_of(&w.slack, OTHER_CHANNEL, &sandbox.ts).len(),
+        updates_of(&w.chat, CHANNEL, &staging.ts).len(),
+        updates_of(&w.chat, OTHER_CHANNEL, &sandbox.ts).len(),
     ];
     assert!(
         both.iter().all(|n| *n >= 5),
         "the budget is shared, not taken by one: {both:?}"
     );
-    clean_finish(&w.slack).await;
+    clean_finish(&w.chat).await;
     r.stop().await;
 }
 
@@ -269,19 +269,19 @@ async fn a_429_is_waited_out_and_the_final_state_still_lands() {
     add_chatty_stack(&w, "argos-staging", 8, 0.4);
     let r = start_bot(w.project.config()).await;
 
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging decommission");
-    let status = w.slack.next_post().await;
+    let status = w.chat.next_post().await;
     // Once the job is under way, Slack says 429 (another client on the token, say).
-    wait_message(&w.slack, CHANNEL, &status.ts, "a first edit", |t| {
+    wait_message(&w.chat, CHANNEL, &status.ts, "a first edit", |t| {
         t.contains("DELETE_IN_PROGRESS")
     })
     .await;
-    w.slack.rate_limit_next("chat.update", 2);
-    let last = wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    w.chat.rate_limit_next("chat.update", 2);
+    let last = wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.bot.idle().await;
 
-    let calls = w.slack.calls("chat.update");
+    let calls = w.chat.calls("chat.update");
     let limited = calls.iter().position(|c| c.outcome == "ratelimited").expect("a 429");
     let retry = calls.get(limited + 1).expect("a call after the 429");
     let waited = retry.at.duration_since(calls[limited].at);
@@ -294,13 +294,13 @@ async fn a_429_is_waited_out_and_the_final_state_still_lands() {
     assert!(last.contains("decommissioned argos-staging"), "{last}");
     let job = r.bot.store().job(1).unwrap().unwrap();
     assert_eq!(job.state, JobState::Succeeded);
-    let stored = w.slack.message(CHANNEL, &status.ts).unwrap();
+    let stored = w.chat.message(CHANNEL, &status.ts).unwrap();
     assert_eq!(
         texts_in(&stored.blocks).join("\n"),
         mrkdwn(job.progress.as_deref().expect("the job's last status"))
     );
     assert!(calls[limited + 1..].iter().all(|c| c.outcome == "ok"));
-    finish_with(&w.slack, 1).await;
+    finish_with(&w.chat, 1).await;
     r.stop().await;
 }
 
@@ -316,11 +316,11 @@ async fn edits_queued_behind_a_429_are_coalesced_and_the_log_still_lands() {
         .send(CHANNEL, OutgoingMessage::text("⏳ job"))
         .await
         .expect("posted");
-    w.slack.next_post().await;
+    w.chat.next_post().await;
     let log = w.project.dir.path().join("job.log");
     std::fs::write(&log, "the whole log\n").unwrap();
 
-    w.slack.rate_limit_next("chat.update", 1);
+    w.chat.rate_limit_next("chat.update", 1);
     let later = |ms: u64, msg: OutgoingMessage| {
         let (port, ts) = (port.clone(), ts.clone());
         async move {
@@ -342,7 +342,7 @@ async fn edits_queued_behind_a_429_are_coalesced_and_the_log_still_lands() {
     );
     assert!(a.is_ok() && b.is_ok() && c.is_ok(), "{a:?} {b:?} {c:?}");
 
-    let calls = w.slack.calls("chat.update");
+    let calls = w.chat.calls("chat.update");
     let texts: Vec<(&str, &str)> = calls
         .iter()
         .map(|c| (c.outcome.as_str(), c.params["text"].as_str().unwrap_or("")))
@@ -354,11 +354,11 @@ async fn edits_queued_behind_a_429_are_coalesced_and_the_log_still_lands() {
     );
     assert!(calls[1].at.duration_since(calls[0].at) >= Duration::from_secs(1));
     assert!(port.coalesced.load(std::sync::atomic::Ordering::Relaxed) >= 2);
-    assert_eq!(w.slack.message(CHANNEL, &ts).unwrap().text, "✅ done");
+    assert_eq!(w.chat.message(CHANNEL, &ts).unwrap().text, "✅ done");
     let upload = the_upload(&w, "argos-job-1.log");
     assert_eq!(upload.text(), "the whole log\n");
     assert_eq!(upload.thread_ts.as_deref(), Some(ts.as_str()));
-    finish_with(&w.slack, 1).await;
+    finish_with(&w.chat, 1).await;
     r.stop().await;
 }
 
@@ -390,18 +390,18 @@ async fn an_edit_retried_after_a_429_shows_the_elapsed_time_it_is_sent_at() {
     add_chatty_stack(&w, "argos-staging", 10, 0.8);
     let r = start_bot(w.project.config()).await;
 
-    w.slack
+    w.chat
         .push_message(CHANNEL, &SlackUser::admin(), "!argos staging decommission");
-    let status = w.slack.next_post().await;
-    wait_message(&w.slack, CHANNEL, &status.ts, "a first edit", |t| {
+    let status = w.chat.next_post().await;
+    wait_message(&w.chat, CHANNEL, &status.ts, "a first edit", |t| {
         t.contains("DELETE_IN_PROGRESS")
     })
     .await;
-    w.slack.rate_limit_next("chat.update", 2);
-    wait_finished(&w.slack, CHANNEL, &status.ts).await;
+    w.chat.rate_limit_next("chat.update", 2);
+    wait_finished(&w.chat, CHANNEL, &status.ts).await;
     r.bot.idle().await;
 
-    let calls = w.slack.calls("chat.update");
+    let calls = w.chat.calls("chat.update");
     let limited = calls.iter().position(|c| c.outcome == "ratelimited").expect("a 429");
     let (refused, retry) = (&calls[limited], &calls[limited + 1]);
     assert_eq!(retry.outcome, "ok");
@@ -413,6 +413,6 @@ async fn an_edit_retried_after_a_429_shows_the_elapsed_time_it_is_sent_at() {
         elapsed_shown(&after) >= elapsed_shown(&before) + Duration::from_secs(2),
         "the retried edit shows the time it was sent at: refused {before:?}, sent {after:?}"
     );
-    finish_with(&w.slack, 1).await;
+    finish_with(&w.chat, 1).await;
     r.stop().await;
 }

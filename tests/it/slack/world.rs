@@ -1,30 +1,17 @@
 //! What the Slack scenarios share: the config that maps the fake's people to roles, a bot with
 //! its Slack connection, the scripted AWS scenarios, and the checks every test ends with.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use argos::bot::port::{ChatEvent, CommandHandler};
-use argos::bot::Bot;
 use argos::config::Config;
 use argos::engine::Engine;
-use argos::platform::slack::{self, SlackConnection, SlackLimits, SlackPort, SlackTokens};
-use argos::store::Store;
-use tokio::sync::watch;
+use argos::platform::slack::SlackLimits;
 
-use crate::support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
-use crate::support::fake_slack::{FakeSlack, FakeSlackLimits, SlackUser, State, Update, DEPLOYERS_GROUP, WAIT};
+use crate::support::fake_aws::{FakeAws, Op, StackScript};
+use crate::support::fake_slack::{FakeSlack, FakeSlackLimits, SlackUser, State, Update, DEPLOYERS_GROUP};
+use crate::support::world;
+pub use crate::support::world::{script_update, two_instances, STACK, TINY_TEMPLATE};
 use crate::support::TestProject;
-
-pub const STACK: &str = "argos-staging";
-pub const IMAGE_ID: &str = "ami-0a1b2c3d4e5f60718";
-pub const RESOURCES: &[(&str, &str)] = &[
-    ("WebSecurityGroup", "AWS::EC2::SecurityGroup"),
-    ("ApiInstance", "AWS::EC2::Instance"),
-    ("FrontInstance", "AWS::EC2::Instance"),
-];
-pub const TINY_TEMPLATE: &str =
-    r#"{"Resources":{"WebSecurityGroup":{"Type":"AWS::EC2::SecurityGroup","Properties":{"GroupDescription":"web"}}}}"#;
 
 /// The bot's side of [`FakeSlackLimits::TEST`]: the same post window and update budget, so any
 /// 429 the fake answers is one the adapter's own pacing let through.
@@ -75,31 +62,24 @@ pub fn permissions() -> String {
     )
 }
 
-/// Every job starts when asked (the approval flow has tests of its own).
-pub const NO_APPROVALS: &str =
-    "approvals:\n  policies:\n    - environments: [\"*\"]\n      actions: [\"*\"]\n      approvers: 0\n";
+/// A Slack scenario's world (see [`crate::support::world`]).
+pub type World = world::World<FakeSlack>;
 
-pub struct World {
-    pub aws: FakeAws,
-    pub slack: FakeSlack,
-    pub project: TestProject,
-}
+/// A bot with its Slack adapter connected.
+pub type Running = world::SlackBot;
 
 /// The fakes and a project whose config points at them: `chat` for the `chat:` section,
 /// `approvals` false for the default policy (decommission needs an approver).
 pub async fn world_with(limits: FakeSlackLimits, chat: &str, approvals: bool) -> World {
-    let aws = FakeAws::start().await;
-    let slack = FakeSlack::start_with(limits).await;
-    slack.set_token_env();
-    let mut extra = slack.bot_config() + chat + &permissions();
+    let mut builder = world::World::builder().config(chat).config(&permissions());
     if !approvals {
-        extra += NO_APPROVALS;
+        builder = builder.every_job_starts();
     }
-    let project = TestProject::new(&aws.endpoint_url(), &extra);
+    let w = builder.slack(limits).await;
     // Deploys run one role's sandbox playbook (the config refuses an empty list): enough to
     // show a playbook in the status message without four of them.
-    patch(&project, "ansible:\n", "ansible:\n  roles: [api]\n");
-    World { aws, slack, project }
+    patch(&w.project, "ansible:\n", "ansible:\n  roles: [api]\n");
+    w
 }
 
 /// The usual world: the fake's test limits, quick pacing, no approvals.
@@ -114,110 +94,16 @@ pub fn patch(project: &TestProject, from: &str, to: &str) {
     std::fs::write(&project.config_path, yaml.replacen(from, to, 1)).expect("write config");
 }
 
-/// A bot with its Slack adapter connected, and how many commands it has finished handling.
-pub struct Running {
-    pub bot: Bot,
-    pub port: Arc<SlackPort>,
-    pub connection: SlackConnection,
-    done: watch::Receiver<u32>,
-}
-
-impl Running {
-    /// Waits until the bot has finished handling `n` commands in all.
-    pub async fn handled(&mut self, n: u32) {
-        tokio::time::timeout(WAIT, self.done.wait_for(|c| *c >= n))
-            .await
-            .unwrap_or_else(|_| panic!("the bot did not finish handling {n} command(s) in time"))
-            .expect("the bot is alive");
-    }
-
-    /// Commands handled so far.
-    pub fn handled_now(&self) -> u32 {
-        *self.done.borrow()
-    }
-
-    pub async fn stop(self) {
-        self.connection.shutdown().await;
-    }
-}
-
-/// The bot's handler, counting the commands it has finished.
-pub fn counting(inner: CommandHandler) -> (CommandHandler, watch::Receiver<u32>) {
-    let (tx, rx) = watch::channel(0u32);
-    let tx = Arc::new(tx);
-    let handler: CommandHandler = Arc::new(move |ev: ChatEvent| {
-        let (inner, tx) = (inner.clone(), tx.clone());
-        Box::pin(async move {
-            let reply = inner(ev).await;
-            tx.send_modify(|n| *n += 1);
-            reply
-        })
-    });
-    (handler, rx)
-}
-
 /// A bot on the config's store, connected to the fake Slack the config names, as `argos bot`
 /// connects it (tokens from the environment, events claimed in the store).
 pub async fn start_bot(config: Config) -> Running {
-    start_bot_with(config, LIMITS).await
-}
-
-/// [`start_bot`] with other adapter limits.
-pub async fn start_bot_with(config: Config, limits: SlackLimits) -> Running {
-    let settings = config.settings.slack.clone();
-    let prefix = config.settings.chat.prefix.clone();
-    let store = Store::open(&config.database_path()).expect("store opens");
-    let bot = Bot::new(Engine::new(config).await, store);
-    let (handler, done) = counting(bot.handler());
-    let tokens = SlackTokens::from_env(&settings).expect("the fake's tokens are set");
-    let (port, connection) = slack::start(&settings, tokens, prefix, handler, bot.event_claim(), limits)
-        .await
-        .expect("the adapter connects to the fake Slack");
-    bot.add_port(port.clone());
-    Running {
-        bot,
-        port,
-        connection,
-        done,
-    }
+    world::start_slack_bot(config, LIMITS).await
 }
 
 /// The app stack (CREATE_COMPLETE), its image, the default VPC, the api host and the stack
 /// outputs: what status, update and deploy need.
 pub fn add_app(fake: &FakeAws, engine: &Engine) {
-    fake.set_default_vpc(
-        "vpc-0default000000001",
-        "172.31.0.0/16",
-        &[("subnet-0aaa1111bbbb2222c", "us-east-1a")],
-    );
-    fake.add_image(Ec2Image::owned(IMAGE_ID, "argos-image", &[("App", "argos")]));
-    crate::support::add_staging_hosts(fake, &["api"]);
-    crate::support::add_staging_stack(fake, engine, IMAGE_ID, &[], RESOURCES);
-}
-
-fn two_instances() -> Vec<Change> {
-    vec![
-        Change::modify("ApiInstance", "AWS::EC2::Instance", "False", &["Properties"]),
-        Change::modify("FrontInstance", "AWS::EC2::Instance", "False", &["Properties"]),
-    ]
-}
-
-/// The next update changes two instances; each takes `seconds` (scenario time).
-pub fn script_update(fake: &FakeAws, seconds: f64) {
-    fake.set_change_set(STACK, two_instances());
-    fake.script_next_for(
-        STACK,
-        Op::ExecuteChangeSet,
-        StackScript::update_with_cleanup(
-            STACK,
-            &[
-                ("ApiInstance", "AWS::EC2::Instance"),
-                ("FrontInstance", "AWS::EC2::Instance"),
-            ],
-            &[],
-            &[seconds, seconds],
-        ),
-    );
+    world::add_app(fake, engine, &["api"]);
 }
 
 /// The next update fails on FrontInstance and rolls back.

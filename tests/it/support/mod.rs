@@ -1,7 +1,6 @@
 //! Test harness shared by the integration tests: the local moto server, the scripted fake AWS
 //! endpoint, and a throwaway project configuration that points at this repository's templates
 //! and playbooks but keeps every file it writes in a temporary directory.
-#![allow(dead_code)]
 
 pub mod chat;
 pub mod fake_aws;
@@ -15,6 +14,7 @@ pub mod moto_iam;
 pub mod postgres;
 pub mod replicas;
 pub mod sshd;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 
