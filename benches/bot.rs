@@ -321,7 +321,7 @@ async fn chat() {
 async fn memory(start_kb: u64) {
     let aws = FakeAws::start().await;
     aws.set_time_scale(10.0);
-    let fake = FakeDiscord::start().await;
+    let fake = FakeDiscord::start_with(FakeLimits::DISCORD).await;
     let extra = format!(
         "{}chat:\n  command_burst: 50\n  commands_per_minute: 60\npermissions:\n  roles:\n    admins: {{ discord_roles: [\"{ADMIN_ROLE}\"] }}\n  rules:\n    - role: admins\n      environments: [\"*\"]\n      actions: [\"*\"]\n",
         discord_yaml(&fake)

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::fake_discord::{FakeDiscord, TestUser, ADMIN_ROLE, CHANNEL, GUILD_ID, TOKEN};
+use support::fake_discord::{FakeDiscord, FakeLimits, TestUser, ADMIN_ROLE, CHANNEL, GUILD_ID, TOKEN};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
@@ -428,7 +428,7 @@ async fn bot_idle_kb(o: &Options) -> Vec<u64> {
     let mut out = Vec::new();
     for _ in 0..BOT_STARTS {
         let dir = tempfile::tempdir().expect("temp dir");
-        let fake = FakeDiscord::start().await;
+        let fake = FakeDiscord::start_with(FakeLimits::DISCORD).await;
         let config = argos_config(dir.path(), dir.path(), Some(&fake));
         support::set_test_secrets();
         let mut child = Command::new(&o.argos)
@@ -444,7 +444,7 @@ async fn bot_idle_kb(o: &Options) -> Vec<u64> {
             .spawn()
             .expect("argos bot starts");
         let pid = child.id().expect("pid");
-        fake.wait_ready().await;
+        fake.wait_for("READY", |s| (s.ready_sent > 0).then_some(())).await;
         fake.push_message(CHANNEL, &TestUser::admin(), "!argos whoami");
         fake.expect_message(CHANNEL, MARKER).await;
         tokio::time::sleep(o.idle).await;

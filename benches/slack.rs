@@ -10,7 +10,7 @@
 //!   the bot's pacing (config defaults: an edit every 2 s at most, burst 5, then one per 30 s;
 //!   4 edits/s overall) and the watcher's polls are divided by 30, and so are the adapter's
 //!   production limits (`SlackLimits::SLACK`: 1 post per second per channel, 50 `chat.update`
-//!   per minute) and the fake's (Slack's own, `FakeSlackLimits::SLACK`). Counted at the fake:
+//!   per minute) and the fake's (Slack's own, `SLACK_LIMITS`). Counted at the fake:
 //!   `chat.postMessage`, `chat.update` (until the deploy step shows, and in all), the log's
 //!   upload, and 429s. Target: 1 `chat.postMessage` and <= 30 `chat.update`, 0 × 429.
 //! - `latency`: acknowledgement latency for 100 users at once. 100 distinct users each run
@@ -45,6 +45,14 @@ use support::fake_slack::{FakeSlack, FakeSlackLimits, SlackUser, CHANNEL};
 use support::TestProject;
 
 /// The time compression of the `chat` part (as in `bot.rs`).
+/// Slack's own limits: one message per second per channel, and `chat.update` in tier 3 (about
+/// 50 a minute).
+const SLACK_LIMITS: FakeSlackLimits = FakeSlackLimits {
+    post_per_channel: 1,
+    post_window: Duration::from_secs(1),
+    updates_per_window: 50,
+    update_window: Duration::from_secs(60),
+};
 const K: u32 = 30;
 const USERS: u32 = 100;
 const WAVES: usize = 2;
@@ -117,7 +125,7 @@ async fn start_bot(config: Config, limits: SlackLimits, timings: Option<(Timings
 async fn chat() {
     let aws = FakeAws::start().await;
     aws.set_time_scale(K as f64);
-    let s = FakeSlackLimits::SLACK;
+    let s = SLACK_LIMITS;
     let fake = FakeSlack::start_with(FakeSlackLimits {
         post_per_channel: s.post_per_channel,
         post_window: s.post_window / K,
@@ -203,7 +211,7 @@ async fn chat() {
 
 async fn latency() {
     let aws = FakeAws::start().await;
-    let fake = FakeSlack::start_with(FakeSlackLimits::SLACK).await;
+    let fake = FakeSlack::start_with(SLACK_LIMITS).await;
     fake.set_token_env();
     let project = TestProject::new(&aws.endpoint_url(), &(fake.bot_config() + ADMINS));
     let timings = Timings::default();

@@ -29,12 +29,13 @@ fn assert_waited(what: &str, earlier: Instant, later: Instant, gap: Duration) {
 }
 
 fn one_429(fake: &FakeDiscord) -> Limited {
-    let limited = fake.with_state(|s| s.limited_at.clone());
+    let (limited, early) = fake.with_state(|s| (s.limited_at.clone(), s.early_retries()));
     assert_eq!(
         limited.len(),
         1,
         "only the scripted 429, nothing came back early: {limited:#?}"
     );
+    assert_eq!(early, [], "requests that came back before the 429's wait was over");
     limited[0].clone()
 }
 

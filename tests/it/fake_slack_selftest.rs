@@ -704,6 +704,9 @@ async fn socket_mode_delivers_envelopes_and_records_acks() {
     assert_eq!((p.team_id.0.as_str(), p.api_app_id.0.as_str()), (TEAM_ID, APP_ID));
     let ack = fake.wait_acked(&first).await;
     assert!(ack.payload.is_none() && ack.latency.expect("latency") < ACK_DEADLINE);
+    // When the ack came is recorded after the envelope was pushed (the benchmarks time acks by it).
+    let pushed = fake.with_state(|s| s.attempts(&first)[0].pushed);
+    assert!(ack.at >= pushed, "the ack is timed before its envelope");
     let second = fake.push_message(CHANNEL, &deployer, "again");
     bot.next_push().await;
     fake.wait_acked(&second).await;

@@ -60,6 +60,17 @@ async fn twenty_users_at_once_through_two_replicas_are_each_answered_exactly_onc
             "event {id} went to every session"
         );
     }
+    c.discord.with_state(|s| {
+        let early: Vec<_> = s
+            .deliveries
+            .iter()
+            .filter(|d| events.contains(&&d.id) && d.at < sent_at)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "events written before the test pushed them: {early:#?}"
+        );
+    });
     let attempts = poll_until("both replicas' claim attempts for all 20 events", LONG, || {
         let a = statement_params(&pg.log(), "INSERT INTO event_claims");
         (a.len() >= 2 * events.len()).then_some(a)

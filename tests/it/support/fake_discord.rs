@@ -20,7 +20,6 @@
 //! REST base URL (and through it its own gateway address), so the fake records which replica
 //! sent each request ([`Sent::session`], [`Callback::session`]) and which session each event
 //! was written to ([`State::deliveries`]).
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -268,10 +267,9 @@ pub struct Callback {
 pub struct Delivery {
     /// The session's [`FakeDiscord::add_session`] name (`None`: the fake's own gateway address).
     pub session: Option<String>,
-    /// The event type, e.g. `MESSAGE_CREATE`.
-    pub event: String,
     /// The event's `id` (message or interaction id).
     pub id: String,
+    /// When it was written to the session.
     pub at: Instant,
 }
 
@@ -422,7 +420,6 @@ fn session_of(req: &Request) -> Option<String> {
 
 /// A replica's own endpoints: its REST server and its gateway listener.
 struct SessionEndpoint {
-    name: String,
     http: HttpServer,
     gateway: JoinHandle<()>,
 }
@@ -1121,14 +1118,18 @@ async fn gateway(listener: TcpListener, inner: Arc<Inner>, session: Option<Strin
 /// holds it until it closes), or, sharded, a queue of its own that every dispatch feeds.
 enum Events<'a> {
     Shared(tokio::sync::MutexGuard<'a, mpsc::UnboundedReceiver<Value>>),
-    Own(mpsc::UnboundedReceiver<Value>, Unsubscribe),
+    /// The session's own queue, and what takes it off the dispatch list when dropped.
+    Own {
+        events: mpsc::UnboundedReceiver<Value>,
+        _unsubscribe: Unsubscribe,
+    },
 }
 
 impl Events<'_> {
     async fn recv(&mut self) -> Option<Value> {
         match self {
             Events::Shared(rx) => rx.recv().await,
-            Events::Own(rx, _) => rx.recv().await,
+            Events::Own { events, .. } => events.recv().await,
         }
     }
 }
@@ -1215,13 +1216,13 @@ async fn connection(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((conn, sub_tx));
-        Events::Own(
-            sub_rx,
-            Unsubscribe {
+        Events::Own {
+            events: sub_rx,
+            _unsubscribe: Unsubscribe {
                 inner: inner.clone(),
                 conn,
             },
-        )
+        }
     } else {
         Events::Shared(inner.dispatch_rx.lock().await)
     };
@@ -1264,7 +1265,6 @@ async fn connection(
                 }
                 inner.state().deliveries.push(Delivery {
                     session: session.clone(),
-                    event: ev["t"].as_str().unwrap_or("").to_string(),
                     id: ev["d"]["id"].as_str().unwrap_or("").to_string(),
                     at: Instant::now(),
                 });
@@ -1278,11 +1278,6 @@ async fn connection(
 // The test-facing API
 
 impl FakeDiscord {
-    /// A fake with Discord's own limits.
-    pub async fn start() -> FakeDiscord {
-        FakeDiscord::start_with(FakeLimits::DISCORD).await
-    }
-
     pub async fn start_with(limits: FakeLimits) -> FakeDiscord {
         FakeDiscord::start_mode(limits, false).await
     }
@@ -1359,11 +1354,7 @@ impl FakeDiscord {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(SessionEndpoint {
-                name: name.to_string(),
-                http,
-                gateway,
-            });
+            .push(SessionEndpoint { http, gateway });
         url
     }
 
@@ -1452,11 +1443,6 @@ impl FakeDiscord {
         self.http.url()
     }
 
-    /// The gateway URL `GET /gateway` hands out.
-    pub fn gateway_url(&self) -> String {
-        self.inner.ws_url.clone()
-    }
-
     /// Settings that point the adapter at this fake (guild commands in the test guild).
     /// The YAML a test project needs for a bot on this fake: Discord through it, quick pacing,
     /// and the test users' roles mapped (admins may do everything; deployers may deploy and
@@ -1520,11 +1506,6 @@ permissions:
     /// Waits (at most [`WAIT`], else the test fails) until `f` returns `Some`.
     pub async fn wait_for<T>(&self, what: &str, f: impl FnMut(&mut State) -> Option<T>) -> T {
         self.wait_for_within(what, WAIT, f).await
-    }
-
-    /// Waits until the bot identified and got READY.
-    pub async fn wait_ready(&self) {
-        self.wait_for("READY", |s| (s.ready_sent > 0).then_some(())).await
     }
 
     /// The next message the bot sent or edited that the test has not read yet.

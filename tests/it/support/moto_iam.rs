@@ -14,7 +14,6 @@ use super::moto::Moto;
 #[derive(Debug, Clone)]
 pub struct IamUser {
     pub name: String,
-    pub arn: String,
     pub key_id: String,
     pub secret: String,
 }
@@ -65,7 +64,6 @@ impl Setup {
             .iter()
             .map(|u| IamUser {
                 name: u["name"].as_str().unwrap().into(),
-                arn: u["arn"].as_str().unwrap().into(),
                 key_id: u["key"].as_str().unwrap().into(),
                 secret: u["secret"].as_str().unwrap().into(),
             })

@@ -22,7 +22,6 @@
 //! - [`log_statements`], [`statement_params`]: PostgreSQL's statement log, to see which process
 //!   tried which claim; [`pg_rows`]: a quick query as text.
 //! - [`poll_until`]: waits for a condition checked by polling (the store, `/proc`, a log file).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -122,20 +121,13 @@ pub fn print_log_tails(replicas: &[BotReplica], lines: usize) {
     }
 }
 
-/// The state folder [`write_replica_config`] gives replica `name`.
-pub fn replica_state_dir(project: &TestProject, name: &str) -> PathBuf {
-    project.dir.path().join(format!("state-{name}"))
-}
-
 /// One `argos bot` process.
 pub struct BotReplica {
     /// The test's name for it (also its fake Discord session name).
     pub name: String,
     pub pid: u32,
-    pub config: PathBuf,
     /// stdout and stderr of the process.
     pub log_path: PathBuf,
-    pub started: Instant,
     child: Child,
     paused: bool,
 }
@@ -166,9 +158,7 @@ impl BotReplica {
         BotReplica {
             name: name.to_string(),
             pid: child.id(),
-            config: config.to_path_buf(),
             log_path,
-            started: Instant::now(),
             child,
             paused: false,
         }
@@ -256,29 +246,6 @@ impl BotReplica {
     pub fn resume(&mut self) {
         self.signal(libc::SIGCONT);
         self.paused = false;
-    }
-
-    /// SIGTERM (the bot's graceful stop) and waits at most `limit` for it to exit; its exit code.
-    pub async fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        if self.paused {
-            self.resume();
-        }
-        if !self.alive() {
-            return self.child.wait().ok().and_then(|s| s.code());
-        }
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "replica {} did not stop within {limit:?} of SIGTERM:\n{}",
-            self.name,
-            self.log()
-        );
     }
 
     /// The live processes this replica started for playbooks (the supervisor, ansible-playbook

@@ -3,10 +3,6 @@
 //! without network access. Read at master = c17a4e130e71dde98557ca4161e98411a0af4c77
 //! (2014-12-15, the last commit; the repository is archived); Celery's names from the
 //! celery 3.1.13 wheel that upstream's requirements.txt pins.
-#![allow(dead_code)]
-
-/// The commit the facts below were read at.
-pub const COMMIT: &str = "c17a4e130e71dde98557ca4161e98411a0af4c77";
 
 /// Branches and tags of the upstream repository: what `app_version` may name.
 pub const REFS: &[&str] = &["master", "core_split", "v0.1.0"];

@@ -468,16 +468,6 @@ impl FakeAws {
         st.find_stack(name_or_id, now).map(|i| st.stacks[i].status(now).0)
     }
 
-    /// Current state of an instance.
-    pub fn instance_state(&self, instance_id: &str) -> Option<String> {
-        let mut st = lock(&self.state);
-        st.settle_instances(Instant::now());
-        st.instances
-            .iter()
-            .find(|i| i.instance.instance_id == instance_id)
-            .map(|i| i.instance.state.clone())
-    }
-
     /// Ids of the images not deregistered.
     pub fn image_ids(&self) -> Vec<String> {
         lock(&self.state).images.iter().map(|i| i.image_id.clone()).collect()

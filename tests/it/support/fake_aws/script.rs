@@ -241,11 +241,6 @@ impl StackScript {
         self
     }
 
-    /// Scenario seconds until the last step.
-    pub fn duration(&self) -> f64 {
-        self.steps.iter().map(|s| s.at).fold(0.0, f64::max)
-    }
-
     /// Status of the last own event (the stack's final status).
     pub fn final_status(&self) -> Option<&str> {
         self.steps

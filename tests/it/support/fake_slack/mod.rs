@@ -21,7 +21,6 @@
 //!
 //! Layout: `web.rs` serves the Web API, `socket.rs` the Socket Mode websocket, `events.rs`
 //! builds the payloads and reads Block Kit, `state.rs` holds what the fake records.
-#![allow(dead_code)]
 
 mod events;
 mod socket;
@@ -102,10 +101,6 @@ impl SlackUser {
     pub fn numbered(n: u32) -> SlackUser {
         SlackUser::new(&format!("U0USER{n}"), &format!("user{n}"))
     }
-    /// The bot under test itself.
-    pub fn argos() -> SlackUser {
-        SlackUser::new(BOT_USER_ID, "argos")
-    }
     /// The bot's direct message channel with this user (`U0ADMIN` → `D0ADMIN`); posting to the
     /// user id lands there, as on Slack.
     pub fn dm(&self) -> String {
@@ -125,14 +120,6 @@ pub struct FakeSlackLimits {
 }
 
 impl FakeSlackLimits {
-    /// Slack's own: one message per second per channel, and `chat.update` in tier 3 (about 50
-    /// a minute).
-    pub const SLACK: FakeSlackLimits = FakeSlackLimits {
-        post_per_channel: 1,
-        post_window: Duration::from_secs(1),
-        updates_per_window: 50,
-        update_window: Duration::from_secs(60),
-    };
     /// What [`FakeSlack::start`] uses: Slack's post limit, and tier 3 scaled down to a window a
     /// test can wait out.
     pub const TEST: FakeSlackLimits = FakeSlackLimits {
@@ -324,11 +311,6 @@ impl FakeSlack {
         std::env::set_var(BOT_TOKEN_ENV, BOT_TOKEN);
     }
 
-    /// Changes the rate limits from now on (windows already counted stay counted).
-    pub fn set_limits(&self, limits: FakeSlackLimits) {
-        *self.inner.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;
-    }
-
     /// From now on, Socket Mode connections are accepted but get no `hello` (a slow Slack)
     /// until [`FakeSlack::release_hello`].
     pub fn hold_hello(&self) {
@@ -475,11 +457,6 @@ impl FakeSlack {
         self.inner.state().connections_opened
     }
 
-    /// Connections that got `hello` and still take envelopes.
-    pub fn open_connections(&self) -> usize {
-        self.inner.state().open_sockets()
-    }
-
     /// Waits until at least `n` connections got `hello` and take envelopes.
     pub async fn wait_connections(&self, n: usize) {
         self.wait_for(&format!("{n} open Socket Mode connections"), |s| {
@@ -552,11 +529,6 @@ impl FakeSlack {
         self.push_user_message(channel, user, text, None, false).0
     }
 
-    /// A person replies `text` in the thread of `thread_ts`. Returns the envelope id.
-    pub fn push_reply(&self, channel: &str, thread_ts: &str, user: &SlackUser, text: &str) -> String {
-        self.push_user_message(channel, user, text, Some(thread_ts), false).0
-    }
-
     /// A person mentions the bot: the text gets `<@U0ARGOSBOT> ` in front unless it already has
     /// it, and, as Slack does, two envelopes are sent for the one message (a `message` event and
     /// an `app_mention` event, different event ids, same channel and ts). Returns
@@ -593,7 +565,6 @@ impl FakeSlack {
             s.messages.insert(
                 (channel.to_string(), ts.clone()),
                 StoredMessage {
-                    channel: channel.to_string(),
                     ts: ts.clone(),
                     user: user.id.clone(),
                     bot: false,

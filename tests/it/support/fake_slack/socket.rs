@@ -176,8 +176,6 @@ async fn connection(stream: TcpStream, inner: Arc<Inner>) {
         let others = s.open_sockets();
         s.sockets.push(SocketConn {
             id,
-            ticket: ticket.unwrap_or(0),
-            opened: Instant::now(),
             hello: false,
             draining: false,
             open: true,

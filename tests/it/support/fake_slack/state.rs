@@ -70,9 +70,6 @@ impl Update {
     pub fn all_text(&self) -> String {
         all_text(&self.text_now, &self.blocks_now)
     }
-    pub fn buttons(&self) -> Vec<SlackButton> {
-        buttons_in(&self.blocks_now)
-    }
     pub fn broadcasts(&self) -> Vec<String> {
         broadcast_mentions(&self.all_text())
     }
@@ -81,13 +78,9 @@ impl Update {
 /// One accepted `chat.postEphemeral`.
 #[derive(Debug, Clone)]
 pub struct Ephemeral {
-    pub channel: String,
     pub user: String,
     pub text: String,
     pub blocks: Vec<Value>,
-    pub thread_ts: Option<String>,
-    pub message_ts: String,
-    pub at: Instant,
 }
 
 impl Ephemeral {
@@ -123,8 +116,6 @@ impl Upload {
 /// A POST to a `response_url`.
 #[derive(Debug, Clone)]
 pub struct Response {
-    /// The `n` of `/respond/{n}`.
-    pub n: u32,
     /// The envelope whose payload carried this `response_url`.
     pub envelope_id: String,
     pub channel: String,
@@ -135,9 +126,6 @@ pub struct Response {
     /// `in_channel` or `ephemeral` (Slack's default when absent).
     pub response_type: Option<String>,
     pub replace_original: bool,
-    pub delete_original: bool,
-    pub thread_ts: Option<String>,
-    pub body: Value,
     pub at: Instant,
 }
 
@@ -172,10 +160,6 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The `event_id` of an `events_api` envelope.
-    pub fn event_id(&self) -> Option<&str> {
-        self.payload["event_id"].as_str()
-    }
     /// The event type of an `events_api` envelope (`message`, `app_mention`), else the payload type.
     pub fn event_type(&self) -> Option<&str> {
         self.payload["event"]["type"].as_str().or(self.payload["type"].as_str())
@@ -198,8 +182,6 @@ pub struct Ack {
 #[derive(Debug, Clone)]
 pub struct SocketConn {
     pub id: u64,
-    pub ticket: u64,
-    pub opened: Instant,
     /// `hello` was written on it.
     pub hello: bool,
     /// A closing `disconnect` was sent or [`FakeSlack::drop_connections`] dropped it: it gets no
@@ -212,7 +194,6 @@ pub struct SocketConn {
 /// A message as it stands now: the bot's (posted, updated) or a person's (pushed by the test).
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
-    pub channel: String,
     pub ts: String,
     pub user: String,
     pub bot: bool,

@@ -375,7 +375,6 @@ impl Inner {
             s.messages.insert(
                 (channel.clone(), ts.clone()),
                 StoredMessage {
-                    channel: channel.clone(),
                     ts,
                     user: BOT_USER_ID.to_string(),
                     bot: true,
@@ -449,7 +448,7 @@ impl Inner {
     }
 
     fn post_ephemeral(&self, params: &Value) -> Result<Value, Fail> {
-        let channel = self.known_channel("chat.postEphemeral", params)?;
+        self.known_channel("chat.postEphemeral", params)?;
         let Some(user) = string(params, "user") else {
             self.unexpected("chat.postEphemeral (user_not_found: no user)".into());
             return Err(error("user_not_found"));
@@ -459,15 +458,7 @@ impl Inner {
         self.check_content("chat.postEphemeral", &text, Some(&blocks), true)?;
         let mut s = self.state();
         let message_ts = s.new_ts();
-        s.ephemerals.push(Ephemeral {
-            channel,
-            user,
-            text,
-            blocks,
-            thread_ts: string(params, "thread_ts"),
-            message_ts: message_ts.clone(),
-            at: Instant::now(),
-        });
+        s.ephemerals.push(Ephemeral { user, text, blocks });
         Ok(json!({"message_ts": message_ts}))
     }
 
@@ -659,7 +650,6 @@ impl Inner {
             }
         }
         s.responses.push(Response {
-            n,
             envelope_id: target.envelope_id,
             channel: target.channel,
             message_ts: target.message_ts,
@@ -667,9 +657,6 @@ impl Inner {
             blocks,
             response_type: body["response_type"].as_str().map(str::to_string),
             replace_original,
-            delete_original,
-            thread_ts: body["thread_ts"].as_str().map(str::to_string),
-            body: body.clone(),
             at: Instant::now(),
         });
         drop(s);
