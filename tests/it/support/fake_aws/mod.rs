@@ -15,6 +15,7 @@
 //! (`protocol_serde/shape_*.rs` of aws-sdk-cloudformation 1.136 and aws-sdk-ec2 1.274):
 //! CloudFormation lists are wrapped in `<member>`, EC2 lists in `<item>`.
 
+mod change_sets;
 mod cloudformation;
 mod ec2;
 mod query;
