@@ -24,6 +24,7 @@
 
 mod api;
 mod events;
+mod params;
 mod socket;
 mod state;
 mod web;
