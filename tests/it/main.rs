@@ -3,7 +3,8 @@
 //! (moto, ansible-playbook, sshd, PostgreSQL, the real `argos` binary) rather than on the CPU.
 //!
 //! `support/` holds the stand-ins and harnesses they share (the scripted fake AWS, moto,
-//! the fake Discord and Slack, PostgreSQL, sshd, replicas); `upstream_argos/` the facts read
+//! the fake Discord and Slack, PostgreSQL, sshd, replicas, and the `World` builder the
+//! console, Discord and Slack scenarios start from); `upstream_argos/` the facts read
 //! from the upstream app. Run one family with a filter: `cargo test --test it slack::`.
 
 mod support;
