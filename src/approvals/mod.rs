@@ -19,6 +19,17 @@ pub struct Requirement {
     pub ttl: chrono::Duration,
 }
 
+impl Requirement {
+    /// One approver from anyone allowed to approve, for the settings' time to live.
+    pub fn one(settings: &ApprovalSettings) -> Requirement {
+        Requirement {
+            approvers: 1,
+            roles: vec![],
+            ttl: chrono::Duration::minutes(settings.ttl_minutes as i64),
+        }
+    }
+}
+
 /// The first matching policy; decommission needs one approver everywhere by default.
 pub fn requirement(settings: &ApprovalSettings, env: &str, action: &str) -> Option<Requirement> {
     let matching = settings.policies.iter().find(|p| {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::cloud::{image, stack};
-use crate::command::Action;
-use crate::engine::Ctx;
+use crate::command::{short_sha, Action, Version};
+use crate::engine::{versions, Ctx};
 use crate::error::{Error, Result};
 use crate::names::image_name;
 
@@ -31,16 +31,70 @@ fn digest(parts: &[String]) -> String {
 pub async fn plan(ctx: &Ctx, action: &Action) -> Result<Plan> {
     match action {
         Action::Decommission => decommission_plan(ctx).await,
-        Action::Update { parameters } => update_plan(ctx, parameters).await,
+        Action::Update { parameters, version } => update_plan(ctx, parameters, version).await,
         Action::Clean => clean_plan(ctx).await,
-        // What these do is decided when they run, so the plan is the request itself.
-        Action::Commission | Action::Deploy { .. } | Action::Plan { .. } | Action::Status | Action::Events => {
+        Action::Commission { version } | Action::Deploy { version, .. } | Action::Rollback { version, .. } => {
+            let mut parts = vec![ctx.target.env.to_string(), action.verb().to_string()];
+            let mut text = vec![format!("{} {}", ctx.target.env, action.verb())];
+            version_plan(ctx, version, &mut text, &mut parts).await?;
             Ok(Plan {
-                text: format!("{} {}", ctx.target.env, action.verb()),
-                digest: digest(&[ctx.target.env.to_string(), action.verb().to_string()]),
+                text: text.join("\n"),
+                digest: digest(&parts),
             })
         }
+        // What these do is decided when they run, so the plan is the request itself.
+        Action::Plan { .. } | Action::Status | Action::Events | Action::History { .. } => Ok(Plan {
+            text: format!("{} {}", ctx.target.env, action.verb()),
+            digest: digest(&[ctx.target.env.to_string(), action.verb().to_string()]),
+        }),
     }
+}
+
+/// The commit a deploy takes and what it changes from what runs now. The digest holds the
+/// commit the ref resolves to *now*: if the branch moves before the job starts, the plan
+/// differs and the approval is void.
+async fn version_plan(ctx: &Ctx, version: &Version, text: &mut Vec<String>, parts: &mut Vec<String>) -> Result<()> {
+    let Some(commit) = &version.commit else {
+        return Ok(());
+    };
+    let now = match (&version.git_ref, ctx.engine.repo()) {
+        // A rollback's "ref" names a job; a commit stays itself.
+        (Some(r), Some(Ok(repo))) if !r.starts_with("job #") && r != commit => repo.resolve(r).await?.sha,
+        _ => commit.clone(),
+    };
+    parts.push(version.git_ref.clone().unwrap_or_default());
+    parts.push(now);
+    text[0] = format!("{} · {}", text[0], version.describe().unwrap_or_default());
+    let running = versions::current(&ctx.engine, ctx.target.env.as_str())
+        .ok()
+        .flatten()
+        .and_then(|j| j.sha);
+    match running {
+        Some(from) if from == *commit => text.push(format!("• {} runs now: a redeploy", short_sha(commit))),
+        Some(from) => {
+            let back = versions::undo(&ctx.engine, &from, commit).await?;
+            if back.commits.total > 0 {
+                text.extend(back.lines());
+            }
+            let ahead = versions::undo(&ctx.engine, commit, &from).await?;
+            if ahead.commits.total > 0 {
+                text.push(format!(
+                    "adds {} commit(s) over {} (what runs now)",
+                    ahead.commits.total,
+                    short_sha(&from)
+                ));
+                text.extend(
+                    ahead
+                        .commits
+                        .commits
+                        .iter()
+                        .map(|c| format!("• {} {}", short_sha(&c.sha), c.subject)),
+                );
+            }
+        }
+        None => text.push("• nothing recorded runs there now".into()),
+    }
+    Ok(())
 }
 
 async fn decommission_plan(ctx: &Ctx) -> Result<Plan> {
@@ -89,13 +143,14 @@ async fn decommission_plan(ctx: &Ctx) -> Result<Plan> {
     })
 }
 
-async fn update_plan(ctx: &Ctx, parameters: &BTreeMap<String, String>) -> Result<Plan> {
+async fn update_plan(ctx: &Ctx, parameters: &BTreeMap<String, String>, version: &Version) -> Result<Plan> {
     let summary = crate::engine::plan(ctx, parameters).await?;
     let mut parts = vec![ctx.target.names.stack(), ctx.engine.templates()?.1.sha256()];
     parts.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
     parts.extend(summary.details.iter().cloned());
     let mut text = vec![summary.headline.clone()];
     text.extend(summary.details.iter().map(|d| format!("• {d}")));
+    version_plan(ctx, version, &mut text, &mut parts).await?;
     Ok(Plan {
         text: text.join("\n"),
         digest: digest(&parts),

@@ -85,7 +85,9 @@ impl JobTable {
 async fn run_action(ctx: &Ctx, action: &Action) -> Result<Summary, Error> {
     match engine::run(ctx, action).await? {
         engine::Outcome::Done(summary) => Ok(summary),
-        engine::Outcome::Report(_) => Err(Error::Invalid(format!("{} is not a job", action.verb()))),
+        engine::Outcome::Report(_) | engine::Outcome::History(_) => {
+            Err(Error::Invalid(format!("{} is not a job", action.verb())))
+        }
     }
 }
 
@@ -259,6 +261,9 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
     let redactor = &inner.engine.redactor;
     let (state, ending, text) = match result {
         Ok(summary) => {
+            if !summary.hosts.is_empty() {
+                let _ = inner.store.set_job_hosts(id, &summary.hosts);
+            }
             let text = summary.headline.clone();
             (JobState::Succeeded, Ending::Succeeded(summary), text)
         }

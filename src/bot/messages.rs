@@ -8,7 +8,7 @@ use crate::command::CommandHelp;
 use crate::engine::StatusReport;
 use crate::permissions::Identity;
 use crate::progress::{plain_line, Progress};
-use crate::store::{ApprovalRecord, JobRecord};
+use crate::store::{ApprovalRecord, JobRecord, JobState};
 
 pub fn denied(missing: &str) -> String {
     format!("⛔ You don't have permission for {missing}. Ask an admin to grant it in config/argos.yaml.")
@@ -87,6 +87,10 @@ pub fn job_line(j: &JobRecord) -> String {
 
 pub fn job_detail(j: &JobRecord) -> String {
     let mut out = vec![job_line(j)];
+    if let Some(sha) = &j.sha {
+        let asked = j.git_ref.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        out.push(format!("commit {sha}{asked}"));
+    }
     if let (Some(s), Some(f)) = (j.started_at, j.finished_at) {
         out.push(format!(
             "took {}",
@@ -161,14 +165,63 @@ pub fn no_jobs() -> String {
     "No jobs yet.".into()
 }
 
-/// `envs`: each environment, with the job running on it.
-pub fn envs(envs: &[(&str, Option<u64>)]) -> String {
+/// `envs`: each environment, with what was last deployed there and the job running on it.
+pub fn envs(envs: &[(&str, Option<u64>, Option<JobRecord>)]) -> String {
     let mut lines = vec![format!("{} environment(s):", envs.len())];
-    for (name, running) in envs {
+    for (name, running, last) in envs {
         let running = running.map(|id| format!(" (job #{id} running)")).unwrap_or_default();
-        lines.push(format!("• {name}{running}"));
+        let last = last
+            .as_ref()
+            .map(|j| format!(" · {}", last_deploy(j)))
+            .unwrap_or_default();
+        lines.push(format!("• {name}{last}{running}"));
     }
     lines.join("\n")
+}
+
+/// `v1.2.0 @ 1a2b3c4d by alice, 2026-12-07 10:04 UTC, ✅`: an environment's last deploy.
+fn last_deploy(j: &JobRecord) -> String {
+    let version = crate::command::Version {
+        git_ref: j.git_ref.clone(),
+        commit: j.sha.clone(),
+    };
+    let when = j
+        .finished_at
+        .or(j.started_at)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let mark = match j.state {
+        JobState::Succeeded => "✅",
+        JobState::Failed | JobState::Interrupted => "❌",
+        JobState::Cancelled => "🚫",
+        JobState::Queued | JobState::Running => "⏳",
+    };
+    format!(
+        "{} by {}, {when}, {mark}",
+        version.describe().unwrap_or_default(),
+        j.requester_name
+    )
+}
+
+/// The lines `status` adds about the code: what runs there and how far behind its default
+/// ref that is.
+pub fn deployed(j: &JobRecord, behind: Option<u32>, default_ref: &str) -> String {
+    let behind = match behind {
+        Some(0) => format!(", up to date with {default_ref}"),
+        Some(n) => format!(", {n} commit(s) behind {default_ref}"),
+        None => String::new(),
+    };
+    format!("\nDeployed: {} (job #{}){behind}", last_deploy(j), j.id)
+}
+
+/// `<env> history`: the last deploys, newest first.
+pub fn history(h: &crate::engine::versions::History) -> String {
+    format!("```\n{}\n```", h.to_string().trim_end())
+}
+
+/// A request refused before any job exists; `why` is already redacted.
+pub fn refused(why: &str) -> String {
+    format!("❌ {why}")
 }
 
 /// `whoami`: who the bot thinks you are, your roles and your (environment, action) grants.

@@ -90,6 +90,8 @@ impl Bot {
 
     /// A replica of `kind` (`bot`, `console`) on `store`.
     pub fn new_as(engine: Engine, store: Store, kind: &'static str) -> Result<Bot, String> {
+        // The engine reads the bot's own store for `history` and rollbacks.
+        let engine = engine.with_store(store.clone());
         let replica = Replica::register(
             store.clone(),
             kind,

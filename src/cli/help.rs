@@ -81,7 +81,8 @@ mod tests {
 
     #[test]
     fn help_names_the_command_asked_about() {
-        assert!(for_words(&words("staging deploy --help")).starts_with("usage: argos <env> deploy [roles...]\n"));
+        assert!(for_words(&words("staging deploy --help"))
+            .starts_with("usage: argos <env> deploy [roles...] [ref=<branch|tag|sha>]\n"));
         assert!(for_words(&words("staging DEPLOY api -h")).starts_with("usage: argos <env> deploy"));
         assert!(for_words(&words("--help staging decommission")).contains("--yes"));
         assert!(for_words(&words("jobs --help")).contains("It runs in `argos console` or chat"));

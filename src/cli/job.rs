@@ -27,12 +27,7 @@ impl Session {
     /// Opens the configured store, sweeps what a dead argos on this host left running, and
     /// registers this process as a `cli` replica with a heartbeat.
     pub(crate) async fn open(config: &Config) -> Result<Session, (i32, String)> {
-        let url = config.database_url();
-        let path = config.database_path();
-        let store = tokio::task::spawn_blocking(move || Store::open_configured(url.as_deref(), &path))
-            .await
-            .map_err(|e| (EXIT_FAILED, e.to_string()))?
-            .map_err(|e| (EXIT_FAILED, e.to_string()))?;
+        let store = open_store(config).await?;
         let runs = crate::ansible::runs_dir(&config.state_dir());
         if let Ok(report) = tokio::task::spawn_blocking(move || crate::ansible::sweep_orphans(Some(&runs))).await {
             if !report.is_empty() {
@@ -79,6 +74,16 @@ impl Session {
             eprintln!("warning: cannot write the audit log: {e}");
         }
     }
+}
+
+/// The shared store the config names (SQLite in the state folder by default).
+pub(crate) async fn open_store(config: &Config) -> Result<Store, (i32, String)> {
+    let url = config.database_url();
+    let path = config.database_path();
+    tokio::task::spawn_blocking(move || Store::open_configured(url.as_deref(), &path))
+        .await
+        .map_err(|e| (EXIT_FAILED, e.to_string()))?
+        .map_err(|e| (EXIT_FAILED, e.to_string()))
 }
 
 /// Records a command the CLI refused before it became a job (an unknown environment or
@@ -225,6 +230,11 @@ impl CliJob {
             Err(e) => (JobState::Failed, redactor.redact(&e.to_string())),
         };
         let s = &self.session;
+        if let Ok(Outcome::Summary(summary)) = result {
+            if !summary.hosts.is_empty() {
+                let _ = s.store.set_job_hosts(self.id, &summary.hosts);
+            }
+        }
         // `text` is redacted where it carries an error.
         self.span
             .in_scope(|| tracing::info!(state = %state, result = %text, "job finished"));

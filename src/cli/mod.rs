@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::command::{self, Action, Command};
 use crate::config::Config;
+use crate::engine::versions::Pinned;
 use crate::engine::{self, Ctx, Engine, Summary};
 use crate::error::Error;
 use crate::progress::{plain_line, Progress, ProgressTx};
@@ -95,17 +96,28 @@ fn describe(cmd: &Command) -> &'static str {
 async fn claim_job(
     engine: &Engine,
     env: &str,
-    action: &Action,
+    pinned: &Pinned,
     opts: &ApprovalOptions,
 ) -> Result<CliJob, (i32, String)> {
+    let action = &pinned.action;
     let session = Session::open(&engine.config).await?;
     // The account's request budget is shared with every live argos process.
     if let Ok(replicas) = session.store.replicas() {
         engine.aws.set_share(replicas.iter().filter(|r| r.alive).count());
     }
+    let settings = &engine.config.settings.approvals;
+    // A ref outside the environment's rule needs an approval even where the policy asks for
+    // none: one approver then.
     let needs = action
         .mutates()
-        .then(|| crate::approvals::requirement(&engine.config.settings.approvals, env, action.verb()))
+        .then(|| {
+            crate::approvals::requirement(settings, env, action.verb()).or_else(|| {
+                pinned
+                    .needs_approval
+                    .as_ref()
+                    .map(|_| crate::approvals::Requirement::one(settings))
+            })
+        })
         .flatten();
     match (needs, &opts.break_glass) {
         (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,
@@ -119,7 +131,14 @@ async fn claim_job(
 
 async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, approval: ApprovalOptions) -> i32 {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let engine = Engine::new(config).await;
+    let store = match job::open_store(&config).await {
+        Ok(s) => s,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            return code;
+        }
+    };
+    let engine = Engine::new(config).await.with_store(store);
     let typed = format!(
         "{} {}",
         crate::names::shorten(env, crate::names::QUOTE_MAX_CHARS),
@@ -139,11 +158,17 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
         Err(e) => return refuse(e.to_string()).await,
     };
     // Before anything is asked or claimed: a typo in a role is not a failed job.
-    if let Action::Deploy { roles } = &action {
+    if let Action::Deploy { roles, .. } = &action {
         if let Err(e) = engine::check_roles(&engine.config, roles) {
             return refuse(e.to_string()).await;
         }
     }
+    // The commit, before any job exists (see `engine::versions::pin`).
+    let pinned = match engine::versions::pin(&engine, env, action).await {
+        Ok(p) => p,
+        Err(e) => return refuse(e.redacted(&engine.redactor).to_string()).await,
+    };
+    let action = pinned.action.clone();
     if action.destroys() && !assume_yes {
         if !interactive {
             return refuse(format!(
@@ -185,7 +210,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     // Work on AWS is a job like any other: recorded, audited, and under the environment's
     // lock in the shared store, so the bot, a console and another CLI see it and wait.
     let slot = if action.is_job() {
-        match claim_job(&engine, env, &action, &approval).await {
+        match claim_job(&engine, env, &pinned, &approval).await {
             Ok(s) => Some(s),
             Err((0, message)) => {
                 eprintln!("{message}");
@@ -284,7 +309,24 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
                 lines.join("\n") + "\n"
             })
         }
-        engine::Outcome::Report(report) => Outcome::Text(report.to_string()),
+        engine::Outcome::Report(report) => {
+            let mut text = report.to_string();
+            if let Ok(Some(j)) = engine::versions::current(&ctx.engine, ctx.target.env.as_str()) {
+                let behind = match &j.sha {
+                    Some(sha) => engine::versions::behind(&ctx.engine, &ctx.target.settings, sha).await,
+                    None => None,
+                };
+                text.push_str(&format!("deployed: {}\n", engine::versions::deploy_line(&j)));
+                if let Some(n) = behind {
+                    text.push_str(&format!(
+                        "behind {}: {n} commit(s)\n",
+                        engine::versions::default_ref(&ctx.target.settings)
+                    ));
+                }
+            }
+            Outcome::Text(text)
+        }
+        engine::Outcome::History(h) => Outcome::Text(h.to_string()),
     })
 }
 

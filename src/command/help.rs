@@ -13,36 +13,60 @@ pub struct CommandHelp {
     pub details: &'static [&'static str],
 }
 
+/// What `ref=` means, in the help of each command that deploys code.
+const REF_DETAIL: &str = "ref=: the branch, tag or commit to deploy; default: the environment's `ref` (master).";
+
 pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "commission",
-        grammar: "<env> commission",
+        grammar: "<env> commission [ref=<branch|tag|sha>]",
         summary: "bake the image if missing, create the stack, deploy",
         per_env: true,
         gated: true,
-        details: &[],
+        details: &[REF_DETAIL],
     },
     CommandHelp {
         name: "deploy",
-        grammar: "<env> deploy [roles...]",
+        grammar: "<env> deploy [roles...] [ref=<branch|tag|sha>]",
         summary: "run the playbooks (all roles, or those named)",
         per_env: true,
         gated: true,
         details: &[
             "roles: the configured ones (ansible.roles), run in their configured order;",
             "name some to run only those, as words or as `--roles a,b`.",
+            REF_DETAIL,
         ],
     },
     CommandHelp {
         name: "update",
-        grammar: "<env> update [Parameter=value...]",
+        grammar: "<env> update [Parameter=value...] [ref=<branch|tag|sha>]",
         summary: "apply template and parameter changes, then deploy",
         per_env: true,
         gated: true,
         details: &[
             "Parameter=value: template parameters to change; the others keep their values.",
             "The change set is shown first; the roles are deployed after it is applied.",
+            REF_DETAIL,
         ],
+    },
+    CommandHelp {
+        name: "rollback",
+        grammar: "<env> rollback [to <job|sha|ref>]",
+        summary: "redeploy the last good commit before the current one (or a chosen one)",
+        per_env: true,
+        gated: true,
+        details: &[
+            "It names the commits it undoes, and warns when a migration changed between the two:",
+            "a database schema does not roll back with the code.",
+        ],
+    },
+    CommandHelp {
+        name: "history",
+        grammar: "<env> history [n]",
+        summary: "the last deploys: ref, commit, who, when, result",
+        per_env: true,
+        gated: false,
+        details: &["n: how many (default 10, at most 50)."],
     },
     CommandHelp {
         name: "plan",

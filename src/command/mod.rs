@@ -68,14 +68,33 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "lowercase")]
 pub enum Action {
-    Commission,
+    Commission {
+        #[serde(default, flatten)]
+        version: Version,
+    },
     Deploy {
         #[serde(default)]
         roles: Vec<String>,
+        #[serde(default, flatten)]
+        version: Version,
     },
     Update {
         #[serde(default)]
         parameters: BTreeMap<String, String>,
+        #[serde(default, flatten)]
+        version: Version,
+    },
+    /// Redeploys an earlier commit: the last good one before the current, or `to`.
+    Rollback {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(default, flatten)]
+        version: Version,
+    },
+    /// The environment's last deploys.
+    History {
+        #[serde(default = "default_history")]
+        count: u32,
     },
     Plan {
         #[serde(default)]
@@ -87,13 +106,85 @@ pub enum Action {
     Events,
 }
 
+/// Which code an action deploys: the ref asked for, and the commit it was resolved to before
+/// the job was created (so a resumed or approved job deploys the same commit, wherever the
+/// branch has moved since).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// A branch, tag or commit; none: the environment's default ref.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// The full commit SHA, once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+impl Version {
+    /// `feature-x @ 1a2b3c4d`, `1a2b3c4d`, or the ref alone before it is resolved.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.git_ref, &self.commit) {
+            (Some(r), Some(c)) if r.as_str() != c.as_str() => Some(format!("{r} @ {}", short_sha(c))),
+            (_, Some(c)) => Some(short_sha(c).to_string()),
+            (Some(r), None) => Some(r.clone()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The first 8 characters of a commit SHA, as people read them.
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..8).unwrap_or(sha)
+}
+
+/// How many deploys `history` lists when no number is given, and at most.
+pub const HISTORY_DEFAULT: u32 = 10;
+pub const HISTORY_MAX: u32 = 50;
+
+fn default_history() -> u32 {
+    HISTORY_DEFAULT
+}
+
 impl Action {
+    /// The version the action deploys, for those that deploy code.
+    pub fn version(&self) -> Option<&Version> {
+        match self {
+            Action::Commission { version }
+            | Action::Deploy { version, .. }
+            | Action::Update { version, .. }
+            | Action::Rollback { version, .. } => Some(version),
+            Action::Plan { .. }
+            | Action::Decommission
+            | Action::Clean
+            | Action::Status
+            | Action::Events
+            | Action::History { .. } => None,
+        }
+    }
+
+    /// The same, to fill in.
+    pub fn version_mut(&mut self) -> Option<&mut Version> {
+        match self {
+            Action::Commission { version }
+            | Action::Deploy { version, .. }
+            | Action::Update { version, .. }
+            | Action::Rollback { version, .. } => Some(version),
+            Action::Plan { .. }
+            | Action::Decommission
+            | Action::Clean
+            | Action::Status
+            | Action::Events
+            | Action::History { .. } => None,
+        }
+    }
+
     /// The verb, as typed and as used in permission rules.
     pub fn verb(&self) -> &'static str {
         match self {
-            Action::Commission => "commission",
+            Action::Commission { .. } => "commission",
             Action::Deploy { .. } => "deploy",
             Action::Update { .. } => "update",
+            Action::Rollback { .. } => "rollback",
+            Action::History { .. } => "history",
             Action::Plan { .. } => "plan",
             Action::Decommission => "decommission",
             Action::Clean => "clean",
@@ -106,11 +197,13 @@ impl Action {
     /// until it says.
     fn kind(&self) -> Kind {
         match self {
-            Action::Status | Action::Events => Kind::Read,
+            Action::Status | Action::Events | Action::History { .. } => Kind::Read,
             // `plan` runs under the lock too: it creates (and deletes) a change set on the
             // stack, which must not meet a running update.
             Action::Plan { .. } => Kind::Preview,
-            Action::Commission | Action::Deploy { .. } | Action::Update { .. } => Kind::Change,
+            Action::Commission { .. } | Action::Deploy { .. } | Action::Update { .. } | Action::Rollback { .. } => {
+                Kind::Change
+            }
             Action::Decommission | Action::Clean => Kind::Destroy,
         }
     }
@@ -266,17 +359,43 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         None => Ok(action),
     };
     let action = match verb.as_str() {
-        "commission" => bare(Action::Commission)?,
+        "commission" => {
+            let (version, rest) = take_ref(args, "commission")?;
+            match rest.first() {
+                Some(extra) => {
+                    return Err(err(
+                        format!("`commission` takes only ref= (got {})", quote(extra)),
+                        "commission",
+                    ))
+                }
+                None => Action::Commission { version },
+            }
+        }
+        "rollback" => Action::Rollback {
+            to: parse_rollback_target(args)?,
+            version: Version::default(),
+        },
+        "history" => Action::History {
+            count: parse_count(args)?,
+        },
         "decommission" => bare(Action::Decommission)?,
         "clean" => bare(Action::Clean)?,
         "status" => bare(Action::Status)?,
         "events" => bare(Action::Events)?,
-        "deploy" => Action::Deploy {
-            roles: parse_roles(args)?,
-        },
-        "update" => Action::Update {
-            parameters: parse_parameters(args, "update")?,
-        },
+        "deploy" => {
+            let (version, rest) = take_ref(args, "deploy")?;
+            Action::Deploy {
+                roles: parse_roles(&rest)?,
+                version,
+            }
+        }
+        "update" => {
+            let (version, rest) = take_ref(args, "update")?;
+            Action::Update {
+                parameters: parse_parameters(&rest, "update")?,
+                version,
+            }
+        }
         "plan" => Action::Plan {
             parameters: parse_parameters(args, "plan")?,
         },
@@ -356,6 +475,92 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
             }
             Ok(Command::Help { topic })
         }
+    }
+}
+
+/// Takes `ref=<name>` (or `--ref <name>`, `--ref=<name>`) out of the arguments. The name is
+/// checked for what git would take as an option or a range here; whether it exists is the
+/// repository's to say.
+fn take_ref<'a>(args: &[&'a str], verb: &str) -> Result<(Version, Vec<&'a str>), ParseError> {
+    let mut version = Version::default();
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
+        let value = if let Some(v) = a.strip_prefix("ref=").or_else(|| a.strip_prefix("--ref=")) {
+            v
+        } else if *a == "--ref" {
+            iter.next()
+                .copied()
+                .ok_or_else(|| err("`--ref` needs a branch, tag or commit", verb))?
+        } else {
+            rest.push(*a);
+            continue;
+        };
+        if version.git_ref.is_some() {
+            return Err(err("ref= is given twice", verb));
+        }
+        check_ref_name(value, verb)?;
+        version.git_ref = Some(value.to_string());
+    }
+    Ok((version, rest))
+}
+
+/// The longest ref name taken (git allows more; nobody types it).
+const REF_MAX_CHARS: usize = 200;
+
+fn check_ref_name(name: &str, verb: &str) -> Result<(), ParseError> {
+    let bad = name.is_empty()
+        || name.chars().count() > REF_MAX_CHARS
+        || name.starts_with('-')
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("@{")
+        || name.contains("//")
+        || name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(err(
+            format!("{} is not a branch, tag or commit name", quote(name)),
+            verb,
+        ));
+    }
+    Ok(())
+}
+
+/// `rollback` or `rollback to <job|sha|ref>` (`#12` and `12` name job 12).
+fn parse_rollback_target(args: &[&str]) -> Result<Option<String>, ParseError> {
+    match args {
+        [] => Ok(None),
+        ["to", target] => {
+            check_ref_name(target, "rollback")?;
+            Ok(Some(target.to_string()))
+        }
+        ["to"] => Err(err("`rollback to` needs a job number, a commit or a ref", "rollback")),
+        [first, ..] => Err(err(
+            format!("`rollback` takes `to <job|sha|ref>` (got {})", quote(first)),
+            "rollback",
+        )),
+    }
+}
+
+/// `history` or `history <n>`, n from 1 to [`HISTORY_MAX`].
+fn parse_count(args: &[&str]) -> Result<u32, ParseError> {
+    match args {
+        [] => Ok(HISTORY_DEFAULT),
+        [n] => match n.parse::<u32>() {
+            Ok(n) if (1..=HISTORY_MAX).contains(&n) => Ok(n),
+            _ => Err(err(
+                format!("{} is not a number from 1 to {HISTORY_MAX}", quote(n)),
+                "history",
+            )),
+        },
+        [_, extra, ..] => Err(err(
+            format!("`history` takes one number (got {})", quote(extra)),
+            "history",
+        )),
     }
 }
 

@@ -7,36 +7,52 @@ fn env(e: &str) -> EnvName {
 #[test]
 fn every_env_command_parses() {
     let cases: Vec<(&str, Action)> = vec![
-        ("staging commission", Action::Commission),
-        ("staging deploy", Action::Deploy { roles: vec![] }),
+        (
+            "staging commission",
+            Action::Commission {
+                version: Default::default(),
+            },
+        ),
+        (
+            "staging deploy",
+            Action::Deploy {
+                roles: vec![],
+                version: Default::default(),
+            },
+        ),
         (
             "staging deploy api front",
             Action::Deploy {
                 roles: vec!["api".into(), "front".into()],
+                version: Default::default(),
             },
         ),
         (
             "staging deploy --roles api,front",
             Action::Deploy {
                 roles: vec!["api".into(), "front".into()],
+                version: Default::default(),
             },
         ),
         (
             "staging deploy --roles=knowledge",
             Action::Deploy {
                 roles: vec!["knowledge".into()],
+                version: Default::default(),
             },
         ),
         (
             "staging update",
             Action::Update {
                 parameters: BTreeMap::new(),
+                version: Default::default(),
             },
         ),
         (
             "staging update ApiInstanceType=t3.large",
             Action::Update {
                 parameters: BTreeMap::from([("ApiInstanceType".into(), "t3.large".into())]),
+                version: Default::default(),
             },
         ),
         (
@@ -127,7 +143,7 @@ fn errors_are_specific() {
 
 #[test]
 fn usage_is_per_command() {
-    assert_eq!(usage(Some("deploy")), "<env> deploy [roles...]");
+    assert_eq!(usage(Some("deploy")), "<env> deploy [roles...] [ref=<branch|tag|sha>]");
     assert!(usage(None).contains("commission"));
 }
 
@@ -191,16 +207,23 @@ fn quoted_input_is_short_and_escaped() {
 fn actions_are_stored_and_read_back_in_the_job_row_format() {
     let parameters: BTreeMap<String, String> = [("WorkerCount".to_string(), "3".to_string())].into();
     let cases = vec![
-        (Action::Commission, "{}"),
+        (
+            Action::Commission {
+                version: Default::default(),
+            },
+            "{}",
+        ),
         (
             Action::Deploy {
                 roles: vec!["api".into()],
+                version: Default::default(),
             },
             r#"{"roles":["api"]}"#,
         ),
         (
             Action::Update {
                 parameters: parameters.clone(),
+                version: Default::default(),
             },
             r#"{"parameters":{"WorkerCount":"3"}}"#,
         ),
@@ -215,14 +238,20 @@ fn actions_are_stored_and_read_back_in_the_job_row_format() {
         assert_eq!(Action::from_stored(action.verb(), stored), Ok(action.clone()));
     }
     // Rows written before a field existed, or with no arguments at all, still read.
-    assert_eq!(Action::from_stored("deploy", ""), Ok(Action::Deploy { roles: vec![] }));
+    assert_eq!(
+        Action::from_stored("deploy", ""),
+        Ok(Action::Deploy {
+            roles: vec![],
+            version: Default::default()
+        })
+    );
 }
 
 #[test]
 fn a_stored_action_that_cannot_be_read_says_why() {
-    let unknown = Action::from_stored("rollback", "{}").unwrap_err();
+    let unknown = Action::from_stored("promote", "{}").unwrap_err();
     assert!(
-        unknown.contains("`rollback`") && unknown.contains("unknown variant"),
+        unknown.contains("`promote`") && unknown.contains("unknown variant"),
         "{unknown}"
     );
     let junk = Action::from_stored("deploy", "[1,2]").unwrap_err();
@@ -241,10 +270,16 @@ fn actions_a_rule_may_grant_are_the_environment_verbs_and_approve() {
 #[test]
 fn every_action_has_its_row_in_the_command_table() {
     let every = [
-        Action::Commission,
-        Action::Deploy { roles: vec![] },
+        Action::Commission {
+            version: Default::default(),
+        },
+        Action::Deploy {
+            roles: vec![],
+            version: Default::default(),
+        },
         Action::Update {
             parameters: BTreeMap::new(),
+            version: Default::default(),
         },
         Action::Plan {
             parameters: BTreeMap::new(),
@@ -253,6 +288,11 @@ fn every_action_has_its_row_in_the_command_table() {
         Action::Clean,
         Action::Status,
         Action::Events,
+        Action::Rollback {
+            to: None,
+            version: Default::default(),
+        },
+        Action::History { count: 10 },
     ];
     assert_eq!(every.len(), env_verbs().len(), "an action is missing from this list");
     for action in every {
@@ -263,4 +303,97 @@ fn every_action_has_its_row_in_the_command_table() {
         assert!(row.per_env, "{}", row.name);
         assert_eq!(row.gated, action.mutates(), "{}: gated and mutates disagree", row.name);
     }
+}
+
+#[test]
+fn a_ref_rollback_and_history_parse_and_bad_ones_are_refused() {
+    let deploy = parse("staging deploy api ref=feature-x").unwrap();
+    assert_eq!(
+        deploy,
+        Command::Env {
+            env: EnvName::parse("staging").unwrap(),
+            action: Action::Deploy {
+                roles: vec!["api".into()],
+                version: Version {
+                    git_ref: Some("feature-x".into()),
+                    commit: None
+                },
+            },
+        }
+    );
+    assert_eq!(
+        parse("staging deploy --ref v1.2.0").unwrap(),
+        parse("staging deploy ref=v1.2.0").unwrap()
+    );
+    assert!(matches!(
+        parse("staging commission ref=v1.0.0").unwrap(),
+        Command::Env { action: Action::Commission { version }, .. } if version.git_ref.as_deref() == Some("v1.0.0")
+    ));
+    assert!(matches!(
+        parse("staging update Size=2 ref=main").unwrap(),
+        Command::Env { action: Action::Update { parameters, version }, .. }
+            if parameters.len() == 1 && version.git_ref.as_deref() == Some("main")
+    ));
+    assert!(matches!(
+        parse("staging rollback").unwrap(),
+        Command::Env {
+            action: Action::Rollback { to: None, .. },
+            ..
+        }
+    ));
+    assert!(matches!(
+        parse("staging rollback to #12").unwrap(),
+        Command::Env { action: Action::Rollback { to: Some(t), .. }, .. } if t == "#12"
+    ));
+    assert!(matches!(
+        parse("staging history 5").unwrap(),
+        Command::Env {
+            action: Action::History { count: 5 },
+            ..
+        }
+    ));
+    for (bad, says) in [
+        (
+            "staging deploy ref=--upload-pack=x",
+            "is not a branch, tag or commit name",
+        ),
+        ("staging deploy ref=a..b", "is not a branch, tag or commit name"),
+        ("staging deploy ref=x ref=y", "ref= is given twice"),
+        ("staging commission api", "`commission` takes only ref="),
+        ("staging rollback v1", "`rollback` takes `to <job|sha|ref>`"),
+        ("staging rollback to", "needs a job number"),
+        ("staging history 0", "is not a number from 1 to 50"),
+        ("staging history 51", "is not a number from 1 to 50"),
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert!(e.message.contains(says), "{bad}: {}", e.message);
+    }
+}
+
+#[test]
+fn a_version_is_stored_with_its_action_and_old_rows_still_read() {
+    let pinned = Action::Deploy {
+        roles: vec![],
+        version: Version {
+            git_ref: Some("v1.2.0".into()),
+            commit: Some("e6c1bb7aa0".into()),
+        },
+    };
+    assert_eq!(
+        pinned.stored_args(),
+        r#"{"commit":"e6c1bb7aa0","roles":[],"ref":"v1.2.0"}"#
+    );
+    assert_eq!(Action::from_stored("deploy", &pinned.stored_args()).unwrap(), pinned);
+    // Rows written before versions existed.
+    assert_eq!(
+        Action::from_stored("commission", "{}").unwrap(),
+        Action::Commission {
+            version: Version::default()
+        }
+    );
+    assert_eq!(
+        Action::from_stored("deploy", r#"{"roles":["api"]}"#).unwrap().version(),
+        Some(&Version::default())
+    );
+    assert_eq!(pinned.version().unwrap().describe().unwrap(), "v1.2.0 @ e6c1bb7a");
 }

@@ -443,6 +443,15 @@ impl Config {
             merged.announce = own.announce.clone();
         }
         merged.aws = self.merged_aws(&own.aws);
+        if own.git_ref.is_some() {
+            merged.git_ref = own.git_ref.clone();
+        }
+        if !own.refs.is_empty() {
+            merged.refs = own.refs.clone();
+        }
+        if own.other_refs != OtherRefs::default() {
+            merged.other_refs = own.other_refs;
+        }
         Ok((env, merged))
     }
 

@@ -53,6 +53,9 @@ pub struct Settings {
     /// Scheduled announcements (cleanup reports).
     #[serde(default)]
     pub schedules: Vec<ScheduleSettings>,
+    /// Where the app's code comes from.
+    #[serde(default)]
+    pub repository: RepositorySettings,
 }
 
 /// Which actions need approval, by whom, for how long.
@@ -556,6 +559,55 @@ pub struct EnvSettings {
     /// The AWS account the environment lives in (a profile or a listed role); default: the
     /// top-level `aws` credentials.
     pub aws: EnvAwsSettings,
+    /// The ref a deploy takes when none is named (`master`, `v1.4.0`); default `master`.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// The refs the environment accepts, as patterns (`v*`, `release/*`); empty: any ref.
+    pub refs: Vec<String>,
+    /// What happens to a ref outside `refs`: `refuse` (the default) or `approval` (it needs
+    /// an approval under the environment's policy, one approver if no policy says more).
+    pub other_refs: OtherRefs,
+}
+
+/// What happens to a ref an environment does not list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherRefs {
+    #[default]
+    Refuse,
+    Approval,
+}
+
+/// `repository:`: where the app's code comes from, and what a rollback warns about.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepositorySettings {
+    /// The git URL; default: `app_repo` in the group variables.
+    pub url: Option<String>,
+    /// An SSH deploy key for a private repository (a path, relative to the config).
+    pub ssh_key: Option<PathBuf>,
+    /// The SSH host keys to trust (a known_hosts file); default: ssh's own.
+    pub known_hosts: Option<PathBuf>,
+    /// The environment variable holding an HTTPS token for a private repository.
+    pub token_env: Option<String>,
+    /// Paths whose change between two commits a rollback warns about: a schema does not roll
+    /// back with the code.
+    pub migrations: Vec<String>,
+    /// How long a fetch of the repository may take.
+    pub fetch_timeout_secs: u64,
+}
+
+impl Default for RepositorySettings {
+    fn default() -> Self {
+        RepositorySettings {
+            url: None,
+            ssh_key: None,
+            known_hosts: None,
+            token_env: None,
+            migrations: vec!["migrations/".into()],
+            fetch_timeout_secs: 120,
+        }
+    }
 }
 
 /// `playbooks/group_vars/all.yml`: the variables the engine shares with Ansible.

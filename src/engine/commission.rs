@@ -4,12 +4,13 @@
 
 use crate::cloud::instances;
 use crate::cloud::stack::{self, CreateRequest, HEALTHY_STATES, RECREATE_STATES};
+use crate::command::Version;
 use crate::engine::preflight::{self, Creates};
 use crate::engine::{deploy, get_or_bake_image, params, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::template::Template;
 
-pub async fn commission(ctx: &Ctx) -> Result<Summary> {
+pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
     // Everything that can be checked locally is checked before the first AWS call.
     let (image_template, app_template) = ctx.engine.templates()?;
     ctx.engine.private_key()?;
@@ -65,7 +66,7 @@ pub async fn commission(ctx: &Ctx) -> Result<Summary> {
             summary.details.push(format!("stack {stack_name} created"));
         }
     }
-    let deployed = deploy(ctx, &[]).await?;
+    let deployed = deploy(ctx, &[], version).await?;
     summary.details.extend(deployed.details);
     summary.hosts = deployed.hosts;
     summary.outputs = deployed.outputs;

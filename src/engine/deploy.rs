@@ -9,6 +9,7 @@ use crate::ansible::inventory::{Inventory, Reach};
 use crate::ansible::{self, PlaybookRun};
 use crate::cloud::instances::{self, InstanceInfo};
 use crate::cloud::stack;
+use crate::command::Version;
 use crate::config::Config;
 use crate::engine::{Ctx, Summary};
 use crate::error::{Error, Result};
@@ -40,7 +41,7 @@ pub fn check_roles(config: &Config, roles: &[String]) -> Result<()> {
 const UNKNOWN_ROLES_NAMED: usize = 5;
 
 /// Runs `roles` (all configured roles when empty) against the environment.
-pub async fn deploy(ctx: &Ctx, roles: &[String]) -> Result<Summary> {
+pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Summary> {
     let cfg = ctx.config();
     check_roles(cfg, roles)?;
     let configured = &cfg.settings.ansible.roles;
@@ -103,7 +104,15 @@ pub async fn deploy(ctx: &Ctx, roles: &[String]) -> Result<Summary> {
             out.get("KnowledgeHost").cloned().unwrap_or_default(),
         ),
     ]);
-    let mut summary = Summary::new(format!("deployed {} to {stack_name}", selected.join(", ")));
+    // The commit, not the ref: every host checks out the same code, however the branch moves
+    // meanwhile (the playbooks check that they did).
+    let mut extra = extra;
+    if let Some(commit) = &version.commit {
+        extra.insert("app_version".into(), commit.clone());
+        extra.insert("app_commit".into(), commit.clone());
+    }
+    let at = version.describe().map(|v| format!(" at {v}")).unwrap_or_default();
+    let mut summary = Summary::new(format!("deployed {}{at} to {stack_name}", selected.join(", ")));
     for role in &selected {
         let hosts: Vec<InstanceInfo> = running.iter().filter(|i| i.group() == role).cloned().collect();
         let run = playbook_run(ctx, role, &hosts, extra.clone())?;

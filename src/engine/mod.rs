@@ -13,9 +13,10 @@ mod preflight;
 mod settle;
 mod status;
 mod update;
+pub mod versions;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -34,9 +35,11 @@ use crate::cloud::{Accounts, Aws};
 use crate::command::Action;
 use crate::config::{Config, Connection, EnvSettings};
 use crate::error::{Error, Result};
+use crate::git::AppRepo;
 use crate::names::{EnvName, Names};
 use crate::progress::ProgressTx;
 use crate::redact::Redactor;
+use crate::store::Store;
 use crate::template::{load_formations, Template};
 
 /// What the engine needs for every operation: the config, the AWS clients, the redactor.
@@ -48,6 +51,10 @@ pub struct Engine {
     /// Every account of the config, by environment.
     pub accounts: Accounts,
     pub redactor: Redactor,
+    /// Where jobs are recorded: what `history` and rollbacks read (none in a bare engine).
+    pub store: Option<Store>,
+    /// The app's repository, opened on first use (`repository.url`).
+    repo: Arc<OnceLock<Result<AppRepo, String>>>,
 }
 
 impl Engine {
@@ -76,7 +83,22 @@ impl Engine {
             aws: accounts.default_account().clone(),
             accounts,
             redactor,
+            store: None,
+            repo: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The engine with the store its jobs are recorded in.
+    pub fn with_store(mut self, store: Store) -> Engine {
+        self.store = Some(store);
+        self
+    }
+
+    /// The app's repository, if `repository.url` is configured: versions are on.
+    pub fn repo(&self) -> Option<Result<AppRepo>> {
+        self.config.settings.repository.url.as_ref()?;
+        let opened = self.repo.get_or_init(|| versions::open_repo(&self.config));
+        Some(opened.clone().map_err(Error::Invalid))
     }
 
     /// The clients of an environment's account (its profile or role, else the default).
@@ -166,6 +188,7 @@ impl Ctx {
 pub enum Outcome {
     Done(Summary),
     Report(Box<StatusReport>),
+    History(versions::History),
 }
 
 /// Runs one action: the one entry point the bot's jobs and the CLI both call. Each verb is
@@ -175,9 +198,11 @@ pub enum Outcome {
 /// overflowed its stack polling it.
 pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
     Ok(match action {
-        Action::Commission => Outcome::Done(Box::pin(commission(ctx)).await?),
-        Action::Deploy { roles } => Outcome::Done(Box::pin(deploy(ctx, roles)).await?),
-        Action::Update { parameters } => Outcome::Done(Box::pin(update(ctx, parameters)).await?),
+        Action::Commission { version } => Outcome::Done(Box::pin(commission(ctx, version)).await?),
+        Action::Deploy { roles, version } => Outcome::Done(Box::pin(deploy(ctx, roles, version)).await?),
+        Action::Update { parameters, version } => Outcome::Done(Box::pin(update(ctx, parameters, version)).await?),
+        Action::Rollback { version, .. } => Outcome::Done(Box::pin(versions::rollback(ctx, version)).await?),
+        Action::History { count } => Outcome::History(versions::history(ctx, *count)?),
         Action::Plan { parameters } => Outcome::Done(Box::pin(plan(ctx, parameters)).await?),
         Action::Decommission => Outcome::Done(Box::pin(decommission(ctx)).await?),
         Action::Clean => Outcome::Done(Box::pin(clean(ctx)).await?),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cloud::image;
 use crate::cloud::stack::{self, ChangeSet, StackInfo, HEALTHY_STATES};
+use crate::command::Version;
 use crate::engine::preflight::{self, Creates};
 use crate::engine::{deploy, params, Ctx, Summary};
 use crate::error::{Error, Result};
@@ -15,7 +16,7 @@ use crate::names::image_name;
 use crate::template::Template;
 
 /// Updates the stack (`overrides` are explicit `Parameter=value` changes), then deploys.
-pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Result<Summary> {
+pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>, version: &Version) -> Result<Summary> {
     let (cs, info, _) = prepare(ctx, overrides).await?;
     let stack_name = ctx.target.names.stack();
     let mut summary = Summary::new(format!("updated {stack_name}"));
@@ -52,7 +53,7 @@ pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Result<S
             ));
         }
     }
-    let deployed = deploy(ctx, &[]).await?;
+    let deployed = deploy(ctx, &[], version).await?;
     summary.details.extend(deployed.details);
     summary.hosts = deployed.hosts;
     summary.outputs = deployed.outputs;

@@ -1,6 +1,7 @@
 //! Job records: every accepted command that does work, from request to result.
 
 use crate::address::Surface;
+use crate::command::Action;
 use std::fmt;
 
 use super::sql::{params, Row, Sql};
@@ -92,10 +93,17 @@ pub struct JobRecord {
     pub cancel_requested: bool,
     /// The latest status line, for `job <id>` on any replica.
     pub progress: Option<String>,
+    /// The ref a deploy was asked for, and the commit it resolved to (none for jobs that
+    /// deploy no code, and for deploys without a configured repository).
+    pub git_ref: Option<String>,
+    pub sha: Option<String>,
+    /// The hosts a finished deploy configured.
+    pub hosts: Vec<String>,
 }
 
 pub(crate) const COLUMNS: &str = "id, requester_id, requester_name, platform, channel, env, action, args, state, created_at, \
-                       started_at, finished_at, status_message_id, result, log_path, owner, token, cancel_requested, progress";
+                       started_at, finished_at, status_message_id, result, log_path, owner, token, cancel_requested, progress, \
+                       git_ref, sha, hosts";
 
 pub(crate) fn from_row(r: &Row) -> JobRecord {
     let time = |i: usize| r.opt_text(i).as_deref().and_then(parse_time);
@@ -120,6 +128,12 @@ pub(crate) fn from_row(r: &Row) -> JobRecord {
         token: r.opt_int(16),
         cancel_requested: r.int(17) != 0,
         progress: r.opt_text(18),
+        git_ref: r.opt_text(19),
+        sha: r.opt_text(20),
+        hosts: r
+            .opt_text(21)
+            .map(|h| h.split(',').filter(|h| !h.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -138,10 +152,16 @@ pub(crate) fn insert_row(
 ) -> StoreResult<u64> {
     let now = now();
     let started = (state == JobState::Running).then(|| now.clone());
+    // The version columns index what the stored action says, so `history` and rollbacks can
+    // ask the database instead of reading every job's arguments.
+    let version = Action::from_stored(&job.action, &job.args)
+        .ok()
+        .and_then(|a| a.version().cloned())
+        .unwrap_or_default();
     let row = db.query_opt(
         "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state,
-                           created_at, started_at, owner, token)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+                           created_at, started_at, owner, token, git_ref, sha)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
         params![
             &job.requester_id,
             &job.requester_name,
@@ -154,7 +174,9 @@ pub(crate) fn insert_row(
             now,
             started,
             owner,
-            token
+            token,
+            version.git_ref,
+            version.commit
         ],
     )?;
     Ok(row.map(|r| r.int(0) as u64).unwrap_or(0))

@@ -119,6 +119,11 @@ const MIGRATIONS: &[&str] = &[
         platform TEXT PRIMARY KEY,
         until_ms INTEGER NOT NULL
     );",
+    // 5: what a job deployed: the ref asked for, the commit it resolved to, the hosts it reached.
+    "ALTER TABLE jobs ADD COLUMN git_ref TEXT;
+    ALTER TABLE jobs ADD COLUMN sha TEXT;
+    ALTER TABLE jobs ADD COLUMN hosts TEXT;
+    CREATE INDEX jobs_by_env_sha ON jobs(env, sha);",
 ];
 
 fn statements(sql: &str) -> impl Iterator<Item = &str> {

@@ -8,6 +8,7 @@
 mod approvals;
 mod audit;
 mod claims;
+mod deploys;
 mod holds;
 mod jobs;
 mod leases;

@@ -121,7 +121,7 @@ async fn fake_with_api_host() -> FakeAws {
 
 async fn deploy_api(engine: &Engine) -> Result<argos::engine::Summary, Error> {
     let rec = Recorder::new(engine, "staging", None);
-    engine::deploy(&rec.ctx, &["api".to_string()]).await
+    engine::deploy(&rec.ctx, &["api".to_string()], &Default::default()).await
 }
 
 /// (a) A deploy's playbook runs over real SSH, with the key from `keys/`, and the host key

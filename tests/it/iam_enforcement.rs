@@ -39,12 +39,14 @@ async fn engine_as(project: &TestProject, user: &IamUser) -> Engine {
 async fn run(engine: &Engine, step: &str) -> Result<(), String> {
     let rec = Recorder::new(engine, "staging", None);
     let r = match step {
-        "commission" => engine::commission(&rec.ctx).await.map(drop),
+        "commission" => engine::commission(&rec.ctx, &Default::default()).await.map(drop),
         "status" => engine::status(&rec.ctx).await.map(drop),
-        "deploy" => engine::deploy(&rec.ctx, &["api".to_string()]).await.map(drop),
+        "deploy" => engine::deploy(&rec.ctx, &["api".to_string()], &Default::default())
+            .await
+            .map(drop),
         "update" => {
             let o = BTreeMap::from([("AllowedSshCidr".to_string(), "203.0.113.0/24".to_string())]);
-            engine::update(&rec.ctx, &o).await.map(drop)
+            engine::update(&rec.ctx, &o, &Default::default()).await.map(drop)
         }
         "decommission" => engine::decommission(&rec.ctx).await.map(drop),
         "clean" => engine::clean(&rec.ctx).await.map(drop),

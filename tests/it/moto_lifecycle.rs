@@ -31,7 +31,9 @@ async fn full_lifecycle_on_moto() {
 
     // commission: bakes the image, creates the stack, deploys every role.
     let mut rec = Recorder::new(&engine, "staging", Some(&log));
-    let summary = engine::commission(&rec.ctx).await.expect("commission succeeds");
+    let summary = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect("commission succeeds");
     assert_eq!(summary.headline, "commissioned argos-staging");
     assert_eq!(summary.hosts.len(), 4, "{summary:?}");
     let events = rec.events();
@@ -157,13 +159,17 @@ async fn full_lifecycle_on_moto() {
 
     // deploy one role
     let rec = Recorder::new(&engine, "staging", Some(&log));
-    let deployed = engine::deploy(&rec.ctx, &["api".to_string()]).await.unwrap();
+    let deployed = engine::deploy(&rec.ctx, &["api".to_string()], &Default::default())
+        .await
+        .unwrap();
     assert_eq!(deployed.hosts.len(), 1);
 
     // update: one parameter changes, the others keep their values.
     let rec = Recorder::new(&engine, "staging", Some(&log));
     let overrides = BTreeMap::from([("AllowedSshCidr".to_string(), "203.0.113.0/24".to_string())]);
-    engine::update(&rec.ctx, &overrides).await.expect("update succeeds");
+    engine::update(&rec.ctx, &overrides, &Default::default())
+        .await
+        .expect("update succeeds");
     let stacks = aws
         .cfn()
         .await

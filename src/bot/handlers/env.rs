@@ -33,7 +33,7 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
             return Some(messages::unknown_env(&e.to_string()));
         }
     };
-    if let Action::Deploy { roles } = &action {
+    if let Action::Deploy { roles, .. } = &action {
         // Before any job exists: a typo in a role is not a failed job.
         if let Err(e) = engine::check_roles(&inner.engine.config, roles) {
             audit_read(inner, ev, &format!("refused: {e}"), None);
@@ -49,15 +49,35 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
             log: None,
         };
         let redact = |text: &str| inner.engine.redactor.redact(text);
-        let reply = match tokio::time::timeout(QUICK_TIMEOUT, engine::status(&ctx)).await {
-            Ok(Ok(report)) if matches!(action, Action::Events) => messages::events(&report, redact),
-            Ok(Ok(report)) => messages::status(&report, redact),
+        let reply = match tokio::time::timeout(QUICK_TIMEOUT, engine::run(&ctx, &action)).await {
+            Ok(Ok(engine::Outcome::Report(report))) if matches!(action, Action::Events) => {
+                messages::events(&report, redact)
+            }
+            Ok(Ok(engine::Outcome::Report(report))) => {
+                let running = deployed(inner, &ctx).await;
+                messages::status(&report, redact) + &running
+            }
+            Ok(Ok(engine::Outcome::History(h))) => messages::history(&h),
+            Ok(Ok(engine::Outcome::Done(s))) => {
+                messages::failed(&format!("{} gave a job's summary: {}", action.verb(), s.headline))
+            }
             Ok(Err(e)) => messages::failed(&redact(&e.to_string())),
             Err(_) => messages::aws_timeout(),
         };
         audit_read(inner, ev, &format!("ok: {}", action.verb()), None);
         return Some(reply);
     }
+    // The commit, before any job exists: an unknown ref is refused now, and the job deploys
+    // this commit wherever the branch moves meanwhile.
+    let pinned = match engine::versions::pin(&inner.engine, env.as_str(), action).await {
+        Ok(p) => p,
+        Err(e) => {
+            let e = inner.engine.redactor.redact(&e.to_string());
+            audit_read(inner, ev, &format!("refused: {e}"), None);
+            return Some(messages::refused(&e));
+        }
+    };
+    let action = pinned.action;
     let new = NewJob {
         requester_id: ev.identity.user_id.clone(),
         requester_name: ev.identity.display_name.clone(),
@@ -68,9 +88,17 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
         args: action.stored_args(),
     };
     if action.mutates() {
-        if let Some(req) =
-            crate::approvals::requirement(&inner.engine.config.settings.approvals, env.as_str(), action.verb())
-        {
+        let settings = &inner.engine.config.settings.approvals;
+        let policy = crate::approvals::requirement(settings, env.as_str(), action.verb());
+        // A ref outside the environment's rule needs an approval even where the policy asks
+        // for none: one approver then.
+        let req = policy.or_else(|| {
+            pinned
+                .needs_approval
+                .as_ref()
+                .map(|_| crate::approvals::Requirement::one(settings))
+        });
+        if let Some(req) = req {
             return approval_flow::request(inner, ev, new, target, action, req).await;
         }
     }
@@ -136,4 +164,17 @@ fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Opt
         Some(r) => messages::queued(&env, id, &r),
         None => messages::queued_behind_nobody(&env, id),
     })
+}
+
+/// What runs on the environment now, for `status`: its last good deploy and how far behind
+/// its default ref that is (empty when versions are off or nothing was deployed).
+async fn deployed(inner: &Inner, ctx: &Ctx) -> String {
+    let Ok(Some(job)) = engine::versions::current(&inner.engine, ctx.target.env.as_str()) else {
+        return String::new();
+    };
+    let behind = match &job.sha {
+        Some(sha) => engine::versions::behind(&inner.engine, &ctx.target.settings, sha).await,
+        None => None,
+    };
+    messages::deployed(&job, behind, engine::versions::default_ref(&ctx.target.settings))
 }

@@ -12,11 +12,12 @@ pub(crate) fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
     audit_read(inner, ev, "ok", None);
     let envs = &inner.engine.config.settings.environments;
     let held = inner.store.held_locks().unwrap_or_default();
-    let listed: Vec<(&str, Option<u64>)> = envs
+    let listed: Vec<(&str, Option<u64>, Option<crate::store::JobRecord>)> = envs
         .keys()
         .map(|name| {
             let running = held.iter().find(|l| &l.env == name).and_then(|l| l.job_id);
-            (name.as_str(), running)
+            let last = inner.store.deploys(name, 1).ok().and_then(|d| d.into_iter().next());
+            (name.as_str(), running, last)
         })
         .collect();
     messages::envs(&listed)

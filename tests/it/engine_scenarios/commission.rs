@@ -10,7 +10,9 @@ async fn create_reports_every_event_once_across_pages() {
     let engine = project.engine().await;
     let mut rec = Recorder::new(&engine, "staging", None);
 
-    let summary = engine::commission(&rec.ctx).await.expect("commission");
+    let summary = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect("commission");
 
     assert_eq!(summary.headline, "commissioned argos-staging");
     assert!(
@@ -68,7 +70,7 @@ async fn throttled_calls_are_retried() {
     fake.throttle("DescribeStackEvents", 2);
     fake.throttle("CreateStack", 1);
 
-    engine::commission(&rec.ctx)
+    engine::commission(&rec.ctx, &Default::default())
         .await
         .expect("commission despite throttling");
 
@@ -115,7 +117,9 @@ async fn failed_create_names_the_root_cause_and_deletes_the_stack() {
         StackScript::create_failed_with_cascade(STACK, RESOURCES, "Database", EC2_UNSUPPORTED_CONFIGURATION, &[1.0]),
     );
 
-    let err = engine::commission(&rec.ctx).await.expect_err("create fails");
+    let err = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect_err("create fails");
 
     let msg = err.to_string();
     assert!(matches!(err, Error::StackFailed(_)), "{err:?}");
@@ -155,7 +159,9 @@ async fn failed_create_names_the_root_cause_and_deletes_the_stack() {
 
     // The next commission starts clean: no delete, one create, and it succeeds.
     fake.clear_calls();
-    let summary = engine::commission(&rec.ctx).await.expect("second commission");
+    let summary = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect("second commission");
     assert!(summary.details.iter().any(|d| d == "stack argos-staging created"));
     assert_calls(&fake, &expected(&[CREATE_PREFIX, DEPLOY_CALLS]));
 }
@@ -197,7 +203,9 @@ async fn commission_recreates_a_rolled_back_stack() {
     assert_eq!(outcome.status, "ROLLBACK_COMPLETE");
     fake.clear_calls();
 
-    let summary = engine::commission(&rec.ctx).await.expect("commission");
+    let summary = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect("commission");
 
     assert!(
         summary.details.iter().any(|d| d == "stack argos-staging recreated"),
@@ -255,7 +263,9 @@ async fn commission_refuses_a_stack_with_an_operation_under_way() {
     assert_eq!(fake.stack_status(STACK).as_deref(), Some("UPDATE_IN_PROGRESS"));
     fake.clear_calls();
 
-    let err = engine::commission(&rec.ctx).await.expect_err("refused");
+    let err = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect_err("refused");
 
     let Error::Refused(msg) = &err else { panic!("{err:?}") };
     assert_eq!(

@@ -115,7 +115,9 @@ async fn deploy_refuses_a_role_without_running_hosts() {
     add_app_stack(&fake, &engine);
     fake.clear_calls();
 
-    let err = engine::deploy(&rec.ctx, &[]).await.expect_err("collector has no host");
+    let err = engine::deploy(&rec.ctx, &[], &Default::default())
+        .await
+        .expect_err("collector has no host");
 
     let Error::Invalid(msg) = &err else { panic!("{err:?}") };
     assert_eq!(

@@ -20,7 +20,9 @@ async fn update_applies_a_change_set_and_deploys() {
     );
     fake.clear_calls();
 
-    let summary = engine::update(&rec.ctx, &BTreeMap::new()).await.expect("update");
+    let summary = engine::update(&rec.ctx, &BTreeMap::new(), &Default::default())
+        .await
+        .expect("update");
 
     assert_eq!(summary.headline, "updated argos-staging");
     assert!(
@@ -99,7 +101,9 @@ async fn update_without_changes_executes_nothing() {
     fake.no_changes(STACK);
     fake.clear_calls();
 
-    let summary = engine::update(&rec.ctx, &BTreeMap::new()).await.expect("update");
+    let summary = engine::update(&rec.ctx, &BTreeMap::new(), &Default::default())
+        .await
+        .expect("update");
 
     assert!(
         summary.details.iter().any(|d| d == "no infrastructure changes"),
@@ -155,7 +159,7 @@ async fn update_rollback_is_a_failure_with_its_cause() {
     );
     fake.clear_calls();
 
-    let err = engine::update(&rec.ctx, &BTreeMap::new())
+    let err = engine::update(&rec.ctx, &BTreeMap::new(), &Default::default())
         .await
         .expect_err("rolled back");
 

@@ -32,7 +32,7 @@ async fn cancel_during_an_update_cancels_it_on_aws() {
         cancel: cancel.clone(),
         log: None,
     };
-    let job = tokio::spawn(async move { engine::update(&ctx, &BTreeMap::new()).await });
+    let job = tokio::spawn(async move { engine::update(&ctx, &BTreeMap::new(), &Default::default()).await });
     // Cancel once the resource update is seen under way.
     while let Some(p) = rx.recv().await {
         if matches!(&p, Progress::StackEvent(e) if e.logical_id == "ApiInstance" && e.status == "UPDATE_IN_PROGRESS") {

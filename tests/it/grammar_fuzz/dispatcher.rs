@@ -21,7 +21,7 @@ fn acts(input: &str, envs: &[String], roles: &[String]) -> bool {
     match command::parse(input) {
         Ok(Command::Env { env, action }) => {
             envs.iter().any(|e| e == env.as_str())
-                && !matches!(&action, Action::Deploy { roles: asked } if asked.iter().any(|r| !roles.contains(r)))
+                && !matches!(&action, Action::Deploy { roles: asked, .. } if asked.iter().any(|r| !roles.contains(r)))
         }
         _ => false,
     }

@@ -339,7 +339,7 @@ fn check_command(cmd: &Command, input: &str) -> Result<(), TestCaseError> {
             prop_assert!(EnvName::parse(env.as_str()).is_ok());
             prop_assert_eq!(words[1].to_ascii_lowercase(), action.verb());
             match action {
-                Action::Deploy { roles } => {
+                Action::Deploy { roles, .. } => {
                     for r in roles {
                         prop_assert!(!r.is_empty(), "{roles:?}");
                         prop_assert!(
@@ -351,7 +351,7 @@ fn check_command(cmd: &Command, input: &str) -> Result<(), TestCaseError> {
                     let unique: std::collections::HashSet<&String> = roles.iter().collect();
                     prop_assert_eq!(unique.len(), roles.len(), "{:?}", roles);
                 }
-                Action::Update { parameters } | Action::Plan { parameters } => {
+                Action::Update { parameters, .. } | Action::Plan { parameters } => {
                     for k in parameters.keys() {
                         prop_assert!(!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()), "{k:?}");
                     }
