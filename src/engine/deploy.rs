@@ -110,6 +110,10 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
     if let Some(commit) = &version.commit {
         extra.insert("app_version".into(), commit.clone());
         extra.insert("app_commit".into(), commit.clone());
+        // The repository the commit was resolved in, so the hosts fetch from the same one.
+        if let Some(Ok(repo)) = ctx.engine.repo() {
+            extra.insert("app_repo".into(), repo.display_url());
+        }
     }
     let at = version.describe().map(|v| format!(" at {v}")).unwrap_or_default();
     let mut summary = Summary::new(format!("deployed {}{at} to {stack_name}", selected.join(", ")));

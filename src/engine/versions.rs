@@ -124,10 +124,11 @@ pub async fn pin(engine: &Engine, env: &str, mut action: Action) -> Result<Pinne
             .git_ref
             .clone()
             .unwrap_or_else(|| default_ref(&settings).to_string());
+        // An unknown ref is named as unknown (with the nearest names) before any rule.
+        let resolved = repo.resolve(&name).await?;
         if let RefCheck::NeedsApproval(why) = check_ref(env, &settings, &name)? {
             needs_approval = Some(why);
         }
-        let resolved = repo.resolve(&name).await?;
         version.git_ref = Some(name);
         version.commit = Some(resolved.sha);
     }

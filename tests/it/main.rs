@@ -7,9 +7,6 @@
 //! console, Discord and Slack scenarios start from); `upstream_argos/` the facts read
 //! from the upstream app. Run one family with a filter: `cargo test --test it slack::`.
 
-mod support;
-mod upstream_argos;
-
 mod ansible_runner;
 mod ansible_ssh;
 mod app_requirements;
@@ -44,4 +41,7 @@ mod slack;
 mod stack_hardening;
 mod stack_wiring;
 mod store_backends;
+mod support;
 mod systemd_unit;
+mod upstream_argos;
+mod versions;

@@ -1,0 +1,255 @@
+//! Versions end to end on the console bot: a chosen ref becomes a commit before the job
+//! exists, real `ansible-playbook` checks that commit out on each (local) host, the deploys are
+//! recorded and listed, and a rollback names what it undoes, migrations included. The app's
+//! repository is the demo repo (`scripts/demo-repo`), a real git repository on disk.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use argos::bot::port::ChatEvent;
+use argos::permissions::Identity;
+use argos::store::JobState;
+
+use crate::support::chat::Posted;
+use crate::support::world::{add_app, Console, World};
+use crate::support::{repo, TestProject};
+
+const PEOPLE: &str = r#"
+chat:
+  commands_per_minute: 120
+  command_burst: 50
+  edit_interval_ms: 20
+permissions:
+  roles:
+    admins: { console_users: [alice, carol] }
+  rules:
+    - role: admins
+      environments: ["*"]
+      actions: ["*"]
+"#;
+
+fn said(name: &str, text: &str) -> ChatEvent {
+    ChatEvent {
+        identity: Identity::named(argos::address::Surface::CONSOLE, name),
+        channel: "ops".into(),
+        text: text.into(),
+    }
+}
+
+/// The demo app's repository, made by the project's own script.
+fn demo_repo(dir: &Path) -> PathBuf {
+    let path = dir.join("demo-app");
+    let out = Command::new(repo().join("scripts/demo-repo"))
+        .arg(&path)
+        .output()
+        .expect("run scripts/demo-repo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn commit_of(dir: &Path, name: &str) -> String {
+    git(dir, &["rev-parse", &format!("{name}^{{commit}}")])
+}
+
+/// A console world whose config names the demo repository, with `extra` config on top.
+async fn world(extra: &str) -> (World<Console>, tempfile::TempDir, PathBuf) {
+    argos::clock::reset();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo_repo(dir.path());
+    let config = format!("{PEOPLE}repository:\n  url: {}\n{extra}", demo.display());
+    let w = World::builder().time_scale(50.0).config(&config).console().await;
+    let engine = w.project.engine().await;
+    let roles = engine.config.settings.ansible.roles.clone();
+    add_app(&w.aws, &engine, &roles.iter().map(String::as_str).collect::<Vec<_>>());
+    (w, dir, demo)
+}
+
+/// Every commit the sandbox hosts checked out (`<host>/app`), once each.
+fn checked_out(project: &TestProject) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in std::fs::read_dir(project.hosts_dir()).into_iter().flatten().flatten() {
+        let app = host.path().join("app");
+        if app.join(".git").exists() {
+            out.push(git(&app, &["rev-parse", "HEAD"]));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The last text of every message the bot posted, in order.
+fn texts(w: &World<Console>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for p in w.chat.port.posted() {
+        if let Posted::Sent { id, .. } = p {
+            ids.push(id);
+        }
+    }
+    ids.iter().filter_map(|id| w.chat.port.text_of(id)).collect()
+}
+
+async fn ask(w: &World<Console>, who: &str, text: &str) -> Option<String> {
+    let reply = w.chat.bot.handle(said(who, text)).await;
+    w.chat.bot.idle().await;
+    reply
+}
+
+#[tokio::test]
+async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
+    let (w, _dir, demo) = world("").await;
+    let store = w.chat.bot.store().clone();
+    let v1 = commit_of(&demo, "v1.0.0");
+    let v12 = commit_of(&demo, "v1.2.0");
+
+    assert_eq!(
+        ask(&w, "alice", "staging deploy ref=v1.0.0").await,
+        None,
+        "the status message answers"
+    );
+    let first = store.job(1).unwrap().unwrap();
+    assert_eq!(first.state, JobState::Succeeded, "{:?}", first.result);
+    assert_eq!(
+        (first.git_ref.as_deref(), first.sha.as_deref()),
+        (Some("v1.0.0"), Some(v1.as_str()))
+    );
+    assert_eq!(
+        checked_out(&w.project),
+        [v1.clone()],
+        "the host has the commit, for real"
+    );
+    assert!(!first.hosts.is_empty(), "the hosts it reached are recorded");
+
+    ask(&w, "alice", "staging deploy ref=v1.2.0").await;
+    let second = store.job(2).unwrap().unwrap();
+    assert_eq!(second.sha.as_deref(), Some(v12.as_str()), "{:?}", second.result);
+    assert_eq!(checked_out(&w.project), [v12.clone()]);
+
+    let history = ask(&w, "alice", "staging history").await.unwrap();
+    let lines: Vec<&str> = history.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].starts_with(&format!("#2 deploy v1.2.0 @ {} · alice (console) · ", &v12[..8])),
+        "{history}"
+    );
+    assert!(
+        lines[0].contains("· succeeded · ") && lines[0].ends_with(" host(s)"),
+        "{history}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("#1 deploy v1.0.0 @ {}", &v1[..8])),
+        "{history}"
+    );
+
+    let envs = ask(&w, "alice", "envs").await.unwrap();
+    assert!(
+        envs.contains(&format!("• staging · v1.2.0 @ {} by alice, ", &v12[..8])),
+        "{envs}"
+    );
+    let job = ask(&w, "alice", "job 2").await.unwrap();
+    assert!(job.contains(&format!("commit {v12} (v1.2.0)")), "{job}");
+
+    // Back to the last good commit before the current one: v1.0.0, with what that undoes.
+    ask(&w, "alice", "staging rollback").await;
+    let third = store.job(3).unwrap().unwrap();
+    assert_eq!(third.state, JobState::Succeeded, "{:?}", third.result);
+    assert_eq!(
+        (third.action.as_str(), third.git_ref.as_deref(), third.sha.as_deref()),
+        ("rollback", Some("job #1"), Some(v1.as_str()))
+    );
+    assert_eq!(checked_out(&w.project), [v1.clone()]);
+    let done = texts(&w)
+        .into_iter()
+        .rev()
+        .find(|t| t.contains("rolled back staging"))
+        .unwrap();
+    assert!(
+        done.contains(&format!("undoes 4 commit(s), from {} back to {}", &v12[..8], &v1[..8])),
+        "{done}"
+    );
+    assert!(
+        done.contains("migrations changed between the two (migrations/0002_add_column.sql)"),
+        "{done}"
+    );
+
+    // `rollback to` a ref: forward again to v1.2.0 (nothing undone, nothing to warn about).
+    ask(&w, "alice", "staging rollback to v1.2.0").await;
+    assert_eq!(store.job(4).unwrap().unwrap().sha.as_deref(), Some(v12.as_str()));
+}
+
+#[tokio::test]
+async fn an_unknown_or_refused_ref_is_refused_before_any_job() {
+    let (w, _dir, _demo) = world("defaults:\n  refs: [\"v*\", master]\n").await;
+    let reply = ask(&w, "alice", "staging deploy ref=v9.9.9").await.unwrap();
+    assert!(reply.starts_with("❌ unknown ref \"v9.9.9\" in "), "{reply}");
+    let reply = ask(&w, "alice", "staging deploy ref=feature-x").await.unwrap();
+    assert_eq!(
+        reply,
+        "❌ ref `feature-x` refused: staging takes only v*, master (environments.staging.refs)"
+    );
+    let reply = ask(&w, "alice", "staging deploy ref=featur-x").await.unwrap();
+    assert!(reply.contains("nearest: feature-x"), "{reply}");
+    let reply = ask(&w, "alice", "staging rollback").await.unwrap();
+    assert_eq!(
+        reply,
+        "❌ nothing to roll back: staging has no successful deploy on record"
+    );
+    assert!(
+        w.chat.bot.store().recent_jobs(10).unwrap().is_empty(),
+        "no job for any of them"
+    );
+}
+
+#[tokio::test]
+async fn a_ref_outside_the_rule_waits_for_approval_and_a_moved_ref_voids_it() {
+    let (w, _dir, demo) = world("defaults:\n  refs: [\"v*\"]\n  other_refs: approval\n").await;
+    let fx = commit_of(&demo, "feature-x");
+    assert_eq!(ask(&w, "alice", "staging deploy ref=feature-x").await, None);
+    let request = texts(&w).into_iter().find(|t| t.contains("Approval needed")).unwrap();
+    assert!(
+        request.contains(&format!("staging deploy · feature-x @ {}", &fx[..8])),
+        "{request}"
+    );
+    assert!(request.contains("nothing recorded runs there now"), "{request}");
+
+    // The branch moves before anyone approves: the approval is void, nothing runs.
+    git(&demo, &["checkout", "-q", "feature-x"]);
+    std::fs::write(demo.join("NEWS"), "moved\n").unwrap();
+    git(&demo, &["add", "NEWS"]);
+    git(
+        &demo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "commit",
+            "-qm",
+            "move feature-x",
+        ],
+    );
+    let reply = ask(&w, "carol", "approve 1").await.unwrap();
+    assert!(reply.contains("void"), "{reply}");
+    let job = w.chat.bot.store().job(1).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(
+        job.result.as_deref(),
+        Some("approval void: the plan changed before the job started")
+    );
+    assert!(checked_out(&w.project).is_empty(), "nothing was deployed");
+}
