@@ -130,7 +130,7 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
     );
     assert_eq!(
         checked_out(&w.project),
-        [v1.clone()],
+        std::slice::from_ref(&v1),
         "the host has the commit, for real"
     );
     assert!(!first.hosts.is_empty(), "the hosts it reached are recorded");
@@ -138,7 +138,7 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
     ask(&w, "alice", "staging deploy ref=v1.2.0").await;
     let second = store.job(2).unwrap().unwrap();
     assert_eq!(second.sha.as_deref(), Some(v12.as_str()), "{:?}", second.result);
-    assert_eq!(checked_out(&w.project), [v12.clone()]);
+    assert_eq!(checked_out(&w.project), std::slice::from_ref(&v12));
 
     let history = ask(&w, "alice", "staging history").await.unwrap();
     let lines: Vec<&str> = history.lines().filter(|l| l.starts_with('#')).collect();
@@ -172,7 +172,7 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
         (third.action.as_str(), third.git_ref.as_deref(), third.sha.as_deref()),
         ("rollback", Some("job #1"), Some(v1.as_str()))
     );
-    assert_eq!(checked_out(&w.project), [v1.clone()]);
+    assert_eq!(checked_out(&w.project), std::slice::from_ref(&v1));
     let done = texts(&w)
         .into_iter()
         .rev()
