@@ -72,6 +72,7 @@ async fn connect_discord(bot: &Bot) -> Result<Connection, (i32, String)> {
     )
     .await
     .map_err(|e| (EXIT_FAILED, format!("cannot start the Discord adapter: {e}")))?;
+    port.suggest_refs_with(bot.ref_suggester());
     bot.add_port(port);
     Ok(Connection::Discord(client))
 }

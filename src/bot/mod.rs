@@ -192,6 +192,34 @@ impl Bot {
         self.inner.port(platform)
     }
 
+    /// The refs offered while someone types one (`ref` in the `/argos` slash command): the
+    /// repository's branches and recent tags matching what was typed, those the environment
+    /// accepts first. None when versions are off or the repository cannot be read.
+    pub fn ref_suggester(&self) -> port::RefSuggester {
+        let engine = self.inner.engine.clone();
+        std::sync::Arc::new(move |env: String, typed: String| {
+            let engine = engine.clone();
+            Box::pin(async move {
+                let Some(Ok(repo)) = engine.repo() else {
+                    return Vec::new();
+                };
+                let names: Vec<String> = match repo.matching(typed.trim(), 100).await {
+                    Ok(found) => found.into_iter().map(|r| r.name).collect(),
+                    Err(_) => return Vec::new(),
+                };
+                let accepts = |name: &str| match engine.config.environment(&env) {
+                    Ok((_, settings)) => crate::engine::versions::check_ref(&env, &settings, name)
+                        .is_ok_and(|c| c == crate::engine::versions::RefCheck::Accepted),
+                    Err(_) => true,
+                };
+                let (mut first, rest): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| accepts(n));
+                first.extend(rest);
+                first.truncate(25);
+                first
+            })
+        })
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -165,6 +165,10 @@ pub fn addressed_text<'a>(line: &'a str, prefix: &str, bot_user_id: Option<&str>
 /// (a job posts its own status message, which is the answer).
 pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<String>> + Send + Sync>;
 
+/// What an adapter calls for the refs to offer while someone types one: with the environment
+/// typed so far (if any) and the text typed, the branch and tag names to show (at most 25).
+pub type RefSuggester = std::sync::Arc<dyn Fn(String, String) -> BoxFuture<'static, Vec<String>> + Send + Sync>;
+
 /// What an adapter calls with a platform and an event id (a Discord message or interaction
 /// id) before it acknowledges or answers the event: true for exactly one replica, which then
 /// handles it; the others stay silent.

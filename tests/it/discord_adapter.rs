@@ -171,6 +171,8 @@ async fn connects_registers_and_answers_a_prefix_command() {
     assert_eq!(cmd["options"][1]["name"], "env");
     assert_eq!(cmd["options"][1]["autocomplete"], true);
     assert_eq!(cmd["options"][2]["name"], "args");
+    assert_eq!(cmd["options"][3]["name"], "ref");
+    assert_eq!(cmd["options"][3]["autocomplete"], true);
 
     s.fake
         .push_message(CHANNEL, &TestUser::deployer(), "!argos staging status");
@@ -414,5 +416,54 @@ async fn bursts_of_edits_are_paced_below_the_limit() {
         seen += 1;
     }
     assert_eq!(s.fake.message(&id).expect("stored").edits, 20);
+    finish(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ref_option_offers_the_bots_refs_and_becomes_ref_equals() {
+    let s = setup_default(false).await;
+    // Before the bot gives the port a suggester (versions off): nothing to offer.
+    let id = s
+        .fake
+        .push_ref_autocomplete(CHANNEL, &TestUser::deployer(), "staging", "v");
+    let cb = s.fake.callback(&id).await;
+    assert_eq!((cb.kind, cb.data["choices"].as_array().map(Vec::len)), (8, Some(0)));
+    // What the adapter asks the bot: the environment chosen and what was typed.
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    s.port.suggest_refs_with(Arc::new(move |env: String, typed: String| {
+        seen.lock().unwrap().push((env, typed.clone()));
+        Box::pin(async move {
+            ["v1.2.0", "v1.1.0", "master"]
+                .iter()
+                .filter(|r| r.starts_with(&typed))
+                .map(|r| r.to_string())
+                .collect()
+        })
+    }));
+    let id = s
+        .fake
+        .push_ref_autocomplete(CHANNEL, &TestUser::deployer(), "staging", "v1");
+    let cb = s.fake.callback(&id).await;
+    let got: Vec<&str> = cb.data["choices"]
+        .as_array()
+        .expect("choices")
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["v1.2.0", "v1.1.0"]);
+    assert_eq!(*asked.lock().unwrap(), [("staging".to_string(), "v1".to_string())]);
+    assert!(s.bot.texts().is_empty(), "autocomplete never reaches the bot");
+
+    let id = s
+        .fake
+        .push_slash_with_ref(CHANNEL, &TestUser::deployer(), "commission", "staging", "v1.2.0");
+    let m = s.fake.next_message().await;
+    assert_eq!(
+        (m.kind, m.content.as_str()),
+        (SentKind::InteractionEdit, "echo: staging commission ref=v1.2.0")
+    );
+    assert_eq!(s.fake.callback(&id).await.kind, 5);
+    assert_eq!(s.bot.texts(), ["staging commission ref=v1.2.0"]);
     finish(&s);
 }

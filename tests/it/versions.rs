@@ -253,3 +253,20 @@ async fn a_ref_outside_the_rule_waits_for_approval_and_a_moved_ref_voids_it() {
     );
     assert!(checked_out(&w.project).is_empty(), "nothing was deployed");
 }
+
+#[tokio::test]
+async fn the_bot_suggests_refs_for_the_slash_commands_autocomplete() {
+    let (w, _dir, _demo) = world("defaults:\n  refs: [\"v*\"]\n  other_refs: approval\n").await;
+    let suggest = w.chat.bot.ref_suggester();
+    let all = suggest("staging".into(), String::new()).await;
+    // The tags the environment accepts come first, newest first; then the other names.
+    assert_eq!(&all[..3], ["v1.2.0", "v1.1.0", "v1.0.0"], "{all:?}");
+    for branch in ["master", "feature-x", "feature-y"] {
+        assert!(all[3..].iter().any(|n| n == branch), "{all:?}");
+    }
+    assert_eq!(
+        suggest("staging".into(), "feat".into()).await,
+        ["feature-x", "feature-y"]
+    );
+    assert!(suggest("staging".into(), "nothing-like-it".into()).await.is_empty());
+}

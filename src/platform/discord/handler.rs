@@ -82,6 +82,7 @@ impl Handler {
             &option_text(&cmd, "command"),
             &option_text(&cmd, "env"),
             &option_text(&cmd, "args"),
+            &option_text(&cmd, "ref"),
         );
         let identity = identity_of(
             &cmd.user,
@@ -205,10 +206,20 @@ impl EventHandler for Handler {
         match interaction {
             Interaction::Autocomplete(ac) if ac.data.name == SLASH_COMMAND => {
                 let Some(focused) = ac.data.autocomplete() else { return };
-                let choices = if focused.name == "env" {
-                    env_choices(&self.env_names, focused.value)
-                } else {
-                    Vec::new()
+                let choices = match focused.name {
+                    "env" => env_choices(&self.env_names, focused.value),
+                    "ref" => {
+                        let env = ac
+                            .data
+                            .options
+                            .iter()
+                            .find(|o| o.name == "env")
+                            .and_then(|o| o.value.as_str())
+                            .unwrap_or_default()
+                            .to_string();
+                        self.port.suggest_refs(&env, focused.value).await
+                    }
+                    _ => Vec::new(),
                 };
                 let response = choices
                     .iter()

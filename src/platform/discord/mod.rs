@@ -29,7 +29,8 @@ use serenity::all::{
 use tokio::sync::oneshot;
 
 use crate::bot::port::{
-    addressed_text, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult, Render,
+    addressed_text, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, PortError, PortResult,
+    RefSuggester, Render,
 };
 use crate::config::DiscordSettings;
 use crate::redact::TokenScrubber;
@@ -71,6 +72,8 @@ pub struct DiscordPort {
     secret: TokenScrubber,
     /// The gateway session is up (READY seen, and the shard's stage is Connected).
     connected: std::sync::atomic::AtomicBool,
+    /// Where the `ref` option's autocomplete comes from (the bot's repository).
+    refs: std::sync::OnceLock<RefSuggester>,
 }
 
 impl std::fmt::Debug for DiscordPort {
@@ -111,6 +114,20 @@ impl DiscordPort {
             rest: Rest::new(token, proxy, Limiter::new(limits)),
             secret: TokenScrubber::new([token]),
             connected: Default::default(),
+            refs: Default::default(),
+        }
+    }
+
+    /// Offers refs from `suggester` in the `ref` option's autocomplete (set once).
+    pub fn suggest_refs_with(&self, suggester: RefSuggester) {
+        let _ = self.refs.set(suggester);
+    }
+
+    /// The refs to offer for `typed` on `env`; none until a suggester is set.
+    pub async fn suggest_refs(&self, env: &str, typed: &str) -> Vec<String> {
+        match self.refs.get() {
+            Some(f) => f(env.to_string(), typed.to_string()).await,
+            None => Vec::new(),
         }
     }
 
@@ -329,15 +346,24 @@ pub fn slash_command() -> CreateCommand {
             CreateCommandOption::new(CommandOptionType::String, "args", "More arguments, e.g. --roles api")
                 .required(false),
         )
+        .add_option(
+            CreateCommandOption::new(CommandOptionType::String, "ref", "The branch, tag or commit to deploy")
+                .required(false)
+                .set_autocomplete(true),
+        )
 }
 
-/// The command text a slash command stands for: `<env> <command> <args>`, or
+/// The command text a slash command stands for: `<env> <command> <args> ref=<ref>`, or
 /// `<command> <args>` for the commands that take no environment.
-pub fn slash_text(command: &str, env: &str, args: &str) -> String {
+pub fn slash_text(command: &str, env: &str, args: &str, git_ref: &str) -> String {
+    let git_ref = match git_ref.trim() {
+        "" => String::new(),
+        r => format!("ref={r}"),
+    };
     let parts: Vec<&str> = if crate::command::global_verbs().contains(&command) {
         vec![command, args]
     } else {
-        vec![env, command, args]
+        vec![env, command, args, &git_ref]
     };
     parts
         .iter()

@@ -348,6 +348,40 @@ permissions:
         id
     }
 
+    /// A person runs `/argos` with a `ref` too (`ref:<git_ref>`). Returns the interaction id.
+    pub fn push_slash_with_ref(
+        &self,
+        channel: u64,
+        user: &TestUser,
+        command: &str,
+        env: &str,
+        git_ref: &str,
+    ) -> String {
+        let (id, token) = self.new_interaction(channel);
+        let options = vec![
+            option("command", command, false),
+            option("env", env, false),
+            option("ref", git_ref, false),
+        ];
+        let d = interaction_json(&id, &token, 2, &channel.to_string(), user, options);
+        self.inner.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
+    /// A person who chose `env` is typing `typed` into the `ref` option. Returns the
+    /// interaction id.
+    pub fn push_ref_autocomplete(&self, channel: u64, user: &TestUser, env: &str, typed: &str) -> String {
+        let (id, token) = self.new_interaction(channel);
+        let options = vec![
+            option("command", "deploy", false),
+            option("env", env, false),
+            option("ref", typed, true),
+        ];
+        let d = interaction_json(&id, &token, 4, &channel.to_string(), user, options);
+        self.inner.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
     /// A person clicks the button `custom_id` under the bot's message `message_id` in `channel`
     /// (INTERACTION_CREATE, type 3). The button must be on the message as it stands now, as
     /// only those can be clicked. Returns the interaction id.
