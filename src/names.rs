@@ -185,6 +185,8 @@ pub mod tags {
     pub const APP: &str = "App";
     /// On images: the hash of everything that went into the image.
     pub const INPUTS_HASH: &str = "InputsHash";
+    /// On images: the app commit the image was baked from.
+    pub const COMMIT: &str = "Commit";
     /// On images: which role the image serves.
     pub const ROLE: &str = "Role";
     /// The Env/Group value of the image build instance.

@@ -13,6 +13,7 @@ use crate::ansible::ssh;
 use crate::cloud::image::{self, ImageInfo};
 use crate::cloud::instances;
 use crate::cloud::stack::{self, CreateRequest, ParamValue};
+use crate::command::Version;
 use crate::config::{AddressKind, Connection};
 use crate::engine::deploy::{playbook_run, run_with_log};
 use crate::engine::Ctx;
@@ -54,7 +55,7 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// Finds the app's image among the account's own images, or bakes it.
-pub async fn get_or_bake_image(ctx: &Ctx, image_template: &Template) -> Result<ImageInfo> {
+pub async fn get_or_bake_image(ctx: &Ctx, image_template: &Template, version: &Version) -> Result<ImageInfo> {
     let app = &ctx.config().vars.app_name;
     let name = image_name(app);
     ctx.progress.step("image", format!("looking for image {name}"));
@@ -66,8 +67,13 @@ pub async fn get_or_bake_image(ctx: &Ctx, image_template: &Template) -> Result<I
                     .age_days(chrono::Utc::now())
                     .map(|d| format!(", {d} day(s) old"))
                     .unwrap_or_default();
+                let baked_from = found
+                    .tags
+                    .get(tags::COMMIT)
+                    .map(|c| format!(", baked from {}", crate::command::short_sha(c)))
+                    .unwrap_or_default();
                 ctx.progress
-                    .info(format!("using image {} ({}{age})", found.id, found.name));
+                    .info(format!("using image {} ({}{age}{baked_from})", found.id, found.name));
                 if found.tags.get(tags::INPUTS_HASH).is_some_and(|h| *h != hash) {
                     ctx.progress.info(format!(
                         "note: image {} was built from other inputs than today's formations/image.json and playbooks; run `clean` then `commission` to rebuild it",
@@ -97,7 +103,7 @@ pub async fn get_or_bake_image(ctx: &Ctx, image_template: &Template) -> Result<I
             }
         }
     }
-    bake(ctx, image_template, &name, &hash).await
+    bake(ctx, image_template, &name, &hash, version).await
 }
 
 fn poll(ctx: &Ctx) -> Duration {
@@ -110,9 +116,9 @@ enum Undo {
     DeleteImage(ImageInfo),
 }
 
-async fn bake(ctx: &Ctx, template: &Template, name: &str, hash: &str) -> Result<ImageInfo> {
+async fn bake(ctx: &Ctx, template: &Template, name: &str, hash: &str, version: &Version) -> Result<ImageInfo> {
     let mut undo: Vec<Undo> = Vec::new();
-    match bake_steps(ctx, template, name, hash, &mut undo).await {
+    match bake_steps(ctx, template, name, hash, version, &mut undo).await {
         Ok(image) => Ok(image),
         Err(e) => {
             ctx.progress.step("undo", "baking failed; removing what it made");
@@ -135,7 +141,14 @@ async fn bake(ctx: &Ctx, template: &Template, name: &str, hash: &str) -> Result<
     }
 }
 
-async fn bake_steps(ctx: &Ctx, template: &Template, name: &str, hash: &str, undo: &mut Vec<Undo>) -> Result<ImageInfo> {
+async fn bake_steps(
+    ctx: &Ctx,
+    template: &Template,
+    name: &str,
+    hash: &str,
+    version: &Version,
+    undo: &mut Vec<Undo>,
+) -> Result<ImageInfo> {
     let cfg = ctx.config();
     let app = &cfg.vars.app_name;
     let stack_name = image_stack(app);
@@ -235,11 +248,19 @@ async fn bake_steps(ctx: &Ctx, template: &Template, name: &str, hash: &str, undo
         .step("provision", "running image.yml on the build instance");
     let instance =
         instance.ok_or_else(|| Error::StackFailed(format!("build instance {instance_id} not found by its tags")))?;
-    let extra = BTreeMap::from([
+    let mut extra = BTreeMap::from([
         ("database_host".to_string(), String::new()),
         ("database_port".to_string(), String::new()),
         ("knowledge_host".to_string(), String::new()),
     ]);
+    // The image is baked from the commit being deployed, and says so in its tags.
+    if let Some(commit) = &version.commit {
+        extra.insert("app_version".into(), commit.clone());
+        extra.insert("app_commit".into(), commit.clone());
+        if let Some(Ok(repo)) = ctx.engine.repo() {
+            extra.insert("app_repo".into(), repo.display_url());
+        }
+    }
     let mut run = playbook_run(ctx, "image", std::slice::from_ref(&instance), extra)?;
     if run.ssh.known_hosts.is_some() {
         // Build instances are no environment's hosts: their keys go to a file of their own.
@@ -255,6 +276,10 @@ async fn bake_steps(ctx: &Ctx, template: &Template, name: &str, hash: &str, undo
         (tags::ROLE.to_string(), "app".to_string()),
         (tags::INPUTS_HASH.to_string(), hash.to_string()),
     ]);
+    let mut image_tags = image_tags;
+    if let Some(commit) = &version.commit {
+        image_tags.insert(tags::COMMIT.to_string(), commit.clone());
+    }
     let image_id = image::create(ctx.aws(), &instance_id, name, &image_tags).await?;
     let placeholder = ImageInfo {
         id: image_id.clone(),

@@ -29,7 +29,7 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
             return Err(Error::Refused(refusal(&stack_name, &s.status, names.env.as_str())));
         }
     }
-    let image = get_or_bake_image(ctx, &image_template).await?;
+    let image = get_or_bake_image(ctx, &image_template, version).await?;
     let mut summary = Summary::new(format!("commissioned {stack_name}"));
     summary.details.push(format!("image {} ({})", image.id, image.name));
     match existing {

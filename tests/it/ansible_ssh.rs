@@ -356,7 +356,7 @@ async fn bake_waits_for_sshd_then_provisions_over_ssh() {
     let (image_template, _) = engine.templates().expect("templates");
     let mut rec = Recorder::new(&engine, "staging", None);
     let ctx = rec.ctx.clone();
-    let bake = tokio::spawn(async move { engine::get_or_bake_image(&ctx, &image_template).await });
+    let bake = tokio::spawn(async move { engine::get_or_bake_image(&ctx, &image_template, &Default::default()).await });
 
     // Wait until the probe is under way, let it find nothing for a while, then start sshd.
     let mut events: Vec<Progress> = Vec::new();
