@@ -190,6 +190,31 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
     // `rollback to` a ref: forward again to v1.2.0 (nothing undone, nothing to warn about).
     ask(&w, "alice", "staging rollback to v1.2.0").await;
     assert_eq!(store.job(4).unwrap().unwrap().sha.as_deref(), Some(v12.as_str()));
+
+    // The CLI reads the same record, and refuses an unknown ref before any job.
+    let (out, code) = cli(&w.project, &["staging", "history", "2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with(&format!("#4 rollback v1.2.0 @ {}", &v12[..8])), "{out}");
+    assert!(out.contains(&format!("#3 rollback job #1 @ {}", &v1[..8])), "{out}");
+    let (out, code) = cli(&w.project, &["staging", "deploy", "ref=nope"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown ref \"nope\""), "{out}");
+    assert_eq!(store.recent_jobs(10).unwrap().len(), 4, "no job for it");
+}
+
+/// Runs the `argos` binary on the project as alice; its output (stdout then stderr) and code.
+async fn cli(project: &TestProject, args: &[&str]) -> (String, i32) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&project.config_path)
+        .args(args)
+        .env("USER", "alice")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("argos runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (text, out.status.code().unwrap_or(-1))
 }
 
 #[tokio::test]
