@@ -133,6 +133,41 @@ async fn a_wrong_status_fails_the_job_and_suggests_rollback() {
 }
 
 #[tokio::test]
+async fn every_host_of_the_role_is_checked_and_every_unhealthy_one_named() {
+    let (server, asked) = server(500).await;
+    let (fake, _project, rec) = staging(&["api"], &check(server.addr().port(), "")).await;
+    fake.add_instance(support::fake_aws::Ec2Instance::running(
+        "i-0second0api000001",
+        &[
+            ("App", "argos"),
+            ("Env", "staging"),
+            ("Group", "api"),
+            ("Name", "argos-staging-api"),
+        ],
+    ));
+
+    let text = unhealthy(engine::deploy(&rec.ctx, &[]).await.expect_err("unhealthy"));
+
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[1], "`staging rollback` redeploys the last good commit");
+    let check = format!("GET :{}/healthz → 500 (expected 200)", server.addr().port());
+    let mut named = vec![
+        lines[0].strip_prefix("unhealthy: api ").unwrap(),
+        lines[2].strip_prefix("also unhealthy: api ").unwrap(),
+    ];
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            format!("{} {check}", host("api", 0)),
+            format!("argos-staging-api-i-0second0api000001 {check}")
+        ]
+    );
+    assert_eq!(asked.lock().unwrap().len(), 2, "one request from each host");
+}
+
+#[tokio::test]
 async fn a_closed_port_is_connection_refused() {
     // A port that was just free: bound, then released.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
