@@ -131,7 +131,7 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
     }
     summary
         .details
-        .extend(health_check::check_deployed(ctx, &selected, &running).await?);
+        .extend(health_check::check_deployed(ctx, &selected, &running, version).await?);
     summary.outputs = info.outputs.clone();
     Ok(summary)
 }

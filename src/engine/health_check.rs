@@ -10,9 +10,10 @@ use serde_json::json;
 
 use crate::ansible;
 use crate::cloud::instances::InstanceInfo;
+use crate::command::{short_sha, Version};
 use crate::config::HealthCheck;
 use crate::engine::deploy::playbook_run;
-use crate::engine::Ctx;
+use crate::engine::{versions, Ctx};
 use crate::error::{Error, Result};
 use crate::progress::{HostStatus, PlaybookEvent, Progress, ProgressTx};
 
@@ -24,7 +25,13 @@ fn run_name(role: &str) -> String {
 
 /// Checks every role of `roles` that has checks, on its hosts among `running`, in the order
 /// given; stops at the first unhealthy role. Returns one summary line per checked role.
-pub(crate) async fn check_deployed(ctx: &Ctx, roles: &[String], running: &[InstanceInfo]) -> Result<Vec<String>> {
+/// `version` is what the deploy put there (the way back names what was there before).
+pub(crate) async fn check_deployed(
+    ctx: &Ctx,
+    roles: &[String],
+    running: &[InstanceInfo],
+    version: &Version,
+) -> Result<Vec<String>> {
     let configured = &ctx.config().settings.ansible.health_checks;
     let mut lines = Vec::new();
     for role in roles {
@@ -36,14 +43,20 @@ pub(crate) async fn check_deployed(ctx: &Ctx, roles: &[String], running: &[Insta
             "health",
             format!("{role} on {} host(s), {} check(s)", hosts.len(), checks.len()),
         );
-        check_role(ctx, role, checks, &hosts).await?;
+        check_role(ctx, role, checks, &hosts, version).await?;
         lines.push(format!("{role}: healthy on {} host(s)", hosts.len()));
     }
     Ok(lines)
 }
 
 /// Runs one role's checks as a generated playbook in the run's private folder.
-async fn check_role(ctx: &Ctx, role: &str, checks: &[HealthCheck], hosts: &[InstanceInfo]) -> Result<()> {
+async fn check_role(
+    ctx: &Ctx,
+    role: &str,
+    checks: &[HealthCheck],
+    hosts: &[InstanceInfo],
+    version: &Version,
+) -> Result<()> {
     let name = run_name(role);
     let mut run = playbook_run(ctx, role, hosts, BTreeMap::new())?;
     run.role = name.clone();
@@ -89,13 +102,32 @@ async fn check_role(ctx: &Ctx, role: &str, checks: &[HealthCheck], hosts: &[Inst
         .collect();
     match (result, unhealthy.split_first()) {
         (Err(Error::Playbook(_)), Some((first, others))) => {
-            let mut text = format!("{first}\n`{} rollback` redeploys the last good commit", ctx.target.env);
+            let mut text = format!("{first}\n{}", rollback_hint(ctx, version));
             for other in others {
                 text.push_str(&format!("\nalso {other}"));
             }
             Err(Error::Unhealthy(text))
         }
         (result, _) => result.map(|_| ()),
+    }
+}
+
+/// The way back after an unhealthy deploy. This deploy is not on record as good, so the last
+/// good deploy is what ran before it; a plain `rollback` goes back to the good commit before
+/// *that* one, so the hint names the job to go back to when there is a record of it (and it
+/// deployed another commit than this one).
+fn rollback_hint(ctx: &Ctx, version: &Version) -> String {
+    let env = &ctx.target.env;
+    let last_good = versions::current(&ctx.engine, env.as_str())
+        .ok()
+        .flatten()
+        .and_then(|job| Some((job.id, job.sha?)));
+    match last_good {
+        Some((id, sha)) if version.commit.as_deref() != Some(sha.as_str()) => format!(
+            "`{env} rollback to {id}` redeploys {}, the last good deploy (job #{id})",
+            short_sha(&sha)
+        ),
+        _ => format!("`{env} rollback` redeploys the last good commit"),
     }
 }
 

@@ -5,10 +5,12 @@ use crate::support;
 
 use std::sync::{Arc, Mutex};
 
+use argos::command::{Action, Version};
 use argos::config::Config;
 use argos::engine;
 use argos::error::Error;
 use argos::progress::Progress;
+use argos::store::{JobState, NewJob, Store};
 use support::fake_aws::{Ec2Image, FakeAws};
 use support::http_server::{HttpServer, Response};
 use support::{Recorder, TestProject};
@@ -85,7 +87,9 @@ async fn a_healthy_deploy_says_so() {
     let (server, asked) = server(200).await;
     let (_fake, _project, mut rec) = staging(&["api"], &check(server.addr().port(), "")).await;
 
-    let summary = engine::deploy(&rec.ctx, &[]).await.expect("healthy deploy");
+    let summary = engine::deploy(&rec.ctx, &[], &Default::default())
+        .await
+        .expect("healthy deploy");
 
     assert!(
         summary.details.iter().any(|d| d == "api: healthy on 1 host(s)"),
@@ -108,7 +112,9 @@ async fn a_wrong_status_fails_the_job_and_suggests_rollback() {
     let (server, _) = server(500).await;
     let (_fake, project, rec) = staging(&["api"], &check(server.addr().port(), "")).await;
 
-    let err = engine::deploy(&rec.ctx, &[]).await.expect_err("unhealthy");
+    let err = engine::deploy(&rec.ctx, &[], &Default::default())
+        .await
+        .expect_err("unhealthy");
 
     let text = unhealthy(err);
     let mut lines = text.lines();
@@ -146,7 +152,11 @@ async fn every_host_of_the_role_is_checked_and_every_unhealthy_one_named() {
         ],
     ));
 
-    let text = unhealthy(engine::deploy(&rec.ctx, &[]).await.expect_err("unhealthy"));
+    let text = unhealthy(
+        engine::deploy(&rec.ctx, &[], &Default::default())
+            .await
+            .expect_err("unhealthy"),
+    );
 
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -168,6 +178,60 @@ async fn every_host_of_the_role_is_checked_and_every_unhealthy_one_named() {
 }
 
 #[tokio::test]
+async fn the_way_back_names_the_last_good_deploy_on_record() {
+    // A plain `rollback` goes back to the good commit before the last good one; after an
+    // unhealthy deploy (not on record as good) the way back is the last good one itself.
+    let (server, _) = server(500).await;
+    let fake = FakeAws::start().await;
+    support::add_staging_hosts(&fake, &["api"]);
+    let project = project(&fake, &["api"], &check(server.addr().port(), ""));
+    let store = Store::in_memory().unwrap();
+    let good = "0123abcd4567ef890123abcd4567ef890123abcd";
+    let deployed = Action::Deploy {
+        roles: Vec::new(),
+        version: Version {
+            git_ref: Some("v1".into()),
+            commit: Some(good.into()),
+        },
+    };
+    let job = NewJob {
+        requester_id: "alice".into(),
+        requester_name: "alice".into(),
+        platform: argos::address::Surface::CONSOLE,
+        channel: "ops".into(),
+        env: "staging".into(),
+        action: "deploy".into(),
+        args: deployed.stored_args(),
+    };
+    let id = store.insert_job(&job, JobState::Succeeded).unwrap();
+    let engine = project.engine().await.with_store(store);
+    support::add_staging_stack(&fake, &engine, IMAGE_ID, &[], RESOURCES);
+    let rec = Recorder::new(&engine, "staging", None);
+    let now = Version {
+        git_ref: Some("v2".into()),
+        commit: Some("fedcba98".repeat(5)),
+    };
+
+    let text = unhealthy(engine::deploy(&rec.ctx, &[], &now).await.expect_err("unhealthy"));
+
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        format!("`staging rollback to {id}` redeploys 0123abcd, the last good deploy (job #{id})")
+    );
+
+    // Redeploying that same commit unhealthy: going back means the good one before it.
+    let same = Version {
+        git_ref: Some("v1".into()),
+        commit: Some(good.into()),
+    };
+    let text = unhealthy(engine::deploy(&rec.ctx, &[], &same).await.expect_err("unhealthy"));
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        "`staging rollback` redeploys the last good commit"
+    );
+}
+
+#[tokio::test]
 async fn a_closed_port_is_connection_refused() {
     // A port that was just free: bound, then released.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -177,7 +241,11 @@ async fn a_closed_port_is_connection_refused() {
         .port();
     let (_fake, _project, rec) = staging(&["api"], &check(port, "")).await;
 
-    let text = unhealthy(engine::deploy(&rec.ctx, &[]).await.expect_err("unhealthy"));
+    let text = unhealthy(
+        engine::deploy(&rec.ctx, &[], &Default::default())
+            .await
+            .expect_err("unhealthy"),
+    );
 
     assert_eq!(
         text.lines().next().unwrap(),
@@ -202,7 +270,11 @@ async fn a_hanging_service_times_out() {
     let (_fake, _project, rec) = staging(&["api"], &check(port, ", timeout_secs: 1")).await;
 
     let started = std::time::Instant::now();
-    let text = unhealthy(engine::deploy(&rec.ctx, &[]).await.expect_err("unhealthy"));
+    let text = unhealthy(
+        engine::deploy(&rec.ctx, &[], &Default::default())
+            .await
+            .expect_err("unhealthy"),
+    );
 
     assert_eq!(
         text.lines().next().unwrap(),
@@ -233,7 +305,9 @@ async fn retries_wait_for_a_service_that_comes_up() {
     );
     let (_fake, _project, rec) = staging(&["api"], &checks).await;
 
-    let summary = engine::deploy(&rec.ctx, &[]).await.expect("healthy on the third try");
+    let summary = engine::deploy(&rec.ctx, &[], &Default::default())
+        .await
+        .expect("healthy on the third try");
 
     assert!(summary.details.iter().any(|d| d == "api: healthy on 1 host(s)"));
     assert_eq!(*asked.lock().unwrap(), 3);
@@ -244,7 +318,9 @@ async fn a_role_without_checks_is_not_checked() {
     let (server, asked) = server(200).await;
     let (_fake, _project, mut rec) = staging(&["api", "front"], &check(server.addr().port(), "")).await;
 
-    let summary = engine::deploy(&rec.ctx, &[]).await.expect("deploy");
+    let summary = engine::deploy(&rec.ctx, &[], &Default::default())
+        .await
+        .expect("deploy");
 
     assert_eq!(
         summary
@@ -262,7 +338,9 @@ async fn a_role_without_checks_is_not_checked() {
     assert_eq!(health, ["health: api on 1 host(s), 1 check(s)"]);
 
     // Deploying front alone checks nothing: api was not deployed.
-    let summary = engine::deploy(&rec.ctx, &["front".to_string()]).await.expect("deploy");
+    let summary = engine::deploy(&rec.ctx, &["front".to_string()], &Default::default())
+        .await
+        .expect("deploy");
     assert!(!summary.details.iter().any(|d| d.contains("healthy")), "{summary:?}");
     assert_eq!(asked.lock().unwrap().len(), 1);
 }
@@ -283,7 +361,11 @@ async fn commission_checks_health_after_its_deploy() {
     let engine = project.engine().await;
     let rec = Recorder::new(&engine, "staging", None);
 
-    let text = unhealthy(engine::commission(&rec.ctx).await.expect_err("unhealthy"));
+    let text = unhealthy(
+        engine::commission(&rec.ctx, &Default::default())
+            .await
+            .expect_err("unhealthy"),
+    );
 
     assert_eq!(
         text.lines().next().unwrap(),
