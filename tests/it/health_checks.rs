@@ -177,6 +177,36 @@ async fn every_host_of_the_role_is_checked_and_every_unhealthy_one_named() {
     assert_eq!(asked.lock().unwrap().len(), 2, "one request from each host");
 }
 
+/// A git repository at `dir` with two commits; their SHAs, oldest first.
+fn two_commits(dir: &std::path::Path) -> (String, String) {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    git(&["init", "-q"]);
+    let mut shas = Vec::new();
+    for n in ["one", "two"] {
+        std::fs::write(dir.join("version.txt"), n).unwrap();
+        git(&["add", "version.txt"]);
+        git(&["commit", "-q", "-m", n]);
+        shas.push(git(&["rev-parse", "HEAD"]));
+    }
+    let next = shas.pop().unwrap();
+    (shas.pop().unwrap(), next)
+}
+
 #[tokio::test]
 async fn the_way_back_names_the_last_good_deploy_on_record() {
     // A plain `rollback` goes back to the good commit before the last good one; after an
@@ -185,13 +215,22 @@ async fn the_way_back_names_the_last_good_deploy_on_record() {
     let fake = FakeAws::start().await;
     support::add_staging_hosts(&fake, &["api"]);
     let project = project(&fake, &["api"], &check(server.addr().port(), ""));
+    // The sandbox hosts check the deployed commit out for real: from this repository.
+    let app = project.dir.path().join("app");
+    let (good, next) = two_commits(&app);
+    let yaml = std::fs::read_to_string(&project.config_path).unwrap();
+    let yaml = yaml.replacen(
+        "  extra_vars:\n",
+        &format!("  extra_vars:\n    app_repo: {}\n", app.display()),
+        1,
+    );
+    std::fs::write(&project.config_path, yaml).unwrap();
     let store = Store::in_memory().unwrap();
-    let good = "0123abcd4567ef890123abcd4567ef890123abcd";
     let deployed = Action::Deploy {
         roles: Vec::new(),
         version: Version {
             git_ref: Some("v1".into()),
-            commit: Some(good.into()),
+            commit: Some(good.clone()),
         },
     };
     let job = NewJob {
@@ -209,20 +248,23 @@ async fn the_way_back_names_the_last_good_deploy_on_record() {
     let rec = Recorder::new(&engine, "staging", None);
     let now = Version {
         git_ref: Some("v2".into()),
-        commit: Some("fedcba98".repeat(5)),
+        commit: Some(next),
     };
 
     let text = unhealthy(engine::deploy(&rec.ctx, &[], &now).await.expect_err("unhealthy"));
 
     assert_eq!(
         text.lines().nth(1).unwrap(),
-        format!("`staging rollback to {id}` redeploys 0123abcd, the last good deploy (job #{id})")
+        format!(
+            "`staging rollback to {id}` redeploys {}, the last good deploy (job #{id})",
+            &good[..8]
+        )
     );
 
     // Redeploying that same commit unhealthy: going back means the good one before it.
     let same = Version {
         git_ref: Some("v1".into()),
-        commit: Some(good.into()),
+        commit: Some(good),
     };
     let text = unhealthy(engine::deploy(&rec.ctx, &[], &same).await.expect_err("unhealthy"));
     assert_eq!(
