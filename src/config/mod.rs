@@ -10,12 +10,14 @@ use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
 mod cron;
+mod health_checks;
 mod limits;
 mod people;
 mod settings;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
+pub use health_checks::HealthCheck;
 pub use people::PersonSettings;
 pub use settings::*;
 
@@ -163,6 +165,7 @@ impl Config {
         let f = &self.file;
         // First: the checks below compute with these numbers.
         limits::check(&self.settings).map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
+        health_checks::check(&self.settings).map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         for name in self.settings.environments.keys() {
             EnvName::parse(name)
                 .map_err(|e| ConfigError::new(f, Some(&format!("environments.{name}")), e.to_string()))?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::PersonSettings;
+use super::{HealthCheck, PersonSettings};
 
 /// `config/argos.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -515,6 +515,8 @@ pub struct AnsibleSettings {
     pub python_interpreter: String,
     /// Extra variables passed to every run.
     pub extra_vars: BTreeMap<String, String>,
+    /// HTTP checks each role's hosts must pass once a deploy's playbooks are done, by role.
+    pub health_checks: BTreeMap<String, Vec<HealthCheck>>,
 }
 
 impl Default for AnsibleSettings {
@@ -528,6 +530,7 @@ impl Default for AnsibleSettings {
             ssh_port: 22,
             python_interpreter: "/usr/bin/python3".into(),
             extra_vars: BTreeMap::new(),
+            health_checks: BTreeMap::new(),
         }
     }
 }

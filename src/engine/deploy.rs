@@ -11,7 +11,7 @@ use crate::cloud::instances::{self, InstanceInfo};
 use crate::cloud::stack;
 use crate::command::Version;
 use crate::config::Config;
-use crate::engine::{Ctx, Summary};
+use crate::engine::{health_check, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::names::{quote, tags};
 
@@ -129,6 +129,9 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
         ));
         summary.hosts.extend(report.hosts);
     }
+    summary
+        .details
+        .extend(health_check::check_deployed(ctx, &selected, &running, version).await?);
     summary.outputs = info.outputs.clone();
     Ok(summary)
 }

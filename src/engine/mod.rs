@@ -8,6 +8,7 @@ mod clean;
 mod commission;
 mod decommission;
 mod deploy;
+mod health_check;
 mod params;
 mod preflight;
 mod settle;

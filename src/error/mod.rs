@@ -29,6 +29,10 @@ pub enum Error {
     /// A playbook failed: "task T failed on host H: message".
     #[error("{0}")]
     Playbook(String),
+    /// A health check failed after a deploy: "unhealthy: <role> <host> <check> → <what>
+    /// (expected <status>)", then the way back.
+    #[error("{0}")]
+    Unhealthy(String),
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("cancelled")]
@@ -50,6 +54,7 @@ impl Error {
                     Error::Invalid(_) => Error::Invalid(text),
                     Error::Refused(_) => Error::Refused(text),
                     Error::Playbook(_) => Error::Playbook(text),
+                    Error::Unhealthy(_) => Error::Unhealthy(text),
                     Error::Timeout(_) => Error::Timeout(r.redact(&text.replacen("timed out: ", "", 1))),
                     _ => Error::StackFailed(text),
                 }

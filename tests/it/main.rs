@@ -29,6 +29,7 @@ mod fake_aws_selftest;
 mod fake_slack_selftest;
 mod git_repo;
 mod grammar_fuzz;
+mod health_checks;
 mod health_metrics;
 mod iam_enforcement;
 mod json_logs;
