@@ -112,10 +112,8 @@ async fn check_role(
     }
 }
 
-/// The way back after an unhealthy deploy. This deploy is not on record as good, so the last
-/// good deploy is what ran before it; a plain `rollback` goes back to the good commit before
-/// *that* one, so the hint names the job to go back to when there is a record of it (and it
-/// deployed another commit than this one).
+/// The way back after an unhealthy deploy: the last good deploy on record (what ran before
+/// this one), named by its job so the hint says exactly what `rollback` will redeploy.
 fn rollback_hint(ctx: &Ctx, version: &Version) -> String {
     let env = &ctx.target.env;
     let last_good = versions::current(&ctx.engine, env.as_str())

@@ -12,7 +12,7 @@ use crate::engine::{deploy, Ctx, Engine, Summary};
 use crate::error::{Error, Result};
 use crate::git::{AppRepo, Auth, CommitRange};
 use crate::permissions::pattern_matches;
-use crate::store::{JobRecord, Store};
+use crate::store::{JobRecord, JobState, Store};
 
 /// The ref an environment deploys when none is named.
 pub const DEFAULT_REF: &str = "master";
@@ -152,16 +152,29 @@ pub fn current(engine: &Engine, env: &str) -> Result<Option<JobRecord>> {
     Ok(stored(store(engine)?.good_deploys(env, 1))?.into_iter().next())
 }
 
+/// The commit the hosts of `env` most likely run: that of the last deploy that finished,
+/// whether it succeeded or failed (a failed one may have checked its commit out already).
+pub fn running_commit(engine: &Engine, env: &str) -> Result<Option<String>> {
+    let recent = stored(store(engine)?.deploys(env, 50))?;
+    Ok(recent
+        .into_iter()
+        .find(|j| matches!(j.state, JobState::Succeeded | JobState::Failed))
+        .and_then(|j| j.sha))
+}
+
 /// The commit a rollback goes back to, and how to name it: the last good commit before the
 /// current one, or the job, commit or ref `to` names.
 async fn rollback_target(engine: &Engine, repo: &AppRepo, env: &str, to: Option<&str>) -> Result<(String, String)> {
     let good = stored(store(engine)?.good_deploys(env, 200))?;
-    let Some(now) = good.first() else {
+    if good.is_empty() {
         return Err(Error::Refused(format!(
             "nothing to roll back: {env} has no successful deploy on record"
         )));
-    };
-    let now_sha = now.sha.clone().unwrap_or_default();
+    }
+    // What the hosts run now: the last deploy that got to them, also one that failed after
+    // (an unhealthy deploy, a playbook that failed half-way). Going back means going to the
+    // last good commit other than that one.
+    let now_sha = running_commit(engine, env)?.unwrap_or_default();
     match to {
         None => good
             .iter()
@@ -251,7 +264,7 @@ pub async fn rollback(ctx: &Ctx, version: &Version) -> Result<Summary> {
         .commit
         .clone()
         .ok_or_else(|| Error::Invalid("a rollback needs its commit resolved first".into()))?;
-    let now = current(&ctx.engine, &env)?.and_then(|j| j.sha);
+    let now = running_commit(&ctx.engine, &env)?;
     let undone = match &now {
         Some(from) if *from != to => Some(undo(&ctx.engine, from, &to).await?),
         _ => None,

@@ -19,13 +19,14 @@ impl Store {
         .ctx("list deploys")
     }
 
-    /// The successful deploys of `env`, the one that runs now first (by when they finished).
+    /// The successful deploys of `env`, newest first (one job runs on an environment at a
+    /// time, so the order of ids is the order they finished in).
     pub fn good_deploys(&self, env: &str, limit: usize) -> StoreResult<Vec<JobRecord>> {
         self.with(|db| {
             let rows = db.query(
                 &format!(
                     "SELECT {COLUMNS} FROM jobs WHERE env = ?1 AND sha IS NOT NULL AND state = ?2
-                     ORDER BY finished_at DESC, id DESC LIMIT ?3"
+                     ORDER BY id DESC LIMIT ?3"
                 ),
                 params![env, JobState::Succeeded.as_str(), limit as i64],
             )?;

@@ -294,3 +294,45 @@ async fn the_bot_suggests_refs_for_the_slash_commands_autocomplete() {
     assert_eq!(features, ["feature-x", "feature-y"]);
     assert!(suggest("staging".into(), "nothing-like-it".into()).await.is_empty());
 }
+
+#[tokio::test]
+async fn after_a_failed_deploy_rollback_goes_to_the_last_good_commit() {
+    let (w, _dir, demo) = world("").await;
+    let store = w.chat.bot.store().clone();
+    let v1 = commit_of(&demo, "v1.0.0");
+    let v12 = commit_of(&demo, "v1.2.0");
+    let fx = commit_of(&demo, "feature-x");
+    // On record: two good deploys, then one that failed after reaching the hosts.
+    for (git_ref, sha, state) in [
+        ("v1.0.0", &v1, JobState::Succeeded),
+        ("v1.2.0", &v12, JobState::Succeeded),
+        ("feature-x", &fx, JobState::Failed),
+    ] {
+        let action = argos::command::Action::Deploy {
+            roles: vec![],
+            version: argos::command::Version {
+                git_ref: Some(git_ref.into()),
+                commit: Some(sha.clone()),
+            },
+        };
+        let new = argos::store::NewJob {
+            requester_id: "alice".into(),
+            requester_name: "alice".into(),
+            platform: argos::address::Surface::CONSOLE,
+            channel: "ops".into(),
+            env: "staging".into(),
+            action: action.verb().into(),
+            args: action.stored_args(),
+        };
+        store.insert_job_for(&new, state, None).unwrap();
+    }
+    // The hosts run feature-x: going back is to v1.2.0 (job #2), not past it.
+    ask(&w, "alice", "staging rollback").await;
+    let back = store.job(4).unwrap().unwrap();
+    assert_eq!(back.state, JobState::Succeeded, "{:?}", back.result);
+    assert_eq!(
+        (back.git_ref.as_deref(), back.sha.as_deref()),
+        (Some("job #2"), Some(v12.as_str()))
+    );
+    assert_eq!(checked_out(&w.project), std::slice::from_ref(&v12));
+}
