@@ -430,9 +430,11 @@ async fn cli_help_shows_the_grammar_and_each_command() {
         "{all}"
     );
     for grammar in [
-        "<env> commission",
-        "<env> deploy [roles...]",
-        "<env> update [Parameter=value...]",
+        "<env> commission [ref=<branch|tag|sha>]",
+        "<env> deploy [roles...] [ref=<branch|tag|sha>]",
+        "<env> update [Parameter=value...] [ref=<branch|tag|sha>]",
+        "<env> rollback [to <job|sha|ref>]",
+        "<env> history [n]",
         "<env> decommission",
         "envs",
         "help [command]",
@@ -458,7 +460,9 @@ async fn cli_help_shows_the_grammar_and_each_command() {
     let (code, deploy, stderr) = argos_output(nowhere, &["staging", "deploy", "--help"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        deploy.starts_with("usage: argos <env> deploy [roles...]\n\nrun the playbooks (all roles, or those named).\n"),
+        deploy.starts_with(
+            "usage: argos <env> deploy [roles...] [ref=<branch|tag|sha>]\n\nrun the playbooks (all roles, or those named).\n"
+        ),
         "{deploy}"
     );
     assert!(deploy.contains("`--roles a,b`"), "{deploy}");
