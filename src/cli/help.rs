@@ -10,8 +10,11 @@ fn runs_here(c: &CommandHelp) -> bool {
     c.per_env || matches!(c.name, "envs" | "help")
 }
 
+/// One command's line: its grammar in a column as wide as the longest grammar, then what it
+/// does.
 fn line(c: &CommandHelp) -> String {
-    format!("  {:<38} {}\n", c.grammar, c.summary)
+    let width = COMMANDS.iter().map(|c| c.grammar.chars().count()).max().unwrap_or(0);
+    format!("  {:<width$}  {}\n", c.grammar, c.summary)
 }
 
 /// Every command of the grammar, grouped by where it runs.

@@ -2,6 +2,7 @@
 //! prefixes and mentions (`!argos staging deploy`, `@Argos staging deploy`). Text in, a typed
 //! [`Command`] or a [`ParseError`] with usage and a "did you mean" out. Nothing here acts.
 
+mod args;
 mod help;
 
 use std::collections::BTreeMap;
@@ -9,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use help::{usage, CommandHelp, COMMANDS};
+
+use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, take_ref};
 
 use crate::names::{quote, shorten, EnvName};
 
@@ -476,141 +479,6 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
             Ok(Command::Help { topic })
         }
     }
-}
-
-/// Takes `ref=<name>` (or `--ref <name>`, `--ref=<name>`) out of the arguments. The name is
-/// checked for what git would take as an option or a range here; whether it exists is the
-/// repository's to say.
-fn take_ref<'a>(args: &[&'a str], verb: &str) -> Result<(Version, Vec<&'a str>), ParseError> {
-    let mut version = Version::default();
-    let mut rest = Vec::new();
-    let mut iter = args.iter();
-    while let Some(a) = iter.next() {
-        let value = if let Some(v) = a.strip_prefix("ref=").or_else(|| a.strip_prefix("--ref=")) {
-            v
-        } else if *a == "--ref" {
-            iter.next()
-                .copied()
-                .ok_or_else(|| err("`--ref` needs a branch, tag or commit", verb))?
-        } else {
-            rest.push(*a);
-            continue;
-        };
-        if version.git_ref.is_some() {
-            return Err(err("ref= is given twice", verb));
-        }
-        check_ref_name(value, verb)?;
-        version.git_ref = Some(value.to_string());
-    }
-    Ok((version, rest))
-}
-
-/// The longest ref name taken (git allows more; nobody types it).
-const REF_MAX_CHARS: usize = 200;
-
-fn check_ref_name(name: &str, verb: &str) -> Result<(), ParseError> {
-    let bad = name.is_empty()
-        || name.chars().count() > REF_MAX_CHARS
-        || name.starts_with('-')
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.ends_with(".lock")
-        || name.contains("..")
-        || name.contains("@{")
-        || name.contains("//")
-        || name
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
-    if bad {
-        return Err(err(
-            format!("{} is not a branch, tag or commit name", quote(name)),
-            verb,
-        ));
-    }
-    Ok(())
-}
-
-/// `rollback` or `rollback to <job|sha|ref>` (`#12` and `12` name job 12).
-fn parse_rollback_target(args: &[&str]) -> Result<Option<String>, ParseError> {
-    match args {
-        [] => Ok(None),
-        ["to", target] => {
-            check_ref_name(target, "rollback")?;
-            Ok(Some(target.to_string()))
-        }
-        ["to"] => Err(err("`rollback to` needs a job number, a commit or a ref", "rollback")),
-        [first, ..] => Err(err(
-            format!("`rollback` takes `to <job|sha|ref>` (got {})", quote(first)),
-            "rollback",
-        )),
-    }
-}
-
-/// `history` or `history <n>`, n from 1 to [`HISTORY_MAX`].
-fn parse_count(args: &[&str]) -> Result<u32, ParseError> {
-    match args {
-        [] => Ok(HISTORY_DEFAULT),
-        [n] => match n.parse::<u32>() {
-            Ok(n) if (1..=HISTORY_MAX).contains(&n) => Ok(n),
-            _ => Err(err(
-                format!("{} is not a number from 1 to {HISTORY_MAX}", quote(n)),
-                "history",
-            )),
-        },
-        [_, extra, ..] => Err(err(
-            format!("`history` takes one number (got {})", quote(extra)),
-            "history",
-        )),
-    }
-}
-
-fn parse_roles(args: &[&str]) -> Result<Vec<String>, ParseError> {
-    let mut roles = Vec::new();
-    let mut iter = args.iter();
-    while let Some(a) = iter.next() {
-        let list = if *a == "--roles" || *a == "-r" {
-            *iter
-                .next()
-                .ok_or_else(|| err("`--roles` needs a list, e.g. `--roles api,front`", "deploy"))?
-        } else if let Some(v) = a.strip_prefix("--roles=") {
-            v
-        } else if a.starts_with('-') {
-            return Err(err(format!("unknown option {}", quote(a)), "deploy"));
-        } else {
-            a
-        };
-        for r in list.split(',').filter(|r| !r.is_empty()) {
-            if !r
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-            {
-                return Err(err(format!("{} is not a role name", quote(r)), "deploy"));
-            }
-            if !roles.iter().any(|x: &String| x == r) {
-                roles.push(r.to_string());
-            }
-        }
-    }
-    Ok(roles)
-}
-
-fn parse_parameters(args: &[&str], verb: &str) -> Result<BTreeMap<String, String>, ParseError> {
-    let mut out = BTreeMap::new();
-    for a in args {
-        let Some((k, v)) = a.split_once('=') else {
-            return Err(err(format!("{} is not Parameter=value", quote(a)), verb));
-        };
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(err(
-                format!("{} is not a parameter name (letters and digits only)", quote(k)),
-                verb,
-            ));
-        }
-        if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(err(format!("parameter {} is given twice", quote(k)), verb));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -13,12 +13,14 @@ mod cron;
 mod health_checks;
 mod limits;
 mod people;
+mod repository;
 mod settings;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
 pub use health_checks::HealthCheck;
 pub use people::PersonSettings;
+pub use repository::{OtherRefs, RepositorySettings};
 pub use settings::*;
 
 /// Where the config file is looked for when none is given.
