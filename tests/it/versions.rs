@@ -161,6 +161,15 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
         envs.contains(&format!("• staging · v1.2.0 @ {} by alice, ", &v12[..8])),
         "{envs}"
     );
+    let status = ask(&w, "alice", "staging status").await.unwrap();
+    assert!(
+        status.ends_with(&format!(
+            "Deployed: v1.2.0 @ {} by alice, {}, ✅ (job #2), 1 commit(s) behind master",
+            &v12[..8],
+            second.finished_at.unwrap().format("%Y-%m-%d %H:%M UTC")
+        )),
+        "{status}"
+    );
     let job = ask(&w, "alice", "job 2").await.unwrap();
     assert!(job.contains(&format!("commit {v12} (v1.2.0)")), "{job}");
 
