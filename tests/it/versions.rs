@@ -134,6 +134,13 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
         "the host has the commit, for real"
     );
     assert!(!first.hosts.is_empty(), "the hosts it reached are recorded");
+    // Each host that got code says which commit it runs, in the job's log.
+    let log = std::fs::read_to_string(first.log_path.as_deref().expect("a log")).unwrap();
+    let reports = log.matches(&format!(" runs {v1}")).count();
+    assert_eq!(
+        reports, 2,
+        "api and collector (the roles with code) report their commit: {log}"
+    );
 
     ask(&w, "alice", "staging deploy ref=v1.2.0").await;
     let second = store.job(2).unwrap().unwrap();
