@@ -37,7 +37,19 @@ pub(super) fn take_ref<'a>(args: &[&'a str], verb: &str) -> Result<(Version, Vec
 const REF_MAX_CHARS: usize = 200;
 
 fn check_ref_name(name: &str, verb: &str) -> Result<(), ParseError> {
-    let bad = name.is_empty()
+    if !is_ref_name(name) {
+        return Err(err(
+            format!("{} is not a branch, tag or commit name", quote(name)),
+            verb,
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` could be a branch, tag or commit: nothing git would read as an option, a
+/// range or a pattern (the config's refs are checked by the same rule).
+pub fn is_ref_name(name: &str) -> bool {
+    !(name.is_empty()
         || name.chars().count() > REF_MAX_CHARS
         || name.starts_with('-')
         || name.starts_with('/')
@@ -48,14 +60,7 @@ fn check_ref_name(name: &str, verb: &str) -> Result<(), ParseError> {
         || name.contains("//")
         || name
             .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
-    if bad {
-        return Err(err(
-            format!("{} is not a branch, tag or commit name", quote(name)),
-            verb,
-        ));
-    }
-    Ok(())
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c)))
 }
 
 /// `rollback` or `rollback to <job|sha|ref>` (`#12` and `12` name job 12).

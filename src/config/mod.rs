@@ -168,6 +168,7 @@ impl Config {
         // First: the checks below compute with these numbers.
         limits::check(&self.settings).map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         health_checks::check(&self.settings).map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
+        repository::check(&self.settings).map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         for name in self.settings.environments.keys() {
             EnvName::parse(name)
                 .map_err(|e| ConfigError::new(f, Some(&format!("environments.{name}")), e.to_string()))?;

@@ -45,3 +45,63 @@ impl Default for RepositorySettings {
         }
     }
 }
+
+/// Checks `repository:` and the environments' refs; the key and what is wrong.
+pub(super) fn check(s: &super::Settings) -> Result<(), (String, String)> {
+    let r = &s.repository;
+    if r.ssh_key.is_some() && r.token_env.is_some() {
+        return Err(("repository".into(), "give ssh_key or token_env, not both".into()));
+    }
+    if let Some(url) = &r.url {
+        let bad =
+            url.trim().is_empty() || url.starts_with('-') || url.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(("repository.url".into(), "not a git URL or path".into()));
+        }
+        // `https://user:secret@host/…`: a password in the config (and in every error) is refused.
+        let userinfo = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next()?.split_once('@'));
+        if userinfo.is_some_and(|(user, _)| user.contains(':')) {
+            return Err((
+                "repository.url".into(),
+                "holds a password: put the token in the environment and name it in repository.token_env".into(),
+            ));
+        }
+    }
+    for m in &r.migrations {
+        if m.is_empty() || m.starts_with('/') || m.split('/').any(|p| p == "..") {
+            return Err((
+                "repository.migrations".into(),
+                format!("'{m}' is not a path inside the repository"),
+            ));
+        }
+    }
+    let envs = std::iter::once(("defaults".to_string(), &s.defaults))
+        .chain(s.environments.iter().map(|(n, e)| (format!("environments.{n}"), e)));
+    for (key, env) in envs {
+        let names_versions = env.git_ref.is_some() || !env.refs.is_empty() || env.other_refs != OtherRefs::Refuse;
+        if names_versions && r.url.is_none() {
+            return Err((
+                key,
+                "ref, refs and other_refs need repository.url (versions are off without it)".into(),
+            ));
+        }
+        if let Some(name) = &env.git_ref {
+            if !crate::command::is_ref_name(name) {
+                return Err((
+                    format!("{key}.ref"),
+                    format!("'{name}' is not a branch, tag or commit name"),
+                ));
+            }
+        }
+        if let Some(p) = env
+            .refs
+            .iter()
+            .find(|p| p.trim().is_empty() || p.chars().any(char::is_whitespace))
+        {
+            return Err((format!("{key}.refs"), format!("'{p}' is not a ref pattern")));
+        }
+    }
+    Ok(())
+}

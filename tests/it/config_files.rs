@@ -169,3 +169,49 @@ fn people_and_channel_addresses_are_checked_and_errors_name_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn the_repository_and_refs_are_checked_and_errors_name_the_key() {
+    let repo = "repository:\n  url: https://github.com/publicscience/argos.git\n";
+    for (yaml, key, says) in [
+        (
+            "environments:\n  staging: { ref: master }\n".to_string(),
+            "key `environments.staging`",
+            "need repository.url",
+        ),
+        (
+            format!("{repo}environments:\n  staging: {{ ref: \"--upload-pack=x\" }}\n"),
+            "key `environments.staging.ref`",
+            "is not a branch, tag or commit name",
+        ),
+        (
+            format!("{repo}environments:\n  staging: {{ refs: [\"v *\"] }}\n"),
+            "key `environments.staging.refs`",
+            "is not a ref pattern",
+        ),
+        (
+            format!("{repo}environments:\n  staging: {{ other_refs: maybe }}\n"),
+            "argos.yaml:4:",
+            "unknown variant `maybe`, expected one of refuse, approval",
+        ),
+        (
+            "repository:\n  url: https://bot:s3cret@github.com/x.git\nenvironments:\n  staging: {}\n".to_string(),
+            "key `repository.url`",
+            "holds a password",
+        ),
+        (
+            format!("{repo}  ssh_key: keys/deploy\n  token_env: GIT_TOKEN\nenvironments:\n  staging: {{}}\n"),
+            "key `repository`",
+            "not both",
+        ),
+        (
+            format!("{repo}  migrations: [\"../db\"]\nenvironments:\n  staging: {{}}\n"),
+            "key `repository.migrations`",
+            "not a path inside the repository",
+        ),
+    ] {
+        let e = load_yaml(&yaml);
+        assert!(e.contains(key) && e.contains(says), "{yaml}\n→ {e}");
+        assert!(!e.contains("s3cret"), "a password never shows: {e}");
+    }
+}
