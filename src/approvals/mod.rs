@@ -30,6 +30,17 @@ impl Requirement {
     }
 }
 
+/// What a request needs: its policy's requirement, or one approver when the policy asks for
+/// none but the request names a ref outside the environment's rule (`outside_rule`).
+pub fn requirement_for(
+    settings: &ApprovalSettings,
+    env: &str,
+    action: &str,
+    outside_rule: bool,
+) -> Option<Requirement> {
+    requirement(settings, env, action).or_else(|| outside_rule.then(|| Requirement::one(settings)))
+}
+
 /// The first matching policy; decommission needs one approver everywhere by default.
 pub fn requirement(settings: &ApprovalSettings, env: &str, action: &str) -> Option<Requirement> {
     let matching = settings.policies.iter().find(|p| {

@@ -76,16 +76,15 @@ async fn version_plan(ctx: &Ctx, version: &Version, text: &mut Vec<String>, part
             if back.commits.total > 0 {
                 text.extend(back.lines());
             }
-            let ahead = versions::undo(&ctx.engine, commit, &from).await?;
-            if ahead.commits.total > 0 {
+            let ahead = versions::ahead(&ctx.engine, &from, commit).await?;
+            if ahead.total > 0 {
                 text.push(format!(
                     "adds {} commit(s) over {} (what runs now)",
-                    ahead.commits.total,
+                    ahead.total,
                     short_sha(&from)
                 ));
                 text.extend(
                     ahead
-                        .commits
                         .commits
                         .iter()
                         .map(|c| format!("• {} {}", short_sha(&c.sha), c.subject)),

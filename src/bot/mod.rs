@@ -207,10 +207,11 @@ impl Bot {
                     Ok(found) => found.into_iter().map(|r| r.name).collect(),
                     Err(_) => return Vec::new(),
                 };
-                let accepts = |name: &str| match engine.config.environment(&env) {
-                    Ok((_, settings)) => crate::engine::versions::check_ref(&env, &settings, name)
+                let settings = engine.config.environment(&env).ok().map(|(_, s)| s);
+                let accepts = |name: &str| match &settings {
+                    Some(settings) => crate::engine::versions::check_ref(&env, settings, name)
                         .is_ok_and(|c| c == crate::engine::versions::RefCheck::Accepted),
-                    Err(_) => true,
+                    None => true,
                 };
                 let (mut first, rest): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| accepts(n));
                 first.extend(rest);

@@ -106,18 +106,10 @@ async fn claim_job(
         engine.aws.set_share(replicas.iter().filter(|r| r.alive).count());
     }
     let settings = &engine.config.settings.approvals;
-    // A ref outside the environment's rule needs an approval even where the policy asks for
-    // none: one approver then.
+    let outside_rule = pinned.needs_approval.is_some();
     let needs = action
         .mutates()
-        .then(|| {
-            crate::approvals::requirement(settings, env, action.verb()).or_else(|| {
-                pinned
-                    .needs_approval
-                    .as_ref()
-                    .map(|_| crate::approvals::Requirement::one(settings))
-            })
-        })
+        .then(|| crate::approvals::requirement_for(settings, env, action.verb(), outside_rule))
         .flatten();
     match (needs, &opts.break_glass) {
         (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,
@@ -311,11 +303,9 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
         }
         engine::Outcome::Report(report) => {
             let mut text = report.to_string();
-            if let Ok(Some(j)) = engine::versions::current(&ctx.engine, ctx.target.env.as_str()) {
-                let behind = match &j.sha {
-                    Some(sha) => engine::versions::behind(&ctx.engine, &ctx.target.settings, sha).await,
-                    None => None,
-                };
+            let settings = &ctx.target.settings;
+            if let Some((j, behind)) = engine::versions::deployed(&ctx.engine, ctx.target.env.as_str(), settings).await
+            {
                 text.push_str(&format!("deployed: {}\n", engine::versions::deploy_line(&j)));
                 if let Some(n) = behind {
                     text.push_str(&format!(

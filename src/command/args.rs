@@ -33,7 +33,8 @@ pub(super) fn take_ref<'a>(args: &[&'a str], verb: &str) -> Result<(Version, Vec
     Ok((version, rest))
 }
 
-/// The longest ref name taken (git allows more; nobody types it).
+/// The longest ref name taken (git allows more; nobody types it, and refusing them keeps
+/// errors short).
 const REF_MAX_CHARS: usize = 200;
 
 fn check_ref_name(name: &str, verb: &str) -> Result<(), ParseError> {
@@ -46,21 +47,46 @@ fn check_ref_name(name: &str, verb: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Whether `name` could be a branch, tag or commit: nothing git would read as an option, a
-/// range or a pattern (the config's refs are checked by the same rule).
+/// Whether `name` could be a branch, tag or commit.
 pub fn is_ref_name(name: &str) -> bool {
-    !(name.is_empty()
-        || name.chars().count() > REF_MAX_CHARS
-        || name.starts_with('-')
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.ends_with(".lock")
-        || name.contains("..")
-        || name.contains("@{")
-        || name.contains("//")
-        || name
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c)))
+    ref_name_problem(name).is_none()
+}
+
+/// What is wrong with `name` as a branch, tag or commit, if anything: what git would read as
+/// an option, a range or a pattern, or refuse as a ref. The one rule for the parser, the
+/// config and the repository.
+pub fn ref_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    if name.len() > REF_MAX_CHARS {
+        return Some(format!("longer than {REF_MAX_CHARS} characters"));
+    }
+    if name.starts_with('-') {
+        return Some("it starts with '-'".into());
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Some(format!("it contains {c:?}"));
+    }
+    if let Some(c) = name.chars().find(|c| "~^:?*[\\".contains(*c)) {
+        return Some(format!("it contains '{c}'"));
+    }
+    if name.contains("..") {
+        return Some("it contains '..'".into());
+    }
+    if name.contains("@{") || name == "@" {
+        return Some("it contains '@{'".into());
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Some("it has an empty path component".into());
+    }
+    if name.split('/').any(|part| part.starts_with('.')) {
+        return Some("a path component starts with '.'".into());
+    }
+    if name.ends_with('.') || name.ends_with(".lock") {
+        return Some("it ends with '.' or '.lock'".into());
+    }
+    None
 }
 
 /// `rollback` or `rollback to <job|sha|ref>` (`#12` and `12` name job 12).

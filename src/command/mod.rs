@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use help::{usage, CommandHelp, COMMANDS};
 
-pub use args::is_ref_name;
+pub use args::{is_ref_name, ref_name_problem};
 use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, take_ref};
 
 use crate::names::{quote, shorten, EnvName};

@@ -254,13 +254,7 @@ async fn bake_steps(
         ("knowledge_host".to_string(), String::new()),
     ]);
     // The image is baked from the commit being deployed, and says so in its tags.
-    if let Some(commit) = &version.commit {
-        extra.insert("app_version".into(), commit.clone());
-        extra.insert("app_commit".into(), commit.clone());
-        if let Some(Ok(repo)) = ctx.engine.repo() {
-            extra.insert("app_repo".into(), repo.display_url());
-        }
-    }
+    crate::engine::versions::playbook_vars(&ctx.engine, version, &mut extra);
     let mut run = playbook_run(ctx, "image", std::slice::from_ref(&instance), extra)?;
     if run.ssh.known_hosts.is_some() {
         // Build instances are no environment's hosts: their keys go to a file of their own.

@@ -11,7 +11,7 @@ use crate::cloud::instances::{self, InstanceInfo};
 use crate::cloud::stack;
 use crate::command::Version;
 use crate::config::Config;
-use crate::engine::{health_check, Ctx, Summary};
+use crate::engine::{health_check, versions, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::names::{quote, tags};
 
@@ -104,17 +104,9 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
             out.get("KnowledgeHost").cloned().unwrap_or_default(),
         ),
     ]);
-    // The commit, not the ref: every host checks out the same code, however the branch moves
-    // meanwhile (the playbooks check that they did).
+    // The playbooks check that every host got that commit.
     let mut extra = extra;
-    if let Some(commit) = &version.commit {
-        extra.insert("app_version".into(), commit.clone());
-        extra.insert("app_commit".into(), commit.clone());
-        // The repository the commit was resolved in, so the hosts fetch from the same one.
-        if let Some(Ok(repo)) = ctx.engine.repo() {
-            extra.insert("app_repo".into(), repo.display_url());
-        }
-    }
+    versions::playbook_vars(&ctx.engine, version, &mut extra);
     let at = version.describe().map(|v| format!(" at {v}")).unwrap_or_default();
     let mut summary = Summary::new(format!("deployed {}{at} to {stack_name}", selected.join(", ")));
     for role in &selected {

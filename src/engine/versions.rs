@@ -4,6 +4,7 @@
 //! Versions are on when `repository.url` is configured; without it a deploy takes the
 //! playbooks' `app_version` as before and records no commit.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::command::{short_sha, Action, Version};
@@ -46,6 +47,31 @@ pub fn open_repo(config: &Config) -> std::result::Result<AppRepo, String> {
     AppRepo::new(url, mirror, auth)
         .map(|repo| repo.with_timeout(std::time::Duration::from_secs(r.fetch_timeout_secs.max(1))))
         .map_err(|e| format!("repository.url: {e}"))
+}
+
+/// The playbooks' variables for the commit an action deploys (nothing when it names none):
+/// the commit, not the ref, so every host checks out the same code however the branch moves
+/// meanwhile, and the repository it was resolved in, so the hosts fetch from that one.
+pub fn playbook_vars(engine: &Engine, version: &Version, extra: &mut BTreeMap<String, String>) {
+    let Some(commit) = &version.commit else {
+        return;
+    };
+    extra.insert("app_version".into(), commit.clone());
+    extra.insert("app_commit".into(), commit.clone());
+    if let Some(Ok(repo)) = engine.repo() {
+        extra.insert("app_repo".into(), repo.display_url());
+    }
+}
+
+/// What runs on an environment now (its last good deploy) and how many commits that is
+/// behind the environment's default ref, when the repository answers; for `status`.
+pub async fn deployed(engine: &Engine, env: &str, settings: &EnvSettings) -> Option<(JobRecord, Option<u32>)> {
+    let job = current(engine, env).ok().flatten()?;
+    let behind = match &job.sha {
+        Some(sha) => behind(engine, settings, sha).await,
+        None => None,
+    };
+    Some((job, behind))
 }
 
 /// The ref `settings`' environment deploys when none is named.
@@ -240,11 +266,20 @@ impl Undo {
     }
 }
 
+fn repo(engine: &Engine) -> Result<AppRepo> {
+    engine
+        .repo()
+        .ok_or_else(|| Error::Invalid("versions are off: set repository.url".into()))?
+}
+
+/// The commits deploying `to` over `from` adds (none when `to` is behind `from`).
+pub async fn ahead(engine: &Engine, from: &str, to: &str) -> Result<CommitRange> {
+    Ok(repo(engine)?.commits_between(from, to, UNDONE_NAMED).await?)
+}
+
 /// What deploying `to` over `from` undoes (nothing when `to` is ahead of `from`).
 pub async fn undo(engine: &Engine, from: &str, to: &str) -> Result<Undo> {
-    let repo = engine
-        .repo()
-        .ok_or_else(|| Error::Invalid("versions are off: set repository.url".into()))??;
+    let repo = repo(engine)?;
     let commits = repo.commits_between(to, from, UNDONE_NAMED).await?;
     let migrations = repo
         .changed_paths(to, from, &engine.config.settings.repository.migrations)

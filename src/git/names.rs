@@ -4,46 +4,17 @@
 
 use super::GitError;
 
-/// Longer names are not refs anybody types; refusing them keeps errors short.
-const MAX_REF_LEN: usize = 200;
-
-/// Checks that `name` is a plain branch, tag or commit name. Stricter than
+/// Checks that `name` is a plain branch, tag or commit name (`command::ref_name_problem`, the
+/// rule the parser and the config use too). Stricter than
 /// `git check-ref-format`: no leading `-` (an option), no `..` (a range), no `@{` or any of
 /// `~^:?*[\` (revision syntax), no spaces or control characters, no empty or dot-led path
 /// components, no trailing `.lock`.
 pub fn validate_ref(name: &str) -> Result<(), GitError> {
-    let bad = |why: &str| Err(GitError::Invalid(format!("invalid ref {}: {why}", quoted(name))));
-    if name.is_empty() {
-        return Err(GitError::Invalid("invalid ref: it is empty".into()));
+    match crate::command::ref_name_problem(name) {
+        None => Ok(()),
+        Some(_) if name.is_empty() => Err(GitError::Invalid("invalid ref: it is empty".into())),
+        Some(why) => Err(GitError::Invalid(format!("invalid ref {}: {why}", quoted(name)))),
     }
-    if name.len() > MAX_REF_LEN {
-        return bad(&format!("longer than {MAX_REF_LEN} characters"));
-    }
-    if name.starts_with('-') {
-        return bad("it starts with '-'");
-    }
-    if let Some(c) = name.chars().find(|c| c.is_control() || c.is_whitespace()) {
-        return bad(&format!("it contains {c:?}"));
-    }
-    if let Some(c) = name.chars().find(|c| "~^:?*[\\".contains(*c)) {
-        return bad(&format!("it contains '{c}'"));
-    }
-    if name.contains("..") {
-        return bad("it contains '..'");
-    }
-    if name.contains("@{") || name == "@" {
-        return bad("it contains '@{'");
-    }
-    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
-        return bad("it has an empty path component");
-    }
-    if name.split('/').any(|part| part.starts_with('.')) {
-        return bad("a path component starts with '.'");
-    }
-    if name.ends_with('.') || name.ends_with(".lock") {
-        return bad("it ends with '.' or '.lock'");
-    }
-    Ok(())
 }
 
 /// Whether `name` could be a full or abbreviated commit SHA (git's shortest abbreviation is 4).

@@ -89,16 +89,8 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
     };
     if action.mutates() {
         let settings = &inner.engine.config.settings.approvals;
-        let policy = crate::approvals::requirement(settings, env.as_str(), action.verb());
-        // A ref outside the environment's rule needs an approval even where the policy asks
-        // for none: one approver then.
-        let req = policy.or_else(|| {
-            pinned
-                .needs_approval
-                .as_ref()
-                .map(|_| crate::approvals::Requirement::one(settings))
-        });
-        if let Some(req) = req {
+        let outside_rule = pinned.needs_approval.is_some();
+        if let Some(req) = crate::approvals::requirement_for(settings, env.as_str(), action.verb(), outside_rule) {
             return approval_flow::request(inner, ev, new, target, action, req).await;
         }
     }
@@ -169,12 +161,9 @@ fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Opt
 /// What runs on the environment now, for `status`: its last good deploy and how far behind
 /// its default ref that is (empty when versions are off or nothing was deployed).
 async fn deployed(inner: &Inner, ctx: &Ctx) -> String {
-    let Ok(Some(job)) = engine::versions::current(&inner.engine, ctx.target.env.as_str()) else {
-        return String::new();
-    };
-    let behind = match &job.sha {
-        Some(sha) => engine::versions::behind(&inner.engine, &ctx.target.settings, sha).await,
-        None => None,
-    };
-    messages::deployed(&job, behind, engine::versions::default_ref(&ctx.target.settings))
+    let settings = &ctx.target.settings;
+    match engine::versions::deployed(&inner.engine, ctx.target.env.as_str(), settings).await {
+        Some((job, behind)) => messages::deployed(&job, behind, engine::versions::default_ref(settings)),
+        None => String::new(),
+    }
 }
