@@ -74,6 +74,21 @@ impl Store {
         self.enqueue_raw(to.platform().as_str(), &to.key(), text, buttons, approval_job)
     }
 
+    /// Queues a message for `to` once per `key`: a second call with the same key (another
+    /// replica, or a job taken over that announces its start again) queues nothing and
+    /// returns false.
+    pub fn enqueue_once(&self, to: &ChannelAddress, text: &str, key: &str) -> StoreResult<bool> {
+        self.with(|db| {
+            db.execute(
+                "INSERT INTO outbox (platform, channel, text, created_at, buttons, dedup)
+                 VALUES (?1, ?2, ?3, ?4, '[]', ?5) ON CONFLICT DO NOTHING",
+                params![to.platform().as_str(), to.key().as_str(), text, now(), key],
+            )
+        })
+        .map(|n| n == 1)
+        .ctx("queue message once")
+    }
+
     fn enqueue_raw(
         &self,
         platform: &str,

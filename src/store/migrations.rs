@@ -124,6 +124,39 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN sha TEXT;
     ALTER TABLE jobs ADD COLUMN hosts TEXT;
     CREATE INDEX jobs_by_env_sha ON jobs(env, sha);",
+    // 6: holds and freezes (times by the database's clock, like leases), a break-glass
+    // reason on the job it let through, and an outbox key that makes an announcement
+    // queued by several replicas one message.
+    "CREATE TABLE holds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        env TEXT NOT NULL,
+        person TEXT NOT NULL,
+        holder_name TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        warn INTEGER NOT NULL DEFAULT 0,
+        started_ms INTEGER NOT NULL,
+        ends_ms INTEGER NOT NULL,
+        released_ms INTEGER,
+        released_by TEXT,
+        reminded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX holds_by_env ON holds(env, released_ms);
+    CREATE TABLE freezes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        envs TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        person TEXT NOT NULL,
+        by_name TEXT NOT NULL,
+        starts_ms INTEGER NOT NULL,
+        ends_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        ended_by TEXT
+    );
+    ALTER TABLE jobs ADD COLUMN break_glass TEXT;
+    ALTER TABLE outbox ADD COLUMN dedup TEXT;
+    CREATE UNIQUE INDEX outbox_by_dedup ON outbox(dedup);",
 ];
 
 fn statements(sql: &str) -> impl Iterator<Item = &str> {

@@ -9,11 +9,11 @@ mod approvals;
 mod audit;
 mod claims;
 mod deploys;
-mod holds;
 mod jobs;
 mod leases;
 mod migrations;
 mod postgres;
+mod rate_limits;
 pub(crate) mod sql;
 mod sqlite;
 
