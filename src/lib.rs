@@ -10,7 +10,7 @@
 //! 3. [`bot`]: the dispatcher, jobs, the live status message, replicas and takeovers,
 //!    approvals in chat, scheduled announcements.
 //! 4. Decisions: [`approvals`] (a request's plan and its votes), [`schedule`] (due times and
-//!    what a cleanup report finds).
+//!    what a cleanup report finds), [`holds`] (holds and freezes: what a job's start checks).
 //! 5. [`engine`]: the operations (commission, bake, deploy, update, decommission, clean,
 //!    status) as idempotent steps that emit typed [`progress`] events and never print.
 //! 6. [`check`]: `argos check`, every static check at once.
@@ -42,6 +42,7 @@ pub mod engine;
 pub mod error;
 pub mod git;
 pub mod health;
+pub mod holds;
 pub mod logging;
 pub mod metrics;
 pub mod names;
@@ -62,7 +63,7 @@ const FLOORS: &[&[&str]] = &[
     &["main", "serve"],
     &["cli", "platform", "health"],
     &["bot"],
-    &["approvals", "schedule"],
+    &["approvals", "schedule", "holds"],
     &["engine"],
     &["check"],
     &["ansible"],

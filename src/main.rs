@@ -49,7 +49,7 @@ enum Sub {
     },
     /// Run the bot on the chat platforms the config enables (Discord).
     Bot,
-    /// `<env> <commission|deploy|update|plan|decommission|clean|status|events> [args]`,
+    /// `<env> <verb> [args]` (see `argos help`),
     /// `envs`, `help [command]`.
     #[command(external_subcommand)]
     Run(Vec<String>),
@@ -71,13 +71,7 @@ async fn main() {
             if let Some(code) = help(&words) {
                 std::process::exit(code);
             }
-            let (words, yes, approval) = match run_flags(words, cli.yes) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::exit(argos::cli::EXIT_USAGE);
-                }
-            };
+            let (words, yes, approval) = run_flags(words, cli.yes);
             argos::cli::run(cli.config, words, yes, approval).await
         }
     };
@@ -120,29 +114,20 @@ fn help(words: &[String]) -> Option<i32> {
     Some(0)
 }
 
-/// Takes the CLI's own flags out of the command's words: `--yes`, `--no-wait`, and
-/// `--break-glass "reason"` (or `--break-glass=reason`).
-fn run_flags(words: Vec<String>, yes: bool) -> Result<(Vec<String>, bool, argos::cli::ApprovalOptions), String> {
+/// Takes the CLI's own flags out of the command's words: `--yes` and `--no-wait`
+/// (`--break-glass "reason"` and `--confirm` belong to the grammar every surface speaks).
+fn run_flags(words: Vec<String>, yes: bool) -> (Vec<String>, bool, argos::cli::ApprovalOptions) {
     let mut yes = yes;
     let mut approval = argos::cli::ApprovalOptions::default();
     let mut rest = Vec::new();
-    let mut words = words.into_iter();
-    while let Some(w) = words.next() {
+    for w in words {
         match w.as_str() {
             "--yes" | "-y" => yes = true,
             "--no-wait" => approval.no_wait = true,
-            "--break-glass" => {
-                let reason = words.next().filter(|r| !r.trim().is_empty() && !r.starts_with("--"));
-                approval.break_glass = Some(reason.ok_or("--break-glass needs a reason: --break-glass \"why\"")?);
-            }
-            _ => match w.strip_prefix("--break-glass=") {
-                Some(r) if !r.trim().is_empty() => approval.break_glass = Some(r.to_string()),
-                Some(_) => return Err("--break-glass needs a reason: --break-glass \"why\"".into()),
-                None => rest.push(w),
-            },
+            _ => rest.push(w),
         }
     }
-    Ok((rest, yes, approval))
+    (rest, yes, approval)
 }
 
 async fn check(config: PathBuf) -> i32 {

@@ -230,6 +230,8 @@ mod tests {
             env: "staging".into(),
             action: "decommission".into(),
             args: String::new(),
+            person: String::new(),
+            break_glass: None,
         };
         let req = Requirement {
             approvers,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 
-use crate::bot::handlers::{audit_read, env, info, jobs};
+use crate::bot::handlers::{audit_read, env, hold, info, jobs};
 use crate::bot::port::ChatEvent;
 use crate::bot::{approval_flow, messages, Inner};
 use crate::command::{self, Command, Gate};
@@ -44,7 +44,16 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
         }
     }
     match cmd {
-        Command::Env { env, action } => env::command_env(inner, &ev, env, action).await,
+        Command::Env { env, action, options } => env::command_env(inner, &ev, env, action, options).await,
+        Command::Hold {
+            env,
+            reason,
+            duration,
+            warn,
+        } => Some(hold::command_hold(inner, &ev, env, &reason, duration, warn)),
+        Command::Release { env, force } => Some(hold::command_release(inner, &ev, env, force)),
+        Command::Freeze { envs, duration, reason } => Some(hold::command_freeze(inner, &ev, &envs, duration, &reason)),
+        Command::Unfreeze { envs } => Some(hold::command_unfreeze(inner, &ev, &envs)),
         Command::Approve { id } => approval_flow::approve(inner, &ev, id).await,
         Command::Deny { id, reason } => approval_flow::deny(inner, &ev, id, reason).await,
         Command::Help { topic } => Some(info::command_help(inner, &ev, topic.as_deref())),

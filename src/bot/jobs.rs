@@ -18,7 +18,7 @@ use crate::command::Action;
 use crate::engine::{self, Ctx, Summary};
 use crate::error::Error;
 use crate::progress::ProgressTx;
-use crate::store::{JobRecord, JobState};
+use crate::store::{JobRecord, JobState, LockOutcome};
 
 /// The jobs this process runs now, with their cancel tokens. Who holds an environment is
 /// the store's business ([`crate::store::Store::start_job`]); this table only lets a cancel
@@ -92,17 +92,35 @@ async fn run_action(ctx: &Ctx, action: &Action) -> Result<Summary, Error> {
 }
 
 /// Waits until the queued job `id` gets its environment's lock (queue mode, or an approved
-/// request behind a running job). Any process may hold the environment meanwhile.
+/// request behind a running job). Any process may hold the environment meanwhile. A hold or
+/// a freeze that came meanwhile ends the job unstarted, saying so where it was asked.
 pub(crate) async fn wait_for_lock(inner: &Inner, id: u64) -> Option<Arc<JobLease>> {
     loop {
         let freed = inner.jobs.freed.notified();
         let obtained = Instant::now();
-        match inner.store.lock_for_job(id, &inner.replica.id, inner.replica.lease) {
-            Ok(Some(token)) => {
+        let env = inner.store.job(id).ok().flatten().map(|j| j.env).unwrap_or_default();
+        // A warning hold was shown when the job was asked for; it does not stop it now.
+        let checks = crate::holds::checks(&inner.engine.config, &env, true);
+        match inner
+            .store
+            .lock_for_job_with(id, &inner.replica.id, inner.replica.lease, &checks)
+        {
+            Ok(LockOutcome::Locked(token)) => {
                 let job = inner.store.job(id).ok().flatten()?;
                 return Some(inner.replica.hold(id, &job.env, token, obtained));
             }
-            Ok(None) => {
+            Ok(LockOutcome::Refused(r)) => {
+                let text = crate::bot::messages::refused_before_start(id, &env, &r);
+                if let Ok(true) = inner.store.end_unstarted_job(id, JobState::Cancelled, &text) {
+                    if let Some(job) = inner.store.job(id).ok().flatten() {
+                        if let Some(port) = inner.port_of(job.platform) {
+                            let _ = port.send(&job.channel, OutgoingMessage::text(text)).await;
+                        }
+                    }
+                }
+                return None;
+            }
+            Ok(LockOutcome::NotNow) => {
                 // Ended meanwhile (cancelled, denied)?
                 let job = inner.store.job(id).ok().flatten()?;
                 if job.state.is_finished() {
@@ -282,6 +300,18 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         filename: format!("argos-job-{id}.log"),
         path: log.clone(),
     });
+    if let (Action::Rollback { .. }, JobState::Succeeded) = (&action, state) {
+        // Held before the environment's lock is let go, so nobody redeploys the bad commit
+        // in between.
+        let from = crate::holds::previous_commit(&inner.store, &job);
+        let config = &inner.engine.config;
+        if let Some(h) = crate::holds::after_rollback(&inner.store, config, inner.perms.people(), &job, from.as_deref())
+        {
+            model.note(crate::bot::messages::hold_taken(&h));
+            let text = crate::bot::messages::announced::hold_taken(&h);
+            crate::bot::notices::post(&inner, &h.env, &text, &format!("hold-{}-start", h.id));
+        }
+    }
     reporter.finish(&mut model, ending, attachment).await;
     // `text` is the job's recorded result, already redacted where it carries an error.
     tracing::info!(state = %state, result = %text, "job finished");

@@ -8,6 +8,7 @@ mod dispatch;
 mod handlers;
 pub mod jobs;
 pub mod messages;
+pub(crate) mod notices;
 pub mod pace;
 pub mod port;
 pub mod replica;

@@ -27,6 +27,7 @@ pub(crate) async fn tick(inner: &Arc<Inner>) -> Vec<u64> {
             approval_flow::start_owned(inner, id).await;
         }
     }
+    crate::bot::notices::watch(inner);
     deliver_outbox(inner).await;
     share_budgets(inner);
     resumed

@@ -84,7 +84,7 @@ pub(crate) fn break_glass(session: &Session, engine: &Engine, env: &str, action:
         engine,
         env,
         &format!(
-            "🚨 **Break-glass** · {} runs `{command}` from the CLI on {} without approval: {reason}",
+            "🚨 **Break-glass** · {} runs `{command}` from the CLI on {}, past approvals and freezes: {reason}",
             session.user,
             crate::names::hostname()
         ),
@@ -251,7 +251,7 @@ async fn file_request(
     let plan = approvals::plan(&plan_ctx(engine, env)?, action)
         .await
         .map_err(|e| (EXIT_FAILED, e.redacted(&engine.redactor).to_string()))?;
-    let new = session.new_job(env, action);
+    let new = session.new_job(env, action, None);
     let by = ByOperator {
         session,
         command: &command,

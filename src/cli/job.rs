@@ -10,7 +10,7 @@ use crate::command::Action;
 use crate::config::Config;
 use crate::error::Error;
 use crate::permissions::Identity;
-use crate::store::{AuditEntry, EnvLockRecord, JobRecord, JobState, NewJob, StartOutcome, Store};
+use crate::store::{AuditEntry, Checks, EnvLockRecord, JobRecord, JobState, NewJob, StartOutcome, Store};
 
 use super::{Outcome, EXIT_FAILED, EXIT_USAGE};
 
@@ -20,6 +20,8 @@ pub(crate) struct Session {
     pub(crate) store: Store,
     pub(crate) replica: Arc<Replica>,
     pub(crate) user: String,
+    /// Who the user is across surfaces (`people:`), for holds.
+    pub(crate) person: String,
     pub(crate) channel: String,
 }
 
@@ -43,15 +45,18 @@ impl Session {
         .map_err(|e| (EXIT_FAILED, e))?;
         let replica = Arc::new(replica);
         replica.spawn_heartbeat();
+        let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+        let people = crate::people::People::new(&config.settings.people);
         Ok(Session {
             store,
             replica,
-            user: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+            person: crate::holds::person_of(&people, &Identity::named(Surface::Cli, &user)),
+            user,
             channel: format!("cli:{}", crate::names::hostname()),
         })
     }
 
-    pub(crate) fn new_job(&self, env: &str, action: &Action) -> NewJob {
+    pub(crate) fn new_job(&self, env: &str, action: &Action, break_glass: Option<&str>) -> NewJob {
         NewJob {
             requester_id: self.user.clone(),
             requester_name: self.user.clone(),
@@ -60,6 +65,8 @@ impl Session {
             env: env.to_string(),
             action: action.verb().to_string(),
             args: action.stored_args(),
+            person: self.person.clone(),
+            break_glass: break_glass.map(str::to_string),
         }
     }
 
@@ -138,21 +145,33 @@ impl CliJob {
 }
 
 impl CliJob {
-    /// Records a new job and takes its environment's lock, or says who holds it.
-    pub(crate) fn start(session: Session, env: &str, action: &Action) -> Result<CliJob, (i32, String)> {
+    /// Records a new job and takes its environment's lock, or says who holds it (another
+    /// job, a hold, a freeze).
+    pub(crate) fn start(
+        session: Session,
+        env: &str,
+        action: &Action,
+        break_glass: Option<&str>,
+        checks: &Checks,
+    ) -> Result<CliJob, (i32, String)> {
         let command = format!("{env} {}", action.verb());
-        let new = session.new_job(env, action);
+        let new = session.new_job(env, action, break_glass);
         let (store, replica) = (&session.store, &session.replica);
         let lease = replica.lease;
         let audit = |outcome: &str, job: Option<u64>| session.audit(&command, outcome, job);
         // One retry: a lock left by a CLI that died is freed by the first look at it.
         for attempt in 0..2 {
             let obtained = std::time::Instant::now();
-            match store.start_job(&new, &replica.id, lease) {
+            match store.start_job_with(&new, &replica.id, lease, checks) {
                 Ok(StartOutcome::Started { id, token }) => {
                     audit(&format!("ok: job #{id} started"), Some(id));
                     let held = replica.hold(id, env, token, obtained);
                     return Ok(CliJob::new(session, held, id, env, command));
+                }
+                Ok(StartOutcome::Refused(r)) => {
+                    audit(&crate::bot::messages::refusal_audit(&r), None);
+                    replica.retire();
+                    return Err((EXIT_USAGE, crate::bot::messages::refusal(env, "argos", &command, &r)));
                 }
                 Ok(StartOutcome::Busy(holder, lock)) => {
                     if attempt == 0 && !lock.live && reap_dead_cli_job(store, replica, &lock, holder.as_ref().as_ref())

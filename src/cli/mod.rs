@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::command::{self, Action, Command};
+use crate::command::{self, Action, Command, EnvOptions};
 use crate::config::Config;
 use crate::engine::versions::Pinned;
 use crate::engine::{self, Ctx, Engine, Summary};
@@ -19,6 +19,7 @@ use crate::progress::{plain_line, Progress, ProgressTx};
 
 mod approval;
 pub mod help;
+mod holds;
 mod job;
 pub mod template;
 
@@ -60,7 +61,17 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
         }
     };
     match cmd {
-        Command::Env { env, action } => run_env(config, env.as_str(), action, assume_yes, approval).await,
+        Command::Env { env, action, options } => {
+            // `--break-glass` skips an approval here as it goes through a freeze.
+            let approval = ApprovalOptions {
+                break_glass: options.break_glass.clone(),
+                ..approval
+            };
+            run_env(config, env.as_str(), action, &options, assume_yes, approval).await
+        }
+        Command::Hold { .. } | Command::Release { .. } | Command::Freeze { .. } | Command::Unfreeze { .. } => {
+            holds::run(&config, &cmd).await
+        }
         Command::Envs => {
             for (name, s) in &config.settings.environments {
                 let types: Vec<String> = s.instance_types.iter().map(|(g, t)| format!("{g}={t}")).collect();
@@ -97,10 +108,24 @@ async fn claim_job(
     engine: &Engine,
     env: &str,
     pinned: &Pinned,
+    options: &EnvOptions,
     opts: &ApprovalOptions,
 ) -> Result<CliJob, (i32, String)> {
     let action = &pinned.action;
     let session = Session::open(&engine.config).await?;
+    if action.mutates() {
+        // Before an approval is asked for; the start decides again, under the lock.
+        let refusal = crate::holds::precheck(&session.store, &engine.config, env, &session.person, options)
+            .map_err(|e| (EXIT_FAILED, e.to_string()))?;
+        if let Some(r) = refusal {
+            let command = format!("{env} {}", action.verb());
+            session.audit(&command, &crate::bot::messages::refusal_audit(&r), None);
+            session.replica.retire();
+            return Err((EXIT_USAGE, crate::bot::messages::refusal(env, "argos", &command, &r)));
+        }
+    }
+    let checks = crate::holds::checks(&engine.config, env, options.confirm);
+    let break_glass = options.break_glass.as_deref();
     // The account's request budget is shared with every live argos process.
     if let Ok(replicas) = session.store.replicas() {
         engine.aws.set_share(replicas.iter().filter(|r| r.alive).count());
@@ -115,13 +140,24 @@ async fn claim_job(
         (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,
         (Some(_), Some(reason)) => {
             approval::break_glass(&session, engine, env, action, reason);
-            CliJob::start(session, env, action)
+            CliJob::start(session, env, action, break_glass, &checks)
         }
-        (None, _) => CliJob::start(session, env, action),
+        (None, Some(reason)) => {
+            approval::break_glass(&session, engine, env, action, reason);
+            CliJob::start(session, env, action, break_glass, &checks)
+        }
+        (None, None) => CliJob::start(session, env, action, None, &checks),
     }
 }
 
-async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, approval: ApprovalOptions) -> i32 {
+async fn run_env(
+    config: Config,
+    env: &str,
+    action: Action,
+    options: &EnvOptions,
+    assume_yes: bool,
+    approval: ApprovalOptions,
+) -> i32 {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let store = match job::open_store(&config).await {
         Ok(s) => s,
@@ -202,7 +238,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     // Work on AWS is a job like any other: recorded, audited, and under the environment's
     // lock in the shared store, so the bot, a console and another CLI see it and wait.
     let slot = if action.is_job() {
-        match claim_job(&engine, env, &pinned, &approval).await {
+        match claim_job(&engine, env, &pinned, options, &approval).await {
             Ok(s) => Some(s),
             Err((0, message)) => {
                 eprintln!("{message}");
@@ -247,6 +283,10 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     };
     drop(ctx);
     if let Some(s) = slot {
+        if matches!(action, Action::Rollback { .. }) && result.is_ok() {
+            // Before the environment's lock is let go, so nobody redeploys in between.
+            hold_after_rollback(&engine, &s.session.store, s.id);
+        }
         s.finish(&result, &engine.redactor).await;
     }
     let _ = printer.await;
@@ -278,6 +318,18 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
             eprintln!("error: {}", e.redacted(&engine.redactor));
             code
         }
+    }
+}
+
+/// Holds the environment for the operator after their rollback (`holds.after_rollback`).
+fn hold_after_rollback(engine: &Engine, store: &crate::store::Store, id: u64) {
+    let Ok(Some(job)) = store.job(id) else { return };
+    let from = crate::holds::previous_commit(store, &job);
+    let people = crate::people::People::new(&engine.config.settings.people);
+    if let Some(h) = crate::holds::after_rollback(store, &engine.config, &people, &job, from.as_deref()) {
+        let text = crate::bot::messages::announced::hold_taken(&h);
+        crate::bot::notices::post_with(store, &engine.config, &h.env, &text, &format!("hold-{}-start", h.id));
+        eprintln!("{}", crate::bot::messages::hold_taken(&h));
     }
 }
 

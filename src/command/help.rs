@@ -9,6 +9,9 @@ pub struct CommandHelp {
     pub per_env: bool,
     /// Whether an environment's policy may make it wait for a second person's approval.
     pub gated: bool,
+    /// The action a permission rule grants for it (checked per environment), if any: most
+    /// environment verbs are their own grant; `release` is granted with `hold`.
+    pub grant: Option<&'static str>,
     /// What the command takes besides its grammar line, for the help of this one command.
     pub details: &'static [&'static str],
 }
@@ -23,6 +26,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "bake the image if missing, create the stack, deploy",
         per_env: true,
         gated: true,
+        grant: Some("commission"),
         details: &[REF_DETAIL],
     },
     CommandHelp {
@@ -31,6 +35,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "run the playbooks (all roles, or those named)",
         per_env: true,
         gated: true,
+        grant: Some("deploy"),
         details: &[
             "roles: the configured ones (ansible.roles), run in their configured order;",
             "name some to run only those, as words or as `--roles a,b`.",
@@ -43,6 +48,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "apply template and parameter changes, then deploy",
         per_env: true,
         gated: true,
+        grant: Some("update"),
         details: &[
             "Parameter=value: template parameters to change; the others keep their values.",
             "The change set is shown first; the roles are deployed after it is applied.",
@@ -55,6 +61,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "redeploy the last good commit before the current one (or a chosen one)",
         per_env: true,
         gated: true,
+        grant: Some("rollback"),
         details: &[
             "It names the commits it undoes, and warns when a migration changed between the two:",
             "a database schema does not roll back with the code.",
@@ -66,6 +73,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "the last deploys: ref, commit, who, when, result",
         per_env: true,
         gated: false,
+        grant: Some("history"),
         details: &["n: how many (default 10, at most 50)."],
     },
     CommandHelp {
@@ -74,6 +82,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "preview what update would change",
         per_env: true,
         gated: false,
+        grant: Some("plan"),
         details: &["Parameter=value: as for update. Nothing is changed: the change set is deleted."],
     },
     CommandHelp {
@@ -82,6 +91,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "delete the environment's stack",
         per_env: true,
         gated: true,
+        grant: Some("decommission"),
         details: &[
             "It asks first: type the environment's name. `--yes` (-y) confirms instead,",
             "as it must when not on a terminal.",
@@ -93,6 +103,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "delete the image and its build instance",
         per_env: true,
         gated: true,
+        grant: Some("clean"),
         details: &[
             "It asks first: type the environment's name. `--yes` (-y) confirms instead,",
             "as it must when not on a terminal.",
@@ -104,6 +115,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "stack, instances, image, recent events",
         per_env: true,
         gated: false,
+        grant: Some("status"),
         details: &[],
     },
     CommandHelp {
@@ -112,7 +124,30 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "the latest stack events",
         per_env: true,
         gated: false,
+        grant: Some("events"),
         details: &[],
+    },
+    CommandHelp {
+        name: "hold",
+        grammar: "<env> hold [reason] [for <duration>] [--warn]",
+        summary: "hands off: only you may change the environment until you release it",
+        per_env: true,
+        gated: false,
+        grant: Some("hold"),
+        details: &[
+            "for: how long (30m, 2h, 1d); default and maximum: holds.default and holds.max.",
+            "--warn: others are only warned, and go ahead with --confirm.",
+            "You are reminded before it lapses; its end is announced.",
+        ],
+    },
+    CommandHelp {
+        name: "release",
+        grammar: "<env> release [--force]",
+        summary: "end your hold (--force: anyone's, for those allowed to)",
+        per_env: true,
+        gated: false,
+        grant: Some("hold"),
+        details: &["--force needs the force-release permission; it is audited and announced."],
     },
     CommandHelp {
         name: "envs",
@@ -120,6 +155,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "list the configured environments",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
     CommandHelp {
@@ -128,6 +164,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "list recent jobs",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
     CommandHelp {
@@ -136,6 +173,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "show one job",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
     CommandHelp {
@@ -144,6 +182,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "cancel a running job",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
     CommandHelp {
@@ -152,6 +191,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "approve a pending request (e.g. a decommission)",
         per_env: false,
         gated: false,
+        grant: Some("approve"),
         details: &[],
     },
     CommandHelp {
@@ -160,6 +200,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "deny a pending request, or withdraw your own",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
     CommandHelp {
@@ -168,7 +209,29 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "list the cleanup schedules and their next runs",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
+    },
+    CommandHelp {
+        name: "freeze",
+        grammar: "freeze <envs|all> for <duration> <reason>",
+        summary: "refuse every change to the environments for a while",
+        per_env: false,
+        gated: false,
+        grant: Some("freeze"),
+        details: &[
+            "envs: names separated by commas, or `all`. Changes during a freeze need",
+            "--break-glass \"reason\" (the break-glass permission); audited and announced.",
+        ],
+    },
+    CommandHelp {
+        name: "unfreeze",
+        grammar: "unfreeze <envs|all>",
+        summary: "end the freezes on the environments",
+        per_env: false,
+        gated: false,
+        grant: Some("freeze"),
+        details: &["Configured freeze windows (freezes: in the config) are not ended by it."],
     },
     CommandHelp {
         name: "whoami",
@@ -176,6 +239,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "who you are and what you may run",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
     CommandHelp {
@@ -184,6 +248,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "this help",
         per_env: false,
         gated: false,
+        grant: None,
         details: &[],
     },
 ];
@@ -192,6 +257,10 @@ pub const COMMANDS: &[CommandHelp] = &[
 pub fn usage(topic: Option<&str>) -> String {
     match topic.and_then(|t| COMMANDS.iter().find(|c| c.name == t)) {
         Some(c) if c.name != "help" => c.grammar.to_string(),
-        _ => "<env> <commission|deploy|update|plan|decommission|clean|status|events> | envs | jobs | job <id> | cancel <id> | whoami | help [command]".to_string(),
+        _ => {
+            let per_env: Vec<&str> = COMMANDS.iter().filter(|c| c.per_env).map(|c| c.name).collect();
+            let global: Vec<&str> = COMMANDS.iter().filter(|c| !c.per_env).map(|c| c.name).collect();
+            format!("<env> <{}> | {} [command]", per_env.join("|"), global.join(" | "))
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod args;
 mod help;
+mod holds;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ pub use help::{usage, CommandHelp, COMMANDS};
 
 pub use args::{is_ref_name, ref_name_problem};
 use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, take_ref};
+pub use holds::{EnvOptions, EnvSelection};
 
 use crate::names::{quote, shorten, EnvName};
 
@@ -20,7 +22,29 @@ use crate::names::{quote, shorten, EnvName};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An operation on one environment.
-    Env { env: EnvName, action: Action },
+    Env {
+        env: EnvName,
+        action: Action,
+        options: EnvOptions,
+    },
+    /// Hands off an environment: others are refused (or, with `warn`, warned) until it ends.
+    Hold {
+        env: EnvName,
+        reason: String,
+        /// None: the configured default.
+        duration: Option<std::time::Duration>,
+        warn: bool,
+    },
+    /// Ends one's own hold (`force`: anyone's, for those allowed to).
+    Release { env: EnvName, force: bool },
+    /// Refuses every mutating action on the environments for a while.
+    Freeze {
+        envs: EnvSelection,
+        duration: std::time::Duration,
+        reason: String,
+    },
+    /// Ends the freezes on the environments.
+    Unfreeze { envs: EnvSelection },
     /// List the configured environments.
     Envs,
     /// List recent jobs.
@@ -61,7 +85,13 @@ impl Command {
             Command::Envs | Command::Jobs | Command::Job { .. } | Command::Cancel { .. } | Command::Schedules => {
                 Gate::KnownUser
             }
-            Command::Env { .. } | Command::Approve { .. } | Command::Deny { .. } => Gate::Rule,
+            Command::Env { .. }
+            | Command::Hold { .. }
+            | Command::Release { .. }
+            | Command::Freeze { .. }
+            | Command::Unfreeze { .. }
+            | Command::Approve { .. }
+            | Command::Deny { .. } => Gate::Rule,
         }
     }
 }
@@ -281,10 +311,25 @@ pub fn env_verbs() -> Vec<&'static str> {
     COMMANDS.iter().filter(|c| c.per_env).map(|c| c.name).collect()
 }
 
-/// Every action a permission rule may grant: the verbs that act on one environment, and
-/// `approve` (the right to vote on someone else's request).
+/// What a permission rule may grant besides the commands' own grants: going through a freeze
+/// (`--break-glass`) and ending someone else's hold (`release --force`).
+pub const OPTION_GRANTS: &[&str] = &["break-glass", "force-release"];
+
+/// Every action a permission rule may grant: each command's grant (the verbs that act on one
+/// environment, `hold` for holding and releasing, `freeze` for freezing and unfreezing,
+/// `approve` for voting on someone else's request) and the [`OPTION_GRANTS`].
 pub fn actions() -> Vec<&'static str> {
-    env_verbs().into_iter().chain(["approve"]).collect()
+    let mut out: Vec<&'static str> = Vec::new();
+    for grant in COMMANDS
+        .iter()
+        .filter_map(|c| c.grant)
+        .chain(OPTION_GRANTS.iter().copied())
+    {
+        if !out.contains(&grant) {
+            out.push(grant);
+        }
+    }
+    out
 }
 
 /// The verbs that stand alone.
@@ -354,7 +399,13 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
     }
     let env = EnvName::parse(first).map_err(|e| err(e.to_string(), "help"))?;
     let verb = rest[0].to_ascii_lowercase();
-    let args = &rest[1..];
+    match verb.as_str() {
+        "hold" => return holds::parse_hold(env, &rest[1..]),
+        "release" => return holds::parse_release(env, &rest[1..]),
+        _ => {}
+    }
+    let (options, args) = holds::take_env_options(&rest[1..], &verb)?;
+    let args = args.as_slice();
     let bare = |action: Action| match args.first() {
         Some(extra) => Err(err(
             format!("`{verb}` takes no arguments (got {})", quote(extra)),
@@ -412,7 +463,13 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
             });
         }
     };
-    Ok(Command::Env { env, action })
+    if (options.break_glass.is_some() || options.confirm) && !action.mutates() {
+        return Err(err(
+            format!("`{verb}` changes nothing: --break-glass and --confirm are for commands that do"),
+            &verb,
+        ));
+    }
+    Ok(Command::Env { env, action, options })
 }
 
 /// Parses a whole line.
@@ -440,6 +497,8 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
         "jobs" => no_args(Command::Jobs),
         "whoami" => no_args(Command::Whoami),
         "schedules" => no_args(Command::Schedules),
+        "freeze" => holds::parse_freeze(args),
+        "unfreeze" => holds::parse_unfreeze(args),
         "approve" => {
             let id = parse_id(verb, args)?;
             if args.len() > 1 {

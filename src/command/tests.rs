@@ -72,7 +72,8 @@ fn every_env_command_parses() {
             parse(text).unwrap(),
             Command::Env {
                 env: env("staging"),
-                action
+                action,
+                options: EnvOptions::default(),
             },
             "{text}"
         );
@@ -261,9 +262,10 @@ fn a_stored_action_that_cannot_be_read_says_why() {
 }
 
 #[test]
-fn actions_a_rule_may_grant_are_the_environment_verbs_and_approve() {
-    let mut want = env_verbs();
-    want.push("approve");
+fn actions_a_rule_may_grant_are_the_commands_grants_and_the_options() {
+    // Each environment verb is its own grant, but `release` comes with `hold`.
+    let mut want: Vec<&str> = env_verbs().into_iter().filter(|v| *v != "release").collect();
+    want.extend(["approve", "freeze", "break-glass", "force-release"]);
     assert_eq!(actions(), want);
 }
 
@@ -294,7 +296,12 @@ fn every_action_has_its_row_in_the_command_table() {
         },
         Action::History { count: 10 },
     ];
-    assert_eq!(every.len(), env_verbs().len(), "an action is missing from this list");
+    // Holds are environment verbs without an engine action.
+    let action_verbs = env_verbs()
+        .into_iter()
+        .filter(|v| !["hold", "release"].contains(v))
+        .count();
+    assert_eq!(every.len(), action_verbs, "an action is missing from this list");
     for action in every {
         let row = COMMANDS
             .iter()
@@ -319,6 +326,7 @@ fn a_ref_rollback_and_history_parse_and_bad_ones_are_refused() {
                     commit: None
                 },
             },
+            options: EnvOptions::default(),
         }
     );
     assert_eq!(
@@ -396,4 +404,91 @@ fn a_version_is_stored_with_its_action_and_old_rows_still_read() {
         Some(&Version::default())
     );
     assert_eq!(pinned.version().unwrap().describe().unwrap(), "v1.2.0 @ e6c1bb7a");
+}
+
+#[test]
+fn holds_and_freezes_parse() {
+    assert_eq!(
+        parse("staging hold testing the migration for 2h").unwrap(),
+        Command::Hold {
+            env: env("staging"),
+            reason: "testing the migration".into(),
+            duration: Some(std::time::Duration::from_secs(7200)),
+            warn: false,
+        }
+    );
+    assert_eq!(
+        parse("staging hold --warn").unwrap(),
+        Command::Hold {
+            env: env("staging"),
+            reason: String::new(),
+            duration: None,
+            warn: true,
+        }
+    );
+    // "for" inside a reason stays in the reason.
+    let Command::Hold { reason, duration, .. } = parse("staging hold waiting for QA").unwrap() else {
+        panic!()
+    };
+    assert_eq!((reason.as_str(), duration), ("waiting for QA", None));
+    assert_eq!(
+        parse("staging release --force").unwrap(),
+        Command::Release {
+            env: env("staging"),
+            force: true
+        }
+    );
+    assert_eq!(
+        parse("freeze staging,production for 90m \"incident 42\"").unwrap(),
+        Command::Freeze {
+            envs: EnvSelection::Only(vec![env("staging"), env("production")]),
+            duration: std::time::Duration::from_secs(5400),
+            reason: "incident 42".into(),
+        }
+    );
+    assert_eq!(
+        parse("unfreeze all").unwrap(),
+        Command::Unfreeze {
+            envs: EnvSelection::All
+        }
+    );
+    let Command::Env { options, .. } =
+        parse("staging deploy ref=v1.2.0 --break-glass \"the site is down\" --confirm").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        options,
+        EnvOptions {
+            break_glass: Some("the site is down".into()),
+            confirm: true
+        }
+    );
+}
+
+#[test]
+fn bad_holds_and_freezes_are_refused_with_their_usage() {
+    let cases = [
+        ("staging hold for", "`for` needs a duration"),
+        ("staging hold for 2hrs", "not a duration"),
+        ("staging hold for 0m", "a duration of zero"),
+        ("staging hold --force", "unknown option '--force'"),
+        ("staging release now", "`release` takes only --force"),
+        ("freeze staging", "`freeze` needs a duration"),
+        ("freeze staging for 2h", "a freeze needs a reason"),
+        ("freeze for 2h why", "`freeze` needs environments or `all`"),
+        ("freeze all,staging for 2h why", "`all` stands alone"),
+        ("freeze Staging! for 2h why", "environment"),
+        ("unfreeze", "`unfreeze` needs environments or `all`"),
+        ("staging deploy --break-glass", "--break-glass needs a reason"),
+        ("staging status --break-glass why", "`status` changes nothing"),
+        (
+            "staging deploy --break-glass a --break-glass b",
+            "--break-glass is given twice",
+        ),
+    ];
+    for (input, want) in cases {
+        let e = parse(input).unwrap_err();
+        assert!(e.message.contains(want), "{input}: {}", e.message);
+    }
 }

@@ -11,6 +11,7 @@ use crate::redact::{is_secret_name, Redactor};
 mod accounts;
 mod cron;
 mod health_checks;
+mod holds;
 mod limits;
 mod people;
 mod repository;
@@ -19,6 +20,7 @@ mod settings;
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
 pub use health_checks::HealthCheck;
+pub use holds::{HoldSettings, HoldTimes};
 pub use people::PersonSettings;
 pub use repository::{OtherRefs, RepositorySettings};
 pub use settings::*;
@@ -279,6 +281,10 @@ impl Config {
                 ));
             }
         }
+        self.settings
+            .holds
+            .times()
+            .map_err(|(key, why)| ConfigError::new(f, Some(&key), why))?;
         for (i, p) in self.settings.approvals.policies.iter().enumerate() {
             for r in &p.roles {
                 if !self.settings.permissions.roles.contains_key(r) {

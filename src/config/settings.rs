@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{HealthCheck, OtherRefs, PersonSettings, RepositorySettings};
+use super::{HealthCheck, HoldSettings, OtherRefs, PersonSettings, RepositorySettings};
 
 /// `config/argos.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +56,9 @@ pub struct Settings {
     /// Where the app's code comes from.
     #[serde(default)]
     pub repository: RepositorySettings,
+    /// How long holds last, and the hold after a rollback.
+    #[serde(default)]
+    pub holds: HoldSettings,
 }
 
 /// Which actions need approval, by whom, for how long.

@@ -65,6 +65,11 @@ pub struct NewJob {
     pub action: String,
     /// The command's arguments (roles, parameters) as JSON.
     pub args: String,
+    /// Who asked, across surfaces (a [`crate::people::PersonKey`]): a hold lets its holder's
+    /// jobs through, whichever surface they ask from.
+    pub person: String,
+    /// Why it may run through a freeze (`--break-glass "reason"`), if it may.
+    pub break_glass: Option<String>,
 }
 
 /// A job as stored.
@@ -99,11 +104,15 @@ pub struct JobRecord {
     pub sha: Option<String>,
     /// The hosts a finished deploy configured.
     pub hosts: Vec<String>,
+    /// Who asked, across surfaces (empty for jobs recorded before holds existed).
+    pub person: String,
+    /// The reason it was let through a freeze, if it was.
+    pub break_glass: Option<String>,
 }
 
 pub(crate) const COLUMNS: &str = "id, requester_id, requester_name, platform, channel, env, action, args, state, created_at, \
                        started_at, finished_at, status_message_id, result, log_path, owner, token, cancel_requested, progress, \
-                       git_ref, sha, hosts";
+                       git_ref, sha, hosts, person, break_glass";
 
 pub(crate) fn from_row(r: &Row) -> JobRecord {
     let time = |i: usize| r.opt_text(i).as_deref().and_then(parse_time);
@@ -134,6 +143,8 @@ pub(crate) fn from_row(r: &Row) -> JobRecord {
             .opt_text(21)
             .map(|h| h.split(',').filter(|h| !h.is_empty()).map(str::to_string).collect())
             .unwrap_or_default(),
+        person: r.opt_text(22).unwrap_or_default(),
+        break_glass: r.opt_text(23),
     }
 }
 
@@ -160,8 +171,8 @@ pub(crate) fn insert_row(
         .unwrap_or_default();
     let row = db.query_opt(
         "INSERT INTO jobs (requester_id, requester_name, platform, channel, env, action, args, state,
-                           created_at, started_at, owner, token, git_ref, sha)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+                           created_at, started_at, owner, token, git_ref, sha, person, break_glass)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) RETURNING id",
         params![
             &job.requester_id,
             &job.requester_name,
@@ -176,7 +187,9 @@ pub(crate) fn insert_row(
             owner,
             token,
             version.git_ref,
-            version.commit
+            version.commit,
+            &job.person,
+            job.break_glass.as_deref()
         ],
     )?;
     Ok(row.map(|r| r.int(0) as u64).unwrap_or(0))

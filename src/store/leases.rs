@@ -10,9 +10,11 @@
 
 use std::time::Duration;
 
+use super::holds::{admit, lock_env_row, Checks, Refusal};
 use super::jobs::{check_fence, JobRecord, JobState, NewJob};
 use super::sql::{params, Sql};
 use super::{now, Context, Store, StoreResult};
+use crate::command::Action;
 
 /// How long a lease lives and how often it is renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,25 @@ pub enum StartOutcome {
     Started { id: u64, token: i64 },
     /// The environment is held by this job (its record, if it has one).
     Busy(Box<Option<JobRecord>>, EnvLockRecord),
+    /// A hold or a freeze says no; nothing was written.
+    Refused(Box<Refusal>),
+}
+
+/// What [`Store::lock_for_job_with`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockOutcome {
+    /// The job runs now, under this fencing token.
+    Locked(i64),
+    /// Another job holds the environment, or the job is no longer waiting.
+    NotNow,
+    /// A hold or a freeze says no (the job still waits; the caller ends it).
+    Refused(Box<Refusal>),
+}
+
+/// Whether a job (verb and stored arguments) changes anything: only those are held or frozen.
+/// A stored action this version cannot read counts as one that does.
+fn mutates(verb: &str, args: &str) -> bool {
+    Action::from_stored(verb, args).map(|a| a.mutates()).unwrap_or(true)
 }
 
 fn lock_from(r: &super::sql::Row) -> EnvLockRecord {
@@ -261,10 +282,28 @@ impl Store {
         Ok(())
     }
 
-    /// Records a job and takes its environment's lock in one transaction: either the job is
-    /// running under a new fencing token, or nothing is written and the holder is returned.
+    /// [`Store::start_job_with`] with no confirmation and no configured freeze.
     pub fn start_job(&self, job: &NewJob, owner: &str, lease: LeaseSettings) -> StoreResult<StartOutcome> {
+        self.start_job_with(job, owner, lease, &Checks::default())
+    }
+
+    /// Records a job and takes its environment's lock in one transaction: either the job is
+    /// running under a new fencing token, or nothing is written and the holder (another job,
+    /// a hold, a freeze) is returned. A hold is decided under the same lock row, so a hold
+    /// and a job started at the same moment never both win.
+    pub fn start_job_with(
+        &self,
+        job: &NewJob,
+        owner: &str,
+        lease: LeaseSettings,
+        checks: &Checks,
+    ) -> StoreResult<StartOutcome> {
+        let changes = mutates(&job.action, &job.args);
         self.tx(|db| {
+            lock_env_row(db, &job.env)?;
+            if let Some(refusal) = admit(db, &job.env, &job.person, changes, job.break_glass.is_some(), checks)? {
+                return Ok(StartOutcome::Refused(Box::new(refusal)));
+            }
             // A placeholder job id (0 names no job) until the job's row exists; nobody sees
             // it, the transaction is atomic.
             let Some(token) = acquire(db, &job.env, 0, owner, lease.lease_ms())? else {
@@ -290,27 +329,53 @@ impl Store {
         .ctx("start job")
     }
 
-    /// Takes the environment's lock for a job already recorded (queued, or approved); on
-    /// success the job is running under the returned token.
+    /// [`Store::lock_for_job_with`], past warning holds and with no configured freeze: the
+    /// token, or `None` when the job cannot start now (for whatever reason).
     pub fn lock_for_job(&self, job_id: u64, owner: &str, lease: LeaseSettings) -> StoreResult<Option<i64>> {
+        let checks = Checks {
+            confirmed: true,
+            scheduled_freeze: None,
+        };
+        Ok(match self.lock_for_job_with(job_id, owner, lease, &checks)? {
+            LockOutcome::Locked(token) => Some(token),
+            LockOutcome::NotNow | LockOutcome::Refused(_) => None,
+        })
+    }
+
+    /// Takes the environment's lock for a job already recorded (queued, or approved), after
+    /// the same hold and freeze checks as a new job's; on success the job is running under
+    /// the returned token.
+    pub fn lock_for_job_with(
+        &self,
+        job_id: u64,
+        owner: &str,
+        lease: LeaseSettings,
+        checks: &Checks,
+    ) -> StoreResult<LockOutcome> {
         self.tx(|db| {
-            let Some(env) = db
-                .query_opt(
-                    "SELECT env FROM jobs WHERE id = ?1 AND state IN ('queued', 'running')",
-                    params![job_id],
-                )?
-                .map(|r| r.text(0))
+            let Some(row) = db.query_opt(
+                "SELECT env, person, break_glass, action, args FROM jobs WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![job_id],
+            )?
             else {
-                return Ok(None);
+                return Ok(LockOutcome::NotNow);
             };
+            let env = row.text(0);
+            let person = row.opt_text(1).unwrap_or_default();
+            let break_glass = row.opt_text(2).is_some();
+            lock_env_row(db, &env)?;
+            let changes = mutates(&row.text(3), &row.text(4));
+            if let Some(refusal) = admit(db, &env, &person, changes, break_glass, checks)? {
+                return Ok(LockOutcome::Refused(Box::new(refusal)));
+            }
             let Some(token) = acquire(db, &env, job_id as i64, owner, lease.lease_ms())? else {
-                return Ok(None);
+                return Ok(LockOutcome::NotNow);
             };
             db.execute(
                 "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?2), owner = ?3, token = ?4 WHERE id = ?1",
                 params![job_id, now(), owner, token],
             )?;
-            Ok(Some(token))
+            Ok(LockOutcome::Locked(token))
         })
         .ctx("lock environment")
     }

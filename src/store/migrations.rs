@@ -154,6 +154,7 @@ const MIGRATIONS: &[&str] = &[
         ended_ms INTEGER,
         ended_by TEXT
     );
+    ALTER TABLE jobs ADD COLUMN person TEXT;
     ALTER TABLE jobs ADD COLUMN break_glass TEXT;
     ALTER TABLE outbox ADD COLUMN dedup TEXT;
     CREATE UNIQUE INDEX outbox_by_dedup ON outbox(dedup);",

@@ -9,6 +9,8 @@ mod approvals;
 mod audit;
 mod claims;
 mod deploys;
+mod freezes;
+mod holds;
 mod jobs;
 mod leases;
 mod migrations;
@@ -26,8 +28,10 @@ use rusqlite::Connection;
 pub use approvals::{ApprovalRecord, ApprovalState, Choice, Vote};
 pub use audit::{AuditEntry, AuditRecord, Durability};
 pub use claims::OutboxMessage;
+pub use freezes::{last_ending, FreezeRecord, NewFreeze};
+pub use holds::{Checks, HoldOutcome, HoldRecord, NewHold, Refusal, ReleaseOutcome};
 pub use jobs::{JobRecord, JobState, NewJob};
-pub use leases::{EnvLockRecord, LeaseSettings, ReplicaRecord, StartOutcome, Takeover};
+pub use leases::{EnvLockRecord, LeaseSettings, LockOutcome, ReplicaRecord, StartOutcome, Takeover};
 use sql::{Dialect, Row, Sql, Value};
 
 /// What went wrong underneath.

@@ -136,6 +136,8 @@ async fn a_restart_in_the_middle_of_a_job_re_attaches_and_edits_the_same_message
         env: "staging".into(),
         action: "decommission".into(),
         args: "{}".into(),
+        person: String::new(),
+        break_glass: None,
     };
     // It was started by a replica that is gone: its lease has run out.
     let gone = LeaseSettings {

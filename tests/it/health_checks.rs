@@ -241,6 +241,8 @@ async fn the_way_back_names_the_last_good_deploy_on_record() {
         env: "staging".into(),
         action: "deploy".into(),
         args: deployed.stored_args(),
+        person: String::new(),
+        break_glass: None,
     };
     let id = store.insert_job(&job, JobState::Succeeded).unwrap();
     let engine = project.engine().await.with_store(store);

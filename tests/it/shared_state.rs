@@ -165,7 +165,7 @@ async fn a_console_beside_a_running_job_leaves_it_alone_and_takes_it_over_when_i
     assert_eq!(code, 0, "{seen}");
     assert!(!seen.contains("resumed"), "a live console's job is not resumed: {seen}");
     assert!(seen.contains("#1 staging commission — running by alice"), "{seen}");
-    assert!(seen.contains("• staging (job #1 running)"), "{seen}");
+    assert!(seen.contains("• staging: running job #1"), "{seen}");
 
     // A dies mid-job. Console B of the same user takes the job over once A's lease (1 s in
     // the tests' config) has run out, and finishes it.

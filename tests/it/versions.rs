@@ -339,6 +339,8 @@ async fn after_a_failed_deploy_rollback_goes_to_the_last_good_commit() {
             env: "staging".into(),
             action: action.verb().into(),
             args: action.stored_args(),
+            person: String::new(),
+            break_glass: None,
         };
         store.insert_job_for(&new, state, None).unwrap();
     }

@@ -11,7 +11,7 @@ use crate::bot::jobs;
 use crate::bot::messages;
 use crate::bot::port::ChatEvent;
 use crate::bot::Inner;
-use crate::command::Action;
+use crate::command::{Action, EnvOptions};
 use crate::engine::{self, Ctx};
 use crate::names::EnvName;
 use crate::permissions::Decision;
@@ -21,10 +21,22 @@ use crate::store::{JobState, NewJob, StartOutcome};
 /// How long `status` and `events` may take before the reply gives up.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName, action: Action) -> Option<String> {
+pub(crate) async fn command_env(
+    inner: &Arc<Inner>,
+    ev: &ChatEvent,
+    env: EnvName,
+    action: Action,
+    options: EnvOptions,
+) -> Option<String> {
     if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), action.verb()) {
         audit_read(inner, ev, &format!("denied: missing {missing}"), None);
         return Some(messages::denied(&missing));
+    }
+    if options.break_glass.is_some() {
+        if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), "break-glass") {
+            audit_read(inner, ev, &format!("denied: missing {missing}"), None);
+            return Some(messages::denied(&missing));
+        }
     }
     let target = match inner.engine.target(env.as_str()) {
         Ok(t) => t,
@@ -78,6 +90,16 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
         }
     };
     let action = pinned.action;
+    let person = crate::holds::person_of(inner.perms.people(), &ev.identity);
+    if action.mutates() {
+        // Before an approval is asked for: nobody should approve what a hold or a freeze
+        // refuses. The start decides again, under the environment's lock.
+        match crate::holds::precheck(&inner.store, &inner.engine.config, env.as_str(), &person, &options) {
+            Ok(Some(r)) => return Some(refuse(inner, ev, env.as_str(), &r)),
+            Ok(None) => {}
+            Err(e) => return Some(internal(inner, ev, &e.to_string())),
+        }
+    }
     let new = NewJob {
         requester_id: ev.identity.user_id.clone(),
         requester_name: ev.identity.display_name.clone(),
@@ -86,6 +108,8 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
         env: env.to_string(),
         action: action.verb().to_string(),
         args: action.stored_args(),
+        person,
+        break_glass: options.break_glass.clone(),
     };
     if action.mutates() {
         let settings = &inner.engine.config.settings.approvals;
@@ -94,15 +118,26 @@ pub(crate) async fn command_env(inner: &Arc<Inner>, ev: &ChatEvent, env: EnvName
             return approval_flow::request(inner, ev, new, target, action, req).await;
         }
     }
-    start(inner, ev, new, action)
+    start(inner, ev, new, action, options.confirm)
+}
+
+/// Answers a change that a hold or a freeze refuses (audited).
+fn refuse(inner: &Inner, ev: &ChatEvent, env: &str, r: &crate::store::Refusal) -> String {
+    audit(inner, ev, &messages::refusal_audit(r), None);
+    let prefix = &inner.engine.config.settings.chat.prefix;
+    messages::refusal(env, prefix, ev.text.trim(), r)
 }
 
 /// Records the job and takes its environment's lock in the store, atomically; refuses or
 /// queues when any process (another replica, a console, the CLI) holds the environment.
-fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Option<String> {
+fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action, confirmed: bool) -> Option<String> {
     let obtained = std::time::Instant::now();
     let env = new.env.clone();
-    let outcome = match inner.store.start_job(&new, &inner.replica.id, inner.replica.lease) {
+    let checks = crate::holds::checks(&inner.engine.config, &env, confirmed);
+    let outcome = match inner
+        .store
+        .start_job_with(&new, &inner.replica.id, inner.replica.lease, &checks)
+    {
         Ok(o) => o,
         Err(e) => return Some(internal(inner, ev, &e.to_string())),
     };
@@ -115,6 +150,13 @@ fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Opt
                 Err(e) => return Some(internal(inner, ev, &e.to_string())),
             };
             audit(inner, ev, &format!("ok: job #{id} started"), Some(id));
+            if let Some(why) = &new.break_glass {
+                audit(inner, ev, &format!("break-glass: {why}"), Some(id));
+                let command = format!("{env} {}", action.verb());
+                let surface = ev.identity.platform.as_str();
+                let text = messages::announced::break_glass(&ev.identity.display_name, &command, surface, why);
+                crate::bot::notices::post(inner, &env, &text, &format!("job-{id}-break-glass"));
+            }
             // Registered before the task runs, so a cancel finds it at once.
             inner.jobs.register(id, &env);
             inner
@@ -124,6 +166,7 @@ fn start(inner: &Arc<Inner>, ev: &ChatEvent, new: NewJob, action: Action) -> Opt
             return None;
         }
         StartOutcome::Busy(holder, lock) => (*holder, lock),
+        StartOutcome::Refused(r) => return Some(refuse(inner, ev, &env, &r)),
     };
     let where_runs = lock.owner.as_deref().map(messages::where_runs).unwrap_or_default();
     if !inner.engine.config.settings.chat.queue_when_busy {

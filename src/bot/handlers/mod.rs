@@ -4,6 +4,7 @@
 //! Approving and denying live with the rest of the approval flow in `bot::approval_flow`.
 
 pub(crate) mod env;
+pub(crate) mod hold;
 pub(crate) mod info;
 pub(crate) mod jobs;
 

@@ -19,7 +19,7 @@ fn said(user: &str, text: &str) -> ChatEvent {
 /// than a deploy of unknown roles, which is refused before any job exists.
 fn acts(input: &str, envs: &[String], roles: &[String]) -> bool {
     match command::parse(input) {
-        Ok(Command::Env { env, action }) => {
+        Ok(Command::Env { env, action, .. }) => {
             envs.iter().any(|e| e == env.as_str())
                 && !matches!(&action, Action::Deploy { roles: asked, .. } if asked.iter().any(|r| !roles.contains(r)))
         }

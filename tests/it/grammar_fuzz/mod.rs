@@ -333,7 +333,11 @@ fn check_parse_error(e: &ParseError, input: &str) -> Result<(), TestCaseError> {
 fn check_command(cmd: &Command, input: &str) -> Result<(), TestCaseError> {
     let words: Vec<&str> = input.split_whitespace().collect();
     match cmd {
-        Command::Env { env, action } => {
+        Command::Env { env, action, options } => {
+            if let Some(r) = &options.break_glass {
+                prop_assert!(r.chars().count() <= REASON_MAX_CHARS, "{} chars", r.chars().count());
+                check_clean("a break-glass reason", r, input)?;
+            }
             // The environment is the first word exactly as typed, and a valid name.
             prop_assert_eq!(words.first().copied(), Some(env.as_str()));
             prop_assert!(EnvName::parse(env.as_str()).is_ok());
@@ -356,8 +360,15 @@ fn check_command(cmd: &Command, input: &str) -> Result<(), TestCaseError> {
                         prop_assert!(!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()), "{k:?}");
                     }
                 }
-                _ => prop_assert_eq!(words.len(), 2, "{:?} takes no arguments", action),
+                _ if options == &argos::command::EnvOptions::default() => {
+                    prop_assert_eq!(words.len(), 2, "{:?} takes no arguments", action)
+                }
+                _ => {}
             }
+        }
+        Command::Hold { reason: r, .. } | Command::Freeze { reason: r, .. } => {
+            prop_assert!(r.chars().count() <= REASON_MAX_CHARS, "{} chars", r.chars().count());
+            check_clean("a hold or freeze reason", r, input)?;
         }
         Command::Deny { reason: Some(r), .. } => {
             prop_assert!(r.chars().count() <= REASON_MAX_CHARS, "{} chars", r.chars().count());

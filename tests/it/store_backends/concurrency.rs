@@ -30,7 +30,7 @@ fn start_job_race_has_one_winner(db: &TestDb) {
             .iter()
             .filter_map(|(i, o)| match o {
                 StartOutcome::Started { id, token } => Some((*i, *id, *token)),
-                StartOutcome::Busy(..) => None,
+                StartOutcome::Busy(..) | StartOutcome::Refused(_) => None,
             })
             .collect();
         assert_eq!(started.len(), 1, "round {round}: exactly one start: {outcomes:?}");

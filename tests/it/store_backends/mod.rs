@@ -97,6 +97,8 @@ fn new_job(env: &str, action: &str) -> NewJob {
         env: env.into(),
         action: action.into(),
         args: r#"{"roles":["api"]}"#.into(),
+        person: String::new(),
+        break_glass: None,
     }
 }
 
@@ -171,6 +173,7 @@ fn who(platform: &str, user_id: &str, name: &str) -> Identity {
 }
 
 mod concurrency;
+mod holds;
 mod jobs;
 mod leases;
 mod opening;

@@ -1,6 +1,8 @@
 //! Every user-visible string the bot sends, as named constructors, so wording lives in one
 //! place and tests can match on it. Internal errors are shown as a generic line plus a log entry.
 
+mod holds;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::approvals::Requirement;
@@ -8,7 +10,9 @@ use crate::command::CommandHelp;
 use crate::engine::StatusReport;
 use crate::permissions::Identity;
 use crate::progress::{plain_line, Progress};
-use crate::store::{ApprovalRecord, JobRecord, JobState};
+use crate::store::{ApprovalRecord, FreezeRecord, HoldRecord, JobRecord, JobState};
+
+pub use holds::*;
 
 pub fn denied(missing: &str) -> String {
     format!("⛔ You don't have permission for {missing}. Ask an admin to grant it in config/argos.yaml.")
@@ -165,16 +169,27 @@ pub fn no_jobs() -> String {
     "No jobs yet.".into()
 }
 
-/// `envs`: each environment, with what was last deployed there and the job running on it.
-pub fn envs(envs: &[(&str, Option<u64>, Option<JobRecord>)]) -> String {
+/// One environment as `envs` lists it.
+pub struct EnvView<'a> {
+    pub name: &'a str,
+    pub running: Option<u64>,
+    pub last: Option<JobRecord>,
+    pub hold: Option<HoldRecord>,
+    pub freeze: Option<FreezeRecord>,
+}
+
+/// `envs`: where one can deploy: each environment as free, running a job, held (by whom,
+/// until when) or frozen (until when), with what was last deployed there.
+pub fn envs(envs: &[EnvView<'_>]) -> String {
     let mut lines = vec![format!("{} environment(s):", envs.len())];
-    for (name, running, last) in envs {
-        let running = running.map(|id| format!(" (job #{id} running)")).unwrap_or_default();
-        let last = last
+    for e in envs {
+        let state = env_state(e.running, e.hold.as_ref(), e.freeze.as_ref());
+        let last = e
+            .last
             .as_ref()
             .map(|j| format!(" · {}", last_deploy(j)))
             .unwrap_or_default();
-        lines.push(format!("• {name}{last}{running}"));
+        lines.push(format!("• {}: {state}{last}", e.name));
     }
     lines.join("\n")
 }

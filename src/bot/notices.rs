@@ -1,0 +1,115 @@
+//! Notices about an environment that are not a reply: holds taken and ended, freezes,
+//! reminders. Each goes through the outbox with a key, so a notice that several replicas
+//! (or a restarted one) queue is posted once, by whichever replica serves the channel.
+//! [`watch`] is the periodic half: reminders before a hold lapses, and the ends of holds
+//! and freezes that nobody ended by hand, found by any live replica.
+
+use crate::address::{ChannelAddress, Surface};
+use crate::bot::{messages, Inner};
+use crate::config::Config;
+use crate::redact::Redactor;
+use crate::store::{HoldRecord, Store};
+
+/// Queues `text` once per `key` for `to`.
+fn queue_with(store: &Store, redactor: &Redactor, to: &ChannelAddress, text: &str, key: &str) {
+    // One message per channel: a notice for several environments announced in one channel
+    // is posted there once.
+    let key = format!("{key}@{}:{}", to.platform().as_str(), to.key());
+    if let Err(e) = store.enqueue_once(to, &redactor.redact(text), &key) {
+        tracing::warn!(error = %e, "cannot queue a notice");
+    }
+}
+
+fn queue(inner: &Inner, to: &ChannelAddress, text: &str, key: &str) {
+    queue_with(&inner.store, &inner.engine.redactor, to, text, key);
+}
+
+/// Posts `text` once to `env`'s announce channel (nothing when it has none), from any
+/// process (the CLI too).
+pub(crate) fn post_with(store: &Store, config: &Config, env: &str, text: &str, key: &str) {
+    let Ok((_, settings)) = config.environment(env) else {
+        return;
+    };
+    let Some(address) = settings.announce else { return };
+    match ChannelAddress::parse(&address) {
+        Ok(to) => queue_with(store, &config.redactor(), &to, text, key),
+        Err(e) => tracing::warn!(env, error = %e, "the environment's announce channel cannot be read"),
+    }
+}
+
+/// [`post_with`] from the bot.
+pub(crate) fn post(inner: &Inner, env: &str, text: &str, key: &str) {
+    post_with(&inner.store, &inner.engine.config, env, text, key);
+}
+
+/// The environments a freeze covers (all configured ones when it names none).
+pub(crate) fn covered(config: &Config, envs: &[String]) -> Vec<String> {
+    if envs.is_empty() {
+        config.settings.environments.keys().cloned().collect()
+    } else {
+        envs.to_vec()
+    }
+}
+
+/// Where a hold's holder hears about it: the channel it was taken in (none from the CLI).
+fn holder_channel(h: &HoldRecord) -> Option<ChannelAddress> {
+    match h.platform {
+        Surface::Cli => None,
+        Surface::Chat(p) => ChannelAddress::from_key(p.as_str(), &h.channel).ok(),
+    }
+}
+
+/// Posts to the holder's channel and the environment's announce channel (once where they
+/// are the same channel).
+fn tell_holder_and_channel(inner: &Inner, h: &HoldRecord, text: &str, key: &str) {
+    if let Some(to) = holder_channel(h) {
+        queue(inner, &to, text, key);
+    }
+    post(inner, &h.env, text, key);
+}
+
+/// One round of the periodic half; any replica may run it, each notice goes out once.
+pub(crate) fn watch(inner: &Inner) {
+    let times = inner.engine.config.settings.holds.checked_times();
+    for h in inner.store.holds_to_remind(times.remind_before).unwrap_or_default() {
+        if matches!(inner.store.claim_reminder(h.id), Ok(true)) {
+            match holder_channel(&h) {
+                Some(to) => queue(
+                    inner,
+                    &to,
+                    &messages::hold_reminder(&h),
+                    &format!("hold-{}-remind", h.id),
+                ),
+                None => post(
+                    inner,
+                    &h.env,
+                    &messages::hold_reminder(&h),
+                    &format!("hold-{}-remind", h.id),
+                ),
+            }
+        }
+    }
+    for h in inner.store.lapsed_holds().unwrap_or_default() {
+        if matches!(inner.store.end_lapsed_hold(h.id), Ok(true)) {
+            let ended = HoldRecord {
+                released_at: Some(h.ends_at),
+                ..h
+            };
+            let text = messages::announced::hold_ended(&ended);
+            tell_holder_and_channel(inner, &ended, &text, &format!("hold-{}-end", ended.id));
+        }
+    }
+    // Freezes that ran to their end: the key makes each end one message, whoever sees it.
+    let recent = std::time::Duration::from_secs(3600);
+    for f in inner.store.freezes_ended_within(recent).unwrap_or_default() {
+        let id = f.id.unwrap_or(0);
+        for env in covered(&inner.engine.config, &f.envs) {
+            post(
+                inner,
+                &env,
+                &messages::announced::freeze_ended(&f),
+                &format!("freeze-{id}-end"),
+            );
+        }
+    }
+}
