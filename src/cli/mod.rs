@@ -115,9 +115,9 @@ async fn claim_job(
         (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,
         (Some(_), Some(reason)) => {
             approval::break_glass(&session, engine, env, action, reason);
-            CliJob::start(session, env, action)
+            CliJob::start(session, &engine.config, env, action)
         }
-        (None, _) => CliJob::start(session, env, action),
+        (None, _) => CliJob::start(session, &engine.config, env, action),
     }
 }
 
@@ -217,6 +217,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
         None
     };
     if let Some(s) = &slot {
+        s.announce_start(&engine.config, &action);
         // An assumed role's session is named after who ran it and the job (CloudTrail).
         let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
         ctx.target = ctx.target.clone().for_job(&user, Some(s.id));
@@ -247,7 +248,7 @@ async fn run_env(config: Config, env: &str, action: Action, assume_yes: bool, ap
     };
     drop(ctx);
     if let Some(s) = slot {
-        s.finish(&result, &engine.redactor).await;
+        s.finish(&action, &result, &engine).await;
     }
     let _ = printer.await;
     ctrl_c.abort();
