@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::bot::announcements::{self, JobFacts};
 use crate::bot::port::{Attachment, OutgoingMessage};
 use crate::bot::replica::JobLease;
 use crate::bot::reporter::Reporter;
@@ -160,13 +161,17 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
     let cancel = inner.jobs.register(id, &job.env);
     // From the first start (a resumed job counts its whole life), else from now.
     let began = job.started_at.unwrap_or_else(chrono::Utc::now);
+    let config = &inner.engine.config;
+    let facts = JobFacts::of(&job, &action);
     let finish = |state: JobState, text: &str| {
         let r = inner.store.finish_and_release(id, token, state, text);
         inner.replica.release(id);
         inner.jobs.unregister(id);
         if r.is_ok() {
-            let seconds = (chrono::Utc::now() - began).num_milliseconds() as f64 / 1000.0;
-            crate::metrics::get().job_finished(&job.action, state.as_str(), seconds);
+            let took = (chrono::Utc::now() - began).to_std().unwrap_or_default();
+            crate::metrics::get().job_finished(&job.action, state.as_str(), took.as_secs_f64());
+            // Only the job's recorded end is announced: a replica that lost the job says nothing.
+            announcements::job_ended(&inner.store, config, &facts, state, text, took);
         }
         if let Err(e) = r {
             if e.is_fenced() {
@@ -221,6 +226,8 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
     }
 
     tracing::info!(resumed, requester = %crate::names::shorten(&job.requester_name, 60), "job started");
+    // Keyed by the job: a resumed job's start is not announced again.
+    announcements::job_started(&inner.store, config, &facts);
     let (progress, rx) = ProgressTx::channel();
     let mut reporter = Reporter {
         port: port.clone(),

@@ -2,6 +2,7 @@
 //! drives the same engine as the CLI and talks to platforms only through [`port::ChatPort`].
 
 pub mod announce;
+pub mod announcements;
 mod approval_flow;
 mod audit_batch;
 mod dispatch;

@@ -5,7 +5,7 @@
 //! and freezes that nobody ended by hand, found by any live replica.
 
 use crate::address::{ChannelAddress, Surface};
-use crate::bot::{messages, Inner};
+use crate::bot::{announcements, messages, Inner};
 use crate::config::Config;
 use crate::redact::Redactor;
 use crate::store::{HoldRecord, Store};
@@ -25,15 +25,13 @@ fn queue(inner: &Inner, to: &ChannelAddress, text: &str, key: &str) {
 }
 
 /// Posts `text` once to `env`'s announce channel (nothing when it has none), from any
-/// process (the CLI too).
+/// process (the CLI too), through [`crate::bot::announcements`].
 pub(crate) fn post_with(store: &Store, config: &Config, env: &str, text: &str, key: &str) {
-    let Ok((_, settings)) = config.environment(env) else {
-        return;
-    };
-    let Some(address) = settings.announce else { return };
-    match ChannelAddress::parse(&address) {
-        Ok(to) => queue_with(store, &config.redactor(), &to, text, key),
-        Err(e) => tracing::warn!(env, error = %e, "the environment's announce channel cannot be read"),
+    // One message per channel: a notice about several environments announced in one channel
+    // is posted there once.
+    if let Ok(Some(to)) = announcements::channel_of(config, env) {
+        let key = format!("{key}@{to}");
+        announcements::announce(store, config, env, text, &key, None);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::address::Surface;
 use crate::bot::port::{Button, OutgoingMessage};
-use crate::bot::{approval_flow, jobs, messages, Inner};
+use crate::bot::{announcements, approval_flow, jobs, messages, Inner};
 use crate::command::Action;
 use crate::store::{JobRecord, JobState};
 
@@ -105,12 +105,15 @@ async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
             continue;
         };
         if cli {
-            let _ = inner.store.finish_and_release(
-                job.id,
-                token,
-                JobState::Interrupted,
-                &messages::interrupted("the CLI process that ran it stopped"),
-            );
+            let why = "the CLI process that ran it stopped";
+            let ended =
+                inner
+                    .store
+                    .finish_and_release(job.id, token, JobState::Interrupted, &messages::interrupted(why));
+            if ended.is_ok() {
+                let config = &inner.engine.config;
+                announcements::job_ended_without_owner(&inner.store, config, &job, JobState::Interrupted, why);
+            }
             continue;
         }
         tracing::warn!(job = job.id, from = ?t.lock.owner, "taking over a job whose owner's lease ran out");

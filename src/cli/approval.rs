@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use crate::address::{ChannelAddress, Surface};
+use crate::address::Surface;
 use crate::approvals::life::{self, VoidReason, Witness};
 use crate::approvals::{self, Requirement};
+use crate::bot::announcements::{self, Announced};
 use crate::command::Action;
 use crate::engine::{Ctx, Engine};
 use crate::progress::ProgressTx;
@@ -29,12 +30,6 @@ pub struct ApprovalOptions {
     pub break_glass: Option<String>,
 }
 
-/// Where the environment's announcements go (checked when the config was loaded).
-fn announce_target(engine: &Engine, env: &str) -> Option<Result<ChannelAddress, String>> {
-    let (_, settings) = engine.config.environment(env).ok()?;
-    Some(ChannelAddress::parse(&settings.announce?))
-}
-
 /// The operator's command moved the request: audited under the OS user, like the command.
 struct ByOperator<'a> {
     session: &'a Session,
@@ -47,28 +42,14 @@ impl Witness for ByOperator<'_> {
     }
 }
 
-/// Announces `text` in the environment's channel, if it has one.
-pub(crate) fn announce(
-    session: &Session,
-    engine: &Engine,
-    env: &str,
-    text: &str,
-    buttons: &[(String, String)],
-    job: Option<u64>,
-) {
-    let to = match announce_target(engine, env) {
-        Some(Ok(to)) => to,
-        Some(Err(e)) => {
-            eprintln!("warning: environments.{env}.announce: {e}: nobody in chat is told");
-            return;
+/// The CLI tells its operator when an approval request or a break-glass run reaches nobody.
+fn warn_unannounced(env: &str, announced: Announced) {
+    match announced {
+        Announced::NoChannel => {
+            eprintln!("warning: environments.{env}.announce is not set: nobody in chat is told")
         }
-        None => {
-            eprintln!("warning: environments.{env}.announce is not set: nobody in chat is told");
-            return;
-        }
-    };
-    if let Err(e) = session.store.enqueue_to(&to, text, buttons, job) {
-        eprintln!("warning: cannot queue the announcement: {e}");
+        Announced::Failed(e) => eprintln!("warning: cannot queue the announcement: {e}"),
+        Announced::Queued | Announced::AlreadyQueued | Announced::AskedThere => {}
     }
 }
 
@@ -79,18 +60,17 @@ pub(crate) fn break_glass(session: &Session, engine: &Engine, env: &str, action:
     let reason = reason.as_str();
     let command = format!("{env} {}", action.verb());
     session.audit(&command, &format!("break-glass: {reason}"), None);
-    announce(
-        session,
-        engine,
-        env,
-        &format!(
-            "🚨 **Break-glass** · {} runs `{command}` from the CLI on {}, past approvals and freezes: {reason}",
-            session.user,
-            crate::names::hostname()
-        ),
-        &[],
-        None,
+    let text = crate::bot::messages::break_glass_announcement(
+        &session.user,
+        &command,
+        Surface::Cli,
+        Some(&crate::names::hostname()),
+        reason,
     );
+    // This process announces it once: keyed by the process, which runs one command.
+    let key = format!("break-glass-{}", session.replica.id);
+    let announced = announcements::announce(&session.store, &engine.config, env, &text, &key, None);
+    warn_unannounced(env, announced);
 }
 
 /// Files (or finds) the approval request and waits for its decision. `Ok` holds the job,
@@ -275,7 +255,8 @@ async fn file_request(
         ("Approve".to_string(), format!("approve {id}")),
         ("Deny".to_string(), format!("deny {id}")),
     ];
-    announce(session, engine, env, &text, &buttons, Some(id));
+    let announced = announcements::request(&session.store, &engine.config, env, &text, &buttons, id);
+    warn_unannounced(env, announced);
     eprintln!("{}", text.replace("**", ""));
     eprintln!("approval request #{id} filed: approvers answer with `approve {id}` or the buttons in chat");
     Ok(id)

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use crate::address::Surface;
+use crate::bot::announcements::{self, JobFacts};
 use crate::bot::replica::{JobLease, Replica};
 use crate::command::Action;
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::permissions::Identity;
 use crate::store::{AuditEntry, Checks, EnvLockRecord, JobRecord, JobState, NewJob, StartOutcome, Store};
@@ -123,9 +125,12 @@ pub(crate) struct CliJob {
     pub(crate) session: Session,
     pub(crate) lease: Arc<JobLease>,
     pub(crate) id: u64,
+    pub(crate) env: String,
     pub(crate) command: String,
     /// What the job's log lines are written in (the bot's jobs use the same span).
     pub(crate) span: tracing::Span,
+    /// When it took the environment's lock (its announced duration counts from here).
+    began: std::time::Instant,
 }
 
 impl CliJob {
@@ -138,9 +143,40 @@ impl CliJob {
             session,
             lease,
             id,
+            env: env.to_string(),
             command,
             span,
+            began: std::time::Instant::now(),
         }
+    }
+
+    /// The job as its announcements tell it.
+    fn facts<'a>(&'a self, action: &'a Action) -> JobFacts<'a> {
+        let s = &self.session;
+        JobFacts {
+            id: self.id,
+            env: &self.env,
+            action,
+            who: &s.user,
+            surface: Surface::Cli,
+            channel: &s.channel,
+        }
+    }
+
+    /// Announces the start of a mutating job in the environment's announce channel.
+    pub(crate) fn announce_start(&self, config: &Config, action: &Action) {
+        warn_unqueued(announcements::job_started(
+            &self.session.store,
+            config,
+            &self.facts(action),
+        ));
+    }
+}
+
+/// The CLI says so when the store refused an announcement (no announce channel is no news).
+fn warn_unqueued(announced: announcements::Announced) {
+    if let announcements::Announced::Failed(e) = announced {
+        eprintln!("warning: cannot queue the announcement: {e}");
     }
 }
 
@@ -149,6 +185,7 @@ impl CliJob {
     /// job, a hold, a freeze).
     pub(crate) fn start(
         session: Session,
+        config: &Config,
         env: &str,
         action: &Action,
         break_glass: Option<&str>,
@@ -174,7 +211,9 @@ impl CliJob {
                     return Err((EXIT_USAGE, crate::bot::messages::refusal(env, "argos", &command, &r)));
                 }
                 Ok(StartOutcome::Busy(holder, lock)) => {
-                    if attempt == 0 && !lock.live && reap_dead_cli_job(store, replica, &lock, holder.as_ref().as_ref())
+                    if attempt == 0
+                        && !lock.live
+                        && reap_dead_cli_job(store, config, replica, &lock, holder.as_ref().as_ref())
                     {
                         continue;
                     }
@@ -240,8 +279,10 @@ impl CliJob {
         }
     }
 
-    /// Records the end (fenced by the lease's token) and frees the environment.
-    pub(crate) async fn finish(self, result: &Result<Outcome, Error>, redactor: &crate::redact::Redactor) {
+    /// Records the end (fenced by the lease's token), frees the environment and announces the
+    /// end of a mutating job.
+    pub(crate) async fn finish(self, action: &Action, result: &Result<Outcome, Error>, engine: &Engine) {
+        let (config, redactor) = (&engine.config, &engine.redactor);
         let (state, text) = match result {
             Ok(Outcome::Summary(s)) => (JobState::Succeeded, s.headline.clone()),
             Ok(Outcome::Text(_)) => (JobState::Succeeded, "done".to_string()),
@@ -258,10 +299,16 @@ impl CliJob {
         self.span
             .in_scope(|| tracing::info!(state = %state, result = %text, "job finished"));
         if self.lease.valid() {
-            if let Err(e) = s.store.finish_and_release(self.id, self.lease.token, state, &text) {
+            let ended = s.store.finish_and_release(self.id, self.lease.token, state, &text);
+            if let Err(e) = &ended {
                 eprintln!("warning: cannot record the end of job #{}: {e}", self.id);
             }
             s.audit(&self.command, &format!("{state}: job #{}", self.id), Some(self.id));
+            if ended.is_ok() {
+                let took = self.began.elapsed();
+                let facts = self.facts(action);
+                warn_unqueued(announcements::job_ended(&s.store, config, &facts, state, &text, took));
+            }
         }
         s.replica.release(self.id);
         s.replica.retire();
@@ -270,19 +317,30 @@ impl CliJob {
 
 /// A CLI job whose process died holds its environment until someone looks: the CLI cannot be
 /// resumed elsewhere, so the job ends as interrupted and the lock is freed.
-fn reap_dead_cli_job(store: &Store, replica: &Replica, lock: &EnvLockRecord, holder: Option<&JobRecord>) -> bool {
+fn reap_dead_cli_job(
+    store: &Store,
+    config: &Config,
+    replica: &Replica,
+    lock: &EnvLockRecord,
+    holder: Option<&JobRecord>,
+) -> bool {
     let Some(job) = holder.filter(|j| j.platform == Surface::Cli) else {
         return false;
     };
     let Ok(Some(token)) = store.take_over(&lock.env, lock.token, &replica.id, replica.lease) else {
         return false;
     };
-    store
+    let why = "the CLI process that ran it stopped";
+    let ended = store
         .finish_and_release(
             job.id,
             token,
             JobState::Interrupted,
-            &crate::bot::messages::interrupted("the CLI process that ran it stopped"),
+            &crate::bot::messages::interrupted(why),
         )
-        .is_ok()
+        .is_ok();
+    if ended {
+        announcements::job_ended_without_owner(store, config, job, JobState::Interrupted, why);
+    }
+    ended
 }

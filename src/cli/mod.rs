@@ -140,13 +140,13 @@ async fn claim_job(
         (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,
         (Some(_), Some(reason)) => {
             approval::break_glass(&session, engine, env, action, reason);
-            CliJob::start(session, env, action, break_glass, &checks)
+            CliJob::start(session, &engine.config, env, action, break_glass, &checks)
         }
         (None, Some(reason)) => {
             approval::break_glass(&session, engine, env, action, reason);
-            CliJob::start(session, env, action, break_glass, &checks)
+            CliJob::start(session, &engine.config, env, action, break_glass, &checks)
         }
-        (None, None) => CliJob::start(session, env, action, None, &checks),
+        (None, None) => CliJob::start(session, &engine.config, env, action, None, &checks),
     }
 }
 
@@ -253,6 +253,7 @@ async fn run_env(
         None
     };
     if let Some(s) = &slot {
+        s.announce_start(&engine.config, &action);
         // An assumed role's session is named after who ran it and the job (CloudTrail).
         let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
         ctx.target = ctx.target.clone().for_job(&user, Some(s.id));
@@ -287,7 +288,7 @@ async fn run_env(
             // Before the environment's lock is let go, so nobody redeploys in between.
             hold_after_rollback(&engine, &s.session.store, s.id);
         }
-        s.finish(&result, &engine.redactor).await;
+        s.finish(&action, &result, &engine).await;
     }
     let _ = printer.await;
     ctrl_c.abort();

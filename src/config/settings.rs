@@ -558,8 +558,9 @@ pub struct EnvSettings {
     pub database_instance_class: Option<String>,
     /// Further stack parameters, by the template's parameter name.
     pub parameters: BTreeMap<String, String>,
-    /// Where the bot tells the team what happens to this environment outside chat (approval
-    /// requests filed from the CLI, break-glass runs): `discord:<channel id>`, `slack:<channel id>`, or
+    /// Where the team is told what happens to this environment, whoever asked and from where
+    /// (every mutating job's start and end, approval requests filed from the CLI, break-glass
+    /// runs; see `bot::announcements`): `discord:<channel id>`, `slack:<channel id>`, or
     /// `console:<user>` for a console.
     pub announce: Option<String>,
     /// The AWS account the environment lives in (a profile or a listed role); default: the

@@ -7,6 +7,7 @@
 //! console, Discord and Slack scenarios start from); `upstream_argos/` the facts read
 //! from the upstream app. Run one family with a filter: `cargo test --test it slack::`.
 
+mod announcements;
 mod ansible_runner;
 mod ansible_ssh;
 mod app_requirements;

@@ -445,3 +445,67 @@ pub fn denied_for_requester(job: &JobRecord, by: &str, why: &str) -> String {
 pub fn job_ended_by_vote(id: u64, verb: &str) -> String {
     format!("❌ Job #{id} {verb}.")
 }
+
+/// Where someone asked from, as an announcement says it.
+fn from_surface(surface: crate::address::Surface) -> &'static str {
+    use crate::address::{ChatPlatform, Surface};
+    match surface {
+        Surface::Cli => "the CLI",
+        Surface::Chat(ChatPlatform::Console) => "the console",
+        Surface::Chat(ChatPlatform::Discord) => "Discord",
+        Surface::Chat(ChatPlatform::Slack) => "Slack",
+    }
+}
+
+/// A mutating job's start, in the environment's announce channel.
+pub fn job_started_announcement(
+    id: u64,
+    env: &str,
+    verb: &str,
+    version: Option<&str>,
+    who: &str,
+    surface: crate::address::Surface,
+) -> String {
+    let version = version.map(|v| format!(" ({v})")).unwrap_or_default();
+    format!(
+        "▶️ **{env} {verb}**{version} · job #{id} · started by {} from {}",
+        crate::names::shorten(who, 60),
+        from_surface(surface)
+    )
+}
+
+/// A mutating job's end, in the environment's announce channel: `detail` is the first line of
+/// its (redacted) result, shown for a failure or an interruption.
+pub fn job_ended_announcement(
+    id: u64,
+    env: &str,
+    verb: &str,
+    state: JobState,
+    detail: &str,
+    took: std::time::Duration,
+) -> String {
+    let head = format!("**{env} {verb}** · job #{id}");
+    let took = crate::bot::status::duration(took);
+    let detail = crate::names::shorten(detail, 200);
+    match state {
+        JobState::Succeeded => format!("✅ {head} · succeeded in {took}"),
+        JobState::Cancelled => format!("🛑 {head} · cancelled after {took}"),
+        JobState::Failed => format!("❌ {head} · failed after {took}: {detail}"),
+        other => format!("⚠️ {head} · {other} after {took}: {detail}"),
+    }
+}
+
+/// A run without approval, in the environment's announce channel (`host`: where a CLI runs).
+pub fn break_glass_announcement(
+    who: &str,
+    command: &str,
+    surface: crate::address::Surface,
+    host: Option<&str>,
+    reason: &str,
+) -> String {
+    let host = host.map(|h| format!(" on {h}")).unwrap_or_default();
+    format!(
+        "🚨 **Break-glass** · {who} runs `{command}` from {}{host}, past approvals and freezes: {reason}",
+        from_surface(surface)
+    )
+}
