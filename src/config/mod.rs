@@ -10,6 +10,7 @@ use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
 mod cron;
+pub mod freezes;
 mod health_checks;
 mod limits;
 mod people;
@@ -18,6 +19,7 @@ mod settings;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
+pub use freezes::FreezeSettings;
 pub use health_checks::HealthCheck;
 pub use people::PersonSettings;
 pub use repository::{OtherRefs, RepositorySettings};
@@ -279,6 +281,8 @@ impl Config {
                 ));
             }
         }
+        freezes::check(&self.settings, crate::clock::now())
+            .map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         for (i, p) in self.settings.approvals.policies.iter().enumerate() {
             for r in &p.roles {
                 if !self.settings.permissions.roles.contains_key(r) {
