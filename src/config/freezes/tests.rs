@@ -270,6 +270,12 @@ fn bad_freezes_are_refused_naming_the_key() {
             "freezes[1].duration",
             "without a break",
         ),
+        // A daily freeze of 24 hours never lifts.
+        (
+            edit(|f| (f.cron, f.duration, f.timezone) = (some("0 18 * * *"), some("24h"), "UTC".into())),
+            "freezes[1].duration",
+            "without a break",
+        ),
         (
             fixed("w", &["*"], "2026-12-24", "2026-12-24", "UTC"),
             "freezes[1].until",
