@@ -115,6 +115,21 @@ pub async fn run(config: &Config) -> Vec<Finding> {
             message: format!("warning: {w}"),
         });
     }
+    let freezes = &config.settings.freezes;
+    let freeze_warnings = crate::config::freezes::warnings(freezes, &envs, crate::clock::now());
+    if !freezes.is_empty() && freeze_warnings.is_empty() {
+        findings.push(Finding::ok(
+            "freezes",
+            format!("{} freeze(s), each on a configured environment", freezes.len()),
+        ));
+    }
+    for w in freeze_warnings {
+        findings.push(Finding {
+            check: "freezes".into(),
+            ok: true,
+            message: format!("warning: {w}"),
+        });
+    }
     if config.settings.ansible.connection == Connection::Local {
         findings.push(Finding::ok(
             "ssh key",

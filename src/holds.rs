@@ -19,10 +19,37 @@ pub fn person_of(people: &People, who: &Identity) -> String {
     people.person(who.platform, &who.user_id).to_string()
 }
 
-/// The configured freeze window covering `env` now, as the store's checks take it.
+/// The configured freeze window covering `env` now (the one that lifts last), as the store's
+/// checks take it.
 pub fn scheduled_freeze(config: &Config, env: &str) -> Option<FreezeRecord> {
-    let _ = (config, env);
-    None
+    let (f, w) = crate::config::freezes::active_for(&config.settings.freezes, env, crate::clock::now())?;
+    Some(configured(config, f, w))
+}
+
+/// A configured freeze's window as a freeze record: named after the freeze, covering the
+/// configured environments its patterns match.
+pub fn configured(
+    config: &Config,
+    f: &crate::config::FreezeSettings,
+    w: crate::config::freezes::Window,
+) -> FreezeRecord {
+    FreezeRecord {
+        id: None,
+        name: f.name.clone(),
+        envs: config
+            .settings
+            .environments
+            .keys()
+            .filter(|e| f.applies_to(e))
+            .cloned()
+            .collect(),
+        reason: f.reason.clone(),
+        by_name: None,
+        starts_at: w.start,
+        ends_at: w.end,
+        ended_at: None,
+        ended_by: None,
+    }
 }
 
 /// The freeze in force on `env` that ends last: `stored` (the store's) or a configured one.

@@ -32,6 +32,34 @@ impl InvalidName {
     }
 }
 
+/// Whether `text` matches `pattern`, where `*` matches any run of characters (also none) and
+/// every other character matches itself: environment patterns (`qa-*`, `*`) in permissions,
+/// approval policies, ref lists and freezes. Greedy with backtracking to the last `*` only, so
+/// it is linear-ish even for patterns like `a*a*a*b`.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // The last `*` seen and the text position it is currently assumed to swallow up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            // Let the last `*` swallow one more character and retry from there.
+            star = Some((sp, st + 1));
+            pi = sp + 1;
+            ti = st + 1;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
 /// The most characters of a user's text that a reply or an error quotes back.
 pub const QUOTE_MAX_CHARS: usize = 60;
 
@@ -204,6 +232,28 @@ pub fn shown_path(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("qa-*", "qa-2"));
+        assert!(!pattern_matches("qa-*", "qa"));
+        assert!(pattern_matches("a*c", "abbbc"));
+        assert!(!pattern_matches("staging", "staging2"));
+    }
+
+    #[test]
+    fn patterns_do_not_blow_up_and_agree_on_edge_cases() {
+        assert!(pattern_matches("", ""));
+        assert!(!pattern_matches("", "a"));
+        assert!(pattern_matches("**", ""));
+        assert!(pattern_matches("*-*", "qa-2"));
+        assert!(!pattern_matches("*-*", "qa2"));
+        assert!(pattern_matches("q*2", "qa-2"));
+        let long = "a".repeat(200);
+        assert!(!pattern_matches("a*a*a*a*a*a*a*a*a*a*b", &long));
+        assert!(pattern_matches("a*a*a*a*a*a*a*a*a*a*", &long));
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -43,18 +43,8 @@ pub struct Permissions {
     people: People,
 }
 
-/// `*` matches any run of characters; everything else matches itself.
-pub fn pattern_matches(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
-}
+/// Environment patterns (`qa-*`): one matcher for permissions, approvals, refs and freezes.
+pub use crate::names::pattern_matches;
 
 impl Permissions {
     pub fn new(settings: PermissionSettings, people: People) -> Permissions {
@@ -269,15 +259,6 @@ mod tests {
             Decision::Denied { .. }
         ));
         assert!(!p.is_known(&who("console", "mallory", &[])));
-    }
-
-    #[test]
-    fn patterns() {
-        assert!(pattern_matches("*", "anything"));
-        assert!(pattern_matches("qa-*", "qa-2"));
-        assert!(!pattern_matches("qa-*", "qa"));
-        assert!(pattern_matches("a*c", "abbbc"));
-        assert!(!pattern_matches("staging", "staging2"));
     }
 
     #[test]

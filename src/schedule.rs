@@ -1,7 +1,8 @@
 //! Scheduled cleanup reports, the pure half: when each schedule is due (cron in its time zone),
 //! what a report finds (stale environments, stacks in failed states, leftover image builds and
 //! unused images, each with the clean or decommission that deals with it), and the
-//! `schedules` listing. Posting them, claimed once across replicas, is `bot::announce`.
+//! `schedules` listing, which also shows the configured freezes and their next windows.
+//! Posting them, claimed once across replicas, is `bot::announce`.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,8 @@ use chrono_tz::Tz;
 
 use crate::aws_call;
 use crate::cloud::{image, instances};
-use crate::config::{parse_cron, ScheduleSettings};
+use crate::config::freezes::{format_local, next_windows};
+use crate::config::{parse_cron, FreezeSettings, ScheduleSettings};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::names::{image_name, image_stack, tags};
@@ -200,13 +202,22 @@ fn fleet(running: &[instances::InstanceInfo], env: &str) -> String {
     format!(" — {}", parts.join(", "))
 }
 
-/// `schedules`: each schedule and its next run.
+/// `schedules`: each schedule and its next run, then each configured freeze and its windows.
 pub fn describe(config: &crate::config::Config) -> String {
-    let schedules = &config.settings.schedules;
+    let now = crate::clock::now();
+    let mut out = describe_schedules(&config.settings.schedules, now);
+    if !config.settings.freezes.is_empty() {
+        out.push('\n');
+        out.push_str(&describe_freezes(&config.settings.freezes, now));
+    }
+    out
+}
+
+/// Each cleanup schedule and its next run.
+fn describe_schedules(schedules: &[ScheduleSettings], now: DateTime<Utc>) -> String {
     if schedules.is_empty() {
         return "No schedules are configured.".into();
     }
-    let now = crate::clock::now();
     schedules
         .iter()
         .map(|s| {
@@ -227,6 +238,38 @@ pub fn describe(config: &crate::config::Config) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Each configured freeze: its name, environments, timing and reason, then its next two
+/// windows in its own time zone (the one holding now as "active until …").
+pub fn describe_freezes(freezes: &[FreezeSettings], now: DateTime<Utc>) -> String {
+    let mut lines = vec!["Freezes:".to_string()];
+    for f in freezes {
+        let tz = f.time_zone();
+        let windows = next_windows(f, now, 2);
+        let span =
+            |w: &crate::config::freezes::Window| format!("{} → {}", format_local(w.start, tz), format_local(w.end, tz));
+        let when = match windows.as_slice() {
+            [] => "no window to come".to_string(),
+            [first, rest @ ..] if first.contains(now) => {
+                let mut text = format!("active until {}", format_local(first.end, tz));
+                if let Some(next) = rest.first() {
+                    text.push_str(&format!("; next {}", span(next)));
+                }
+                text
+            }
+            all => format!("next {}", all.iter().map(span).collect::<Vec<_>>().join(", then ")),
+        };
+        lines.push(format!(
+            "• {} on {} ({}, {}): {}: {when}",
+            f.name,
+            f.environments.join(", "),
+            f.describe_timing(),
+            f.timezone,
+            f.reason
+        ));
+    }
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -267,6 +310,50 @@ mod tests {
         assert_eq!(
             missed_since(&s, at("2026-11-24T09:00:00Z"), at("2026-11-24T12:00:00Z")),
             None
+        );
+    }
+
+    fn freeze(name: &str, timing: (&str, &str), fixed: bool) -> FreezeSettings {
+        let (a, b) = (Some(timing.0.to_string()), Some(timing.1.to_string()));
+        FreezeSettings {
+            name: name.into(),
+            environments: vec!["production".into(), "qa-*".into()],
+            reason: "no changes over the weekend".into(),
+            timezone: "Europe/Berlin".into(),
+            cron: if fixed { None } else { a.clone() },
+            duration: if fixed { None } else { b.clone() },
+            from: if fixed { a } else { None },
+            until: if fixed { b } else { None },
+        }
+    }
+
+    #[test]
+    fn the_listing_shows_each_freeze_with_its_next_two_windows_in_its_time_zone() {
+        let freezes = [
+            freeze("weekend", ("0 18 * * FRI", "62h"), false),
+            freeze("holidays", ("2026-12-24 00:00", "2027-01-02 00:00"), true),
+        ];
+        // Wednesday 2026-12-09: neither holds.
+        let text = describe_freezes(&freezes, at("2026-12-09T12:00:00Z"));
+        assert_eq!(
+            text,
+            "Freezes:\n\
+             • weekend on production, qa-* (`0 18 * * FRI` for 2d 14h, Europe/Berlin): no changes over the weekend: \
+             next 2026-12-11 18:00 CET → 2026-12-14 08:00 CET, then 2026-12-18 18:00 CET → 2026-12-21 08:00 CET\n\
+             • holidays on production, qa-* (fixed window, Europe/Berlin): no changes over the weekend: \
+             next 2026-12-24 00:00 CET → 2027-01-02 00:00 CET"
+        );
+        // Saturday 2026-12-26: both hold; after the holidays, the fixed one has nothing to come.
+        let text = describe_freezes(&freezes, at("2026-12-26T12:00:00Z"));
+        assert!(
+            text.contains("active until 2026-12-28 08:00 CET; next 2027-01-01 18:00 CET → 2027-01-04 08:00 CET"),
+            "{text}"
+        );
+        assert!(text.contains("active until 2027-01-02 00:00 CET"), "{text}");
+        let text = describe_freezes(&freezes, at("2027-01-05T12:00:00Z"));
+        assert!(
+            text.contains("(fixed window, Europe/Berlin): no changes over the weekend: no window to come"),
+            "{text}"
         );
     }
 }

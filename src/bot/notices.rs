@@ -97,6 +97,7 @@ pub(crate) fn watch(inner: &Inner) {
             tell_holder_and_channel(inner, &ended, &text, &format!("hold-{}-end", ended.id));
         }
     }
+    configured_freezes(inner);
     // Freezes that ran to their end: the key makes each end one message, whoever sees it.
     let recent = std::time::Duration::from_secs(3600);
     for f in inner.store.freezes_ended_within(recent).unwrap_or_default() {
@@ -108,6 +109,33 @@ pub(crate) fn watch(inner: &Inner) {
                 &messages::announced::freeze_ended(&f),
                 &format!("freeze-{id}-end"),
             );
+        }
+    }
+}
+
+/// How long after a configured window starts (or ends) it is still announced: a replica that
+/// comes up later says nothing about it.
+const LATE: chrono::Duration = chrono::Duration::minutes(30);
+
+/// The configured freeze windows that started or ended lately, announced once each.
+fn configured_freezes(inner: &Inner) {
+    let config = &inner.engine.config;
+    let now = crate::clock::now();
+    for f in &config.settings.freezes {
+        if let Some(w) = crate::config::freezes::active_at(f, now).filter(|w| now - w.start < LATE) {
+            let record = crate::holds::configured(config, f, w);
+            let key = format!("freeze-{}-{}-start", f.name, w.start.timestamp());
+            for env in &record.envs {
+                post(inner, env, &messages::announced::frozen(&record), &key);
+            }
+        }
+        // The window that held a while ago, if it is over now.
+        if let Some(w) = crate::config::freezes::active_at(f, now - LATE).filter(|w| w.end <= now) {
+            let record = crate::holds::configured(config, f, w);
+            let key = format!("freeze-{}-{}-end", f.name, w.start.timestamp());
+            for env in &record.envs {
+                post(inner, env, &messages::announced::freeze_ended(&record), &key);
+            }
         }
     }
 }

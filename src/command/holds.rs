@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{err, Command, ParseError, REASON_MAX_CHARS};
-use crate::clock::parse_duration;
+use crate::clock;
 use crate::names::{quote, shorten, EnvName};
 
 /// What an environment verb was given besides its own arguments.
@@ -41,6 +41,13 @@ impl EnvSelection {
             EnvSelection::Only(envs) => envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "),
         }
     }
+}
+
+/// A duration as typed (`2h`, `30m`), as the store takes it.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    clock::parse_duration(text)?
+        .to_std()
+        .map_err(|_| "a duration must be positive".to_string())
 }
 
 /// A reason as typed: the words joined, surrounding quotes dropped (chat does not group
@@ -99,7 +106,7 @@ fn take_trailing_duration<'a>(
 ) -> Result<(Option<Duration>, &'a [&'a str]), ParseError> {
     match words {
         [head @ .., f, d] if f.eq_ignore_ascii_case("for") && d.starts_with(|c: char| c.is_ascii_digit()) => {
-            let duration = parse_duration(d).map_err(|e| err(format!("{}: {e}", quote(d)), verb))?;
+            let duration = parse_duration(d).map_err(|e| err(e, verb))?;
             Ok((Some(duration), head))
         }
         _ => Ok((None, words)),
@@ -184,7 +191,7 @@ pub(super) fn parse_freeze(args: &[&str]) -> Result<Command, ParseError> {
     let Some(raw) = args.get(at + 1) else {
         return Err(err("`for` needs a duration, e.g. `for 2h`", "freeze"));
     };
-    let duration = parse_duration(raw).map_err(|e| err(format!("{}: {e}", quote(raw)), "freeze"))?;
+    let duration = parse_duration(raw).map_err(|e| err(e, "freeze"))?;
     let reason = reason_of(&args[at + 2..]);
     if reason.is_empty() {
         return Err(err(

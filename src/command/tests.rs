@@ -470,8 +470,8 @@ fn holds_and_freezes_parse() {
 fn bad_holds_and_freezes_are_refused_with_their_usage() {
     let cases = [
         ("staging hold for", "`for` needs a duration"),
-        ("staging hold for 2hrs", "not a duration"),
-        ("staging hold for 0m", "a duration of zero"),
+        ("staging hold for 2x", "unknown unit"),
+        ("staging hold for 0m", "zero"),
         ("staging hold --force", "unknown option '--force'"),
         ("staging release now", "`release` takes only --force"),
         ("freeze staging", "`freeze` needs a duration"),

@@ -44,7 +44,11 @@ pub struct HoldTimes {
 impl HoldSettings {
     /// The durations, or the key and what is wrong with it.
     pub fn times(&self) -> Result<HoldTimes, (String, String)> {
-        let read = |key: &str, text: &str| parse_duration(text).map_err(|e| (format!("holds.{key}"), e));
+        let read = |key: &str, text: &str| {
+            parse_duration(text)
+                .and_then(|d| d.to_std().map_err(|_| "a duration must be positive".to_string()))
+                .map_err(|e| (format!("holds.{key}"), e))
+        };
         let times = HoldTimes {
             default: read("default", &self.default)?,
             max: read("max", &self.max)?,

@@ -10,6 +10,7 @@ use crate::redact::{is_secret_name, Redactor};
 
 mod accounts;
 mod cron;
+pub mod freezes;
 mod health_checks;
 mod holds;
 mod limits;
@@ -19,6 +20,7 @@ mod settings;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
+pub use freezes::FreezeSettings;
 pub use health_checks::HealthCheck;
 pub use holds::{HoldSettings, HoldTimes};
 pub use people::PersonSettings;
@@ -285,6 +287,8 @@ impl Config {
             .holds
             .times()
             .map_err(|(key, why)| ConfigError::new(f, Some(&key), why))?;
+        freezes::check(&self.settings, crate::clock::now())
+            .map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         for (i, p) in self.settings.approvals.policies.iter().enumerate() {
             for r in &p.roles {
                 if !self.settings.permissions.roles.contains_key(r) {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{HealthCheck, HoldSettings, OtherRefs, PersonSettings, RepositorySettings};
+use super::{FreezeSettings, HealthCheck, HoldSettings, OtherRefs, PersonSettings, RepositorySettings};
 
 /// `config/argos.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +53,10 @@ pub struct Settings {
     /// Scheduled announcements (cleanup reports).
     #[serde(default)]
     pub schedules: Vec<ScheduleSettings>,
+    /// Configured change freezes: recurring (cron and duration) or fixed windows, during which
+    /// mutating actions on their environments are refused.
+    #[serde(default)]
+    pub freezes: Vec<FreezeSettings>,
     /// Where the app's code comes from.
     #[serde(default)]
     pub repository: RepositorySettings,

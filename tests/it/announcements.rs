@@ -181,6 +181,8 @@ async fn a_job_taken_over_does_not_announce_its_start_again() {
         env: "staging".into(),
         action: "decommission".into(),
         args: "{}".into(),
+        person: "console:carol".into(),
+        break_glass: None,
     };
     let gone = LeaseSettings {
         lease: Duration::ZERO,

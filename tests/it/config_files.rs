@@ -39,6 +39,11 @@ fn the_example_documents_every_section_with_its_defaults() {
 }
 
 fn load_yaml(body: &str) -> String {
+    try_load_yaml(body).map(|_| ()).unwrap_err()
+}
+
+/// Loads a config written to a fresh project (with the committed group variables).
+fn try_load_yaml(body: &str) -> Result<Config, String> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -50,7 +55,7 @@ fn load_yaml(body: &str) -> String {
     .unwrap();
     let path = cfg.join("argos.yaml");
     std::fs::write(&path, body).unwrap();
-    Config::load(&path).unwrap_err().to_string()
+    Config::load(&path).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -214,4 +219,76 @@ fn the_repository_and_refs_are_checked_and_errors_name_the_key() {
         assert!(e.contains(key) && e.contains(says), "{yaml}\n→ {e}");
         assert!(!e.contains("s3cret"), "a password never shows: {e}");
     }
+}
+
+#[test]
+fn freezes_load_in_both_forms_and_a_bad_one_is_refused_naming_the_key() {
+    use argos::config::freezes::{active_for, next_windows};
+    let base = "environments:\n  staging: {}\n  production: {}\n";
+    let weekend = "  - name: weekend\n    environments: [production]\n    cron: \"0 18 * * FRI\"\n    duration: 62h\n    timezone: Europe/Berlin\n    reason: nobody is around\n";
+    // Unquoted YAML date-times are read as the text they are.
+    let holidays = "  - name: holidays\n    environments: [\"*\"]\n    from: 2026-12-24 00:00\n    until: 2027-01-02\n    timezone: Europe/Berlin\n    reason: everyone is away\n";
+    let c = try_load_yaml(&format!("{base}freezes:\n{weekend}{holidays}")).unwrap();
+    let freezes = &c.settings.freezes;
+    assert_eq!(freezes.len(), 2);
+    assert_eq!(freezes[1].from.as_deref(), Some("2026-12-24 00:00"));
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let next = next_windows(&freezes[0], at("2026-12-09T12:00:00Z"), 1);
+    assert_eq!(
+        (next[0].start, next[0].end),
+        (at("2026-12-11T17:00:00Z"), at("2026-12-14T07:00:00Z"))
+    );
+    let (f, w) = active_for(freezes, "staging", at("2026-12-25T12:00:00Z")).unwrap();
+    assert_eq!((f.name.as_str(), w.end), ("holidays", at("2027-01-01T23:00:00Z")));
+    assert!(active_for(freezes, "staging", at("2026-12-12T12:00:00Z")).is_none());
+
+    let refused = |section: &str, key: &str, message: &str| {
+        let e = load_yaml(&format!("{base}freezes:\n{section}"));
+        assert!(e.contains(&format!("key `{key}`")) && e.contains(message), "{key}: {e}");
+    };
+    refused(
+        &weekend.replace("0 18 * * FRI", "0 25 * * FRI"),
+        "freezes[0].cron",
+        "invalid cron expression",
+    );
+    refused(&weekend.replace("62h", "62"), "freezes[0].duration", "without a unit");
+    refused(
+        &weekend.replace("62h", "32d"),
+        "freezes[0].duration",
+        "longer than 31 days",
+    );
+    refused(
+        &weekend.replace("Europe/Berlin", "Europe/Atlantis"),
+        "freezes[0].timezone",
+        "unknown time zone",
+    );
+    refused(
+        &weekend.replace("[production]", "[prod]"),
+        "freezes[0].environments",
+        "unknown environment 'prod'",
+    );
+    refused(
+        &weekend.replace("nobody is around", "\"\""),
+        "freezes[0].reason",
+        "needs a reason",
+    );
+    refused(&format!("{weekend}    from: 2026-12-24\n"), "freezes[0]", "not both");
+    refused(
+        &format!("{weekend}{}", weekend.replace("[production]", "[staging]")),
+        "freezes[1].name",
+        "used twice",
+    );
+    refused(
+        &holidays.replace("2027-01-02", "2026-12-23"),
+        "freezes[0].until",
+        "is not after from",
+    );
+    refused(
+        &holidays.replace("    until: 2027-01-02\n", ""),
+        "freezes[0].until",
+        "needs until",
+    );
+    // An unknown key is the parser's error, which names it and its line.
+    let e = load_yaml(&format!("{base}freezes:\n{}", weekend.replace("duration", "lasts")));
+    assert!(e.contains("argos.yaml:") && e.contains("lasts"), "{e}");
 }

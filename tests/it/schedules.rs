@@ -312,3 +312,46 @@ async fn schedules_lists_the_next_runs() {
     );
     assert!(reply.contains(" 09:00 UTC"), "{reply}");
 }
+
+#[tokio::test]
+async fn schedules_lists_the_configured_freezes_with_their_next_windows() {
+    let fake = FakeAws::start().await;
+    let freezes = r#"
+freezes:
+  - name: weekend
+    environments: [staging]
+    cron: "0 18 * * FRI"
+    duration: 62h
+    timezone: Europe/Berlin
+    reason: nobody is around
+  - name: holidays
+    environments: ["*"]
+    from: 2099-12-24 00:00
+    until: 2100-01-02
+    timezone: Europe/Berlin
+    reason: everyone is away
+"#;
+    let project = TestProject::new(&fake.endpoint_url(), &format!("{CONFIG}{freezes}"));
+    let (bot, _) = bot_on(&project).await;
+    let reply = bot
+        .handle(ChatEvent {
+            identity: Identity::named(argos::address::Surface::CONSOLE, "alice"),
+            channel: "ops".into(),
+            text: "schedules".into(),
+        })
+        .await
+        .unwrap();
+    let lines: Vec<&str> = reply.lines().collect();
+    assert!(lines[0].starts_with("• daily-cleanup `0 9 * * *`"), "{reply}");
+    assert_eq!(lines[1], "Freezes:", "{reply}");
+    // Whenever the test runs, a Friday 18:00 in Berlin is among the next two windows.
+    assert!(
+        lines[2].starts_with("• weekend on staging (`0 18 * * FRI` for 2d 14h, Europe/Berlin): nobody is around: "),
+        "{reply}"
+    );
+    assert!(lines[2].contains(" 18:00 CE"), "{reply}");
+    assert_eq!(
+        lines[3],
+        "• holidays on * (fixed window, Europe/Berlin): everyone is away: next 2099-12-24 00:00 CET → 2100-01-02 00:00 CET"
+    );
+}

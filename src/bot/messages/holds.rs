@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::format_duration;
 use crate::store::{FreezeRecord, HoldRecord, JobRecord, Refusal};
+
+/// `2h 5m`.
+fn format_duration(d: Duration) -> String {
+    crate::clock::format_duration(chrono::Duration::from_std(d).unwrap_or_default())
+}
 
 /// `18:00 UTC`, or `2026-12-24 18:00 UTC` when it is not within a day.
 fn at(t: DateTime<Utc>) -> String {
@@ -159,8 +163,12 @@ pub fn frozen(f: &FreezeRecord) -> String {
     } else {
         f.envs.join(", ")
     };
+    let ends = match f.id {
+        Some(_) => "`unfreeze` ends it",
+        None => "configured under freezes:",
+    };
     format!(
-        "❄️ {envs} frozen ({}): {}, {}. Changes need --break-glass \"why\"; `unfreeze` ends it.",
+        "❄️ {envs} frozen ({}): {}, {}. Changes need --break-glass \"why\"; {ends}.",
         f.name,
         f.reason,
         until(f.ends_at, left_of(f.ends_at))

@@ -215,7 +215,7 @@ async fn roles_come_from_member_ids_and_from_user_groups() {
         "{by_group}"
     );
     assert!(
-        by_group.contains("• staging: approve, clean, commission, decommission, deploy"),
+        by_group.contains("• staging: approve, break-glass, clean, commission, decommission, deploy"),
         "{by_group}"
     );
     let deployer = whoami(SlackUser::deployer()).await;
