@@ -32,6 +32,7 @@ mod git_repo;
 mod grammar_fuzz;
 mod health_checks;
 mod health_metrics;
+mod holds;
 mod iam_enforcement;
 mod json_logs;
 mod moto_lifecycle;

@@ -165,7 +165,7 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
 
     let envs = ask(&w, "alice", "envs").await.unwrap();
     assert!(
-        envs.contains(&format!("• staging · v1.2.0 @ {} by alice, ", &v12[..8])),
+        envs.contains(&format!("• staging: free · v1.2.0 @ {} by alice, ", &v12[..8])),
         "{envs}"
     );
     let status = ask(&w, "alice", "staging status").await.unwrap();
@@ -202,6 +202,18 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
         done.contains("migrations changed between the two (migrations/0002_add_column.sql)"),
         "{done}"
     );
+
+    // The rollback leaves staging held by who rolled back (holds.after_rollback), so nobody
+    // redeploys the bad commit meanwhile; the holder may go on.
+    let refused = ask(&w, "carol", "staging deploy").await.unwrap();
+    assert!(
+        refused.starts_with(&format!(
+            "🔒 staging is held by alice: rolled back from {}, until ",
+            &v12[..8]
+        )),
+        "{refused}"
+    );
+    assert_eq!(store.recent_jobs(10).unwrap().len(), 3, "no job for it");
 
     // `rollback to` a ref: forward again to v1.2.0 (nothing undone, nothing to warn about).
     ask(&w, "alice", "staging rollback to v1.2.0").await;

@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 
 use crate::store::{FreezeRecord, HoldRecord, JobRecord, Refusal};
 
-/// `2h 5m`.
+/// `2h 5m`: to the nearest minute from a minute up (a hold's seconds are noise).
 fn format_duration(d: Duration) -> String {
-    crate::clock::format_duration(chrono::Duration::from_std(d).unwrap_or_default())
+    let secs = d.as_secs();
+    let shown = if secs >= 60 { (secs + 30) / 60 * 60 } else { secs };
+    crate::clock::format_duration(chrono::Duration::seconds(shown as i64))
 }
 
 /// `18:00 UTC`, or `2026-12-24 18:00 UTC` when it is not within a day.
