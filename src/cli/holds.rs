@@ -115,6 +115,11 @@ pub(crate) async fn run(config: &Config, cmd: &Command) -> i32 {
                     EXIT_FAILED
                 }
                 Ok(ReleaseOutcome::Released(h)) => {
+                    let what = if h.person == holds::person_of(&people, &who) {
+                        "released"
+                    } else {
+                        "forced release"
+                    };
                     notices::post_with(
                         &store,
                         config,
@@ -124,7 +129,7 @@ pub(crate) async fn run(config: &Config, cmd: &Command) -> i32 {
                     );
                     done(
                         &store,
-                        &format!("ok: hold #{} released", h.id),
+                        &format!("ok: hold #{} {what}", h.id),
                         messages::released(&h, &user),
                         true,
                     )

@@ -416,3 +416,89 @@ async fn a_hold_lapses_while_its_holders_replica_is_down_sqlite() {
 async fn a_hold_lapses_while_its_holders_replica_is_down_postgres() {
     a_hold_lapses_while_its_holders_replica_is_down(true).await;
 }
+
+/// Runs the `argos` binary on the project as `user`; its output (stdout then stderr) and code.
+async fn cli(project: &TestProject, user: &str, args: &[&str]) -> (String, i32) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&project.config_path)
+        .args(args)
+        .env("USER", user)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("argos runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (text, out.status.code().unwrap_or(-1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_the_same_holds_freezes_and_break_glass() {
+    let fake = FakeAws::start().await;
+    image(&fake);
+    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
+    let (bot, port) = bot_on(&project, Store::open(&project.config().database_path()).unwrap()).await;
+    let store = bot.store().clone();
+    assert!(bot
+        .handle(said("alice", "staging hold demo for the board"))
+        .await
+        .unwrap()
+        .contains("staging is yours"));
+
+    // alice on the console and alice at a shell are one person: her hold lets her through.
+    let (out, code) = cli(&project, "bob", &["staging", "clean", "--yes"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("staging is held by alice: demo for the board"), "{out}");
+    let (out, code) = cli(&project, "bob", &["staging", "hold", "for", "1h"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("already held by alice"), "{out}");
+    let (out, code) = cli(&project, "carol", &["staging", "release", "--force"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("alice's hold on staging is ended by carol"), "{out}");
+
+    let (out, code) = cli(&project, "carol", &["freeze", "all", "for", "1h", "maintenance window"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("every environment frozen (freeze #1): maintenance window"),
+        "{out}"
+    );
+    let (out, code) = cli(&project, "bob", &["staging", "clean", "--yes"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("staging is frozen: freeze #1 by carol: maintenance window"),
+        "{out}"
+    );
+    assert!(store.recent_jobs(10).unwrap().is_empty(), "nothing started");
+    let (out, code) = cli(
+        &project,
+        "bob",
+        &["staging", "clean", "--yes", "--break-glass", "urgent fix"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let job = store.job(1).unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.break_glass.as_deref()),
+        (JobState::Succeeded, Some("urgent fix"))
+    );
+    let (out, code) = cli(&project, "carol", &["unfreeze", "all"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Unfrozen: freeze #1 (maintenance window)"), "{out}");
+
+    for needle in [
+        "carol ended alice's hold on staging",
+        "every environment frozen (freeze #1)",
+        "bob runs `staging clean` from the CLI",
+        "freeze #1 ended by carol",
+    ] {
+        until_sent(&port, "console:news", needle).await;
+    }
+    let outcomes = audit(&store);
+    for want in [
+        "ok: hold #1 forced release",
+        "break-glass: urgent fix",
+        "ok: unfroze [freeze #1]",
+    ] {
+        assert!(outcomes.iter().any(|o| o == want), "{want}: {outcomes:?}");
+    }
+}

@@ -112,7 +112,7 @@ pub(crate) fn command_release(inner: &Inner, ev: &ChatEvent, env: EnvName, force
     };
     match outcome {
         ReleaseOutcome::Released(h) => {
-            let forced = h.holder_name != ev.identity.display_name;
+            let forced = h.person != holds::person_of(inner.perms.people(), &ev.identity);
             let what = if forced { "forced release" } else { "released" };
             audit(inner, ev, &format!("ok: hold #{} {what}", h.id), None);
             notices::post(
