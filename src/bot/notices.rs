@@ -5,6 +5,7 @@
 //! and freezes that nobody ended by hand, found by any live replica.
 
 use crate::address::{ChannelAddress, Surface};
+use crate::bot::port::ChatEvent;
 use crate::bot::{announcements, messages, Inner};
 use crate::config::Config;
 use crate::redact::Redactor;
@@ -27,12 +28,30 @@ fn queue(inner: &Inner, to: &ChannelAddress, text: &str, key: &str) {
 /// Posts `text` once to `env`'s announce channel (nothing when it has none), from any
 /// process (the CLI too), through [`crate::bot::announcements`].
 pub(crate) fn post_with(store: &Store, config: &Config, env: &str, text: &str, key: &str) {
+    post_unless_asked_in(store, config, env, text, key, None);
+}
+
+fn post_unless_asked_in(
+    store: &Store,
+    config: &Config,
+    env: &str,
+    text: &str,
+    key: &str,
+    asked_in: Option<&ChannelAddress>,
+) {
     // One message per channel: a notice about several environments announced in one channel
     // is posted there once.
     if let Ok(Some(to)) = announcements::channel_of(config, env) {
         let key = format!("{key}@{to}");
-        announcements::announce(store, config, env, text, &key, None);
+        announcements::announce(store, config, env, text, &key, asked_in);
     }
+}
+
+/// [`post`] for a command's own notice: nothing more where it was asked in the announce
+/// channel itself (the reply is there already).
+pub(crate) fn post_answering(inner: &Inner, ev: &ChatEvent, env: &str, text: &str, key: &str) {
+    let asked_in = announcements::asked_in(ev.identity.platform, &ev.channel);
+    post_unless_asked_in(&inner.store, &inner.engine.config, env, text, key, asked_in.as_ref());
 }
 
 /// [`post_with`] from the bot.

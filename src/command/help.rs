@@ -206,7 +206,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "schedules",
         grammar: "schedules",
-        summary: "list the cleanup schedules and their next runs",
+        summary: "list the cleanup schedules and the freezes, with their next runs and windows",
         per_env: false,
         gated: false,
         grant: None,

@@ -168,8 +168,8 @@ pub struct PermissionRule {
     pub role: String,
     /// Environment name patterns; `*` matches any run of characters (`qa-*`, `*`).
     pub environments: Vec<String>,
-    /// Action names (commission, deploy, update, plan, decommission, clean, status, events,
-    /// approve) or `*`.
+    /// Action names (`crate::command::actions()`: the environment verbs, `hold` for holding
+    /// and releasing, `approve`, `freeze`, `break-glass`, `force-release`) or `*`.
     pub actions: Vec<String>,
 }
 

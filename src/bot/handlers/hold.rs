@@ -65,8 +65,9 @@ pub(crate) fn command_hold(
                 &format!("ok: hold #{} until {}", h.id, h.ends_at.to_rfc3339()),
                 None,
             );
-            notices::post(
+            notices::post_answering(
                 inner,
+                ev,
                 &h.env,
                 &messages::announced::hold_taken(&h),
                 &format!("hold-{}-start", h.id),
@@ -115,8 +116,9 @@ pub(crate) fn command_release(inner: &Inner, ev: &ChatEvent, env: EnvName, force
             let forced = h.person != holds::person_of(inner.perms.people(), &ev.identity);
             let what = if forced { "forced release" } else { "released" };
             audit(inner, ev, &format!("ok: hold #{} {what}", h.id), None);
-            notices::post(
+            notices::post_answering(
                 inner,
+                ev,
                 &h.env,
                 &messages::announced::hold_ended(&h),
                 &format!("hold-{}-end", h.id),
@@ -181,8 +183,9 @@ pub(crate) fn command_freeze(
         None,
     );
     for env in notices::covered(&inner.engine.config, &f.envs) {
-        notices::post(
+        notices::post_answering(
             inner,
+            ev,
             &env,
             &messages::announced::frozen(&f),
             &format!("freeze-{id}-start"),
@@ -208,8 +211,9 @@ pub(crate) fn command_unfreeze(inner: &Inner, ev: &ChatEvent, envs: &EnvSelectio
     for f in &ended {
         let id = f.id.unwrap_or(0);
         for env in notices::covered(&inner.engine.config, &f.envs) {
-            notices::post(
+            notices::post_answering(
                 inner,
+                ev,
                 &env,
                 &messages::announced::freeze_ended(f),
                 &format!("freeze-{id}-end"),
