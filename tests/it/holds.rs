@@ -203,6 +203,18 @@ async fn a_freeze_refuses_every_change_but_a_break_glass_one() {
         "{frozen}"
     );
 
+    let listed = bot.handle(said("bob", "schedules")).await.unwrap();
+    assert!(
+        listed.contains(
+            "Frozen now (`unfreeze` ends them):\n• staging, sandbox: freeze #1 by carol: incident 42, until "
+        ),
+        "{listed}"
+    );
+    let help = bot.handle(said("bob", "help")).await.unwrap();
+    assert!(
+        help.contains("hold") && help.contains("release") && !help.contains("unfreeze"),
+        "{help}"
+    );
     let refused = bot.handle(said("bob", "staging clean")).await.unwrap();
     assert!(
         refused.starts_with("❄️ staging is frozen: freeze #1 by carol: incident 42, until "),

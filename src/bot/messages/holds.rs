@@ -186,6 +186,23 @@ pub fn unfrozen(ended: &[FreezeRecord]) -> String {
     format!("☀️ Unfrozen: {}.", names.join(", "))
 }
 
+/// `schedules`' lines about the freezes made with `freeze` that are in force (none: nothing).
+pub fn freezes_in_force(freezes: &[FreezeRecord]) -> String {
+    if freezes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nFrozen now (`unfreeze` ends them):");
+    for f in freezes {
+        let envs = if f.envs.is_empty() {
+            "every environment".to_string()
+        } else {
+            f.envs.join(", ")
+        };
+        out.push_str(&format!("\n• {envs}: {}", freeze_line(f)));
+    }
+    out
+}
+
 /// The announcements, posted once to the environment's announce channel.
 pub mod announced {
     use super::*;
