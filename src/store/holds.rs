@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::freezes::{active_freeze, last_ending, FreezeRecord};
 use super::jobs::{from_row, JobRecord, COLUMNS};
-use super::sql::{params, Row, Sql};
+use super::sql::{params, Row, Sql, Value};
 use super::{Context, Store, StoreResult};
 use crate::address::Surface;
 
@@ -271,33 +271,30 @@ impl Store {
         self.with(|db| active_hold(db, env)).ctx("read hold")
     }
 
-    /// Every hold in force, by environment.
-    pub fn active_holds(&self) -> StoreResult<Vec<HoldRecord>> {
+    /// The unreleased holds that also meet `condition` (SQL over the holds table).
+    fn holds_where(&self, condition: &str, values: &[Value], what: &str) -> StoreResult<Vec<HoldRecord>> {
         self.with(|db| {
             let rows = db.query(
-                &format!(
-                    "SELECT {HOLD_COLUMNS} FROM holds WHERE released_ms IS NULL AND ends_ms > NOW_MS() ORDER BY env, id"
-                ),
-                &[],
+                &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE released_ms IS NULL AND {condition}"),
+                values,
             )?;
             Ok(rows.iter().map(hold_from).collect())
         })
-        .ctx("list holds")
+        .ctx(what)
+    }
+
+    /// Every hold in force, by environment.
+    pub fn active_holds(&self) -> StoreResult<Vec<HoldRecord>> {
+        self.holds_where("ends_ms > NOW_MS() ORDER BY env, id", &[], "list holds")
     }
 
     /// Holds in force that end within `before` and whose holder was not reminded yet.
     pub fn holds_to_remind(&self, before: Duration) -> StoreResult<Vec<HoldRecord>> {
-        self.with(|db| {
-            let rows = db.query(
-                &format!(
-                    "SELECT {HOLD_COLUMNS} FROM holds WHERE released_ms IS NULL AND reminded = 0
-                     AND ends_ms > NOW_MS() AND ends_ms <= NOW_MS() + ?1 ORDER BY id"
-                ),
-                params![before.as_millis() as i64],
-            )?;
-            Ok(rows.iter().map(hold_from).collect())
-        })
-        .ctx("list holds to remind")
+        self.holds_where(
+            "reminded = 0 AND ends_ms > NOW_MS() AND ends_ms <= NOW_MS() + ?1 ORDER BY id",
+            params![before.as_millis() as i64],
+            "list holds to remind",
+        )
     }
 
     /// Marks a hold's reminder as sent: true for exactly one caller (the one that sends it).
@@ -314,16 +311,7 @@ impl Store {
 
     /// Holds whose end passed without a release (their holder's replica may be down).
     pub fn lapsed_holds(&self) -> StoreResult<Vec<HoldRecord>> {
-        self.with(|db| {
-            let rows = db.query(
-                &format!(
-                    "SELECT {HOLD_COLUMNS} FROM holds WHERE released_ms IS NULL AND ends_ms <= NOW_MS() ORDER BY id"
-                ),
-                &[],
-            )?;
-            Ok(rows.iter().map(hold_from).collect())
-        })
-        .ctx("list lapsed holds")
+        self.holds_where("ends_ms <= NOW_MS() ORDER BY id", &[], "list lapsed holds")
     }
 
     /// Records a lapsed hold as ended: true for exactly one caller (the one that announces it).

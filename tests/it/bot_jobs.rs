@@ -10,7 +10,7 @@ use argos::bot::Bot;
 use argos::permissions::Identity;
 use argos::store::{JobState, LeaseSettings, NewJob, StartOutcome, Store};
 use support::chat::{Posted, RecordingPort};
-use support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
+use support::fake_aws::{Ec2Image, FakeAws, Op, StackScript};
 use support::TestProject;
 
 const CONFIG: &str = r#"
@@ -72,33 +72,8 @@ async fn setup(fake: &FakeAws) -> (TestProject, Bot, std::sync::Arc<RecordingPor
 }
 
 fn slow_update(fake: &FakeAws) {
-    fake.add_stack(
-        "argos-staging",
-        TEMPLATE,
-        &[],
-        &[("ApiEc2Instance", "AWS::EC2::Instance")],
-    );
-    fake.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
+    support::slow_staging_update(fake);
     fake.add_image(Ec2Image::owned("ami-0123", "argos-image", &[("App", "argos")]));
-    fake.set_change_set(
-        "argos-staging",
-        vec![Change::modify(
-            "ApiEc2Instance",
-            "AWS::EC2::Instance",
-            "False",
-            &["Properties"],
-        )],
-    );
-    fake.script_next_for(
-        "argos-staging",
-        Op::ExecuteChangeSet,
-        StackScript::update_with_cleanup(
-            "argos-staging",
-            &[("ApiEc2Instance", "AWS::EC2::Instance")],
-            &[],
-            &[30.0],
-        ),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

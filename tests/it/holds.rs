@@ -15,7 +15,7 @@ use argos::bot::Bot;
 use argos::permissions::Identity;
 use argos::store::{JobState, Store};
 use support::chat::{Posted, RecordingPort};
-use support::fake_aws::{Change, Ec2Image, FakeAws, Op, StackScript};
+use support::fake_aws::{Ec2Image, FakeAws};
 use support::TestProject;
 
 const CONFIG: &str = r#"
@@ -39,8 +39,6 @@ permissions:
       environments: ["*"]
       actions: [deploy, update, clean, status, hold]
 "#;
-
-const TEMPLATE: &str = r#"{"Resources": {"ApiEc2Instance": {"Type": "AWS::EC2::Instance", "Properties": {}}}}"#;
 
 fn said(name: &str, text: &str) -> ChatEvent {
     ChatEvent {
@@ -289,40 +287,11 @@ impl Backend {
     }
 }
 
-fn slow_update(fake: &FakeAws) {
-    fake.add_stack(
-        "argos-staging",
-        TEMPLATE,
-        &[],
-        &[("ApiEc2Instance", "AWS::EC2::Instance")],
-    );
-    fake.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
-    fake.set_change_set(
-        "argos-staging",
-        vec![Change::modify(
-            "ApiEc2Instance",
-            "AWS::EC2::Instance",
-            "False",
-            &["Properties"],
-        )],
-    );
-    fake.script_next_for(
-        "argos-staging",
-        Op::ExecuteChangeSet,
-        StackScript::update_with_cleanup(
-            "argos-staging",
-            &[("ApiEc2Instance", "AWS::EC2::Instance")],
-            &[],
-            &[30.0],
-        ),
-    );
-}
-
 async fn a_freeze_that_starts_while_a_job_is_queued_ends_it_unstarted(postgres: bool) {
     let fake = FakeAws::start().await;
     fake.set_time_scale(1.0);
     image(&fake);
-    slow_update(&fake);
+    support::slow_staging_update(&fake);
     let project = TestProject::new(
         &fake.endpoint_url(),
         &CONFIG.replace(
@@ -429,21 +398,6 @@ async fn a_hold_lapses_while_its_holders_replica_is_down_postgres() {
     a_hold_lapses_while_its_holders_replica_is_down(true).await;
 }
 
-/// Runs the `argos` binary on the project as `user`; its output (stdout then stderr) and code.
-async fn cli(project: &TestProject, user: &str, args: &[&str]) -> (String, i32) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
-        .arg("--config")
-        .arg(&project.config_path)
-        .args(args)
-        .env("USER", user)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("argos runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (text, out.status.code().unwrap_or(-1))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_speaks_the_same_holds_freezes_and_break_glass() {
     let fake = FakeAws::start().await;
@@ -458,30 +412,30 @@ async fn the_cli_speaks_the_same_holds_freezes_and_break_glass() {
         .contains("staging is yours"));
 
     // alice on the console and alice at a shell are one person: her hold lets her through.
-    let (out, code) = cli(&project, "bob", &["staging", "clean", "--yes"]).await;
+    let (out, code) = support::run_cli(&project, "bob", &["staging", "clean", "--yes"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("staging is held by alice: demo for the board"), "{out}");
-    let (out, code) = cli(&project, "bob", &["staging", "hold", "for", "1h"]).await;
+    let (out, code) = support::run_cli(&project, "bob", &["staging", "hold", "for", "1h"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("already held by alice"), "{out}");
-    let (out, code) = cli(&project, "carol", &["staging", "release", "--force"]).await;
+    let (out, code) = support::run_cli(&project, "carol", &["staging", "release", "--force"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("alice's hold on staging is ended by carol"), "{out}");
 
-    let (out, code) = cli(&project, "carol", &["freeze", "all", "for", "1h", "maintenance window"]).await;
+    let (out, code) = support::run_cli(&project, "carol", &["freeze", "all", "for", "1h", "maintenance window"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("every environment frozen (freeze #1): maintenance window"),
         "{out}"
     );
-    let (out, code) = cli(&project, "bob", &["staging", "clean", "--yes"]).await;
+    let (out, code) = support::run_cli(&project, "bob", &["staging", "clean", "--yes"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("staging is frozen: freeze #1 by carol: maintenance window"),
         "{out}"
     );
     assert!(store.recent_jobs(10).unwrap().is_empty(), "nothing started");
-    let (out, code) = cli(
+    let (out, code) = support::run_cli(
         &project,
         "bob",
         &["staging", "clean", "--yes", "--break-glass", "urgent fix"],
@@ -493,7 +447,7 @@ async fn the_cli_speaks_the_same_holds_freezes_and_break_glass() {
         (job.state, job.break_glass.as_deref()),
         (JobState::Succeeded, Some("urgent fix"))
     );
-    let (out, code) = cli(&project, "carol", &["unfreeze", "all"]).await;
+    let (out, code) = support::run_cli(&project, "carol", &["unfreeze", "all"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Unfrozen: freeze #1 (maintenance window)"), "{out}");
 

@@ -232,17 +232,7 @@ async fn a_chosen_ref_is_deployed_recorded_and_rolled_back() {
 
 /// Runs the `argos` binary on the project as alice; its output (stdout then stderr) and code.
 async fn cli(project: &TestProject, args: &[&str]) -> (String, i32) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
-        .arg("--config")
-        .arg(&project.config_path)
-        .args(args)
-        .env("USER", "alice")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("argos runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (text, out.status.code().unwrap_or(-1))
+    crate::support::run_cli(project, "alice", args).await
 }
 
 #[tokio::test]

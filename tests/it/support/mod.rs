@@ -227,3 +227,52 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// `argos-staging` on the scripted fake with an update that takes 30 (scaled) seconds: a job
+/// that is certainly still running while a test acts (a cancel, a queued job, a freeze).
+pub fn slow_staging_update(fake: &fake_aws::FakeAws) {
+    use fake_aws::{Change, Op, StackScript};
+    const TEMPLATE: &str = r#"{"Resources": {"ApiEc2Instance": {"Type": "AWS::EC2::Instance", "Properties": {}}}}"#;
+    fake.add_stack(
+        "argos-staging",
+        TEMPLATE,
+        &[],
+        &[("ApiEc2Instance", "AWS::EC2::Instance")],
+    );
+    fake.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
+    fake.set_change_set(
+        "argos-staging",
+        vec![Change::modify(
+            "ApiEc2Instance",
+            "AWS::EC2::Instance",
+            "False",
+            &["Properties"],
+        )],
+    );
+    fake.script_next_for(
+        "argos-staging",
+        Op::ExecuteChangeSet,
+        StackScript::update_with_cleanup(
+            "argos-staging",
+            &[("ApiEc2Instance", "AWS::EC2::Instance")],
+            &[],
+            &[30.0],
+        ),
+    );
+}
+
+/// Runs the `argos` binary on the project as the operating-system user `user`, with no input;
+/// its output (stdout then stderr) and exit code.
+pub async fn run_cli(project: &TestProject, user: &str, args: &[&str]) -> (String, i32) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&project.config_path)
+        .args(args)
+        .env("USER", user)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("argos runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (text, out.status.code().unwrap_or(-1))
+}
