@@ -192,6 +192,44 @@ pub fn previous_commit(store: &Store, job: &JobRecord) -> Option<String> {
         .and_then(|d| d.sha)
 }
 
+/// One environment as `envs` shows it: where one can deploy.
+pub struct EnvState {
+    pub name: String,
+    /// The job holding its lock.
+    pub running: Option<u64>,
+    /// Its last deploy.
+    pub last: Option<JobRecord>,
+    pub hold: Option<HoldRecord>,
+    /// The freeze in force that lifts last (stored or configured).
+    pub freeze: Option<FreezeRecord>,
+}
+
+/// Every configured environment's state, for `envs` in chat, the console and the CLI.
+pub fn env_states(store: &Store, config: &Config) -> Vec<EnvState> {
+    let locks = store.held_locks().unwrap_or_default();
+    let holds = store.active_holds().unwrap_or_default();
+    let freezes = store.active_freezes().unwrap_or_default();
+    config
+        .settings
+        .environments
+        .keys()
+        .map(|name| {
+            let stored = freezes
+                .iter()
+                .filter(|f| f.covers(name))
+                .max_by_key(|f| f.ends_at)
+                .cloned();
+            EnvState {
+                name: name.clone(),
+                running: locks.iter().find(|l| &l.env == name).and_then(|l| l.job_id),
+                last: store.deploys(name, 1).ok().and_then(|d| d.into_iter().next()),
+                hold: holds.iter().find(|h| &h.env == name).cloned(),
+                freeze: freeze_in_force(stored, config, name),
+            }
+        })
+        .collect()
+}
+
 /// After a successful rollback, the environment is held by who rolled back ("rolled back
 /// from <sha>") for `holds.max`, unless `holds.after_rollback` is off. `from` is the commit
 /// that ran before. None when no hold was taken (off, or someone else holds it meanwhile).

@@ -73,10 +73,18 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
             holds::run(&config, &cmd).await
         }
         Command::Envs => {
-            for (name, s) in &config.settings.environments {
-                let types: Vec<String> = s.instance_types.iter().map(|(g, t)| format!("{g}={t}")).collect();
-                println!("{name}\t{}", types.join(" "));
-            }
+            // As in chat: free, running, held or frozen, and the last deploy.
+            let store = match job::open_store(&config).await {
+                Ok(s) => s,
+                Err((code, e)) => {
+                    eprintln!("error: {e}");
+                    return code;
+                }
+            };
+            println!(
+                "{}",
+                crate::bot::messages::envs(&crate::holds::env_states(&store, &config))
+            );
             0
         }
         other => {

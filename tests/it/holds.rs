@@ -428,6 +428,9 @@ async fn the_cli_speaks_the_same_holds_freezes_and_break_glass() {
         out.contains("every environment frozen (freeze #1): maintenance window"),
         "{out}"
     );
+    let (out, code) = support::run_cli(&project, "bob", &["envs"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("• staging: frozen (freeze #1) until "), "{out}");
     let (out, code) = support::run_cli(&project, "bob", &["staging", "clean", "--yes"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(

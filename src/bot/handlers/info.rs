@@ -10,31 +10,7 @@ use crate::names::quote;
 
 pub(crate) fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
     audit_read(inner, ev, "ok", None);
-    let config = &inner.engine.config;
-    let held = inner.store.held_locks().unwrap_or_default();
-    let holds = inner.store.active_holds().unwrap_or_default();
-    let freezes = inner.store.active_freezes().unwrap_or_default();
-    let listed: Vec<messages::EnvView> = config
-        .settings
-        .environments
-        .keys()
-        .map(|name| {
-            let stored = freezes
-                .iter()
-                .filter(|f| f.covers(name))
-                .max_by_key(|f| f.ends_at)
-                .cloned();
-            let freeze = crate::holds::freeze_in_force(stored, config, name);
-            messages::EnvView {
-                name: name.as_str(),
-                running: held.iter().find(|l| &l.env == name).and_then(|l| l.job_id),
-                last: inner.store.deploys(name, 1).ok().and_then(|d| d.into_iter().next()),
-                hold: holds.iter().find(|h| &h.env == name).cloned(),
-                freeze,
-            }
-        })
-        .collect();
-    messages::envs(&listed)
+    messages::envs(&crate::holds::env_states(&inner.store, &inner.engine.config))
 }
 
 fn env_names(inner: &Inner) -> Vec<String> {

@@ -150,10 +150,11 @@ pub fn not_your_hold(h: &HoldRecord) -> String {
 
 pub fn hold_reminder(h: &HoldRecord) -> String {
     format!(
-        "⏰ {}, your hold on {} lapses {}. `{} hold for 2h` keeps it; `{} release` if you are done.",
+        "⏰ {}, your hold on {} lapses at {} ({} left). `{} hold for 2h` keeps it; `{} release` if you are done.",
         h.holder_name,
         h.env,
-        until(h.ends_at, h.left),
+        at(h.ends_at),
+        format_duration(h.left),
         h.env,
         h.env
     )

@@ -10,7 +10,7 @@ use crate::command::CommandHelp;
 use crate::engine::StatusReport;
 use crate::permissions::Identity;
 use crate::progress::{plain_line, Progress};
-use crate::store::{ApprovalRecord, FreezeRecord, HoldRecord, JobRecord, JobState};
+use crate::store::{ApprovalRecord, JobRecord, JobState};
 
 pub use holds::*;
 
@@ -169,18 +169,9 @@ pub fn no_jobs() -> String {
     "No jobs yet.".into()
 }
 
-/// One environment as `envs` lists it.
-pub struct EnvView<'a> {
-    pub name: &'a str,
-    pub running: Option<u64>,
-    pub last: Option<JobRecord>,
-    pub hold: Option<HoldRecord>,
-    pub freeze: Option<FreezeRecord>,
-}
-
 /// `envs`: where one can deploy: each environment as free, running a job, held (by whom,
 /// until when) or frozen (until when), with what was last deployed there.
-pub fn envs(envs: &[EnvView<'_>]) -> String {
+pub fn envs(envs: &[crate::holds::EnvState]) -> String {
     let mut lines = vec![format!("{} environment(s):", envs.len())];
     for e in envs {
         let state = env_state(e.running, e.hold.as_ref(), e.freeze.as_ref());
