@@ -225,6 +225,12 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         tracing::warn!(job = id, error = %e, "cannot record the job as running");
     }
 
+    let log_copy = crate::bot::log_copy::start(
+        inner.store.clone(),
+        id,
+        log.clone(),
+        config.settings.web.log_limit_bytes,
+    );
     tracing::info!(resumed, requester = %crate::names::shorten(&job.requester_name, 60), "job started");
     // Keyed by the job: a resumed job's start is not announced again.
     announcements::job_started(&inner.store, config, &facts);
@@ -283,6 +289,9 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
             }
         }
     };
+    // In the store before the job's end is recorded: a page that sees the job finished has
+    // its whole log.
+    log_copy.finish().await;
     let redactor = &inner.engine.redactor;
     let (state, ending, text) = match result {
         Ok(summary) => {

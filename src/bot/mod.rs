@@ -8,6 +8,7 @@ mod audit_batch;
 mod dispatch;
 mod handlers;
 pub mod jobs;
+mod log_copy;
 pub mod messages;
 pub(crate) mod notices;
 pub mod pace;
@@ -225,6 +226,11 @@ impl Bot {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Who may do what (the web page shows a person what they may `status`).
+    pub fn permissions(&self) -> &Permissions {
+        &self.inner.perms
     }
 
     pub fn engine(&self) -> &Engine {

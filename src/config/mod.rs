@@ -17,6 +17,7 @@ mod limits;
 mod people;
 mod repository;
 mod settings;
+mod web;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
@@ -26,6 +27,7 @@ pub use holds::{HoldSettings, HoldTimes};
 pub use people::PersonSettings;
 pub use repository::{OtherRefs, RepositorySettings};
 pub use settings::*;
+pub use web::WebSettings;
 
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";
@@ -319,6 +321,9 @@ impl Config {
                     format!("'{listen}' is not an address and port, e.g. 127.0.0.1:9464"),
                 ));
             }
+        }
+        if let Err((key, message)) = self.settings.web.check() {
+            return Err(ConfigError::new(f, Some(key), message));
         }
         let sl = &self.settings.slack;
         if sl.connections == 0 || sl.connections > 10 || sl.updates_per_minute == 0 {

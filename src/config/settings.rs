@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{FreezeSettings, HealthCheck, HoldSettings, OtherRefs, PersonSettings, RepositorySettings};
+use super::{FreezeSettings, HealthCheck, HoldSettings, OtherRefs, PersonSettings, RepositorySettings, WebSettings};
 
 /// `config/argos.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +48,9 @@ pub struct Settings {
     /// `/healthz`, `/readyz` and `/metrics` of `argos bot`.
     #[serde(default)]
     pub health: HealthSettings,
+    /// The read-only web page, served on `health.listen`.
+    #[serde(default)]
+    pub web: WebSettings,
     #[serde(default)]
     pub approvals: ApprovalSettings,
     /// Scheduled announcements (cleanup reports).

@@ -158,6 +158,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN break_glass TEXT;
     ALTER TABLE outbox ADD COLUMN dedup TEXT;
     CREATE UNIQUE INDEX outbox_by_dedup ON outbox(dedup);",
+    // 7: the web page: jobs' logs in chunks at their byte offsets (so any replica serves a
+    // tail), and sign-in links and sessions, kept as SHA-256 hashes of their tokens.
+    "CREATE TABLE job_logs (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        start_offset INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (job_id, start_offset)
+    );
+    CREATE TABLE web_links (
+        token_hash TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        platform_roles TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        used_ms INTEGER
+    );
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        platform_roles TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX web_sessions_by_expiry ON web_sessions(expires_ms);",
 ];
 
 fn statements(sql: &str) -> impl Iterator<Item = &str> {

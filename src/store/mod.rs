@@ -11,6 +11,8 @@ mod claims;
 mod deploys;
 mod freezes;
 mod holds;
+mod job_logs;
+mod job_search;
 mod jobs;
 mod leases;
 mod migrations;
@@ -18,6 +20,7 @@ mod postgres;
 mod rate_limits;
 pub(crate) mod sql;
 mod sqlite;
+mod web_sessions;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,9 +33,12 @@ pub use audit::{AuditEntry, AuditRecord, Durability};
 pub use claims::OutboxMessage;
 pub use freezes::{last_ending, FreezeRecord, NewFreeze};
 pub use holds::{Checks, HoldOutcome, HoldRecord, NewHold, Refusal, ReleaseOutcome};
+pub use job_logs::{dropped_line, LogTail};
+pub use job_search::JobFilter;
 pub use jobs::{JobRecord, JobState, NewJob};
 pub use leases::{EnvLockRecord, LeaseSettings, LockOutcome, ReplicaRecord, StartOutcome, Takeover};
 use sql::{Dialect, Row, Sql, Value};
+pub use web_sessions::{new_token, token_hash, LinkRefusal};
 
 /// What went wrong underneath.
 #[derive(Debug, thiserror::Error)]

@@ -178,3 +178,4 @@ mod jobs;
 mod leases;
 mod opening;
 mod postgres_only;
+mod web;
