@@ -5,16 +5,15 @@
 //! - `/readyz`: the store answers, every chat platform is connected, and this replica's
 //!   heartbeat reaches the store within its lease time (503 with the failing checks otherwise,
 //!   `slack: connecting` while the adapter waits for Slack's first `hello`);
-//! - `/metrics`: [`crate::metrics`] in the OpenMetrics text format Prometheus scrapes.
+//! - `/metrics`: [`crate::metrics`] in the OpenMetrics text format Prometheus scrapes;
+//! - and the read-only web page ([`crate::web`]), on the same listener.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -78,33 +77,47 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
     response
 }
 
-async fn answer(bot: Bot, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into()));
-    }
+/// The health endpoints, the web page ([`crate::web`]) beside them, and a plain 404 for
+/// anything else. axum answers HEAD like GET, and 405 to other methods.
+pub fn router(bot: Bot) -> axum::Router {
+    use axum::routing::get;
     let plain = "text/plain; charset=utf-8";
-    Ok(match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, plain, "ok\n".into()),
-        "/readyz" => {
-            let (ready, body) = readiness(&bot).await;
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            text(status, plain, body)
-        }
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::metrics::get().render(),
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            plain,
-            "not found: try /healthz, /readyz or /metrics\n".into(),
-        ),
-    })
+    let ready = bot.clone();
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || async move { text(StatusCode::OK, plain, "ok\n".into()) }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move {
+                let (ready, body) = readiness(&ready).await;
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                text(status, plain, body)
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|| async {
+                text(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    crate::metrics::get().render(),
+                )
+            }),
+        )
+        .merge(crate::web::router(bot))
+        .fallback(move || async move {
+            text(
+                StatusCode::NOT_FOUND,
+                plain,
+                "not found: try /healthz, /readyz or /metrics\n".into(),
+            )
+        })
 }
 
 /// Starts serving on `addr`; returns the address bound (port 0 picks a free one) and the
@@ -112,14 +125,15 @@ async fn answer(bot: Bot, request: Request<Incoming>) -> Result<Response<Full<By
 pub async fn serve(addr: &str, bot: Bot) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let routes = router(bot);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let bot = bot.clone();
+            let routes = routes.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| answer(bot.clone(), req));
+                let service = hyper_util::service::TowerToHyperService::new(routes);
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))

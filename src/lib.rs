@@ -6,7 +6,8 @@
 //! tested and changed knowing only what is under it. From the top:
 //!
 //! 1. [`serve`] (and `main.rs`): wiring a process together.
-//! 2. The surfaces: [`cli`], [`platform`] (the console, Discord and Slack adapters), [`health`].
+//! 2. The surfaces: [`cli`], [`platform`] (the console, Discord and Slack adapters), [`health`],
+//!    [`web`] (the read-only page).
 //! 3. [`bot`]: the dispatcher, jobs, the live status message, replicas and takeovers,
 //!    approvals in chat, scheduled announcements.
 //! 4. Decisions: [`approvals`] (a request's plan and its votes), [`schedule`] (due times and
@@ -55,13 +56,14 @@ pub mod schedule;
 pub mod serve;
 pub mod store;
 pub mod template;
+pub mod web;
 
 /// The floors, top to bottom (see the crate's documentation); a module may import from the
 /// floors after its own and from nowhere else.
 #[cfg(test)]
 const FLOORS: &[&[&str]] = &[
     &["main", "serve"],
-    &["cli", "platform", "health"],
+    &["cli", "platform", "health", "web"],
     &["bot"],
     &["approvals", "schedule", "holds"],
     &["engine"],

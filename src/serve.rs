@@ -26,7 +26,26 @@ pub async fn console(config: PathBuf, user: String) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
+    // The console serves the web page too when it is configured (`web` in the console signs
+    // in), so it can be tried without a chat account; the health endpoints come with it.
+    let settings = &bot.engine().config.settings;
+    let web = match (&settings.web.public_url, &settings.health.listen) {
+        (Some(_), Some(addr)) => match crate::health::serve(addr, bot.clone()).await {
+            Ok((bound, task)) => {
+                tracing::info!(%bound, "serving the web page");
+                Some(task)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, address = %addr, "cannot serve the web page");
+                None
+            }
+        },
+        _ => None,
+    };
     crate::platform::console::run(bot, user).await;
+    if let Some(task) = web {
+        task.abort();
+    }
     0
 }
 

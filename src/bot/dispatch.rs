@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 
-use crate::bot::handlers::{audit_read, env, hold, info, jobs};
+use crate::bot::handlers::{audit_read, env, hold, info, jobs, web};
 use crate::bot::port::ChatEvent;
 use crate::bot::{approval_flow, messages, Inner};
 use crate::command::{self, Command, Gate};
@@ -63,5 +63,6 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
         Command::Jobs => Some(jobs::command_jobs(inner, &ev)),
         Command::Job { id } => Some(jobs::command_job(inner, &ev, id)),
         Command::Cancel { id } => Some(jobs::command_cancel(inner, &ev, id)),
+        Command::Web => Some(web::command_web(inner, &ev)),
     }
 }

@@ -194,6 +194,9 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
     if resumed {
         model.note(crate::bot::messages::resumed(id));
     }
+    if let Some(url) = &config.settings.web.public_url {
+        model.note(crate::bot::messages::job_page_link(url, id));
+    }
     let first = OutgoingMessage::text(model.render(chrono::Utc::now()));
     let message_id = match &job.status_message_id {
         Some(m) => {

@@ -234,6 +234,18 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: &["Configured freeze windows (freezes: in the config) are not ended by it."],
     },
     CommandHelp {
+        name: "web",
+        grammar: "web",
+        summary: "a sign-in link for the read-only web page",
+        per_env: false,
+        gated: false,
+        grant: None,
+        details: &[
+            "The link works once, for a few minutes (web.link_minutes), and opens a session that",
+            "shows the environments you may `status`. The page changes nothing: act in chat.",
+        ],
+    },
+    CommandHelp {
         name: "whoami",
         grammar: "whoami",
         summary: "who you are and what you may run",

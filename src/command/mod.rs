@@ -63,6 +63,8 @@ pub enum Command {
     Deny { id: u64, reason: Option<String> },
     /// List schedules and their next runs.
     Schedules,
+    /// A sign-in link for the read-only web page.
+    Web,
 }
 
 /// Who may ask for a command, before its handler looks closer.
@@ -82,9 +84,12 @@ impl Command {
     pub fn gate(&self) -> Gate {
         match self {
             Command::Help { .. } | Command::Whoami => Gate::Anyone,
-            Command::Envs | Command::Jobs | Command::Job { .. } | Command::Cancel { .. } | Command::Schedules => {
-                Gate::KnownUser
-            }
+            Command::Envs
+            | Command::Jobs
+            | Command::Job { .. }
+            | Command::Cancel { .. }
+            | Command::Schedules
+            | Command::Web => Gate::KnownUser,
             Command::Env { .. }
             | Command::Hold { .. }
             | Command::Release { .. }
@@ -497,6 +502,7 @@ fn parse_global(verb: &str, args: &[&str]) -> Result<Command, ParseError> {
         "jobs" => no_args(Command::Jobs),
         "whoami" => no_args(Command::Whoami),
         "schedules" => no_args(Command::Schedules),
+        "web" => no_args(Command::Web),
         "freeze" => holds::parse_freeze(args),
         "unfreeze" => holds::parse_unfreeze(args),
         "approve" => {

@@ -98,6 +98,11 @@ fn every_global_command_parses() {
     assert_eq!(parse("job #12").unwrap(), Command::Job { id: 12 });
     assert_eq!(parse("cancel 3").unwrap(), Command::Cancel { id: 3 });
     assert_eq!(parse("whoami").unwrap(), Command::Whoami);
+    assert_eq!(parse("web").unwrap(), Command::Web);
+    assert_eq!(
+        parse("web now").unwrap_err().message,
+        "`web` takes no arguments (got 'now')"
+    );
     assert_eq!(parse("help").unwrap(), Command::Help { topic: None });
     assert_eq!(
         parse("help deploy").unwrap(),

@@ -48,3 +48,4 @@ mod support;
 mod systemd_unit;
 mod upstream_argos;
 mod versions;
+mod web;

@@ -7,6 +7,7 @@ pub(crate) mod env;
 pub(crate) mod hold;
 pub(crate) mod info;
 pub(crate) mod jobs;
+pub(crate) mod web;
 
 use crate::bot::audit_batch;
 use crate::bot::messages;

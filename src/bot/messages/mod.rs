@@ -2,6 +2,7 @@
 //! place and tests can match on it. Internal errors are shown as a generic line plus a log entry.
 
 mod holds;
+mod web;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +14,7 @@ use crate::progress::{plain_line, Progress};
 use crate::store::{ApprovalRecord, JobRecord, JobState};
 
 pub use holds::*;
+pub use web::*;
 
 pub fn denied(missing: &str) -> String {
     format!("⛔ You don't have permission for {missing}. Ask an admin to grant it in config/argos.yaml.")
