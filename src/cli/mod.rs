@@ -106,6 +106,7 @@ fn describe(cmd: &Command) -> &'static str {
         Command::Approve { .. } => "approve",
         Command::Deny { .. } => "deny",
         Command::Schedules => "schedules",
+        Command::Web => "web",
         _ => "this command",
     }
 }

@@ -271,8 +271,18 @@ pub fn usage(topic: Option<&str>) -> String {
         Some(c) if c.name != "help" => c.grammar.to_string(),
         _ => {
             let per_env: Vec<&str> = COMMANDS.iter().filter(|c| c.per_env).map(|c| c.name).collect();
-            let global: Vec<&str> = COMMANDS.iter().filter(|c| !c.per_env).map(|c| c.name).collect();
-            format!("<env> <{}> | {} [command]", per_env.join("|"), global.join(" | "))
+            // Alternatives in brackets, as for the environment's verbs: the line stays short
+            // enough for an error message as commands are added.
+            let global: Vec<&str> = COMMANDS
+                .iter()
+                .filter(|c| !c.per_env && c.name != "help")
+                .map(|c| c.name)
+                .collect();
+            format!(
+                "<env> <{}> | <{}> | help [command]",
+                per_env.join("|"),
+                global.join("|")
+            )
         }
     }
 }

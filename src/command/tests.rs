@@ -151,6 +151,11 @@ fn errors_are_specific() {
 fn usage_is_per_command() {
     assert_eq!(usage(Some("deploy")), "<env> deploy [roles...] [ref=<branch|tag|sha>]");
     assert!(usage(None).contains("commission"));
+    assert!(
+        usage(None).ends_with("|web|whoami> | help [command]"),
+        "{}",
+        usage(None)
+    );
 }
 
 #[test]
