@@ -3,10 +3,11 @@
 //! with the link `web` gives them, sees the overview, opens a running job and watches its log
 //! grow; a page is refused without a session, with a used or expired link, and for an
 //! environment the person may not see. Chromium and chromedriver come from `scripts/bootstrap`.
-//! `command.rs` checks `web` itself without a browser.
+//! `command.rs` checks `web` itself and `listing.rs` the other pages, over plain HTTP.
 //!
 //! `ARGOS_WEB_SCREENSHOTS=docs` writes the overview and job page screenshots to `docs/`.
 
 mod browser;
 mod command;
+mod listing;
 mod pages;
