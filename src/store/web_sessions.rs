@@ -117,6 +117,18 @@ impl Store {
         .ctx("use a sign-in link")
     }
 
+    /// Ends a session (signing out): its token opens nothing any more, in any browser.
+    pub fn end_web_session(&self, session_token: &str) -> StoreResult<bool> {
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM web_sessions WHERE token_hash = ?1",
+                params![token_hash(session_token)],
+            )
+        })
+        .map(|n| n == 1)
+        .ctx("end a web session")
+    }
+
     /// The person a session token belongs to, while the session lasts.
     pub fn web_session(&self, session_token: &str) -> StoreResult<Option<Identity>> {
         self.with(|db| {

@@ -155,8 +155,13 @@ pub(crate) async fn login(State(web): State<Web>, Path(token): Path<String>) -> 
     }
 }
 
-/// `POST /logout`: forgets the cookie in this browser.
-pub(crate) async fn logout() -> Response {
+/// `POST /logout`: ends the session in the store and forgets the cookie in this browser.
+pub(crate) async fn logout(State(web): State<Web>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        if let Err(e) = web.blocking(move |bot| bot.store().end_web_session(&token)).await {
+            tracing::warn!(error = %e, "cannot end a web session");
+        }
+    }
     let mut response = html(StatusCode::SEE_OTHER, String::new());
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, HeaderValue::from_static("/"));

@@ -127,6 +127,10 @@ fn a_sign_in_link_opens_one_session_once(db: &TestDb) {
         Err(LinkRefusal::Used)
     );
     assert_eq!(s.web_session("session-2").unwrap(), None, "a used link opens nothing");
+    // Signing out ends the session everywhere.
+    assert!(db.open().end_web_session("session-1").unwrap());
+    assert_eq!(s.web_session("session-1").unwrap(), None);
+    assert!(!s.end_web_session("session-1").unwrap(), "once");
     assert_eq!(
         s.redeem_sign_in_link("no-such-link", "session-3", 3_600_000).unwrap(),
         Err(LinkRefusal::Unknown)

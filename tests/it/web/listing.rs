@@ -284,6 +284,18 @@ async fn jobs_history_and_approvals_list_what_the_store_holds_for_who_may_see_it
         json,
         serde_json::json!({"text": "[deploy]\nok\n", "next_offset": 17, "finished": true})
     );
+    // Signing out ends the session: the cookie opens nothing any more.
+    let out = request(port, "POST", "/logout", Some(&alice)).await;
+    assert_eq!(out.status, 303);
+    assert!(out
+        .head
+        .contains("set-cookie: argos_session=; path=/; httponly; samesite=lax; max-age=0"));
+    assert_eq!(request(port, "GET", "/", Some(&alice)).await.status, 401);
+    assert_eq!(
+        request(port, "GET", "/jobs", Some(&bob)).await.status,
+        200,
+        "bob's session goes on"
+    );
     tokio::time::sleep(Duration::from_millis(1)).await;
     server.abort();
 }
