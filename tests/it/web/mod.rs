@@ -9,5 +9,6 @@
 
 mod browser;
 mod command;
+mod figures;
 mod listing;
 mod pages;
