@@ -43,7 +43,7 @@ pub async fn plan(ctx: &Ctx, action: &Action) -> Result<Plan> {
             })
         }
         // What these do is decided when they run, so the plan is the request itself.
-        Action::Plan { .. } | Action::Status | Action::Events | Action::History { .. } => Ok(Plan {
+        Action::Plan { .. } | Action::Drift | Action::Status | Action::Events | Action::History { .. } => Ok(Plan {
             text: format!("{} {}", ctx.target.env, action.verb()),
             digest: digest(&[ctx.target.env.to_string(), action.verb().to_string()]),
         }),

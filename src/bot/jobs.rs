@@ -86,6 +86,7 @@ impl JobTable {
 async fn run_action(ctx: &Ctx, action: &Action) -> Result<Summary, Error> {
     match engine::run(ctx, action).await? {
         engine::Outcome::Done(summary) => Ok(summary),
+        engine::Outcome::Drift(report) => Ok(crate::bot::messages::drift_summary(&report)),
         engine::Outcome::Report(_) | engine::Outcome::History(_) => {
             Err(Error::Invalid(format!("{} is not a job", action.verb())))
         }

@@ -379,6 +379,7 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
             Outcome::Text(text)
         }
         engine::Outcome::History(h) => Outcome::Text(h.to_string()),
+        engine::Outcome::Drift(report) => Outcome::Summary(crate::bot::messages::drift_summary(&report)),
     })
 }
 

@@ -86,6 +86,18 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: &["Parameter=value: as for update. Nothing is changed: the change set is deleted."],
     },
     CommandHelp {
+        name: "drift",
+        grammar: "<env> drift",
+        summary: "check whether the live resources still match the stack",
+        per_env: true,
+        gated: false,
+        grant: Some("drift"),
+        details: &[
+            "It runs as a job under the environment's lock and changes nothing: each drifted",
+            "resource with its changed properties, and the resources CloudFormation could not check.",
+        ],
+    },
+    CommandHelp {
         name: "decommission",
         grammar: "<env> decommission",
         summary: "delete the environment's stack",

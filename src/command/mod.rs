@@ -139,6 +139,8 @@ pub enum Action {
         #[serde(default)]
         parameters: BTreeMap<String, String>,
     },
+    /// Asks CloudFormation whether the live resources still match the stack.
+    Drift,
     Decommission,
     Clean,
     Status,
@@ -192,6 +194,7 @@ impl Action {
             | Action::Update { version, .. }
             | Action::Rollback { version, .. } => Some(version),
             Action::Plan { .. }
+            | Action::Drift
             | Action::Decommission
             | Action::Clean
             | Action::Status
@@ -208,6 +211,7 @@ impl Action {
             | Action::Update { version, .. }
             | Action::Rollback { version, .. } => Some(version),
             Action::Plan { .. }
+            | Action::Drift
             | Action::Decommission
             | Action::Clean
             | Action::Status
@@ -225,6 +229,7 @@ impl Action {
             Action::Rollback { .. } => "rollback",
             Action::History { .. } => "history",
             Action::Plan { .. } => "plan",
+            Action::Drift => "drift",
             Action::Decommission => "decommission",
             Action::Clean => "clean",
             Action::Status => "status",
@@ -240,6 +245,9 @@ impl Action {
             // `plan` runs under the lock too: it creates (and deletes) a change set on the
             // stack, which must not meet a running update.
             Action::Plan { .. } => Kind::Preview,
+            // `drift` changes nothing, but a detection beside a running update would compare
+            // resources in mid-change: it waits for the lock as `plan` does.
+            Action::Drift => Kind::Preview,
             Action::Commission { .. } | Action::Deploy { .. } | Action::Update { .. } | Action::Rollback { .. } => {
                 Kind::Change
             }
@@ -442,6 +450,7 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         "clean" => bare(Action::Clean)?,
         "status" => bare(Action::Status)?,
         "events" => bare(Action::Events)?,
+        "drift" => bare(Action::Drift)?,
         "deploy" => {
             let (version, rest) = take_ref(args, "deploy")?;
             Action::Deploy {

@@ -305,6 +305,7 @@ fn every_action_has_its_row_in_the_command_table() {
             version: Default::default(),
         },
         Action::History { count: 10 },
+        Action::Drift,
     ];
     // Holds are environment verbs without an engine action.
     let action_verbs = env_verbs()
@@ -501,4 +502,24 @@ fn bad_holds_and_freezes_are_refused_with_their_usage() {
         let e = parse(input).unwrap_err();
         assert!(e.message.contains(want), "{input}: {}", e.message);
     }
+}
+
+#[test]
+fn drift_is_a_bare_preview_that_runs_under_the_lock() {
+    let Ok(Command::Env { env, action, .. }) = parse("staging drift") else {
+        panic!("staging drift parses")
+    };
+    assert_eq!(env.as_str(), "staging");
+    assert_eq!(action, Action::Drift);
+    assert!(action.is_job(), "it waits for the environment's lock");
+    assert!(!action.mutates(), "holds, freezes and approvals do not stop it");
+    assert_eq!(Action::from_stored("drift", &action.stored_args()), Ok(Action::Drift));
+    assert_eq!(
+        parse("staging drift now").unwrap_err().message,
+        "`drift` takes no arguments (got 'now')"
+    );
+    assert_eq!(
+        parse("staging drift --confirm").unwrap_err().message,
+        "`drift` changes nothing: --break-glass and --confirm are for commands that do"
+    );
 }

@@ -107,6 +107,7 @@ pub(super) fn check(s: &Settings) -> Result<(), (String, String)> {
         ("image_available_secs", t.image_available_secs),
         ("ssh_ready_secs", t.ssh_ready_secs),
         ("playbook_secs", t.playbook_secs),
+        ("drift_detection_secs", t.drift_detection_secs),
     ] {
         numbers.push(bounded(format!("timeouts.{name}"), value, 0, WEEK_SECS, "s"));
     }

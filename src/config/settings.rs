@@ -476,6 +476,8 @@ pub struct Timeouts {
     pub image_available_secs: u64,
     pub ssh_ready_secs: u64,
     pub playbook_secs: u64,
+    /// How long a drift detection may run before `drift` gives up reading it.
+    pub drift_detection_secs: u64,
 }
 
 impl Default for Timeouts {
@@ -488,6 +490,7 @@ impl Default for Timeouts {
             image_available_secs: 3600,
             ssh_ready_secs: 600,
             playbook_secs: 3600,
+            drift_detection_secs: 900,
         }
     }
 }

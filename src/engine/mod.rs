@@ -8,6 +8,7 @@ mod clean;
 mod commission;
 mod decommission;
 mod deploy;
+mod drift;
 mod health_check;
 mod params;
 mod preflight;
@@ -27,6 +28,7 @@ pub use clean::clean;
 pub use commission::commission;
 pub use decommission::decommission;
 pub use deploy::{check_roles, deploy};
+pub use drift::{drift, DriftReport, DriftedResource, PropertyDrift};
 pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};
@@ -190,6 +192,8 @@ pub enum Outcome {
     Done(Summary),
     Report(Box<StatusReport>),
     History(versions::History),
+    /// What a drift detection found (`drift`).
+    Drift(Box<DriftReport>),
 }
 
 /// Runs one action: the one entry point the bot's jobs and the CLI both call. Each verb is
@@ -205,6 +209,7 @@ pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
         Action::Rollback { version, .. } => Outcome::Done(Box::pin(versions::rollback(ctx, version)).await?),
         Action::History { count } => Outcome::History(versions::history(ctx, *count)?),
         Action::Plan { parameters } => Outcome::Done(Box::pin(plan(ctx, parameters)).await?),
+        Action::Drift => Outcome::Drift(Box::new(Box::pin(drift(ctx)).await?)),
         Action::Decommission => Outcome::Done(Box::pin(decommission(ctx)).await?),
         Action::Clean => Outcome::Done(Box::pin(clean(ctx)).await?),
         Action::Status | Action::Events => Outcome::Report(Box::new(Box::pin(status(ctx)).await?)),

@@ -35,6 +35,7 @@ const NUMBERS: &[&str] = &[
     "timeouts.image_available_secs",
     "timeouts.ssh_ready_secs",
     "timeouts.playbook_secs",
+    "timeouts.drift_detection_secs",
     "chat.commands_per_minute",
     "chat.command_burst",
     "chat.edit_interval_ms",

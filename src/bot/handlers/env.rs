@@ -73,6 +73,9 @@ pub(crate) async fn command_env(
             Ok(Ok(engine::Outcome::Done(s))) => {
                 messages::failed(&format!("{} gave a job's summary: {}", action.verb(), s.headline))
             }
+            Ok(Ok(engine::Outcome::Drift(r))) => {
+                messages::failed(&format!("{} gave a job's summary: {}", action.verb(), r.stack_name))
+            }
             Ok(Err(e)) => messages::failed(&redact(&e.to_string())),
             Err(_) => messages::aws_timeout(),
         };

@@ -1,6 +1,7 @@
 //! Every user-visible string the bot sends, as named constructors, so wording lives in one
 //! place and tests can match on it. Internal errors are shown as a generic line plus a log entry.
 
+mod drift;
 mod holds;
 mod web;
 
@@ -13,6 +14,7 @@ use crate::permissions::Identity;
 use crate::progress::{plain_line, Progress};
 use crate::store::{ApprovalRecord, JobRecord, JobState};
 
+pub use drift::*;
 pub use holds::*;
 pub use web::*;
 

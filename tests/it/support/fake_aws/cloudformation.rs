@@ -140,6 +140,9 @@ impl State {
             "ExecuteChangeSet" => self.execute_change_set(p, now),
             "DeleteChangeSet" => self.delete_change_set(p, now),
             "ValidateTemplate" => validate_template(p),
+            "DetectStackDrift" => self.detect_stack_drift(p, now),
+            "DescribeStackDriftDetectionStatus" => self.describe_stack_drift_detection_status(p, now),
+            "DescribeStackResourceDrifts" => self.describe_stack_resource_drifts(p, now),
             _ => Err(err(
                 "InvalidAction",
                 format!("Could not find operation {action} for version 2010-05-15"),

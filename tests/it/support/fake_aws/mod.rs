@@ -17,6 +17,7 @@
 
 mod change_sets;
 mod cloudformation;
+mod drift;
 mod ec2;
 mod query;
 mod script;
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 
 use super::http_server::{HttpServer, Request, Response};
 
+pub use drift::*;
 /// Account id used in every ARN and as the EC2 owner id of "self".
 use query::*;
 pub use script::*;
@@ -194,6 +196,8 @@ pub(super) struct State {
     snapshots: Vec<String>,
     vpcs: Vec<VpcRec>,
     subnets: Vec<SubnetRec>,
+    drift_scripts: HashMap<String, VecDeque<DriftScript>>,
+    detections: Vec<DetectionRec>,
     calls: Vec<Call>,
     seq: u64,
     wall_base: DateTime<Utc>,
@@ -260,6 +264,8 @@ impl FakeAws {
             snapshots: Vec::new(),
             vpcs: Vec::new(),
             subnets: Vec::new(),
+            drift_scripts: HashMap::new(),
+            detections: Vec::new(),
             calls: Vec::new(),
             seq: 0,
             wall_base: Utc::now(),

@@ -1,0 +1,291 @@
+//! `drift` on the scripted fake AWS (moto has no drift APIs): in sync with a resource type
+//! CloudFormation cannot check named, drifted properties with secrets masked, results over
+//! several pages, a failed, a throttled and a too-long detection; and through the bot, as a
+//! job under the environment's lock.
+use crate::support;
+
+use std::time::Duration;
+
+use argos::bot::port::ChatEvent;
+use argos::bot::Bot;
+use argos::engine::{self, DriftReport};
+use argos::error::Error;
+use argos::permissions::Identity;
+use argos::store::Store;
+use support::chat::{Posted, RecordingPort};
+use support::fake_aws::{DriftScript, FakeAws, ResourceDrift};
+use support::{Recorder, TestProject, DB_PASSWORD};
+
+const CONFIG: &str = r#"
+permissions:
+  roles:
+    admins: { console_users: [alice] }
+    readers: { console_users: [bob] }
+  rules:
+    - role: admins
+      environments: ["*"]
+      actions: ["*"]
+    - role: readers
+      environments: [staging]
+      actions: [status]
+"#;
+
+const TEMPLATE: &str = r#"{"Resources": {
+  "ApiEc2Instance": {"Type": "AWS::EC2::Instance", "Properties": {}},
+  "Database": {"Type": "AWS::RDS::DBInstance", "Properties": {}},
+  "Mailer": {"Type": "Custom::Mailer", "Properties": {}}
+}}"#;
+
+const RESOURCES: &[(&str, &str)] = &[
+    ("ApiEc2Instance", "AWS::EC2::Instance"),
+    ("Database", "AWS::RDS::DBInstance"),
+    ("Mailer", "Custom::Mailer"),
+];
+
+fn staging_stack(fake: &FakeAws) {
+    fake.add_stack("argos-staging", TEMPLATE, &[], RESOURCES);
+}
+
+async fn engine(fake: &FakeAws, drift_timeout_secs: u64) -> (TestProject, engine::Engine) {
+    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
+    let mut config = project.config();
+    config.settings.timeouts.drift_detection_secs = drift_timeout_secs;
+    let engine = engine::Engine::new(config).await;
+    (project, engine)
+}
+
+async fn detect(engine: &engine::Engine) -> Result<DriftReport, Error> {
+    let rec = Recorder::new(engine, "staging", None);
+    engine::drift(&rec.ctx).await
+}
+
+#[tokio::test]
+async fn in_sync_still_names_the_resources_cloudformation_could_not_check() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    // Custom::Mailer is a type drift detection does not support: it is left out of the results.
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(
+            0.2,
+            vec![
+                ResourceDrift::in_sync("ApiEc2Instance", "AWS::EC2::Instance"),
+                ResourceDrift::in_sync("Database", "AWS::RDS::DBInstance"),
+            ],
+        ),
+    );
+    let (_project, engine) = engine(&fake, 30).await;
+    let report = detect(&engine).await.unwrap();
+    assert!(!report.is_drifted());
+    assert_eq!(report.in_sync, 2);
+    assert_eq!(
+        report.not_checked,
+        vec![("Mailer".to_string(), "Custom::Mailer".to_string())]
+    );
+    assert!(report.took >= Duration::from_millis(200), "{:?}", report.took);
+    let summary = argos::bot::messages::drift_summary(&report);
+    assert_eq!(
+        summary.headline,
+        "argos-staging: in sync, but 1 resource(s) not checked"
+    );
+    assert!(summary.details.iter().any(
+        |d| d == "not checked (CloudFormation cannot check these types or gave no result): Mailer (Custom::Mailer)"
+    ));
+    assert!(summary.details.iter().any(|d| d.starts_with("detection took ")));
+    // The status was polled until the detection was complete.
+    assert!(fake.count("DescribeStackDriftDetectionStatus") >= 2);
+}
+
+#[tokio::test]
+async fn drifted_properties_are_listed_over_several_pages_with_secrets_masked() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    fake.set_event_page_size(1);
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(
+            0.0,
+            vec![
+                ResourceDrift::modified(
+                    "ApiEc2Instance",
+                    "AWS::EC2::Instance",
+                    &[("/InstanceType", "t3.small", "t3.large")],
+                ),
+                ResourceDrift::modified(
+                    "Database",
+                    "AWS::RDS::DBInstance",
+                    &[
+                        ("/MasterUserPassword", "typed-by-hand-1", "typed-by-hand-2"),
+                        ("/DBParameterGroupName", DB_PASSWORD, "default.postgres16"),
+                    ],
+                ),
+                ResourceDrift::in_sync("Mailer", "Custom::Mailer"),
+            ],
+        ),
+    );
+    let (_project, engine) = engine(&fake, 30).await;
+    let report = detect(&engine).await.unwrap();
+    // One result per page: three pages, all read.
+    assert_eq!(fake.count("DescribeStackResourceDrifts"), 3);
+    assert_eq!(report.drifted.len(), 2);
+    assert_eq!(report.in_sync, 1);
+    assert!(report.not_checked.is_empty());
+    let summary = argos::bot::messages::drift_summary(&report);
+    assert_eq!(summary.headline, "argos-staging: drifted: 2 resource(s)");
+    let text = summary.details.join("\n");
+    assert!(text.contains("ApiEc2Instance (AWS::EC2::Instance): MODIFIED"), "{text}");
+    assert!(
+        text.contains("  /InstanceType [NOT_EQUAL]: expected t3.small, actual t3.large"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  /MasterUserPassword [NOT_EQUAL]: expected [redacted], actual [redacted]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  /DBParameterGroupName [NOT_EQUAL]: expected [redacted], actual default.postgres16"),
+        "{text}"
+    );
+    for secret in ["typed-by-hand-1", "typed-by-hand-2", DB_PASSWORD] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_detection_says_why() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::failed(0.1, "Failed to detect drift on resource [Database]: Access Denied"),
+    );
+    let (_project, engine) = engine(&fake, 30).await;
+    let e = detect(&engine).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "drift detection failed: Failed to detect drift on resource [Database]: Access Denied"
+    );
+    assert_eq!(fake.count("DescribeStackResourceDrifts"), 0);
+}
+
+#[tokio::test]
+async fn throttled_calls_are_retried_and_throttling_that_persists_is_named() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    let (_project, engine) = engine(&fake, 30).await;
+    // A few throttled answers: the SDK retries the start, the poll just polls again.
+    fake.throttle("DetectStackDrift", 2);
+    fake.throttle("DescribeStackDriftDetectionStatus", 5);
+    fake.throttle("DescribeStackResourceDrifts", 1);
+    let report = detect(&engine).await.unwrap();
+    assert_eq!(report.in_sync, 3, "{report:?}");
+    let throttled = fake.calls().iter().filter(|c| c.throttled).count();
+    assert_eq!(throttled, 8);
+
+    // More throttling than the SDK's attempts (max_attempts 4): the error says so.
+    fake.throttle("DetectStackDrift", 10);
+    let e = detect(&engine).await.unwrap_err().to_string();
+    assert!(e.contains("Throttling") || e.contains("Rate exceeded"), "{e}");
+    assert!(e.contains("DetectStackDrift"), "{e}");
+}
+
+#[tokio::test]
+async fn a_detection_that_outlasts_its_timeout_says_so() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    fake.script_drift("argos-staging", DriftScript::complete(f64::INFINITY, vec![]));
+    let (_project, engine) = engine(&fake, 1).await;
+    let started = std::time::Instant::now();
+    let e = detect(&engine).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "timed out: drift detection still running after 1s (timeouts.drift_detection_secs); its result was not read"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(fake.count("DescribeStackResourceDrifts"), 0);
+}
+
+#[tokio::test]
+async fn a_missing_stack_is_refused_before_any_detection() {
+    let fake = FakeAws::start().await;
+    let (_project, engine) = engine(&fake, 30).await;
+    let e = detect(&engine).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "stack argos-staging does not exist: there is nothing to check for drift"
+    );
+    assert_eq!(fake.count("DetectStackDrift"), 0);
+}
+
+fn said(name: &str, text: &str) -> ChatEvent {
+    ChatEvent {
+        identity: Identity {
+            platform: argos::address::Surface::CONSOLE,
+            user_id: name.into(),
+            display_name: name.into(),
+            platform_roles: vec![],
+        },
+        channel: "ops".into(),
+        text: text.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_through_the_bot_is_a_job_whose_summary_is_the_report() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(
+            0.5,
+            vec![
+                ResourceDrift::modified(
+                    "ApiEc2Instance",
+                    "AWS::EC2::Instance",
+                    &[("/InstanceType", "t3.small", "t3.large")],
+                ),
+                ResourceDrift::in_sync("Database", "AWS::RDS::DBInstance"),
+            ],
+        ),
+    );
+    let project = TestProject::new(&fake.endpoint_url(), CONFIG);
+    let store = Store::open(&project.config().database_path()).unwrap();
+    let bot = Bot::new(project.engine().await, store);
+    let port = RecordingPort::new();
+    bot.add_port(port.clone());
+
+    // Someone without the grant is refused, and nothing is asked of AWS.
+    let denied = bot.handle(said("bob", "staging drift")).await.unwrap();
+    assert!(
+        denied.contains("You don't have permission for drift on staging"),
+        "{denied}"
+    );
+    assert_eq!(fake.count("DetectStackDrift"), 0);
+
+    assert_eq!(
+        bot.handle(said("alice", "staging drift")).await,
+        None,
+        "the status message is the answer"
+    );
+    // It holds the environment's lock while it runs: an update waits or is refused.
+    let busy = bot.handle(said("alice", "staging update")).await.unwrap();
+    assert!(busy.contains("staging is busy: job #1 (drift by alice)"), "{busy}");
+    bot.idle().await;
+
+    let job = bot.store().job(1).unwrap().unwrap();
+    assert_eq!(job.action, "drift");
+    assert_eq!(job.state, argos::store::JobState::Succeeded, "{job:?}");
+    let Some(Posted::Sent { id, .. }) = port.posted().into_iter().next() else {
+        panic!("no status message")
+    };
+    let last = port.text_of(&id).unwrap();
+    assert!(last.contains("argos-staging: drifted: 1 resource(s)"), "{last}");
+    assert!(
+        last.contains("/InstanceType [NOT_EQUAL]: expected t3.small, actual t3.large"),
+        "{last}"
+    );
+    assert!(
+        last.contains("Mailer (Custom::Mailer)"),
+        "the unchecked resource is named: {last}"
+    );
+}
