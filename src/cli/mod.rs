@@ -83,7 +83,10 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
             };
             println!(
                 "{}",
-                crate::bot::messages::envs(&crate::holds::env_states(&store, &config))
+                crate::bot::messages::envs(
+                    &crate::holds::env_states(&store, &config),
+                    &store.drift_results().unwrap_or_default()
+                )
             );
             0
         }

@@ -14,6 +14,7 @@ use crate::cloud::{stack, Aws};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::redact::{is_secret_name, MASK};
+use crate::store::DriftState;
 
 /// What one detection found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,38 @@ pub struct PropertyDrift {
     pub actual: String,
     /// ADD, REMOVE or NOT_EQUAL.
     pub difference: String,
+}
+
+/// Runs one detection and records how it ended in the store (when the engine has one), so
+/// `status`, `envs` and a scheduled check can tell it later. A refusal (no stack, cancelled)
+/// detected nothing and is not recorded.
+pub async fn drift_and_record(ctx: &Ctx) -> Result<DriftReport> {
+    let result = drift(ctx).await;
+    let Some(store) = &ctx.engine.store else { return result };
+    let (state, count, summary) = match &result {
+        Ok(r) => (
+            if r.is_drifted() {
+                DriftState::Drifted
+            } else {
+                DriftState::InSync
+            },
+            r.drifted.len() as u32,
+            serde_json::json!({
+                "drifted": r.drifted.iter().map(|d| [&d.logical_id, &d.resource_type]).collect::<Vec<_>>(),
+                "not_checked": r.not_checked,
+                "in_sync": r.in_sync,
+                "took_ms": r.took.as_millis() as u64,
+            }),
+        ),
+        Err(Error::Refused(_)) => return result,
+        // Already redacted where it quotes AWS.
+        Err(e) => (DriftState::Failed, 0, serde_json::json!({ "error": e.to_string() })),
+    };
+    let env = ctx.target.env.as_str();
+    if let Err(e) = store.record_drift(env, state, count, &summary.to_string()) {
+        tracing::warn!(env, error = %e, "the drift result could not be recorded");
+    }
+    result
 }
 
 /// Runs one detection on the environment's stack and reads its results.

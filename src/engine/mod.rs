@@ -28,7 +28,7 @@ pub use clean::clean;
 pub use commission::commission;
 pub use decommission::decommission;
 pub use deploy::{check_roles, deploy};
-pub use drift::{drift, DriftReport, DriftedResource, PropertyDrift};
+pub use drift::{drift, drift_and_record, DriftReport, DriftedResource, PropertyDrift};
 pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};
@@ -209,7 +209,7 @@ pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
         Action::Rollback { version, .. } => Outcome::Done(Box::pin(versions::rollback(ctx, version)).await?),
         Action::History { count } => Outcome::History(versions::history(ctx, *count)?),
         Action::Plan { parameters } => Outcome::Done(Box::pin(plan(ctx, parameters)).await?),
-        Action::Drift => Outcome::Drift(Box::new(Box::pin(drift(ctx)).await?)),
+        Action::Drift => Outcome::Drift(Box::new(Box::pin(drift_and_record(ctx)).await?)),
         Action::Decommission => Outcome::Done(Box::pin(decommission(ctx)).await?),
         Action::Clean => Outcome::Done(Box::pin(clean(ctx)).await?),
         Action::Status | Action::Events => Outcome::Report(Box::new(Box::pin(status(ctx)).await?)),

@@ -186,6 +186,15 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     );
     CREATE INDEX web_sessions_by_expiry ON web_sessions(expires_ms);",
+    // 8: drift: the last drift detection per environment: when, its state (in_sync, drifted,
+    // failed), how many resources drifted, and what it found as JSON.
+    "CREATE TABLE drift_results (
+        env TEXT PRIMARY KEY,
+        checked_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        drifted INTEGER NOT NULL,
+        summary TEXT NOT NULL
+    );",
 ];
 
 fn statements(sql: &str) -> impl Iterator<Item = &str> {

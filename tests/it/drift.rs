@@ -11,12 +11,15 @@ use argos::bot::Bot;
 use argos::engine::{self, DriftReport};
 use argos::error::Error;
 use argos::permissions::Identity;
-use argos::store::Store;
+use argos::store::{DriftState, Store};
 use support::chat::{Posted, RecordingPort};
 use support::fake_aws::{DriftScript, FakeAws, ResourceDrift};
 use support::{Recorder, TestProject, DB_PASSWORD};
 
 const CONFIG: &str = r#"
+chat:
+  commands_per_minute: 60
+  command_burst: 10
 permissions:
   roles:
     admins: { console_users: [alice] }
@@ -287,5 +290,44 @@ async fn drift_through_the_bot_is_a_job_whose_summary_is_the_report() {
     assert!(
         last.contains("Mailer (Custom::Mailer)"),
         "the unchecked resource is named: {last}"
+    );
+
+    // Remembered: status and envs say so.
+    let recorded = bot.store().last_drift("staging").unwrap().expect("recorded");
+    assert_eq!((recorded.state, recorded.drifted), (DriftState::Drifted, 1));
+    let status = bot.handle(said("alice", "staging status")).await.unwrap();
+    assert!(
+        status.ends_with("\nDrift: drifted: 1 resource, checked just now"),
+        "{status}"
+    );
+    let envs = bot.handle(said("alice", "envs")).await.unwrap();
+    assert!(
+        envs.lines()
+            .any(|l| l.starts_with("• staging: ") && l.ends_with(" · drifted: 1 resource, checked just now")),
+        "{envs}"
+    );
+    assert!(
+        envs.lines()
+            .any(|l| l.starts_with("• sandbox: ") && !l.contains("drift")),
+        "never checked: nothing said: {envs}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_detection_is_remembered_as_failed() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    fake.script_drift("argos-staging", DriftScript::failed(0.0, "Internal Failure"));
+    let (project, engine) = engine(&fake, 30).await;
+    let store = Store::open(&project.config().database_path()).unwrap();
+    let engine = engine.with_store(store.clone());
+    let rec = Recorder::new(&engine, "staging", None);
+    let e = engine::drift_and_record(&rec.ctx).await.unwrap_err();
+    assert_eq!(e.to_string(), "drift detection failed: Internal Failure");
+    let recorded = store.last_drift("staging").unwrap().expect("recorded");
+    assert_eq!(recorded.state, DriftState::Failed);
+    assert_eq!(
+        recorded.summary,
+        r#"{"error":"drift detection failed: Internal Failure"}"#
     );
 }

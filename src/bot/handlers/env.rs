@@ -67,7 +67,10 @@ pub(crate) async fn command_env(
             }
             Ok(Ok(engine::Outcome::Report(report))) => {
                 let running = deployed(inner, &ctx).await;
-                messages::status(&report, redact) + &running
+                let drift = inner.store.last_drift(env.as_str()).ok().flatten();
+                messages::status(&report, redact)
+                    + &running
+                    + &messages::status_drift(drift.as_ref(), chrono::Utc::now())
             }
             Ok(Ok(engine::Outcome::History(h))) => messages::history(&h),
             Ok(Ok(engine::Outcome::Done(s))) => {

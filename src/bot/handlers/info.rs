@@ -10,7 +10,10 @@ use crate::names::quote;
 
 pub(crate) fn command_envs(inner: &Inner, ev: &ChatEvent) -> String {
     audit_read(inner, ev, "ok", None);
-    messages::envs(&crate::holds::env_states(&inner.store, &inner.engine.config))
+    messages::envs(
+        &crate::holds::env_states(&inner.store, &inner.engine.config),
+        &inner.store.drift_results().unwrap_or_default(),
+    )
 }
 
 fn env_names(inner: &Inner) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! The words of `drift`: a detection's result as a job's summary (chat and CLI alike).
 
 use crate::engine::{DriftReport, Summary};
+use crate::store::{DriftRecord, DriftState};
 
 /// `argos-prod: drifted: 2 resource(s)` and, beneath, each drifted resource with its changed
 /// properties, the resources that were not checked (named, never folded into "in sync"), and
@@ -57,5 +58,63 @@ fn took(d: std::time::Duration) -> String {
         format!("{}m {}s", secs / 60, secs % 60)
     } else {
         format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The last detection in a few words, for `status` and `envs`: `drifted: 2 resources, checked
+/// 3h ago`, `in sync, checked 5m ago`, `drift check failed 1d ago`.
+pub fn drift_line(r: &DriftRecord, now: chrono::DateTime<chrono::Utc>) -> String {
+    let ago = ago(now - r.checked_at);
+    match r.state {
+        DriftState::InSync => format!("in sync, checked {ago}"),
+        DriftState::Drifted if r.drifted == 1 => format!("drifted: 1 resource, checked {ago}"),
+        DriftState::Drifted => format!("drifted: {} resources, checked {ago}", r.drifted),
+        DriftState::Failed => format!("drift check failed {ago}"),
+    }
+}
+
+/// `status`'s line about drift (empty when it was never checked).
+pub fn status_drift(r: Option<&DriftRecord>, now: chrono::DateTime<chrono::Utc>) -> String {
+    r.map(|r| format!("\nDrift: {}", drift_line(r, now)))
+        .unwrap_or_default()
+}
+
+fn ago(d: chrono::TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: DriftState, drifted: u32, hours: i64) -> (DriftRecord, chrono::DateTime<chrono::Utc>) {
+        let now = chrono::Utc::now();
+        let r = DriftRecord {
+            env: "staging".into(),
+            checked_at: now - chrono::TimeDelta::hours(hours) - chrono::TimeDelta::minutes(5),
+            state,
+            drifted,
+            summary: "{}".into(),
+        };
+        (r, now)
+    }
+
+    #[test]
+    fn the_last_check_in_a_few_words() {
+        let (r, now) = record(DriftState::Drifted, 2, 3);
+        assert_eq!(drift_line(&r, now), "drifted: 2 resources, checked 3h ago");
+        let (r, now) = record(DriftState::Drifted, 1, 0);
+        assert_eq!(drift_line(&r, now), "drifted: 1 resource, checked 5m ago");
+        let (r, now) = record(DriftState::InSync, 0, 48);
+        assert_eq!(drift_line(&r, now), "in sync, checked 2d ago");
+        let (r, now) = record(DriftState::Failed, 0, 1);
+        assert_eq!(drift_line(&r, now), "drift check failed 1h ago");
+        assert_eq!(status_drift(None, now), "");
     }
 }

@@ -174,8 +174,9 @@ pub fn no_jobs() -> String {
 }
 
 /// `envs`: where one can deploy: each environment as free, running a job, held (by whom,
-/// until when) or frozen (until when), with what was last deployed there.
-pub fn envs(envs: &[crate::holds::EnvState]) -> String {
+/// until when) or frozen (until when), with what was last deployed there and its last drift
+/// check (`drifts`: the recorded ones, any order).
+pub fn envs(envs: &[crate::holds::EnvState], drifts: &[crate::store::DriftRecord]) -> String {
     let mut lines = vec![format!("{} environment(s):", envs.len())];
     for e in envs {
         let state = env_state(e.running, e.hold.as_ref(), e.freeze.as_ref());
@@ -184,7 +185,12 @@ pub fn envs(envs: &[crate::holds::EnvState]) -> String {
             .as_ref()
             .map(|j| format!(" · {}", last_deploy(j)))
             .unwrap_or_default();
-        lines.push(format!("• {}: {state}{last}", e.name));
+        let drift = drifts
+            .iter()
+            .find(|d| d.env == e.name)
+            .map(|d| format!(" · {}", drift_line(d, chrono::Utc::now())))
+            .unwrap_or_default();
+        lines.push(format!("• {}: {state}{last}{drift}", e.name));
     }
     lines.join("\n")
 }

@@ -173,6 +173,7 @@ fn who(platform: &str, user_id: &str, name: &str) -> Identity {
 }
 
 mod concurrency;
+mod drift;
 mod holds;
 mod jobs;
 mod leases;
