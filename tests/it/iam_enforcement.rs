@@ -151,6 +151,101 @@ fn every_call_argos_makes_is_in_the_policy() {
     }
 }
 
+/// What CloudFormation reads, with the caller's rights, to check each resource type of the
+/// templates for drift (the read handler of each type). A type added to `formations/` fails
+/// the test below until it is listed here and its reads are in the policy.
+const DRIFT_READS: &[(&str, &[&str])] = &[
+    (
+        "AWS::AutoScaling::AutoScalingGroup",
+        &[
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeLifecycleHooks",
+            "autoscaling:DescribeNotificationConfigurations",
+            "ec2:DescribeLaunchTemplateVersions",
+        ],
+    ),
+    (
+        "AWS::EC2::Instance",
+        &["ec2:DescribeInstances", "ec2:DescribeInstanceAttribute"],
+    ),
+    (
+        "AWS::EC2::LaunchTemplate",
+        &["ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions"],
+    ),
+    (
+        "AWS::EC2::SecurityGroup",
+        &["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"],
+    ),
+    (
+        "AWS::EC2::SecurityGroupIngress",
+        &["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"],
+    ),
+    ("AWS::RDS::DBInstance", &["rds:DescribeDBInstances"]),
+    ("AWS::RDS::DBSubnetGroup", &["rds:DescribeDBSubnetGroups"]),
+];
+
+/// A drift detection can read every resource type the templates create, and the statement
+/// that grants those reads grants nothing else.
+#[test]
+fn the_policy_grants_what_a_drift_detection_reads_and_no_more() {
+    let policy = bot_policy();
+    let statements = policy["Statement"].as_array().unwrap();
+    let allowed = |action: &str| {
+        statements.iter().any(|s| {
+            s["Effect"] == "Allow"
+                && match &s["Action"] {
+                    Value::String(a) => matches(a, action),
+                    Value::Array(list) => list.iter().any(|a| matches(a.as_str().unwrap(), action)),
+                    _ => false,
+                }
+        })
+    };
+    for action in [
+        "cloudformation:DetectStackDrift",
+        "cloudformation:DetectStackResourceDrift",
+        "cloudformation:DescribeStackDriftDetectionStatus",
+        "cloudformation:DescribeStackResourceDrifts",
+    ] {
+        assert!(allowed(action), "{action} is not in the policy");
+    }
+    let mut types = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(support::repo().join("formations")).unwrap().flatten() {
+        let template: Value = serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        if let Some(resources) = template["Resources"].as_object() {
+            types.extend(
+                resources
+                    .values()
+                    .filter_map(|r| r["Type"].as_str().map(str::to_string)),
+            );
+        }
+    }
+    assert!(
+        types.contains("AWS::RDS::DBInstance"),
+        "the scan finds the types: {types:?}"
+    );
+    for t in &types {
+        let (_, reads) = DRIFT_READS
+            .iter()
+            .find(|(name, _)| name == t)
+            .unwrap_or_else(|| panic!("{t} is in formations/ but not in DRIFT_READS"));
+        for action in *reads {
+            assert!(allowed(action), "{action} (drift on {t}) is not in the policy");
+        }
+    }
+    let drift_statement = statements
+        .iter()
+        .find(|s| s["Sid"] == "ReadResourcesForDrift")
+        .expect("the ReadResourcesForDrift statement");
+    for action in drift_statement["Action"].as_array().unwrap() {
+        let action = action.as_str().unwrap();
+        assert!(
+            DRIFT_READS.iter().any(|(_, reads)| reads.contains(&action)),
+            "{action} is granted for drift but no resource type needs it"
+        );
+        assert!(!action.contains('*'), "{action}: only named read actions");
+    }
+}
+
 fn matches(pattern: &str, action: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => action.starts_with(prefix),
