@@ -285,6 +285,8 @@ mod tests {
             channel: "ops".into(),
             stale_after_days: 14,
             unused_image_days: 30,
+            kind: Default::default(),
+            environments: vec![],
         }
     }
 

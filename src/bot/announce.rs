@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::address::ChatPlatform;
 use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::Bot;
-use crate::config::ScheduleSettings;
+use crate::config::{ScheduleKind, ScheduleSettings};
+use crate::engine::Ctx;
+use crate::progress::ProgressTx;
 use crate::schedule::{gather, missed_since, next_due, Item};
 use crate::store::AuditEntry;
 
@@ -54,6 +56,20 @@ pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bo
             return false;
         }
     }
+    if s.kind == ScheduleKind::Drift {
+        let changes = drift_changes(bot, s).await;
+        if !changes.is_empty() {
+            let prefix = &bot.engine().config.settings.chat.prefix;
+            post(
+                bot,
+                s,
+                OutgoingMessage::text(crate::bot::messages::drift_announcement(&s.name, &changes, prefix)),
+            )
+            .await;
+        }
+        audit_run(bot, s, &format!("drift checked: {} change(s) posted", changes.len()));
+        return true;
+    }
     let msg = match gather(bot.engine(), bot.store(), s, crate::clock::now()).await {
         Ok(items) => announcement(s, due, &items, &bot.engine().config.settings.chat.prefix),
         Err(e) => OutgoingMessage::text(format!(
@@ -62,6 +78,12 @@ pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bo
             bot.engine().redactor.redact(&e.to_string())
         )),
     };
+    post(bot, s, msg).await;
+    audit_run(bot, s, "announced");
+    true
+}
+
+async fn post(bot: &Bot, s: &ScheduleSettings, msg: OutgoingMessage) {
     match ChatPlatform::parse(&s.platform).ok().and_then(|p| bot.port(p)) {
         Some(port) => {
             if let Err(e) = port.send(&s.channel, msg).await {
@@ -70,15 +92,55 @@ pub async fn run_once(bot: &Bot, s: &ScheduleSettings, due: DateTime<Utc>) -> bo
         }
         None => tracing::warn!(schedule = %s.name, platform = %s.platform, "the schedule's platform is not connected"),
     }
+}
+
+fn audit_run(bot: &Bot, s: &ScheduleSettings, outcome: &str) {
     let _ = bot.store().audit(AuditEntry::system(
         "schedule",
         &s.name,
         &s.channel,
         &format!("schedule {}", s.name),
-        "announced",
+        outcome,
         None,
     ));
-    true
+}
+
+/// A `kind: drift` run (already claimed, so once across replicas): checks each environment,
+/// records the result, and returns a line for each whose state changed since its last check
+/// (newly drifted, drift changed, back in sync, failing). An environment whose lock is held by
+/// a job is skipped this time: a detection beside an update would compare resources in
+/// mid-change.
+async fn drift_changes(bot: &Bot, s: &ScheduleSettings) -> Vec<String> {
+    let engine = bot.engine();
+    let envs: Vec<String> = if s.environments.is_empty() {
+        engine.config.settings.environments.keys().cloned().collect()
+    } else {
+        s.environments.clone()
+    };
+    let held = bot.store().held_locks().unwrap_or_default();
+    let mut lines = Vec::new();
+    for env in envs {
+        if held.iter().any(|l| l.env == env) {
+            continue;
+        }
+        let Ok(target) = engine.target(&env) else { continue };
+        let before = bot.store().last_drift(&env).ok().flatten();
+        let ctx = Ctx {
+            engine: engine.clone(),
+            target,
+            progress: ProgressTx::discard(),
+            cancel: Default::default(),
+            log: None,
+        };
+        let result = crate::engine::drift_and_record(&ctx).await;
+        let after = bot.store().last_drift(&env).ok().flatten();
+        if let Some(line) =
+            crate::bot::messages::drift_change(&env, before.as_ref(), after.as_ref(), result.as_ref().ok())
+        {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 /// Runs every configured schedule until the task is dropped: one catch-up run for a due time

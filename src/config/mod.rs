@@ -277,6 +277,15 @@ impl Config {
                     format!("unknown time zone '{}'", sch.timezone),
                 )
             })?;
+            for (j, env) in sch.environments.iter().enumerate() {
+                if !self.settings.environments.contains_key(env) {
+                    return Err(ConfigError::new(
+                        f,
+                        Some(&format!("{key}.environments[{j}]")),
+                        format!("unknown environment '{env}'"),
+                    ));
+                }
+            }
             if self.settings.schedules.iter().filter(|o| o.name == sch.name).count() > 1 {
                 return Err(ConfigError::new(
                     f,

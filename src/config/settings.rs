@@ -121,6 +121,23 @@ pub struct ScheduleSettings {
     /// Images that no stack uses are reported when older than this.
     #[serde(default = "default_image_days")]
     pub unused_image_days: i64,
+    /// What the schedule does: `cleanup` (the default) or `drift`.
+    #[serde(default)]
+    pub kind: ScheduleKind,
+    /// `kind: drift`: the environments to check (default: every configured one).
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+/// What a schedule does at each due time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Post the cleanup report.
+    #[default]
+    Cleanup,
+    /// Check the environments for drift; post only what changed since the last check.
+    Drift,
 }
 
 fn default_timezone() -> String {

@@ -1,11 +1,13 @@
 //! `drift` on the scripted fake AWS (moto has no drift APIs): in sync with a resource type
 //! CloudFormation cannot check named, drifted properties with secrets masked, results over
 //! several pages, a failed, a throttled and a too-long detection; and through the bot, as a
-//! job under the environment's lock.
+//! job under the environment's lock; remembered for status and envs; and on a schedule, posting
+//! once per change across two replicas.
 use crate::support;
 
 use std::time::Duration;
 
+use argos::bot::announce;
 use argos::bot::port::ChatEvent;
 use argos::bot::Bot;
 use argos::engine::{self, DriftReport};
@@ -330,4 +332,127 @@ async fn a_failed_detection_is_remembered_as_failed() {
         recorded.summary,
         r#"{"error":"drift detection failed: Internal Failure"}"#
     );
+}
+
+const SCHEDULED: &str = r#"
+permissions:
+  roles:
+    admins: { console_users: [alice] }
+  rules:
+    - role: admins
+      environments: ["*"]
+      actions: ["*"]
+schedules:
+  - name: hourly-drift
+    kind: drift
+    environments: [staging]
+    cron: "0 * * * *"
+    platform: console
+    channel: ops
+"#;
+
+fn posts(port: &RecordingPort) -> Vec<String> {
+    port.posted()
+        .into_iter()
+        .filter_map(|p| match p {
+            Posted::Sent { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_schedule_posts_once_per_change_across_two_replicas() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    let project = TestProject::new(&fake.endpoint_url(), SCHEDULED);
+    let path = project.config().database_path();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let bot = Bot::new(project.engine().await, Store::open(&path).unwrap());
+        let port = RecordingPort::new();
+        bot.add_port(port.clone());
+        replicas.push((bot, port));
+    }
+    let s = replicas[0].0.engine().config.settings.schedules[0].clone();
+    let all_posts = || -> Vec<String> { replicas.iter().flat_map(|(_, p)| posts(p)).collect() };
+    let hour = |h: i64| chrono::Utc::now() + chrono::TimeDelta::hours(h);
+    let modified =
+        |id: &str| ResourceDrift::modified(id, "AWS::EC2::Instance", &[("/InstanceType", "t3.small", "t3.large")]);
+
+    // First run: in sync, and nothing was known before: nothing to say.
+    let due = hour(1);
+    let (a, b) = tokio::join!(
+        announce::run_once(&replicas[0].0, &s, due),
+        announce::run_once(&replicas[1].0, &s, due)
+    );
+    assert!(a ^ b, "one replica claims the run");
+    assert_eq!(fake.count("DetectStackDrift"), 1);
+    assert!(all_posts().is_empty(), "{:?}", all_posts());
+
+    // Newly drifted: both replicas try the run; one detection, one post.
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(
+            0.0,
+            vec![
+                modified("ApiEc2Instance"),
+                ResourceDrift::in_sync("Database", "AWS::RDS::DBInstance"),
+            ],
+        ),
+    );
+    let due = hour(2);
+    let (a, b) = tokio::join!(
+        announce::run_once(&replicas[0].0, &s, due),
+        announce::run_once(&replicas[1].0, &s, due)
+    );
+    assert!(a ^ b, "one replica claims the run");
+    assert_eq!(fake.count("DetectStackDrift"), 2);
+    assert_eq!(
+        all_posts(),
+        vec!["🔎 **Drift check** (hourly-drift)\n⚠️ staging: drifted: 1 resource(s) (ApiEc2Instance)\nDetails: `!argos <env> drift`."]
+    );
+
+    // The same drift again: nothing new is posted, from either replica.
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(0.0, vec![modified("ApiEc2Instance")]),
+    );
+    announce::run_once(&replicas[1].0, &s, hour(3)).await;
+    assert_eq!(all_posts().len(), 1, "{:?}", all_posts());
+
+    // The drift changed: another resource drifted too.
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(0.0, vec![modified("ApiEc2Instance"), modified("Database")]),
+    );
+    announce::run_once(&replicas[0].0, &s, hour(4)).await;
+    let sent = all_posts();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[1].contains("⚠️ staging: drift changed: 2 resource(s) now (ApiEc2Instance, Database)"),
+        "{}",
+        sent[1]
+    );
+
+    // Back in sync (the default script: every resource in sync).
+    announce::run_once(&replicas[1].0, &s, hour(5)).await;
+    let sent = all_posts();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent[2].contains("✅ staging: back in sync"), "{}", sent[2]);
+    // Each run was claimed once, whichever replica ran it.
+    assert_eq!(replicas[0].0.store().schedule_run_count(&s.name).unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_drift_schedule_naming_an_unknown_environment_is_refused_naming_the_key() {
+    let project = TestProject::new(
+        "http://127.0.0.1:9",
+        &SCHEDULED.replace("environments: [staging]", "environments: [staging, qa]"),
+    );
+    let e = argos::config::Config::load(&project.config_path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("schedules[0].environments[1]"), "{e}");
+    assert!(e.contains("unknown environment 'qa'"), "{e}");
 }

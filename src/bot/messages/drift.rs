@@ -44,6 +44,63 @@ pub fn drift_summary(r: &DriftReport) -> Summary {
     s
 }
 
+/// What a scheduled check says about one environment, only when something changed since its
+/// previous check: newly drifted, drift changed (other resources), back in sync, or failing.
+/// Nothing for the first check of an environment in sync, or the same state again.
+pub fn drift_change(
+    env: &str,
+    before: Option<&DriftRecord>,
+    after: Option<&DriftRecord>,
+    report: Option<&DriftReport>,
+) -> Option<String> {
+    let after = after?;
+    let names = |r: &DriftRecord| drifted_names(&r.summary);
+    let now_drifted = || {
+        report
+            .map(|r| r.drifted.iter().map(|d| d.logical_id.clone()).collect::<Vec<_>>())
+            .unwrap_or_else(|| names(after))
+            .join(", ")
+    };
+    let before_state = before.map(|b| b.state);
+    match (before_state, after.state) {
+        (Some(DriftState::Drifted), DriftState::Drifted) if before.map(names) != Some(names(after)) => Some(format!(
+            "⚠️ {env}: drift changed: {} resource(s) now ({})",
+            after.drifted,
+            now_drifted()
+        )),
+        (Some(DriftState::Drifted), DriftState::Drifted) => None,
+        (_, DriftState::Drifted) => Some(format!(
+            "⚠️ {env}: drifted: {} resource(s) ({})",
+            after.drifted,
+            now_drifted()
+        )),
+        (Some(DriftState::Drifted), DriftState::InSync) => Some(format!("✅ {env}: back in sync")),
+        (_, DriftState::InSync) => None,
+        (Some(DriftState::Failed), DriftState::Failed) => None,
+        (_, DriftState::Failed) => Some(format!("❌ {env}: the drift check failed")),
+    }
+}
+
+/// The logical ids in a recorded summary's `drifted` list.
+fn drifted_names(summary: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(summary)
+        .ok()
+        .and_then(|v| {
+            v["drifted"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|d| d[0].as_str().map(str::to_string)).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// The post of a scheduled drift check: its changes, and how to see the details.
+pub fn drift_announcement(schedule: &str, changes: &[String], prefix: &str) -> String {
+    let mut lines = vec![format!("🔎 **Drift check** ({schedule})")];
+    lines.extend(changes.iter().cloned());
+    lines.push(format!("Details: `{prefix} <env> drift`."));
+    lines.join("\n")
+}
+
 fn shown(value: &str) -> &str {
     if value.is_empty() {
         "(none)"
