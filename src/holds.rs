@@ -74,20 +74,8 @@ pub fn precheck(
     person: &str,
     options: &EnvOptions,
 ) -> StoreResult<Option<Refusal>> {
-    if let Some(hold) = store.hold_on(env)? {
-        if hold.person != person {
-            if !hold.warn {
-                return Ok(Some(Refusal::Held(hold)));
-            }
-            if !options.confirm {
-                return Ok(Some(Refusal::Warned(hold)));
-            }
-        }
-    }
-    if options.break_glass.is_some() {
-        return Ok(None);
-    }
-    Ok(freeze_in_force(store.freeze_on(env)?, config, env).map(Refusal::Frozen))
+    let checks = checks(config, env, options.confirm);
+    store.refusal_now(env, person, options.break_glass.is_some(), &checks)
 }
 
 /// Why a hold cannot be asked for as given.

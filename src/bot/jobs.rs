@@ -97,10 +97,10 @@ async fn run_action(ctx: &Ctx, action: &Action) -> Result<Summary, Error> {
 /// request behind a running job). Any process may hold the environment meanwhile. A hold or
 /// a freeze that came meanwhile ends the job unstarted, saying so where it was asked.
 pub(crate) async fn wait_for_lock(inner: &Inner, id: u64) -> Option<Arc<JobLease>> {
+    let env = inner.store.job(id).ok().flatten().map(|j| j.env).unwrap_or_default();
     loop {
         let freed = inner.jobs.freed.notified();
         let obtained = Instant::now();
-        let env = inner.store.job(id).ok().flatten().map(|j| j.env).unwrap_or_default();
         // A warning hold was shown when the job was asked for; it does not stop it now.
         let checks = crate::holds::checks(&inner.engine.config, &env, true);
         match inner

@@ -175,6 +175,19 @@ pub(super) fn admit(
 }
 
 impl Store {
+    /// Whether a change of `person` to `env` would be refused now, by the same rule a job's
+    /// start applies ([`Store::start_job_with`]), read without taking the lock.
+    pub fn refusal_now(
+        &self,
+        env: &str,
+        person: &str,
+        break_glass: bool,
+        checks: &Checks,
+    ) -> StoreResult<Option<Refusal>> {
+        self.with(|db| admit(db, env, person, true, break_glass, checks))
+            .ctx("check holds and freezes")
+    }
+
     /// Takes a hold on `env` for `hold.person`, or renews their own; refused while someone
     /// else holds it or runs a job on it. Decided under the environment's lock row, like a
     /// job's start. `same_person` tells whether a running job's requester is the holder.

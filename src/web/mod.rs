@@ -1,6 +1,6 @@
 //! The read-only web page of `argos bot` (and `argos console`): an overview of the
 //! environments, jobs with their logs followed live, an environment's history drawn as SVG,
-//! and approvals. Served with axum on the health listener ([`crate::health`]), rendered on the
+//! and approvals. Served with axum on the health listener (the `health` module), rendered on the
 //! server from askama templates (`templates/`); no JavaScript but the live tail of a running
 //! job's log, which polls `/jobs/<id>/log?offset=N` once a second (a byte-offset tail from the
 //! store, so any replica answers it, also after the job's owner died).
