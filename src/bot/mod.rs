@@ -17,6 +17,7 @@ pub mod replica;
 pub mod reporter;
 pub mod status;
 mod takeover;
+pub(crate) mod workers;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -304,6 +305,7 @@ impl Bot {
         }
         takeover::sweep_children(&self.inner).await;
         let resumed = takeover::tick(&self.inner).await;
+        workers::spawn_lookout(&self.inner);
         // Weak: a bot that is dropped (a test playing a crash) stops ticking.
         let weak = Arc::downgrade(&self.inner);
         let ticks = self.inner.replica.ticks.clone();
@@ -336,6 +338,12 @@ impl Bot {
         // What is left is another replica's to take over at once (or this one's next start).
         self.inner.replica.retire();
         left
+    }
+
+    /// One round of the workers' lookout now (what `workers.poll_secs` paces): a lifecycle job
+    /// is started on each free environment whose workers wait in a hook. Returns their ids.
+    pub async fn workers_round(&self) -> Vec<u64> {
+        workers::round(&self.inner).await
     }
 
     /// Ends this replica's leases now (a clean exit with nothing left running).

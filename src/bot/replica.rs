@@ -194,6 +194,11 @@ impl Replica {
         self.last_beat.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < self.lease.lease
     }
 
+    /// Whether this replica has retired (it starts no new work).
+    pub fn retired(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
     /// A clean stop: another replica may take over at once.
     pub fn retire(&self) {
         self.stopped.store(true, Ordering::Relaxed);

@@ -105,7 +105,13 @@ async fn take_over_expired(inner: &Arc<Inner>) -> Vec<u64> {
             continue;
         };
         if cli {
-            let why = "the CLI process that ran it stopped";
+            // A lifecycle job has no chat either: its workers still wait, and the next round
+            // of the lookout answers them.
+            let why = if job.action == Action::Lifecycle.verb() {
+                messages::LIFECYCLE_INTERRUPTED
+            } else {
+                "the CLI process that ran it stopped"
+            };
             let ended =
                 inner
                     .store

@@ -146,7 +146,7 @@ async fn claim_job(
     let outside_rule = pinned.needs_approval.is_some();
     let needs = action
         .mutates()
-        .then(|| crate::approvals::requirement_for(settings, env, action.verb(), outside_rule))
+        .then(|| crate::approvals::requirement_for(settings, env, action.grant(), outside_rule))
         .flatten();
     match (needs, &opts.break_glass) {
         (Some(req), None) => approval::gate(session, engine, env, action, req, opts).await,

@@ -7,6 +7,7 @@ pub mod image;
 pub mod instances;
 pub mod stack;
 pub mod watcher;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ impl std::fmt::Debug for Aws {
 struct Clients {
     cfn: aws_sdk_cloudformation::Client,
     ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
 }
 
 impl Aws {
@@ -119,6 +121,11 @@ impl Aws {
     /// The EC2 client (built at the first call).
     pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.clients().await.ec2
+    }
+
+    /// The Auto Scaling client (built at the first call): the workers' lifecycle hooks.
+    pub async fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
+        &self.clients().await.autoscaling
     }
 
     async fn clients(&self) -> &Clients {
@@ -210,10 +217,12 @@ impl Clients {
         let base = account.base().await;
         let mut cfn = aws_sdk_cloudformation::config::Builder::from(base);
         let mut ec2 = aws_sdk_ec2::config::Builder::from(base);
-        // One provider for both clients: they share its cached credentials, so a role
+        let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(base);
+        // One provider for every client: they share its cached credentials, so a role
         // session costs one AssumeRole (and one per renewal).
         if let Some(provider) = account.credentials(session).await {
             cfn.set_credentials_provider(Some(provider.clone()));
+            autoscaling.set_credentials_provider(Some(provider.clone()));
             ec2.set_credentials_provider(Some(provider));
         }
         if account
@@ -224,10 +233,12 @@ impl Clients {
         {
             cfn = cfn.interceptor(account::PlusForSpace);
             ec2 = ec2.interceptor(account::PlusForSpace);
+            autoscaling = autoscaling.interceptor(account::PlusForSpace);
         }
         Clients {
             cfn: aws_sdk_cloudformation::Client::from_conf(cfn.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
         }
     }
 }

@@ -171,3 +171,33 @@ pub(super) fn parse_parameters(args: &[&str], verb: &str) -> Result<BTreeMap<Str
     }
     Ok(out)
 }
+
+/// The most workers `scale` takes: the template's `WorkerCount` MaxValue.
+pub const WORKERS_MAX: u32 = 20;
+
+/// `scale`'s one argument: `workers=N`, N from 0 to [`WORKERS_MAX`].
+pub(super) fn parse_workers(args: &[&str]) -> Result<u32, ParseError> {
+    let (first, rest) = match args.split_first() {
+        Some(split) => split,
+        None => return Err(err("`scale` needs the number of workers: `workers=N`", "scale")),
+    };
+    if let Some(extra) = rest.first() {
+        return Err(err(format!("`scale` takes only workers=N (got {})", quote(extra)), "scale"));
+    }
+    let Some((key, value)) = first.split_once('=') else {
+        return Err(err(format!("{} is not workers=N", quote(first)), "scale"));
+    };
+    if !key.eq_ignore_ascii_case("workers") {
+        return Err(err(
+            format!("`scale` changes workers only: {} is not workers=N", quote(first)),
+            "scale",
+        ));
+    }
+    match value.parse::<u32>() {
+        Ok(n) if n <= WORKERS_MAX => Ok(n),
+        _ => Err(err(
+            format!("{} is not a number of workers from 0 to {WORKERS_MAX}", quote(value)),
+            "scale",
+        )),
+    }
+}

@@ -56,6 +56,18 @@ pub const COMMANDS: &[CommandHelp] = &[
         ],
     },
     CommandHelp {
+        name: "scale",
+        grammar: "<env> scale workers=<n>",
+        summary: "change the number of workers; new ones are configured as they start",
+        per_env: true,
+        gated: true,
+        grant: Some("update"),
+        details: &[
+            "workers=: 0 to 20. It is an update of WorkerCount (granted and approved as `update`);",
+            "each new worker gets the worker role at the deployed commit before it takes tasks.",
+        ],
+    },
+    CommandHelp {
         name: "rollback",
         grammar: "<env> rollback [to <job|sha|ref>]",
         summary: "redeploy the last good commit before the current one (or a chosen one)",

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub use help::{usage, CommandHelp, COMMANDS};
 
 pub use args::{is_ref_name, ref_name_problem};
-use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, take_ref};
+pub use args::WORKERS_MAX;
+use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, parse_workers, take_ref};
 pub use holds::{EnvOptions, EnvSelection};
 
 use crate::names::{quote, shorten, EnvName};
@@ -139,6 +140,13 @@ pub enum Action {
         #[serde(default)]
         parameters: BTreeMap<String, String>,
     },
+    /// Sets the number of workers (`WorkerCount`) through a change set and configures the new
+    /// workers as they launch (drains the leaving ones).
+    Scale { workers: u32 },
+    /// Answers the workers' lifecycle hooks: configures each worker waiting to launch and
+    /// drains each waiting to terminate. Nobody types it: the bot's lookout starts it when
+    /// the group has a worker waiting.
+    Lifecycle,
     /// Asks CloudFormation whether the live resources still match the stack.
     Drift,
     Decommission,
@@ -194,6 +202,8 @@ impl Action {
             | Action::Update { version, .. }
             | Action::Rollback { version, .. } => Some(version),
             Action::Plan { .. }
+            | Action::Scale { .. }
+            | Action::Lifecycle
             | Action::Drift
             | Action::Decommission
             | Action::Clean
@@ -211,6 +221,8 @@ impl Action {
             | Action::Update { version, .. }
             | Action::Rollback { version, .. } => Some(version),
             Action::Plan { .. }
+            | Action::Scale { .. }
+            | Action::Lifecycle
             | Action::Drift
             | Action::Decommission
             | Action::Clean
@@ -229,12 +241,21 @@ impl Action {
             Action::Rollback { .. } => "rollback",
             Action::History { .. } => "history",
             Action::Plan { .. } => "plan",
+            Action::Scale { .. } => "scale",
+            Action::Lifecycle => "lifecycle",
             Action::Drift => "drift",
             Action::Decommission => "decommission",
             Action::Clean => "clean",
             Action::Status => "status",
             Action::Events => "events",
         }
+    }
+
+    /// The grant a permission rule gives for the action, which is also the name approval
+    /// policies match: the command table's (`scale` is granted, and approved, as `update`:
+    /// it is an update of one parameter). An action nobody types is its own verb.
+    pub fn grant(&self) -> &'static str {
+        grant_of(self.verb())
     }
 
     /// What kind of work the action is; every verb answers here, so a new one does not compile
@@ -248,9 +269,16 @@ impl Action {
             // `drift` changes nothing, but a detection beside a running update would compare
             // resources in mid-change: it waits for the lock as `plan` does.
             Action::Drift => Kind::Preview,
-            Action::Commission { .. } | Action::Deploy { .. } | Action::Update { .. } | Action::Rollback { .. } => {
-                Kind::Change
-            }
+            // Configuring a new worker at the deployed commit changes no version and no
+            // setting: it restores the group's capacity, which a hold or a freeze must not
+            // stop (the hook would time out and the group replace the worker, again and
+            // again). It still takes the lock, so it never runs beside another job.
+            Action::Lifecycle => Kind::Preview,
+            Action::Commission { .. }
+            | Action::Deploy { .. }
+            | Action::Update { .. }
+            | Action::Scale { .. }
+            | Action::Rollback { .. } => Kind::Change,
             Action::Decommission | Action::Clean => Kind::Destroy,
         }
     }
@@ -343,6 +371,16 @@ pub fn actions() -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// The grant of a verb as jobs store it (see [`Action::grant`]); a verb not in the command
+/// table is its own.
+pub fn grant_of<'a>(verb: &'a str) -> &'a str {
+    COMMANDS
+        .iter()
+        .find(|c| c.name == verb)
+        .and_then(|c| c.grant)
+        .unwrap_or(verb)
 }
 
 /// The verbs that stand alone.
@@ -467,6 +505,9 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         }
         "plan" => Action::Plan {
             parameters: parse_parameters(args, "plan")?,
+        },
+        "scale" => Action::Scale {
+            workers: parse_workers(args)?,
         },
         other => {
             // Quoted as typed, not lowercased.

@@ -20,6 +20,7 @@ mod repository;
 mod settings;
 mod validate;
 mod web;
+mod workers;
 
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
@@ -31,6 +32,7 @@ pub use platforms::{DiscordSettings, HealthSettings, SlackSettings};
 pub use repository::{OtherRefs, RepositorySettings};
 pub use settings::*;
 pub use web::WebSettings;
+pub use workers::WorkerSettings;
 
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{
     DiscordSettings, FreezeSettings, HealthCheck, HealthSettings, HoldSettings, OtherRefs, PersonSettings,
-    RepositorySettings, SlackSettings, WebSettings,
+    RepositorySettings, SlackSettings, WebSettings, WorkerSettings,
 };
 
 /// `config/argos.yaml`.
@@ -69,6 +69,9 @@ pub struct Settings {
     /// How long holds last, and the hold after a rollback.
     #[serde(default)]
     pub holds: HoldSettings,
+    /// How the workers' lifecycle hooks are answered (configure new workers, drain leaving ones).
+    #[serde(default)]
+    pub workers: WorkerSettings,
 }
 
 /// Which actions need approval, by whom, for how long.

@@ -138,6 +138,9 @@ impl Config {
             .holds
             .times()
             .map_err(|(key, why)| ConfigError::new(f, Some(&key), why))?;
+        if let Some((key, why)) = self.settings.workers.problem() {
+            return Err(ConfigError::new(f, Some(&key), why));
+        }
         freezes::check(&self.settings, crate::clock::now())
             .map_err(|(key, message)| ConfigError::new(f, Some(&key), message))?;
         for (i, p) in self.settings.approvals.policies.iter().enumerate() {

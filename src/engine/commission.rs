@@ -68,6 +68,9 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
     }
     let deployed = deploy(ctx, &[], version).await?;
     summary.details.extend(deployed.details);
+    if let Some(line) = super::workers::ensure_hooks(ctx, &deployed.outputs).await? {
+        summary.details.push(line);
+    }
     summary.hosts = deployed.hosts;
     summary.outputs = deployed.outputs;
     Ok(summary)

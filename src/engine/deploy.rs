@@ -89,21 +89,7 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
             )));
         }
     }
-    let out = &info.outputs;
-    let extra = BTreeMap::from([
-        (
-            "database_host".to_string(),
-            out.get("DatabaseHost").cloned().unwrap_or_default(),
-        ),
-        (
-            "database_port".to_string(),
-            out.get("DatabasePort").cloned().unwrap_or_default(),
-        ),
-        (
-            "knowledge_host".to_string(),
-            out.get("KnowledgeHost").cloned().unwrap_or_default(),
-        ),
-    ]);
+    let extra = stack_vars(&info.outputs);
     // The playbooks check that every host got that commit.
     let mut extra = extra;
     versions::playbook_vars(&ctx.engine, version, &mut extra);
@@ -126,6 +112,25 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
         .extend(health_check::check_deployed(ctx, &selected, &running, version).await?);
     summary.outputs = info.outputs.clone();
     Ok(summary)
+}
+
+/// The playbooks' variables that come from the stack's outputs: where the database and the
+/// knowledge host are.
+pub(crate) fn stack_vars(out: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "database_host".to_string(),
+            out.get("DatabaseHost").cloned().unwrap_or_default(),
+        ),
+        (
+            "database_port".to_string(),
+            out.get("DatabasePort").cloned().unwrap_or_default(),
+        ),
+        (
+            "knowledge_host".to_string(),
+            out.get("KnowledgeHost").cloned().unwrap_or_default(),
+        ),
+    ])
 }
 
 /// Prepares one playbook run for `role` on `hosts`.

@@ -12,10 +12,12 @@ mod drift;
 mod health_check;
 mod params;
 mod preflight;
+mod scale;
 mod settle;
 mod status;
 mod update;
 pub mod versions;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -29,6 +31,7 @@ pub use commission::commission;
 pub use decommission::decommission;
 pub use deploy::{check_roles, deploy};
 pub use drift::{drift, drift_and_record, DriftReport, DriftedResource, PropertyDrift};
+pub use scale::scale;
 pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};
@@ -209,6 +212,8 @@ pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
         Action::Rollback { version, .. } => Outcome::Done(Box::pin(versions::rollback(ctx, version)).await?),
         Action::History { count } => Outcome::History(versions::history(ctx, *count)?),
         Action::Plan { parameters } => Outcome::Done(Box::pin(plan(ctx, parameters)).await?),
+        Action::Scale { workers } => Outcome::Done(Box::pin(scale(ctx, *workers)).await?),
+        Action::Lifecycle => Outcome::Done(Box::pin(workers::lifecycle(ctx)).await?),
         Action::Drift => Outcome::Drift(Box::new(Box::pin(drift_and_record(ctx)).await?)),
         Action::Decommission => Outcome::Done(Box::pin(decommission(ctx)).await?),
         Action::Clean => Outcome::Done(Box::pin(clean(ctx)).await?),

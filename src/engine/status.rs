@@ -6,6 +6,7 @@ use std::fmt;
 use crate::cloud::image::{self, ImageInfo};
 use crate::cloud::instances::{self, InstanceInfo};
 use crate::cloud::stack::{self, StackInfo};
+use crate::cloud::workers::{self, GroupState};
 use crate::engine::Ctx;
 use crate::error::Result;
 use crate::names::{image_name, tags};
@@ -19,13 +20,15 @@ pub struct StatusReport {
     pub instances: Vec<InstanceInfo>,
     pub image: Option<ImageInfo>,
     pub events: Vec<StackEvent>,
+    /// The workers' group (when the stack has one): desired, in service, waiting.
+    pub workers: Option<GroupState>,
 }
 
 pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
     let names = &ctx.target.names;
     let stack_name = names.stack();
     let stack = stack::describe(ctx.aws(), &stack_name).await?;
-    let instances = instances::find(
+    let mut instances = instances::find(
         ctx.aws(),
         &[(tags::APP, &names.app), (tags::ENV, names.env.as_str())],
         &["pending", "running", "stopping", "stopped", "shutting-down"],
@@ -35,6 +38,16 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
         .await?
         .into_iter()
         .next();
+    // Only a stack with workers has a group to read (`WorkerGroupName`): one call then.
+    let group_name = stack.as_ref().and_then(|s| s.outputs.get("WorkerGroupName").cloned());
+    let workers = match group_name {
+        Some(name) => workers::describe(ctx.aws(), &name).await?,
+        None => None,
+    };
+    if let Some(g) = &workers {
+        // A worker on its way out is no longer one of the environment's instances.
+        instances.retain(|i| !g.instances.iter().any(|w| w.id == i.id && w.leaving()));
+    }
     let events = match &stack {
         Some(s) => stack::recent_events(ctx.aws(), &s.id, ctx.config().settings.watch.recent_events).await?,
         None => vec![],
@@ -45,6 +58,7 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
         instances,
         image,
         events,
+        workers,
     })
 }
 
@@ -90,6 +104,9 @@ impl fmt::Display for StatusReport {
                 )?;
             }
         }
+        if let Some(g) = &self.workers {
+            writeln!(f, "{}", workers_line(g))?;
+        }
         match &self.image {
             None => writeln!(f, "image: none")?,
             Some(img) => {
@@ -110,4 +127,18 @@ impl fmt::Display for StatusReport {
         }
         Ok(())
     }
+}
+
+/// `workers: 3 desired, 2 in service, 1 being configured (i-0abc)`.
+pub fn workers_line(g: &GroupState) -> String {
+    let mut line = format!("workers: {} desired, {} in service", g.desired, g.in_service());
+    let launching: Vec<&str> = g.launching().iter().map(|i| i.id.as_str()).collect();
+    if !launching.is_empty() {
+        line.push_str(&format!(
+            ", {} waiting to be configured ({})",
+            launching.len(),
+            launching.join(", ")
+        ));
+    }
+    line
 }

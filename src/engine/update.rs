@@ -17,6 +17,20 @@ use crate::template::Template;
 
 /// Updates the stack (`overrides` are explicit `Parameter=value` changes), then deploys.
 pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>, version: &Version) -> Result<Summary> {
+    let mut summary = apply(ctx, overrides).await?;
+    let deployed = deploy(ctx, &[], version).await?;
+    summary.details.extend(deployed.details);
+    if let Some(line) = super::workers::ensure_hooks(ctx, &deployed.outputs).await? {
+        summary.details.push(line);
+    }
+    summary.hosts = deployed.hosts;
+    summary.outputs = deployed.outputs;
+    Ok(summary)
+}
+
+/// The change set part of an update: created, shown, executed and watched to its end ("no
+/// changes" is no error). `update` deploys after it; `scale` configures its new workers.
+pub(crate) async fn apply(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Result<Summary> {
     let (cs, info, _) = prepare(ctx, overrides).await?;
     let stack_name = ctx.target.names.stack();
     let mut summary = Summary::new(format!("updated {stack_name}"));
@@ -53,10 +67,6 @@ pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>, version: &V
             ));
         }
     }
-    let deployed = deploy(ctx, &[], version).await?;
-    summary.details.extend(deployed.details);
-    summary.hosts = deployed.hosts;
-    summary.outputs = deployed.outputs;
     Ok(summary)
 }
 

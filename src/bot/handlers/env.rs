@@ -28,7 +28,7 @@ pub(crate) async fn command_env(
     action: Action,
     options: EnvOptions,
 ) -> Option<String> {
-    if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), action.verb()) {
+    if let Decision::Denied { missing } = inner.perms.check(&ev.identity, env.as_str(), action.grant()) {
         audit_read(inner, ev, &format!("denied: missing {missing}"), None);
         return Some(messages::denied(&missing));
     }
@@ -120,7 +120,7 @@ pub(crate) async fn command_env(
     if action.mutates() {
         let settings = &inner.engine.config.settings.approvals;
         let outside_rule = pinned.needs_approval.is_some();
-        if let Some(req) = crate::approvals::requirement_for(settings, env.as_str(), action.verb(), outside_rule) {
+        if let Some(req) = crate::approvals::requirement_for(settings, env.as_str(), action.grant(), outside_rule) {
             return approval_flow::request(inner, ev, new, target, action, req).await;
         }
     }

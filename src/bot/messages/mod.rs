@@ -4,6 +4,7 @@
 mod drift;
 mod holds;
 mod web;
+mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +18,7 @@ use crate::store::{ApprovalRecord, JobRecord, JobState};
 pub use drift::*;
 pub use holds::*;
 pub use web::*;
+pub use workers::*;
 
 pub fn denied(missing: &str) -> String {
     format!("⛔ You don't have permission for {missing}. Ask an admin to grant it in config/argos.yaml.")
