@@ -170,8 +170,13 @@ async fn run(inner: Arc<Inner>, id: u64, env: String, lease: Arc<crate::bot::rep
     };
     let (state, text) = match &result {
         Ok(handled) if handled.is_empty() => (JobState::Succeeded, "no worker waited".to_string()),
+        // A worker whose configuration failed fails the job, so `jobs` and the page show it.
         Ok(handled) => (
-            JobState::Succeeded,
+            if handled.iter().any(|h| matches!(h, Handled::Abandoned { .. })) {
+                JobState::Failed
+            } else {
+                JobState::Succeeded
+            },
             handled.iter().map(Handled::line).collect::<Vec<_>>().join("; "),
         ),
         Err(Error::Cancelled) => (JobState::Cancelled, "cancelled".to_string()),

@@ -246,6 +246,49 @@ fn the_policy_grants_what_a_drift_detection_reads_and_no_more() {
     }
 }
 
+/// The workers' statements grant exactly the Auto Scaling calls Argos makes, the writes only
+/// on the app's groups (`argos-*`, as CloudFormation names them after the stack).
+#[test]
+fn the_policy_grants_the_auto_scaling_calls_argos_makes_and_no_more() {
+    let policy = bot_policy();
+    let statements = policy["Statement"].as_array().unwrap();
+    let actions_of = |sid: &str| -> Vec<String> {
+        let s = statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("the {sid} statement"));
+        s["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut granted = actions_of("WorkerGroups");
+    granted.extend(actions_of("WorkerLifecycle"));
+    granted.sort();
+    let called: Vec<String> = calls_in_source()
+        .into_iter()
+        .filter(|c| c.starts_with("autoscaling:"))
+        .collect();
+    assert_eq!(
+        granted,
+        called,
+        "the workers' statements grant what src/ calls through aws_call!, no more"
+    );
+    let writes = statements.iter().find(|s| s["Sid"] == "WorkerLifecycle").unwrap();
+    assert_eq!(
+        writes["Resource"],
+        "arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/argos-*"
+    );
+    for action in actions_of("WorkerLifecycle") {
+        assert!(
+            !action.contains("Describe"),
+            "{action}: reads are in WorkerGroups (they take no resource)"
+        );
+    }
+}
+
 fn matches(pattern: &str, action: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => action.starts_with(prefix),
@@ -278,6 +321,8 @@ fn calls_in_source() -> Vec<String> {
                 "cloudformation"
             } else if call.contains(".ec2()") {
                 "ec2"
+            } else if call.contains(".autoscaling()") {
+                "autoscaling"
             } else {
                 panic!("{}: cannot tell the service of {action}", p.display())
             };

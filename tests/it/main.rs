@@ -50,3 +50,4 @@ mod systemd_unit;
 mod upstream_argos;
 mod versions;
 mod web;
+mod workers;

@@ -285,6 +285,9 @@ impl State {
             s.last_updated = Some(now);
         }
         self.play(idx, script, p.get("ClientRequestToken").cloned(), now);
+        if !rolls_back {
+            self.follow_worker_count(&c.stack_name);
+        }
         Ok(String::new())
     }
 

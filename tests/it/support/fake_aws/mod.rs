@@ -1,4 +1,4 @@
-//! A scripted fake AWS endpoint (CloudFormation + EC2 query protocols) for tests.
+//! A scripted fake AWS endpoint (CloudFormation, EC2 and Auto Scaling query protocols) for tests.
 //!
 //! The real `aws-sdk-cloudformation` / `aws-sdk-ec2` clients talk to it through
 //! `endpoint_url(fake.endpoint_url())`. Stack operations play a [`StackScript`]: a timeline of
@@ -15,6 +15,7 @@
 //! (`protocol_serde/shape_*.rs` of aws-sdk-cloudformation 1.136 and aws-sdk-ec2 1.274):
 //! CloudFormation lists are wrapped in `<member>`, EC2 lists in `<item>`.
 
+mod autoscaling;
 mod change_sets;
 mod cloudformation;
 mod drift;
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 
 use super::http_server::{HttpServer, Request, Response};
 
+pub use autoscaling::LifecycleAnswer;
 pub use drift::*;
 /// Account id used in every ARN and as the EC2 owner id of "self".
 use query::*;
@@ -198,6 +200,7 @@ pub(super) struct State {
     subnets: Vec<SubnetRec>,
     drift_scripts: HashMap<String, VecDeque<DriftScript>>,
     detections: Vec<DetectionRec>,
+    groups: Vec<autoscaling::GroupRec>,
     calls: Vec<Call>,
     seq: u64,
     wall_base: DateTime<Utc>,
@@ -266,6 +269,7 @@ impl FakeAws {
             subnets: Vec::new(),
             drift_scripts: HashMap::new(),
             detections: Vec::new(),
+            groups: Vec::new(),
             calls: Vec::new(),
             seq: 0,
             wall_base: Utc::now(),
@@ -505,6 +509,7 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
     let service = match (version.as_str(), scope_service.as_str()) {
         ("2010-05-15", _) | (_, "cloudformation") => "cloudformation",
         ("2016-11-15", _) | (_, "ec2") => "ec2",
+        ("2011-01-01", _) | (_, "autoscaling") => "autoscaling",
         _ => "unknown",
     };
     let action = params.remove("Action").unwrap_or_default();
@@ -546,6 +551,7 @@ fn handle(state: &Mutex<State>, req: Request) -> Response {
         result = match service {
             "cloudformation" => st.cloudformation(&action, &params, now),
             "ec2" => st.ec2(&action, &params, now),
+            "autoscaling" => st.autoscaling(&action, &params, now),
             _ => Err(err(
                 "InvalidAction",
                 format!("Could not find operation {action} for version {version}"),

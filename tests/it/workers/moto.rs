@@ -1,0 +1,106 @@
+//! On moto: a commission with workers creates their Auto Scaling group, moto drops the
+//! template's lifecycle hooks, and the engine puts them; `status` shows the group.
+use argos::engine;
+
+use super::support::moto::Moto;
+use super::support::{Recorder, TestProject};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commission_with_workers_leaves_their_group_with_both_lifecycle_hooks() {
+    let moto = Moto::start().await;
+    let project = TestProject::new(&moto.url, "");
+    let config = std::fs::read_to_string(&project.config_path).unwrap();
+    let config = config.replacen(
+        "  staging: {}\n",
+        "  staging:\n    parameters: { WorkerCount: \"1\", EnableBroker: \"true\" }\n",
+        1,
+    );
+    // The broker's password as a value, not from the process's environment (which every test
+    // of this binary shares).
+    let vars = std::fs::read_to_string(super::support::repo().join("config/sandbox/group_vars.yml")).unwrap();
+    let vars = vars.replacen(
+        "broker_password: \"{{ lookup('env', 'ARGOS_BROKER_PASSWORD') }}\"",
+        "broker_password: \"workers-test-broker\"",
+        1,
+    );
+    let vars_path = project.dir.path().join("group_vars.yml");
+    std::fs::write(&vars_path, vars).unwrap();
+    let config = config.replacen(
+        "group_vars: config/sandbox/group_vars.yml",
+        &format!("group_vars: {}", vars_path.display()),
+        1,
+    );
+    std::fs::write(&project.config_path, config).unwrap();
+    let engine = project.engine().await;
+
+    let mut rec = Recorder::new(&engine, "staging", None);
+    let summary = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect("commission succeeds");
+    let group = summary
+        .outputs
+        .get("WorkerGroupName")
+        .expect("the stack names its worker group")
+        .clone();
+    assert!(
+        summary
+            .details
+            .contains(&format!("lifecycle hook(s) argos-launch, argos-terminate put on {group}")),
+        "moto ignores LifecycleHookSpecificationList, so the engine put both: {summary:?}"
+    );
+    let hooks = engine
+        .aws
+        .autoscaling()
+        .await
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    let mut found: Vec<(String, String, String, i32)> = hooks
+        .lifecycle_hooks()
+        .iter()
+        .map(|h| {
+            (
+                h.lifecycle_hook_name().unwrap_or_default().to_string(),
+                h.lifecycle_transition().unwrap_or_default().to_string(),
+                h.default_result().unwrap_or_default().to_string(),
+                h.heartbeat_timeout().unwrap_or_default(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (
+                "argos-launch".to_string(),
+                "autoscaling:EC2_INSTANCE_LAUNCHING".to_string(),
+                "ABANDON".to_string(),
+                900
+            ),
+            (
+                "argos-terminate".to_string(),
+                "autoscaling:EC2_INSTANCE_TERMINATING".to_string(),
+                "CONTINUE".to_string(),
+                900
+            ),
+        ]
+    );
+
+    // status reads the group; an update finds both hooks and puts none.
+    let report = engine::status(&rec.ctx).await.expect("status");
+    let workers = report.workers.as_ref().expect("the group in status");
+    assert_eq!(workers.name, group);
+    assert_eq!(workers.desired, 1);
+    assert!(report.to_string().contains("workers: 1 desired, "), "{report}");
+    let updated = engine::update(&rec.ctx, &Default::default(), &Default::default())
+        .await
+        .expect("update");
+    assert!(
+        !updated.details.iter().any(|d| d.starts_with("lifecycle hook(s)")),
+        "{updated:?}"
+    );
+    drop(rec.events());
+    drop(moto);
+}
