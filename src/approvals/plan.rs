@@ -45,10 +45,19 @@ pub async fn plan(ctx: &Ctx, action: &Action) -> Result<Plan> {
         // The number asked for is the whole plan: the change set holds nothing else.
         Action::Scale { workers } => Ok(Plan {
             text: format!("{} scale workers={workers}", ctx.target.env),
-            digest: digest(&[ctx.target.env.to_string(), action.verb().to_string(), workers.to_string()]),
+            digest: digest(&[
+                ctx.target.env.to_string(),
+                action.verb().to_string(),
+                workers.to_string(),
+            ]),
         }),
         // What these do is decided when they run, so the plan is the request itself.
-        Action::Plan { .. } | Action::Lifecycle | Action::Drift | Action::Status | Action::Events | Action::History { .. } => Ok(Plan {
+        Action::Plan { .. }
+        | Action::Lifecycle
+        | Action::Drift
+        | Action::Status
+        | Action::Events
+        | Action::History { .. } => Ok(Plan {
             text: format!("{} {}", ctx.target.env, action.verb()),
             digest: digest(&[ctx.target.env.to_string(), action.verb().to_string()]),
         }),

@@ -80,7 +80,12 @@ fn buttons(id: u64, open: bool) -> Vec<Button> {
 }
 
 fn requirement_for(inner: &Inner, job: &JobRecord) -> Requirement {
-    approvals::requirement(&inner.engine.config.settings.approvals, &job.env, crate::command::grant_of(&job.action)).unwrap_or(Requirement {
+    approvals::requirement(
+        &inner.engine.config.settings.approvals,
+        &job.env,
+        crate::command::grant_of(&job.action),
+    )
+    .unwrap_or(Requirement {
         approvers: 1,
         roles: vec![],
         ttl: chrono::Duration::minutes(30),

@@ -182,7 +182,10 @@ pub(super) fn parse_workers(args: &[&str]) -> Result<u32, ParseError> {
         None => return Err(err("`scale` needs the number of workers: `workers=N`", "scale")),
     };
     if let Some(extra) = rest.first() {
-        return Err(err(format!("`scale` takes only workers=N (got {})", quote(extra)), "scale"));
+        return Err(err(
+            format!("`scale` takes only workers=N (got {})", quote(extra)),
+            "scale",
+        ));
     }
     let Some((key, value)) = first.split_once('=') else {
         return Err(err(format!("{} is not workers=N", quote(first)), "scale"));

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use help::{usage, CommandHelp, COMMANDS};
 
-pub use args::{is_ref_name, ref_name_problem};
 pub use args::WORKERS_MAX;
+pub use args::{is_ref_name, ref_name_problem};
 use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, parse_workers, take_ref};
 pub use holds::{EnvOptions, EnvSelection};
 
@@ -142,7 +142,9 @@ pub enum Action {
     },
     /// Sets the number of workers (`WorkerCount`) through a change set and configures the new
     /// workers as they launch (drains the leaving ones).
-    Scale { workers: u32 },
+    Scale {
+        workers: u32,
+    },
     /// Answers the workers' lifecycle hooks: configures each worker waiting to launch and
     /// drains each waiting to terminate. Nobody types it: the bot's lookout starts it when
     /// the group has a worker waiting.
@@ -375,7 +377,7 @@ pub fn actions() -> Vec<&'static str> {
 
 /// The grant of a verb as jobs store it (see [`Action::grant`]); a verb not in the command
 /// table is its own.
-pub fn grant_of<'a>(verb: &'a str) -> &'a str {
+pub fn grant_of(verb: &str) -> &str {
     COMMANDS
         .iter()
         .find(|c| c.name == verb)

@@ -273,8 +273,12 @@ fn a_stored_action_that_cannot_be_read_says_why() {
 
 #[test]
 fn actions_a_rule_may_grant_are_the_commands_grants_and_the_options() {
-    // Each environment verb is its own grant, but `release` comes with `hold`.
-    let mut want: Vec<&str> = env_verbs().into_iter().filter(|v| *v != "release").collect();
+    // Each environment verb is its own grant, but `release` comes with `hold` and `scale`
+    // with `update`.
+    let mut want: Vec<&str> = env_verbs()
+        .into_iter()
+        .filter(|v| !["release", "scale"].contains(v))
+        .collect();
     want.extend(["approve", "freeze", "break-glass", "force-release"]);
     assert_eq!(actions(), want);
 }
@@ -306,6 +310,7 @@ fn every_action_has_its_row_in_the_command_table() {
         },
         Action::History { count: 10 },
         Action::Drift,
+        Action::Scale { workers: 2 },
     ];
     // Holds are environment verbs without an engine action.
     let action_verbs = env_verbs()
@@ -321,6 +326,61 @@ fn every_action_has_its_row_in_the_command_table() {
         assert!(row.per_env, "{}", row.name);
         assert_eq!(row.gated, action.mutates(), "{}: gated and mutates disagree", row.name);
     }
+    // The one action nobody types: the bot's lookout starts it.
+    assert!(!COMMANDS.iter().any(|c| c.name == Action::Lifecycle.verb()));
+    assert!(parse("staging lifecycle").is_err());
+}
+
+#[test]
+fn scale_takes_a_number_of_workers_and_is_granted_and_approved_as_update() {
+    let Command::Env { action, .. } = parse("staging scale workers=3").unwrap() else {
+        panic!("an environment command");
+    };
+    assert_eq!(action, Action::Scale { workers: 3 });
+    assert_eq!(action.grant(), "update");
+    assert!(action.mutates() && action.is_job() && !action.destroys());
+    assert_eq!(
+        parse("staging scale WORKERS=0")
+            .ok()
+            .map(|c| matches!(c, Command::Env { .. })),
+        Some(true)
+    );
+    assert_eq!(
+        Action::from_stored("scale", &action.stored_args()).unwrap(),
+        action,
+        "stored as {{\"workers\":3}}"
+    );
+    for (text, message) in [
+        ("staging scale", "`scale` needs the number of workers: `workers=N`"),
+        (
+            "staging scale workers=21",
+            "'21' is not a number of workers from 0 to 20",
+        ),
+        (
+            "staging scale workers=-1",
+            "'-1' is not a number of workers from 0 to 20",
+        ),
+        (
+            "staging scale workers=two",
+            "'two' is not a number of workers from 0 to 20",
+        ),
+        ("staging scale 3", "'3' is not workers=N"),
+        (
+            "staging scale api=3",
+            "`scale` changes workers only: 'api=3' is not workers=N",
+        ),
+        (
+            "staging scale workers=1 workers=2",
+            "`scale` takes only workers=N (got 'workers=2')",
+        ),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.message, message, "{text}");
+        assert_eq!(e.usage, "<env> scale workers=<n>", "{text}");
+    }
+    // The lifecycle job runs under the lock, changes no version, and passes holds and freezes.
+    assert!(Action::Lifecycle.is_job() && !Action::Lifecycle.mutates());
+    assert_eq!(Action::Lifecycle.grant(), "lifecycle");
 }
 
 #[test]

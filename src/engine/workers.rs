@@ -55,8 +55,14 @@ impl Handled {
             Handled::Abandoned { instance, reason } => {
                 format!("worker {instance} abandoned (the group replaces it): {reason}")
             }
-            Handled::Released { instance, drained: true } => format!("worker {instance} drained and let go"),
-            Handled::Released { instance, drained: false } => format!("worker {instance} let go"),
+            Handled::Released {
+                instance,
+                drained: true,
+            } => format!("worker {instance} drained and let go"),
+            Handled::Released {
+                instance,
+                drained: false,
+            } => format!("worker {instance} let go"),
             Handled::ReleasedUndrained { instance, reason } => {
                 format!("worker {instance} let go without draining: {reason}")
             }
@@ -114,8 +120,9 @@ pub async fn answer_hooks(ctx: &Ctx, g: &GroupState) -> Result<Vec<Handled>> {
         let host = hosts.iter().find(|h| &h.id == instance && h.state == "running");
         let Some(host) = host else {
             // Not running yet (or already gone): keep its hook alive and look again next round.
-            ctx.progress
-                .info(format!("worker {instance} is not running yet: it waits for the next round"));
+            ctx.progress.info(format!(
+                "worker {instance} is not running yet: it waits for the next round"
+            ));
             beat(ctx, &g.name, &rest[..1]).await;
             continue;
         };
@@ -220,7 +227,11 @@ async fn configure(ctx: &Ctx, host: &InstanceInfo) -> Result<Option<String>> {
     let at = version.describe();
     ctx.progress.step(
         "configure worker",
-        format!("{role} on {}{}", host.id, at.as_deref().map(|v| format!(" at {v}")).unwrap_or_default()),
+        format!(
+            "{role} on {}{}",
+            host.id,
+            at.as_deref().map(|v| format!(" at {v}")).unwrap_or_default()
+        ),
     );
     wait_for_ssh(ctx, host).await?;
     let mut extra = stack_vars(ctx).await?;
@@ -260,7 +271,11 @@ async fn wait_for_ssh(ctx: &Ctx, host: &InstanceInfo) -> Result<()> {
         return Ok(());
     }
     let address = match a.address {
-        AddressKind::Public => host.public_ip.clone().or(host.public_dns.clone()).or(host.private_ip.clone()),
+        AddressKind::Public => host
+            .public_ip
+            .clone()
+            .or(host.public_dns.clone())
+            .or(host.private_ip.clone()),
         AddressKind::Private => host.private_ip.clone(),
     }
     .ok_or_else(|| Error::Invalid(format!("worker {} has no address to reach", host.id)))?;

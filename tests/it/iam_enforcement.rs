@@ -272,8 +272,7 @@ fn the_policy_grants_the_auto_scaling_calls_argos_makes_and_no_more() {
         .filter(|c| c.starts_with("autoscaling:"))
         .collect();
     assert_eq!(
-        granted,
-        called,
+        granted, called,
         "the workers' statements grant what src/ calls through aws_call!, no more"
     );
     let writes = statements.iter().find(|s| s["Sid"] == "WorkerLifecycle").unwrap();

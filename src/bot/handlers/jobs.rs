@@ -21,7 +21,11 @@ pub(crate) fn command_cancel(inner: &Arc<Inner>, ev: &ChatEvent, id: u64) -> Str
     };
     let own = job.requester_id == ev.identity.user_id && job.platform == ev.identity.platform;
     if !own {
-        if let Decision::Denied { missing } = inner.perms.check(&ev.identity, &job.env, crate::command::grant_of(&job.action)) {
+        if let Decision::Denied { missing } =
+            inner
+                .perms
+                .check(&ev.identity, &job.env, crate::command::grant_of(&job.action))
+        {
             audit(inner, ev, &format!("denied: cancel needs {missing}"), Some(id));
             return messages::denied_cancel(&missing);
         }

@@ -8,7 +8,7 @@ use argos::bot::replica::Replica;
 use argos::command::Action;
 use argos::store::{JobState, StartOutcome, Store};
 
-use super::support::fake_aws::LifecycleAnswer;
+use super::support::fake_aws::autoscaling::LifecycleAnswer;
 use super::support::replicas::poll_until;
 use super::*;
 
@@ -31,7 +31,10 @@ async fn a_new_worker_is_configured_at_the_deployed_commit_continued_and_announc
     record_deploy(bot.store());
     bot.resume_unfinished().await;
     fake.launch_worker(GROUP, "i-0aaa000000000001");
-    assert_eq!(states(&fake), [("i-0aaa000000000001".to_string(), "Pending:Wait".to_string())]);
+    assert_eq!(
+        states(&fake),
+        [("i-0aaa000000000001".to_string(), "Pending:Wait".to_string())]
+    );
 
     let started = bot.workers_round().await;
     assert_eq!(started.len(), 1, "one lifecycle job");
@@ -44,24 +47,36 @@ async fn a_new_worker_is_configured_at_the_deployed_commit_continued_and_announc
         Some("worker i-0aaa000000000001 configured at main @ 4f2a9c1e and in service")
     );
     // The worker role ran on the new worker alone, at the deployed commit.
-    assert_eq!(configured(&project, "i-0aaa000000000001").as_deref(), Some(format!("{DEPLOYED}\n").as_str()));
+    assert_eq!(
+        configured(&project, "i-0aaa000000000001").as_deref(),
+        Some(format!("{DEPLOYED}\n").as_str())
+    );
     assert_eq!(
         fake.lifecycle_answers(),
         [answer("i-0aaa000000000001", "argos-launch", "CONTINUE")]
     );
-    assert_eq!(states(&fake), [("i-0aaa000000000001".to_string(), "InService".to_string())]);
+    assert_eq!(
+        states(&fake),
+        [("i-0aaa000000000001".to_string(), "InService".to_string())]
+    );
     // Not a deploy: history still shows the deploy only.
     assert_eq!(bot.store().deploys("staging", 10).unwrap().len(), 1);
 
     // One line in the announce channel.
     let line = "🧩 **staging** worker i-0aaa000000000001 configured at main @ 4f2a9c1e and in service · job #2";
-    poll_until("the announcement", LONG, || sent(&port).iter().any(|t| t == line).then_some(())).await;
+    poll_until("the announcement", LONG, || {
+        sent(&port).iter().any(|t| t == line).then_some(())
+    })
+    .await;
 
     // Nothing waits any more: the next round starts nothing and answers nothing.
     assert!(bot.workers_round().await.is_empty());
     assert_eq!(fake.lifecycle_answers().len(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sent(&port).iter().filter(|t| t.contains("i-0aaa000000000001")).count(), 1);
+    assert_eq!(
+        sent(&port).iter().filter(|t| t.contains("i-0aaa000000000001")).count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,13 +122,21 @@ async fn heartbeats_keep_the_hook_alive_while_a_slow_playbook_runs() {
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     let beats = fake.heartbeats("i-0ccc000000000001");
     // One a second (workers.heartbeat_secs: 1) through a playbook of at least 4 s.
-    assert!(beats.len() >= 3, "{} heartbeat(s) in {:?}", beats.len(), began.elapsed());
+    assert!(
+        beats.len() >= 3,
+        "{} heartbeat(s) in {:?}",
+        beats.len(),
+        began.elapsed()
+    );
     let completed = fake
         .calls()
         .into_iter()
         .find(|c| c.action == "CompleteLifecycleAction")
         .expect("completed");
-    assert!(beats.iter().all(|b| *b < completed.at), "every heartbeat came before the answer");
+    assert!(
+        beats.iter().all(|b| *b < completed.at),
+        "every heartbeat came before the answer"
+    );
     assert_eq!(
         fake.lifecycle_answers(),
         [answer("i-0ccc000000000001", "argos-launch", "CONTINUE")]
@@ -128,14 +151,25 @@ async fn a_launch_while_another_job_holds_the_environment_waits_then_is_configur
     // Another replica runs a deploy on staging (its heartbeat keeps the lease).
     let other = std::sync::Arc::new(Replica::register(store.clone(), "bot", &[], lease()).unwrap());
     other.spawn_heartbeat();
-    let deploy = new_job("deploy", &Action::Deploy { roles: vec![], version: Default::default() }.stored_args(), "bob");
+    let deploy = new_job(
+        "deploy",
+        &Action::Deploy {
+            roles: vec![],
+            version: Default::default(),
+        }
+        .stored_args(),
+        "bob",
+    );
     let StartOutcome::Started { id, token } = store.start_job(&deploy, &other.id, lease()).unwrap() else {
         panic!("staging is free");
     };
     let _held = other.hold(id, "staging", token, Instant::now());
     fake.launch_worker(GROUP, "i-0ddd000000000001");
 
-    assert!(bot.workers_round().await.is_empty(), "staging is busy: no lifecycle job");
+    assert!(
+        bot.workers_round().await.is_empty(),
+        "staging is busy: no lifecycle job"
+    );
     // The waiting worker's hook is kept alive meanwhile, and nothing answers it.
     poll_until("a heartbeat for the waiting worker", LONG, || {
         (!fake.heartbeats("i-0ddd000000000001").is_empty()).then_some(())
@@ -144,7 +178,9 @@ async fn a_launch_while_another_job_holds_the_environment_waits_then_is_configur
     assert!(fake.lifecycle_answers().is_empty());
     assert_eq!(configured(&project, "i-0ddd000000000001"), None);
 
-    store.finish_and_release(id, token, JobState::Succeeded, "deployed").unwrap();
+    store
+        .finish_and_release(id, token, JobState::Succeeded, "deployed")
+        .unwrap();
     other.release(id);
     let started = bot.workers_round().await;
     assert_eq!(started.len(), 1);
@@ -183,7 +219,11 @@ async fn two_launches_seen_by_two_replicas_are_each_configured_once() {
         ]
     );
     for i in ["i-0eee000000000001", "i-0eee000000000002"] {
-        assert_eq!(configured(&project, i).as_deref(), Some("none\n"), "{i}: once, no deploy on record");
+        assert_eq!(
+            configured(&project, i).as_deref(),
+            Some("none\n"),
+            "{i}: once, no deploy on record"
+        );
     }
 }
 
@@ -209,7 +249,11 @@ async fn a_replica_that_died_between_the_launch_and_its_answer_is_taken_over_and
     let ended_job = ended(bot.store(), dead_job).await;
     assert_eq!(ended_job.state, JobState::Interrupted);
     assert!(
-        ended_job.result.as_deref().unwrap_or_default().contains("the next round answers them"),
+        ended_job
+            .result
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the next round answers them"),
         "{ended_job:?}"
     );
     let deadline = Instant::now() + LONG;
@@ -230,10 +274,17 @@ async fn a_replica_that_died_between_the_launch_and_its_answer_is_taken_over_and
     assert!(configured(&project, "i-0fff000000000001").is_some());
     // The interrupted job announces nothing; the configured worker one line.
     poll_until("the announcement", LONG, || {
-        sent(&port).iter().any(|t| t.contains("worker i-0fff000000000001 configured")).then_some(())
+        sent(&port)
+            .iter()
+            .any(|t| t.contains("worker i-0fff000000000001 configured"))
+            .then_some(())
     })
     .await;
-    assert!(!sent(&port).iter().any(|t| t.contains(&format!("job #{dead_job}"))), "{:?}", sent(&port));
+    assert!(
+        !sent(&port).iter().any(|t| t.contains(&format!("job #{dead_job}"))),
+        "{:?}",
+        sent(&port)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,16 +299,25 @@ async fn a_leaving_worker_is_drained_let_go_and_no_longer_listed() {
     fake.terminate_worker(GROUP, "i-0abc000000000002");
     let status = bot.handle(said("alice", "staging status")).await.unwrap();
     assert!(status.contains("workers: 1 desired, 1 in service"), "{status}");
-    assert!(!status.contains("i-0abc000000000002"), "a leaving worker is not listed: {status}");
+    assert!(
+        !status.contains("i-0abc000000000002"),
+        "a leaving worker is not listed: {status}"
+    );
     assert!(status.contains("i-0abc000000000001"), "{status}");
 
     let second = bot.workers_round().await;
     let job = ended(bot.store(), second[0]).await;
-    assert_eq!(job.result.as_deref(), Some("worker i-0abc000000000002 drained and let go"));
+    assert_eq!(
+        job.result.as_deref(),
+        Some("worker i-0abc000000000002 drained and let go")
+    );
     assert!(host_file(&project, "i-0abc000000000002", "drained").exists());
     assert_eq!(
         fake.lifecycle_answers().last(),
         Some(&answer("i-0abc000000000002", "argos-terminate", "CONTINUE"))
     );
-    assert_eq!(states(&fake), [("i-0abc000000000001".to_string(), "InService".to_string())]);
+    assert_eq!(
+        states(&fake),
+        [("i-0abc000000000001".to_string(), "InService".to_string())]
+    );
 }

@@ -102,9 +102,8 @@ pub async fn world(extra_vars: &[(&str, &str)], extra_yaml: &str) -> (FakeAws, T
         &[("subnet-0aaa1111bbbb2222c", "us-east-1a")],
     );
     fake.add_image(Ec2Image::owned(IMAGE_ID, "argos-image", &[("App", "argos")]));
-    let yaml = format!(
-        "{CONFIG}workers:\n  poll_secs: 0\n  heartbeat_secs: 1\n  drain_playbook: worker-drain\n{extra_yaml}"
-    );
+    let yaml =
+        format!("{CONFIG}workers:\n  poll_secs: 0\n  heartbeat_secs: 1\n  drain_playbook: worker-drain\n{extra_yaml}");
     let project = TestProject::new(&fake.endpoint_url(), &yaml);
     let playbooks = project.dir.path().join("playbooks");
     std::fs::create_dir_all(&playbooks).unwrap();

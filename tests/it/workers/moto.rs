@@ -43,9 +43,9 @@ async fn a_commission_with_workers_leaves_their_group_with_both_lifecycle_hooks(
         .expect("the stack names its worker group")
         .clone();
     assert!(
-        summary
-            .details
-            .contains(&format!("lifecycle hook(s) argos-launch, argos-terminate put on {group}")),
+        summary.details.contains(&format!(
+            "lifecycle hook(s) argos-launch, argos-terminate put on {group}"
+        )),
         "moto ignores LifecycleHookSpecificationList, so the engine put both: {summary:?}"
     );
     let hooks = engine

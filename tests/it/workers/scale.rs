@@ -27,7 +27,10 @@ async fn scale_from_chat_configures_the_new_workers_then_drains_the_one_let_go()
     // Granted as update: a deployer may not, an updater may.
     let denied = bot.handle(said("bob", "staging scale workers=2")).await.unwrap();
     assert!(denied.contains("permission for update on staging"), "{denied}");
-    assert!(fake.actions().iter().all(|a| !a.contains("ChangeSet")), "nothing was asked of AWS");
+    assert!(
+        fake.actions().iter().all(|a| !a.contains("ChangeSet")),
+        "nothing was asked of AWS"
+    );
 
     group_change(&fake);
     bot.handle(said("uma", "staging scale workers=2")).await;
@@ -49,7 +52,10 @@ async fn scale_from_chat_configures_the_new_workers_then_drains_the_one_let_go()
                 .any(|a| &a.instance == instance && a.hook == "argos-launch" && a.result == "CONTINUE"),
             "{instance}: {answers:?}"
         );
-        assert_eq!(configured(&project, instance).as_deref(), Some(format!("{DEPLOYED}\n").as_str()));
+        assert_eq!(
+            configured(&project, instance).as_deref(),
+            Some(format!("{DEPLOYED}\n").as_str())
+        );
     }
     // The change set set WorkerCount, and only that.
     let created = fake
@@ -75,7 +81,9 @@ async fn scale_from_chat_configures_the_new_workers_then_drains_the_one_let_go()
         .expect("the job's final status");
     for (instance, _) in &states {
         assert!(
-            status.contains(&format!("worker {instance} configured at main @ 4f2a9c1e and in service")),
+            status.contains(&format!(
+                "worker {instance} configured at main @ 4f2a9c1e and in service"
+            )),
             "{status}"
         );
     }
@@ -90,7 +98,9 @@ async fn scale_from_chat_configures_the_new_workers_then_drains_the_one_let_go()
     assert_eq!(fake.worker_states(GROUP), [states[0].clone()]);
     assert!(host_file(&project, left, "drained").exists());
     assert_eq!(
-        fake.lifecycle_answers().last().map(|a| (a.instance.as_str(), a.hook.as_str(), a.result.as_str())),
+        fake.lifecycle_answers()
+            .last()
+            .map(|a| (a.instance.as_str(), a.hook.as_str(), a.result.as_str())),
         Some((left.as_str(), "argos-terminate", "CONTINUE"))
     );
 }
@@ -100,7 +110,10 @@ async fn scale_refuses_a_bad_count_before_anything_runs() {
     let (fake, project) = world(&[], "").await;
     let (bot, _port) = bot(&project).await;
     for (text, says) in [
-        ("staging scale workers=21", "'21' is not a number of workers from 0 to 20"),
+        (
+            "staging scale workers=21",
+            "'21' is not a number of workers from 0 to 20",
+        ),
         ("staging scale", "`scale` needs the number of workers: `workers=N`"),
         ("staging scale api=2", "`scale` changes workers only"),
         ("staging scale workers=2 workers=3", "`scale` takes only workers=N"),

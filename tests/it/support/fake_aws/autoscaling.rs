@@ -224,7 +224,11 @@ impl State {
             self.groups[g].desired = count;
             while (self.groups[g].live() as i64) < count {
                 self.groups[g].launched += 1;
-                let id = format!("i-0{:08x}{:08x}", fnv_str(&self.groups[g].name) as u32, self.groups[g].launched);
+                let id = format!(
+                    "i-0{:08x}{:08x}",
+                    fnv_str(&self.groups[g].name) as u32,
+                    self.groups[g].launched
+                );
                 self.launch_in(g, id);
             }
             while (self.groups[g].live() as i64) > count {

@@ -15,7 +15,7 @@
 //! (`protocol_serde/shape_*.rs` of aws-sdk-cloudformation 1.136 and aws-sdk-ec2 1.274):
 //! CloudFormation lists are wrapped in `<member>`, EC2 lists in `<item>`.
 
-mod autoscaling;
+pub mod autoscaling;
 mod change_sets;
 mod cloudformation;
 mod drift;
@@ -34,7 +34,6 @@ use tokio::time::Instant;
 
 use super::http_server::{HttpServer, Request, Response};
 
-pub use autoscaling::LifecycleAnswer;
 pub use drift::*;
 /// Account id used in every ARN and as the EC2 owner id of "self".
 use query::*;
