@@ -151,6 +151,13 @@ async fn run(inner: Arc<Inner>, id: u64, env: String, lease: Arc<crate::bot::rep
     let _ = std::fs::create_dir_all(&logs);
     let log = logs.join(format!("job-{id}.log"));
     let _ = inner.store.mark_running(id, token, &log.to_string_lossy());
+    // The playbook's output reaches the web page's log view as a chat job's does.
+    let log_copy = crate::bot::log_copy::start(
+        inner.store.clone(),
+        id,
+        log.clone(),
+        inner.engine.config.settings.web.log_limit_bytes,
+    );
     let began = Instant::now();
     let result = match inner.engine.target(&env) {
         Err(e) => Err(e),
@@ -161,6 +168,7 @@ async fn run(inner: Arc<Inner>, id: u64, env: String, lease: Arc<crate::bot::rep
                 _ = lease.lost() => {
                     // Taken over: the new owner ends this job; the workers still wait.
                     tracing::warn!(job = id, "stopped answering the workers' hooks: the lease is gone");
+                    log_copy.finish().await;
                     inner.replica.release(id);
                     inner.jobs.unregister(id);
                     return;
@@ -168,6 +176,7 @@ async fn run(inner: Arc<Inner>, id: u64, env: String, lease: Arc<crate::bot::rep
             }
         }
     };
+    log_copy.finish().await;
     let (state, text) = match &result {
         Ok(handled) if handled.is_empty() => (JobState::Succeeded, "no worker waited".to_string()),
         // A worker whose configuration failed fails the job, so `jobs` and the page show it.

@@ -69,9 +69,38 @@ async fn a_new_worker_is_configured_at_the_deployed_commit_continued_and_announc
     })
     .await;
 
-    // Nothing waits any more: the next round starts nothing and answers nothing.
+    // What it cost on AWS, heartbeats aside: the lookout's look at each environment (sandbox,
+    // staging), the job's own look under the lock, the worker's address, the stack's outputs,
+    // the answer.
+    let calls: Vec<String> = fake
+        .actions()
+        .into_iter()
+        .filter(|a| !a.ends_with("RecordLifecycleActionHeartbeat"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeAutoScalingGroups",
+            "ec2:DescribeInstances",
+            "cloudformation:DescribeStacks",
+            "autoscaling:CompleteLifecycleAction",
+        ]
+    );
+
+    // Nothing waits any more: the next round starts nothing and answers nothing, for one call
+    // per environment.
+    fake.clear_calls();
     assert!(bot.workers_round().await.is_empty());
-    assert_eq!(fake.lifecycle_answers().len(), 1);
+    assert_eq!(
+        fake.actions(),
+        [
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeAutoScalingGroups"
+        ]
+    );
+    assert!(fake.lifecycle_answers().is_empty(), "no second answer");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         sent(&port).iter().filter(|t| t.contains("i-0aaa000000000001")).count(),

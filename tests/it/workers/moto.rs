@@ -88,6 +88,17 @@ async fn a_commission_with_workers_leaves_their_group_with_both_lifecycle_hooks(
         ]
     );
 
+    // The lookout finds the group by its tags on moto too (one call per environment).
+    let found = argos::cloud::workers::find(&engine.aws, "argos", "staging")
+        .await
+        .expect("DescribeAutoScalingGroups with tag filters")
+        .expect("the group, by its tags");
+    assert_eq!(found.name, group);
+    assert!(argos::cloud::workers::find(&engine.aws, "argos", "sandbox")
+        .await
+        .unwrap()
+        .is_none());
+
     // status reads the group; an update finds both hooks and puts none.
     let report = engine::status(&rec.ctx).await.expect("status");
     let workers = report.workers.as_ref().expect("the group in status");
