@@ -7,10 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
 use crate::cloud::workers as group;
-use crate::engine::workers::{answer_hooks, Handled};
+use crate::engine::workers::{answer_hooks, answering_while, Handled, Watch};
 use crate::engine::{update, Ctx, Summary};
 use crate::error::{Error, Result};
 
@@ -25,26 +23,8 @@ pub async fn scale(ctx: &Ctx, workers: u32) -> Result<Summary> {
         .step("scale", format!("{stack_name}: {WORKER_COUNT}={workers}"));
     let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_update_secs);
     let every = pace.max_poll.max(Duration::from_millis(100));
-    let applied_done = CancellationToken::new();
-    let applying = async {
-        let r = update::apply(ctx, &overrides).await;
-        applied_done.cancel();
-        r
-    };
     // While the change set runs, the new workers already wait in the launch hook.
-    let answering = async {
-        let mut handled = Vec::new();
-        loop {
-            if let Some(g) = group::find(ctx.aws(), &names.app, names.env.as_str()).await? {
-                handled.extend(answer_hooks(ctx, &g).await?);
-            }
-            tokio::select! {
-                _ = applied_done.cancelled() => return Ok::<_, Error>(handled),
-                _ = tokio::time::sleep(every) => {}
-            }
-        }
-    };
-    let (applied, answered) = tokio::join!(Box::pin(applying), Box::pin(answering));
+    let (applied, answered) = answering_while(ctx, Watch::Tags, update::apply(ctx, &overrides, false)).await;
     let mut summary = applied?;
     let mut handled = answered?;
     summary.headline = format!("scaled {stack_name} to {workers} worker(s)");

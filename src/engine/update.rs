@@ -10,6 +10,7 @@ use crate::cloud::image;
 use crate::cloud::stack::{self, ChangeSet, StackInfo, HEALTHY_STATES};
 use crate::command::Version;
 use crate::engine::preflight::{self, Creates};
+use crate::engine::workers::{self, Handled, Watch};
 use crate::engine::{deploy, params, Ctx, Summary};
 use crate::error::{Error, Result};
 use crate::names::image_name;
@@ -17,10 +18,10 @@ use crate::template::Template;
 
 /// Updates the stack (`overrides` are explicit `Parameter=value` changes), then deploys.
 pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>, version: &Version) -> Result<Summary> {
-    let mut summary = apply(ctx, overrides).await?;
+    let mut summary = apply(ctx, overrides, true).await?;
     let deployed = deploy(ctx, &[], version).await?;
     summary.details.extend(deployed.details);
-    if let Some(line) = super::workers::ensure_hooks(ctx, &deployed.outputs).await? {
+    if let Some(line) = workers::ensure_hooks(ctx, &deployed.outputs).await? {
         summary.details.push(line);
     }
     summary.hosts = deployed.hosts;
@@ -30,7 +31,9 @@ pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>, version: &V
 
 /// The change set part of an update: created, shown, executed and watched to its end ("no
 /// changes" is no error). `update` deploys after it; `scale` configures its new workers.
-pub(crate) async fn apply(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Result<Summary> {
+/// With `answer_workers`, a stack that has a worker group has its waiting workers answered
+/// while the change set runs (see [`workers::answering_while`]); `scale` answers its own.
+pub(crate) async fn apply(ctx: &Ctx, overrides: &BTreeMap<String, String>, answer_workers: bool) -> Result<Summary> {
     let (cs, info, _) = prepare(ctx, overrides).await?;
     let stack_name = ctx.target.names.stack();
     let mut summary = Summary::new(format!("updated {stack_name}"));
@@ -46,8 +49,16 @@ pub(crate) async fn apply(ctx: &Ctx, overrides: &BTreeMap<String, String>) -> Re
                 .step("update stack", format!("{stack_name}: {} change(s)", changes.len()));
             stack::report_changes(changes, &ctx.progress);
             let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_update_secs);
-            let outcome =
-                stack::execute_change_set(ctx.aws(), &cs, &stack_name, pace, &ctx.progress, &ctx.cancel).await?;
+            let execute = stack::execute_change_set(ctx.aws(), &cs, &stack_name, pace, &ctx.progress, &ctx.cancel);
+            let group = info.outputs.get("WorkerGroupName").filter(|_| answer_workers);
+            let outcome = match group {
+                Some(name) => {
+                    let (outcome, answered) = workers::answering_while(ctx, Watch::Named(name), execute).await;
+                    summary.details.extend(answered?.iter().map(Handled::line));
+                    outcome?
+                }
+                None => execute.await?,
+            };
             if !outcome.succeeded {
                 let what = if outcome.status.contains("ROLLBACK") {
                     "update rolled back"

@@ -284,6 +284,54 @@ async fn wait_for_ssh(ctx: &Ctx, host: &InstanceInfo) -> Result<()> {
     Ok(())
 }
 
+/// Which group [`answering_while`] watches.
+#[derive(Debug, Clone, Copy)]
+pub enum Watch<'a> {
+    /// The environment's, by its tags (it may not exist yet: a scale from 0).
+    Tags,
+    /// The one the stack names (`WorkerGroupName`).
+    Named(&'a str),
+}
+
+/// Runs `work` (a stack operation under the job's lock) while answering the workers that wait
+/// in a hook meanwhile. CloudFormation may wait for a changed group's new workers to be in
+/// service while the job that changes it holds the lock the lookout would need: this job
+/// answers them itself, or the two would wait on each other until the hook timed out.
+/// Returns `work`'s result and what was answered (or the first error answering).
+pub async fn answering_while<T>(
+    ctx: &Ctx,
+    watch: Watch<'_>,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> (Result<T>, Result<Vec<Handled>>) {
+    let done = tokio_util::sync::CancellationToken::new();
+    let working = async {
+        let r = work.await;
+        done.cancel();
+        r
+    };
+    let every = ctx.engine.pace(0).max_poll.max(Duration::from_millis(100));
+    let answering = async {
+        let mut handled = Vec::new();
+        loop {
+            let g = match watch {
+                Watch::Tags => {
+                    let names = &ctx.target.names;
+                    group::find(ctx.aws(), &names.app, names.env.as_str()).await?
+                }
+                Watch::Named(name) => group::describe(ctx.aws(), name).await?,
+            };
+            if let Some(g) = g.filter(GroupState::waiting) {
+                handled.extend(answer_hooks(ctx, &g).await?);
+            }
+            tokio::select! {
+                _ = done.cancelled() => return Ok(handled),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    };
+    tokio::join!(Box::pin(working), Box::pin(answering))
+}
+
 /// After a commission or an update: the group named by the stack's `WorkerGroupName` output
 /// has both hooks (see [`group::ensure_hooks`]); returns a detail line when some were put.
 pub async fn ensure_hooks(ctx: &Ctx, outputs: &BTreeMap<String, String>) -> Result<Option<String>> {

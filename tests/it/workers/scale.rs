@@ -125,3 +125,49 @@ async fn scale_refuses_a_bad_count_before_anything_runs() {
     assert!(fake.calls().is_empty(), "{:?}", fake.actions());
     assert!(bot.store().job(1).unwrap().is_none());
 }
+
+/// An update of a stack with workers answers the workers that wait while its change set runs:
+/// it holds the lock the lookout would need, and CloudFormation may wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_answers_the_workers_waiting_while_its_change_set_runs() {
+    let (fake, project) = world(&[], "").await;
+    let config = std::fs::read_to_string(&project.config_path).unwrap();
+    std::fs::write(
+        &project.config_path,
+        config.replacen("ansible:\n", "ansible:\n  roles: [worker]\n", 1),
+    )
+    .unwrap();
+    let engine = project.engine().await;
+    fake.launch_worker(GROUP, "i-0ddd0000000000aa");
+    group_change(&fake);
+
+    let rec = support::Recorder::new(&engine, "staging", None);
+    let summary = argos::engine::update(&rec.ctx, &Default::default(), &Default::default())
+        .await
+        .expect("update");
+    assert!(
+        summary
+            .details
+            .contains(&"worker i-0ddd0000000000aa configured and in service".to_string()),
+        "{summary:?}"
+    );
+    let answers = fake.lifecycle_answers();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(
+        (answers[0].instance.as_str(), answers[0].result.as_str()),
+        ("i-0ddd0000000000aa", "CONTINUE")
+    );
+    let executed = fake
+        .calls()
+        .iter()
+        .position(|c| c.action == "ExecuteChangeSet")
+        .unwrap();
+    let completed = fake
+        .calls()
+        .iter()
+        .position(|c| c.action == "CompleteLifecycleAction")
+        .unwrap();
+    assert!(completed > executed, "answered while the change set ran");
+    // Then the deploy configured the worker role on it too: it is one of the running workers.
+    assert_eq!(summary.hosts.len(), 1, "{summary:?}");
+}
