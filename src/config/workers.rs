@@ -54,3 +54,36 @@ impl WorkerSettings {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_heartbeat_or_drain_playbook_is_named() {
+        assert_eq!(WorkerSettings::default().problem(), None);
+        let slow = WorkerSettings {
+            heartbeat_secs: 900,
+            ..Default::default()
+        };
+        let (key, why) = slow.problem().unwrap();
+        assert_eq!(key, "workers.heartbeat_secs");
+        assert!(why.starts_with("900 is not between 1 and 899"), "{why}");
+        for bad in ["../drain", "drain.yml", "", "roles/drain"] {
+            let s = WorkerSettings {
+                drain_playbook: Some(bad.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                s.problem().map(|p| p.0).as_deref(),
+                Some("workers.drain_playbook"),
+                "{bad:?}"
+            );
+        }
+        let good = WorkerSettings {
+            drain_playbook: Some("worker-drain".into()),
+            ..Default::default()
+        };
+        assert_eq!(good.problem(), None);
+    }
+}
