@@ -203,6 +203,12 @@ async fn run_env(
             return refuse(e.to_string()).await;
         }
     }
+    // Without recorded drift there is nothing to revert: refused before any job exists.
+    if let Action::Update { revert_drift: true, .. } = &action {
+        if let Err(e) = engine::check_revertable(&engine, env) {
+            return refuse(e.to_string()).await;
+        }
+    }
     // The commit, before any job exists (see `engine::versions::pin`).
     let pinned = match engine::versions::pin(&engine, env, action).await {
         Ok(p) => p,
