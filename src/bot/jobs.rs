@@ -43,7 +43,7 @@ impl JobTable {
             .clone()
     }
 
-    fn unregister(&self, id: u64) {
+    pub(crate) fn unregister(&self, id: u64) {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.freed.notify_waiters();
     }
