@@ -385,6 +385,12 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
                     ));
                 }
             }
+            // As in chat: the last drift check, when there was one.
+            let env = ctx.target.env.as_str();
+            if let Some(Ok(Some(drift))) = ctx.engine.store.as_ref().map(|s| s.last_drift(env)) {
+                let line = crate::bot::messages::drift_line(&drift, chrono::Utc::now());
+                text.push_str(&format!("drift: {line}\n"));
+            }
             Outcome::Text(text)
         }
         engine::Outcome::History(h) => Outcome::Text(h.to_string()),

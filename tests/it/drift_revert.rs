@@ -330,3 +330,73 @@ async fn a_revert_without_a_stack_or_without_recorded_drift_is_refused() {
     );
     assert_eq!(w.aws.count("CreateChangeSet"), 0);
 }
+
+/// Runs the real binary on the project's config; returns (exit code, stdout and stderr).
+async fn cli(w: &AnyWorld<()>, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(&w.project.config_path)
+        .args(args)
+        .env_remove("ARGOS_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run argos");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout) + &text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_the_same_grammar_and_reverts_where_no_approval_is_asked() {
+    let w = AnyWorld::builder().time_scale(50.0).config(CONFIG).build().await;
+    w.aws.add_stack(
+        "argos-sandbox",
+        TEMPLATE,
+        &[("Size", "large")],
+        &[
+            ("ApiEc2Instance", "AWS::EC2::Instance"),
+            ("Database", "AWS::RDS::DBInstance"),
+        ],
+    );
+    let (code, out) = cli(&w, &["sandbox", "update", "--revert"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("error: unknown option '--revert' (update takes --revert-drift)"),
+        "{out}"
+    );
+    let (code, out) = cli(&w, &["sandbox", "update", "--revert-drift"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("error: no drift is recorded for sandbox: run `sandbox drift` first"),
+        "{out}"
+    );
+    assert_eq!(w.aws.count("CreateChangeSet"), 0);
+
+    // A check finds drift (recorded in the project's store, as the bot's jobs do).
+    w.aws
+        .script_drift("argos-sandbox", DriftScript::complete(0.0, vec![instance_drift()]));
+    let store = argos::store::Store::open(&w.project.config().database_path()).unwrap();
+    let engine = w.project.engine().await.with_store(store.clone());
+    let rec = Recorder::new(&engine, "sandbox", None);
+    engine::drift_and_record(&rec.ctx).await.unwrap();
+
+    let (code, out) = cli(&w, &["sandbox", "update", "--revert-drift"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 change(s) reverted on argos-sandbox"), "{out}");
+    assert!(out.contains("/Properties/InstanceType: t3.large -> t3.small"), "{out}");
+    let calls = w.aws.calls();
+    let made = creates(&calls);
+    assert_eq!(made.len(), 1, "no approval here, so no plan first: {made:?}");
+    assert_eq!(
+        made[0].params.get("DeploymentMode").map(String::as_str),
+        Some("REVERT_DRIFT")
+    );
+    assert_eq!(w.aws.count("ExecuteChangeSet"), 1);
+    assert_eq!(store.last_drift("sandbox").unwrap().unwrap().state, DriftState::InSync);
+    let job = store.recent_jobs(1).unwrap().remove(0);
+    assert_eq!((job.action.as_str(), job.state), ("update", JobState::Succeeded));
+    // `status` on the CLI tells the last check, as in chat.
+    let (code, out) = cli(&w, &["sandbox", "status"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\ndrift: in sync, checked just now\n"), "{out}");
+}
