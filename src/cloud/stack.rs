@@ -281,7 +281,7 @@ pub async fn create_change_set_from(
             .stack_name(stack)
             .change_set_name(&name)
             .change_set_type(ChangeSetType::Update)
-            .set_template_body(body.clone())
+            .set_template_body(body)
             .set_use_previous_template(revert.then_some(true))
             .set_deployment_mode(revert.then_some(DeploymentMode::RevertDrift))
             .set_parameters(Some(parameters(params)))
@@ -371,7 +371,7 @@ fn property_changes(changes: &[aws_sdk_cloudformation::types::Change]) -> Vec<Pr
                 continue;
             };
             let drift = target.drift();
-            out.push(PropertyChange {
+            let change = PropertyChange {
                 logical_id: logical_id.to_string(),
                 path: path.to_string(),
                 before: target
@@ -382,7 +382,11 @@ fn property_changes(changes: &[aws_sdk_cloudformation::types::Change]) -> Vec<Pr
                     .after_value()
                     .or_else(|| drift.and_then(|d| d.previous_value()))
                     .map(str::to_string),
-            });
+            };
+            // One property can be named by several details (a static and a dynamic evaluation).
+            if !out.contains(&change) {
+                out.push(change);
+            }
         }
     }
     out
