@@ -162,7 +162,10 @@ async fn a_revert_is_approved_against_what_it_reverts_then_executed_in_revert_dr
     // The request shows what the revert changes, property by property.
     assert_eq!(bot.handle(said("alice", "staging update --revert-drift")).await, None);
     let request = message(&w.chat.port, "🔐 **Approval needed** · job #2");
-    assert!(request.contains("staging update requested by alice"), "{request}");
+    assert!(
+        request.contains("staging update --revert-drift requested by alice"),
+        "{request}"
+    );
     assert!(
         request.contains("1 change(s) would revert on argos-staging: drifted resources back to the stack's template"),
         "{request}"
@@ -234,7 +237,7 @@ async fn a_revert_is_approved_against_what_it_reverts_then_executed_in_revert_dr
     assert_eq!(w.aws.stack_status("argos-staging").as_deref(), Some("UPDATE_COMPLETE"));
 
     // Checked again afterwards: the store now says in sync.
-    let summary = message(&w.chat.port, "✅ **staging · update** · job #2");
+    let summary = message(&w.chat.port, "✅ **staging · update --revert-drift** · job #2");
     assert!(summary.contains("1 change(s) reverted on argos-staging"), "{summary}");
     assert!(summary.contains("drift check after the revert: in sync"), "{summary}");
     assert_eq!(w.aws.count("DetectStackDrift"), 2);
