@@ -81,6 +81,9 @@ pub async fn revert_drift(ctx: &Ctx) -> Result<Summary> {
     summary
         .details
         .push(format!("{} -> {}; no code was deployed", info.status, outcome.status));
+    summary
+        .details
+        .extend(replaced_instances_note(changes, ctx.target.env.as_str()));
     summary.details.extend(check_after(ctx).await);
     Ok(summary)
 }
@@ -177,6 +180,23 @@ fn describe(ctx: &Ctx, cs: &ChangeSet, info: &StackInfo, done: &str) -> Summary 
     summary
 }
 
+/// A revert that replaced (or may have replaced) an instance leaves it as its image made it:
+/// the playbooks were not run on it. Says so, naming them, or nothing.
+fn replaced_instances_note(changes: &[ResourceChange], env: &str) -> Option<String> {
+    let replaced: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.resource_type == "AWS::EC2::Instance")
+        .filter(|c| matches!(c.replacement.as_deref(), Some("True" | "Conditional")))
+        .map(|c| c.logical_id.as_str())
+        .collect();
+    (!replaced.is_empty()).then(|| {
+        format!(
+            "replaced or may have replaced {}: the playbooks did not run on the new instance(s); run `{env} deploy`",
+            replaced.join(", ")
+        )
+    })
+}
+
 fn resource_line(c: &ResourceChange) -> String {
     let replacement = match c.replacement.as_deref() {
         Some("True") => " (REPLACEMENT)",
@@ -193,4 +213,39 @@ fn property_line(p: &PropertyChange, shown: &dyn Fn(&Option<String>, &str) -> St
         shown(&p.before, &p.path),
         shown(&p.after, &p.path)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: &str, kind: &str, replacement: Option<&str>) -> ResourceChange {
+        ResourceChange {
+            action: "Modify".into(),
+            logical_id: id.into(),
+            resource_type: kind.into(),
+            replacement: replacement.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_replaced_instance_asks_for_a_deploy() {
+        let changes = [
+            change("ApiEc2Instance", "AWS::EC2::Instance", Some("True")),
+            change("FrontEc2Instance", "AWS::EC2::Instance", Some("False")),
+            change("WorkerEc2Instance", "AWS::EC2::Instance", Some("Conditional")),
+            change("Database", "AWS::RDS::DBInstance", Some("True")),
+        ];
+        assert_eq!(
+            replaced_instances_note(&changes, "staging").as_deref(),
+            Some(
+                "replaced or may have replaced ApiEc2Instance, WorkerEc2Instance: the playbooks did not run on the new instance(s); run `staging deploy`"
+            )
+        );
+        assert_eq!(replaced_instances_note(&changes[1..2], "staging"), None);
+        assert_eq!(
+            resource_line(&changes[0]),
+            "Modify ApiEc2Instance AWS::EC2::Instance (REPLACEMENT)"
+        );
+    }
 }
