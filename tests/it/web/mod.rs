@@ -12,3 +12,4 @@ mod command;
 mod figures;
 mod listing;
 mod pages;
+mod private;
