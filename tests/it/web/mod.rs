@@ -13,3 +13,5 @@ mod figures;
 mod listing;
 mod pages;
 mod private;
+mod stacks;
+mod trusted;
