@@ -31,7 +31,7 @@ pub use people::PersonSettings;
 pub use platforms::{DiscordSettings, HealthSettings, SlackSettings};
 pub use repository::{OtherRefs, RepositorySettings};
 pub use settings::*;
-pub use web::WebSettings;
+pub use web::{TrustedNet, WebSettings};
 pub use workers::WorkerSettings;
 
 /// Where the config file is looked for when none is given.
