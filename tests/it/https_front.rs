@@ -1,9 +1,10 @@
 //! The front's HTTPS on moto (issue 23): an environment with an ACM certificate is
 //! commissioned through the real engine, and moto's CloudFormation creates the load balancer
 //! (HTTPS on 443 with the certificate and a TLS 1.2+ policy, port 80 redirected with a 301),
-//! the front's port 80 is open to the load balancer's group alone, the database's production
-//! options are off (the environment is not `production: true`), and `status` shows the HTTPS
-//! address.
+//! the front's port 80 is open to the load balancer's group alone, the environment being
+//! `production: true` its database is Multi-AZ with the stack's monitoring role, and `status`
+//! shows the HTTPS address. (A throwaway environment's plain HTTP is what the other moto tests
+//! commission.)
 use crate::support;
 
 use std::collections::BTreeMap;
@@ -96,8 +97,9 @@ async fn an_environment_with_a_certificate_is_served_over_https_by_a_load_balanc
         by_az.into_values().take(2).collect::<Vec<_>>().join(",")
     };
     let yaml = std::fs::read_to_string(&project.config_path).unwrap();
-    let https =
-        format!("staging:\n    certificate_arn: {cert}\n    parameters: {{LoadBalancerSubnetIds: \"{subnets}\"}}");
+    let https = format!(
+        "staging:\n    production: true\n    certificate_arn: {cert}\n    parameters: {{LoadBalancerSubnetIds: \"{subnets}\"}}"
+    );
     assert!(yaml.contains("staging: {plain_http: true}"));
     std::fs::write(
         &project.config_path,
@@ -193,7 +195,7 @@ async fn an_environment_with_a_certificate_is_served_over_https_by_a_load_balanc
         .collect();
     assert_eq!(sources, [physical["LoadBalancerSecurityGroup"].as_str()]);
 
-    // Not production: the database's Multi-AZ and monitoring are off; IAM auth keeps its default.
+    // Production: the template's defaults, Multi-AZ, monitoring every 60 s and IAM auth.
     let stacks = aws
         .cfn()
         .await
@@ -213,9 +215,36 @@ async fn an_environment_with_a_certificate_is_served_over_https_by_a_load_balanc
         })
         .collect();
     assert_eq!(params["CertificateArn"], cert);
-    assert_eq!(params["DatabaseMultiAz"], "false");
-    assert_eq!(params["DatabaseMonitoringInterval"], "0");
+    assert_eq!(params["DatabaseMultiAz"], "true");
+    assert_eq!(params["DatabaseMonitoringInterval"], "60");
     assert_eq!(params["DatabaseIamAuthentication"], "true");
+    let role = &physical["DatabaseMonitoringRole"];
+    let db = moto_call(
+        &moto,
+        "rds",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!(
+            "Action=DescribeDBInstances&Version=2014-10-31&DBInstanceIdentifier={}",
+            physical["Database"]
+        ),
+    )
+    .await;
+    assert_eq!(elements(&db, "MultiAZ"), ["true"], "{db}");
+    // moto's CloudFormation creates the instance without MonitoringInterval,
+    // MonitoringRoleArn and EnableIAMDatabaseAuthentication (tests/it/stack_scan.rs holds the
+    // template to them); the monitoring role itself is created, under the stack's IAM path.
+    let role = moto_call(
+        &moto,
+        "iam",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("Action=GetRole&Version=2010-05-08&RoleName={role}"),
+    )
+    .await;
+    assert_eq!(elements(&role, "Path"), ["/argos-stack/"], "{role}");
+    assert!(
+        role.contains("monitoring.rds.amazonaws.com"),
+        "RDS monitoring may assume it: {role}"
+    );
 
     let rec = Recorder::new(&engine, "staging", None);
     let report = engine::status(&rec.ctx).await.unwrap();
