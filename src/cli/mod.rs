@@ -203,6 +203,12 @@ async fn run_env(
             return refuse(e.to_string()).await;
         }
     }
+    // Without recorded drift there is nothing to revert: refused before any job exists.
+    if let Action::Update { revert_drift: true, .. } = &action {
+        if let Err(e) = engine::check_revertable(&engine, env) {
+            return refuse(e.to_string()).await;
+        }
+    }
     // The commit, before any job exists (see `engine::versions::pin`).
     let pinned = match engine::versions::pin(&engine, env, action).await {
         Ok(p) => p,
@@ -378,6 +384,12 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
                         engine::versions::default_ref(&ctx.target.settings)
                     ));
                 }
+            }
+            // As in chat: the last drift check, when there was one.
+            let env = ctx.target.env.as_str();
+            if let Some(Ok(Some(drift))) = ctx.engine.store.as_ref().map(|s| s.last_drift(env)) {
+                let line = crate::bot::messages::drift_line(&drift, chrono::Utc::now());
+                text.push_str(&format!("drift: {line}\n"));
             }
             Outcome::Text(text)
         }
