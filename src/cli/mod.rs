@@ -22,6 +22,7 @@ pub mod help;
 mod holds;
 mod job;
 pub mod template;
+mod web;
 
 pub use approval::ApprovalOptions;
 use job::{CliJob, Session};
@@ -90,6 +91,8 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
             );
             0
         }
+        // The terminal is private: the link is printed.
+        Command::Web => web::run(&config).await,
         other => {
             eprintln!(
                 "error: `{}` works where jobs live: in `argos console` or chat",
@@ -109,7 +112,6 @@ fn describe(cmd: &Command) -> &'static str {
         Command::Approve { .. } => "approve",
         Command::Deny { .. } => "deny",
         Command::Schedules => "schedules",
-        Command::Web => "web",
         _ => "this command",
     }
 }

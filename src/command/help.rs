@@ -257,6 +257,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: &[
             "The link works once, for a few minutes (web.link_minutes), and opens a session that",
             "shows the environments you may `status`. The page changes nothing: act in chat.",
+            "Only you see the link: a direct message or an answer only you can see in chat.",
         ],
     },
     CommandHelp {

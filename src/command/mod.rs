@@ -99,6 +99,18 @@ impl Command {
             | Command::Deny { .. } => Gate::Rule,
         }
     }
+
+    /// Whether its answer is for the asker's eyes only (a sign-in link). An adapter that must
+    /// choose before the answer exists (Discord defers a slash command publicly or
+    /// ephemerally) asks this of the text typed.
+    pub fn answers_privately(&self) -> bool {
+        matches!(self, Command::Web)
+    }
+}
+
+/// [`Command::answers_privately`] of a typed command (false when it does not parse).
+pub fn answers_privately(text: &str) -> bool {
+    parse(text).is_ok_and(|c| c.answers_privately())
 }
 
 /// What to do to an environment. It is data: a job stores it (the verb in its own column, the
