@@ -10,11 +10,9 @@ async fn a_commission_with_workers_leaves_their_group_with_both_lifecycle_hooks(
     let moto = Moto::start().await;
     let project = TestProject::new(&moto.url, "");
     let config = std::fs::read_to_string(&project.config_path).unwrap();
-    let config = config.replacen(
-        "  staging: {}\n",
-        "  staging:\n    parameters: { WorkerCount: \"1\", EnableBroker: \"true\" }\n",
-        1,
-    );
+    let with_workers = "  staging: {plain_http: true, parameters: { WorkerCount: \"1\", EnableBroker: \"true\" }}\n";
+    let config = config.replacen("  staging: {plain_http: true}\n", with_workers, 1);
+    assert!(config.contains(with_workers), "the test config's staging line moved");
     // The broker's password as a value, not from the process's environment (which every test
     // of this binary shares).
     let vars = std::fs::read_to_string(super::support::repo().join("config/sandbox/group_vars.yml")).unwrap();
