@@ -122,7 +122,20 @@ async fn create(ctx: &Ctx, template: &Template, image_id: &str) -> Result<()> {
         resources: total,
     };
     let pace = ctx.engine.pace(cfg.settings.timeouts.stack_create_secs);
-    let result = stack::create(ctx.aws(), req, pace, &ctx.progress, &ctx.cancel).await;
+    let creating = stack::create(ctx.aws(), req, pace, &ctx.progress, &ctx.cancel);
+    // With workers, the new group's first workers wait in their launch hook while the stack
+    // is created; they are let in here and configured by the deploy that follows.
+    let workers = set.get("WorkerCount").and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+    let result = if workers > 0 {
+        let (result, admitted) = super::workers::admitting_while(ctx, creating).await;
+        if let Err(e) = admitted {
+            ctx.progress
+                .info(format!("could not answer the workers' launch hook: {e}"));
+        }
+        result
+    } else {
+        creating.await
+    };
     let failure = match result {
         Ok((_, outcome)) if outcome.succeeded => return Ok(()),
         Ok((_, outcome)) => Error::StackFailed(outcome.failure_line(&stack_name)),

@@ -332,6 +332,50 @@ pub async fn answering_while<T>(
     tokio::join!(Box::pin(working), Box::pin(answering))
 }
 
+/// Runs a commission's stack create (`work`) while letting in, unconfigured, the workers
+/// that wait to launch meanwhile (CONTINUE). CloudFormation may wait for a new group's workers
+/// to be in service before it completes the stack, and configuring them needs the stack's
+/// outputs (the database's host), which exist only once it has: answering as
+/// [`answering_while`] does would wait on itself until the hooks timed out. The commission's
+/// deploy, which follows at once under the same lock, runs the worker role on every worker.
+/// Returns `work`'s result and the workers let in (or the first error letting them in).
+pub async fn admitting_while<T>(
+    ctx: &Ctx,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> (Result<T>, Result<Vec<String>>) {
+    let done = tokio_util::sync::CancellationToken::new();
+    let working = async {
+        let r = work.await;
+        done.cancel();
+        r
+    };
+    let every = ctx.engine.pace(0).max_poll.max(Duration::from_millis(100));
+    let admitting = async {
+        let names = &ctx.target.names;
+        let mut admitted: Vec<String> = Vec::new();
+        loop {
+            if let Some(g) = group::find(ctx.aws(), &names.app, names.env.as_str()).await? {
+                for i in g.launching() {
+                    if admitted.contains(&i.id) {
+                        continue;
+                    }
+                    group::complete(ctx.aws(), &g.name, LAUNCH_HOOK, &i.id, Answer::Continue).await?;
+                    ctx.progress.info(format!(
+                        "worker {} let in while the stack is created: the deploy that follows configures it",
+                        i.id
+                    ));
+                    admitted.push(i.id.clone());
+                }
+            }
+            tokio::select! {
+                _ = done.cancelled() => return Ok(admitted),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    };
+    tokio::join!(Box::pin(working), Box::pin(admitting))
+}
+
 /// After a commission or an update: the group named by the stack's `WorkerGroupName` output
 /// has both hooks (see [`group::ensure_hooks`]); returns a detail line when some were put.
 pub async fn ensure_hooks(ctx: &Ctx, outputs: &BTreeMap<String, String>) -> Result<Option<String>> {

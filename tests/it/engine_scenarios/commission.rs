@@ -274,3 +274,53 @@ async fn commission_refuses_a_stack_with_an_operation_under_way() {
     );
     assert_eq!(fake.actions(), ["cloudformation:DescribeStacks"]);
 }
+
+/// CloudFormation may hold a new worker group's first workers in their launch hook until they
+/// are in service, while configuring them needs the outputs of the stack being created: the
+/// commission lets them in and its deploy configures them, instead of both waiting on each
+/// other until the hook times out and abandons them.
+#[tokio::test]
+async fn a_commission_with_workers_lets_in_those_waiting_to_launch_and_its_deploy_configures_them() {
+    const GROUP: &str = "argos-staging-WorkerAutoScalingGroup-0C0MM15510N";
+    const WORKER: &str = "i-0c0000000000000w1";
+    let fake = fake().await;
+    add_hosts(&fake, &["api"]);
+    let project = project(&fake, Some(&["api", "worker"]));
+    support::enable_workers(&project);
+    fake.add_worker_group(STACK, "staging", GROUP, true);
+    fake.launch_worker(GROUP, WORKER);
+    let engine = project.engine().await;
+    let mut rec = Recorder::new(&engine, "staging", None);
+
+    let summary = engine::commission(&rec.ctx, &Default::default())
+        .await
+        .expect("commission");
+
+    assert_eq!(
+        fake.lifecycle_answers(),
+        [support::fake_aws::autoscaling::LifecycleAnswer {
+            instance: WORKER.into(),
+            hook: "argos-launch".into(),
+            result: "CONTINUE".into(),
+        }],
+        "let in once, during the create"
+    );
+    assert!(
+        summary.hosts.iter().any(|h| h.contains(WORKER)),
+        "the deploy configured the worker: {summary:?}"
+    );
+    assert!(summary.details.iter().any(|d| d.starts_with("worker: ")), "{summary:?}");
+    let said: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter_map(|p| match p {
+            Progress::Info { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        said.iter()
+            .any(|t| t.starts_with(&format!("worker {WORKER} let in while the stack is created"))),
+        "{said:?}"
+    );
+}

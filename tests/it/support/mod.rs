@@ -169,6 +169,30 @@ pub fn add_staging_stack(
     fake.add_stack("argos-staging", &app.body, &params, resources)
 }
 
+/// Gives `project`'s staging one worker (with the broker they need) and the broker's password
+/// as a value in its own group_vars, not from the process's environment, which every test of
+/// this binary shares.
+pub fn enable_workers(project: &TestProject) {
+    let config = std::fs::read_to_string(&project.config_path).unwrap();
+    let with_workers = "  staging: {plain_http: true, parameters: { WorkerCount: \"1\", EnableBroker: \"true\" }}\n";
+    let config = config.replacen("  staging: {plain_http: true}\n", with_workers, 1);
+    assert!(config.contains(with_workers), "the test config's staging line moved");
+    let vars = std::fs::read_to_string(repo().join("config/sandbox/group_vars.yml")).unwrap();
+    let vars = vars.replacen(
+        "broker_password: \"{{ lookup('env', 'ARGOS_BROKER_PASSWORD') }}\"",
+        "broker_password: \"workers-test-broker\"",
+        1,
+    );
+    let vars_path = project.dir.path().join("group_vars.yml");
+    std::fs::write(&vars_path, vars).unwrap();
+    let config = config.replacen(
+        "group_vars: config/sandbox/group_vars.yml",
+        &format!("group_vars: {}", vars_path.display()),
+        1,
+    );
+    std::fs::write(&project.config_path, config).unwrap();
+}
+
 /// An operation context that records every progress event.
 pub struct Recorder {
     pub ctx: Ctx,

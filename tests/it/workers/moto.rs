@@ -9,26 +9,7 @@ use super::support::{Recorder, TestProject};
 async fn a_commission_with_workers_leaves_their_group_with_both_lifecycle_hooks() {
     let moto = Moto::start().await;
     let project = TestProject::new(&moto.url, "");
-    let config = std::fs::read_to_string(&project.config_path).unwrap();
-    let with_workers = "  staging: {plain_http: true, parameters: { WorkerCount: \"1\", EnableBroker: \"true\" }}\n";
-    let config = config.replacen("  staging: {plain_http: true}\n", with_workers, 1);
-    assert!(config.contains(with_workers), "the test config's staging line moved");
-    // The broker's password as a value, not from the process's environment (which every test
-    // of this binary shares).
-    let vars = std::fs::read_to_string(super::support::repo().join("config/sandbox/group_vars.yml")).unwrap();
-    let vars = vars.replacen(
-        "broker_password: \"{{ lookup('env', 'ARGOS_BROKER_PASSWORD') }}\"",
-        "broker_password: \"workers-test-broker\"",
-        1,
-    );
-    let vars_path = project.dir.path().join("group_vars.yml");
-    std::fs::write(&vars_path, vars).unwrap();
-    let config = config.replacen(
-        "group_vars: config/sandbox/group_vars.yml",
-        &format!("group_vars: {}", vars_path.display()),
-        1,
-    );
-    std::fs::write(&project.config_path, config).unwrap();
+    super::support::enable_workers(&project);
     let engine = project.engine().await;
 
     let mut rec = Recorder::new(&engine, "staging", None);
