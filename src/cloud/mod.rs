@@ -3,6 +3,7 @@
 //! stack watcher draws from, so ten watchers at once do not trip AWS throttling.
 
 pub mod account;
+pub mod events;
 pub mod image;
 pub mod instances;
 pub mod stack;
@@ -48,6 +49,7 @@ impl std::fmt::Debug for Aws {
 struct Clients {
     cfn: aws_sdk_cloudformation::Client,
     ec2: aws_sdk_ec2::Client,
+    sqs: aws_sdk_sqs::Client,
 }
 
 impl Aws {
@@ -119,6 +121,22 @@ impl Aws {
     /// The EC2 client (built at the first call).
     pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.clients().await.ec2
+    }
+
+    /// The SQS client (built at the first call): the pushed stack events' queue.
+    pub async fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.clients().await.sqs
+    }
+
+    /// Names the account and region for what replicas share per account (the one long poll
+    /// of its events queue): the role or profile the config names, or `default`.
+    pub fn account_key(&self) -> String {
+        let who = match (&self.account.role, &self.account.profile) {
+            (Some(role), _) => format!("role:{}", role.name),
+            (None, Some(profile)) => format!("profile:{profile}"),
+            (None, None) => "default".to_string(),
+        };
+        format!("{who}@{}", self.account.region)
     }
 
     async fn clients(&self) -> &Clients {
@@ -210,10 +228,12 @@ impl Clients {
         let base = account.base().await;
         let mut cfn = aws_sdk_cloudformation::config::Builder::from(base);
         let mut ec2 = aws_sdk_ec2::config::Builder::from(base);
-        // One provider for both clients: they share its cached credentials, so a role
+        let mut sqs = aws_sdk_sqs::config::Builder::from(base);
+        // One provider for all clients: they share its cached credentials, so a role
         // session costs one AssumeRole (and one per renewal).
         if let Some(provider) = account.credentials(session).await {
             cfn.set_credentials_provider(Some(provider.clone()));
+            sqs.set_credentials_provider(Some(provider.clone()));
             ec2.set_credentials_provider(Some(provider));
         }
         if account
@@ -228,6 +248,7 @@ impl Clients {
         Clients {
             cfn: aws_sdk_cloudformation::Client::from_conf(cfn.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
         }
     }
 }

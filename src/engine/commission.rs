@@ -51,7 +51,15 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
                 ),
             );
             let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_delete_secs);
-            let outcome = stack::delete(ctx.aws(), &s, pace, &ctx.progress, &ctx.cancel).await?;
+            let outcome = stack::delete_following(
+                ctx.aws(),
+                &s,
+                &ctx.follow("replace", &stack_name),
+                pace,
+                &ctx.progress,
+                &ctx.cancel,
+            )
+            .await?;
             if !outcome.succeeded {
                 return Err(Error::StackFailed(format!(
                     "could not delete the failed stack: {}",
@@ -116,7 +124,15 @@ async fn create(ctx: &Ctx, template: &Template, image_id: &str) -> Result<()> {
         resources: total,
     };
     let pace = ctx.engine.pace(cfg.settings.timeouts.stack_create_secs);
-    let result = stack::create(ctx.aws(), req, pace, &ctx.progress, &ctx.cancel).await;
+    let result = stack::create_following(
+        ctx.aws(),
+        req,
+        &ctx.follow("create", &stack_name),
+        pace,
+        &ctx.progress,
+        &ctx.cancel,
+    )
+    .await;
     let failure = match result {
         Ok((_, outcome)) if outcome.succeeded => return Ok(()),
         Ok((_, outcome)) => Error::StackFailed(outcome.failure_line(&stack_name)),
@@ -135,7 +151,16 @@ async fn create(ctx: &Ctx, template: &Template, image_id: &str) -> Result<()> {
         );
         let pace = ctx.engine.pace(cfg.settings.timeouts.stack_delete_secs);
         let quiet = tokio_util::sync::CancellationToken::new();
-        match stack::delete(ctx.aws(), &s, pace, &ctx.progress, &quiet).await {
+        match stack::delete_following(
+            ctx.aws(),
+            &s,
+            &ctx.follow("cleanup", &stack_name),
+            pace,
+            &ctx.progress,
+            &quiet,
+        )
+        .await
+        {
             Ok(o) if o.succeeded => {}
             Ok(o) => ctx
                 .progress

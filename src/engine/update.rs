@@ -32,8 +32,16 @@ pub async fn update(ctx: &Ctx, overrides: &BTreeMap<String, String>, version: &V
                 .step("update stack", format!("{stack_name}: {} change(s)", changes.len()));
             stack::report_changes(changes, &ctx.progress);
             let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_update_secs);
-            let outcome =
-                stack::execute_change_set(ctx.aws(), &cs, &stack_name, pace, &ctx.progress, &ctx.cancel).await?;
+            let outcome = stack::execute_change_set(
+                ctx.aws(),
+                &cs,
+                &stack_name,
+                &ctx.follow("update", &stack_name),
+                pace,
+                &ctx.progress,
+                &ctx.cancel,
+            )
+            .await?;
             if !outcome.succeeded {
                 let what = if outcome.status.contains("ROLLBACK") {
                     "update rolled back"

@@ -21,6 +21,7 @@ mod postgres;
 mod rate_limits;
 pub(crate) mod sql;
 mod sqlite;
+mod stack_events;
 mod web_sessions;
 
 use std::path::Path;
@@ -40,6 +41,7 @@ pub use job_search::JobFilter;
 pub use jobs::{JobRecord, JobState, NewJob};
 pub use leases::{EnvLockRecord, LeaseSettings, LockOutcome, ReplicaRecord, StartOutcome, Takeover};
 use sql::{Dialect, Row, Sql, Value};
+pub use stack_events::StoredStackEvent;
 pub use web_sessions::{new_token, token_hash, LinkRefusal};
 
 /// What went wrong underneath.
