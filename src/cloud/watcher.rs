@@ -317,8 +317,8 @@ impl StackWatcher {
                 Some(outcome) => return Ok(outcome),
                 // Events stopped coming: poll as without them, from where they left off.
                 None => progress.info(format!(
-                    "no stack event pushed for {} s: polling {}",
-                    self.follow.quiet().as_secs(),
+                    "no stack event pushed for {:?}: polling {}",
+                    self.follow.quiet(),
                     self.stack_name
                 )),
             }

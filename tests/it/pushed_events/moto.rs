@@ -1,0 +1,1 @@
+//! On moto: filled in below.
