@@ -71,7 +71,7 @@ pub async fn ensure(
             }
         }
         Some(_) => {
-            let cs = stack::create_change_set(
+            let cs = match stack::create_change_set(
                 aws,
                 &name,
                 TEMPLATE,
@@ -80,7 +80,17 @@ pub async fn ensure(
                 Duration::from_secs(300),
                 pace.poll,
             )
-            .await?;
+            .await
+            {
+                Ok(cs) => cs,
+                // Some endpoints refuse an empty change set outright instead of failing it.
+                Err(e) if stack::is_no_change(&e.to_string()) => stack::ChangeSet {
+                    id: String::new(),
+                    stack_id: String::new(),
+                    changes: None,
+                },
+                Err(e) => return Err(e),
+            };
             match &cs.changes {
                 None => Setup::Unchanged {
                     queue_url: String::new(),
