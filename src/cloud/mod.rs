@@ -185,6 +185,34 @@ impl Aws {
     }
 }
 
+/// The account's clients for calls that do not draw from its request budget: SQS, whose
+/// limits are its own and far higher than CloudFormation's (the budget is there so that
+/// watchers do not trip CloudFormation's throttling). Its `budget` waits for nothing.
+#[derive(Clone)]
+pub struct OutsideBudget(Aws);
+
+impl OutsideBudget {
+    pub async fn budget(&self) {}
+
+    pub async fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.0.sqs().await
+    }
+
+    pub fn error<E>(&self, action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.0.error(action, err)
+    }
+}
+
+impl Aws {
+    /// These clients outside the account's request budget (for SQS).
+    pub fn outside_budget(&self) -> OutsideBudget {
+        OutsideBudget(self.clone())
+    }
+}
+
 /// When a call failed before it was sent because its credentials could not be loaded: the
 /// code and message of the deepest error (STS's answer, for a role).
 fn credentials_failure<E>(err: &aws_sdk_cloudformation::error::SdkError<E>) -> Option<(Option<String>, String)>

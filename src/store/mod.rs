@@ -155,6 +155,9 @@ const RECONNECT_FOR: Duration = Duration::from_secs(30);
 pub struct Store {
     backend: Arc<Mutex<Backend>>,
     kind: &'static str,
+    /// Counts this process's writes of pushed stack events, so its watchers wake at once
+    /// (another replica's writes they find at their next look).
+    stack_events_written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -197,6 +200,7 @@ impl Store {
         let store = Store {
             backend: Arc::new(Mutex::new(backend)),
             kind,
+            stack_events_written: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         store.migrate()?;
         Ok(store)

@@ -52,6 +52,17 @@ impl Store {
             Ok(new)
         })
         .ctx("store stack events")
+        .inspect(|new| {
+            if *new > 0 {
+                self.stack_events_written.send_modify(|n| *n += 1);
+            }
+        })
+    }
+
+    /// Changes whenever this process stores new stack events (a watcher waits on it between
+    /// its looks at the store).
+    pub fn stack_events_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stack_events_written.subscribe()
     }
 
     /// The events of one operation on `stack_id` (by its client request token) stored after

@@ -77,7 +77,9 @@ impl StackWatcher {
         };
         let mut after_seq = 0;
         let mut last_news = Instant::now();
+        let mut written = pushed.store.stack_events_written();
         loop {
+            written.borrow_and_update();
             let rows = match pushed.store.stack_events_since(&self.stack_id, &token, after_seq) {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -114,6 +116,8 @@ impl StackWatcher {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return Err(crate::error::Error::Cancelled),
+                // Stored by this process's consumer: look at once.
+                _ = written.changed() => {}
                 _ = tokio::time::sleep(pushed.check.min(deadline - now)) => {}
             }
         }

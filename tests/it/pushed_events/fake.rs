@@ -265,3 +265,74 @@ async fn two_replicas_never_poll_one_account_at_once() {
     // 1 s long polls on an empty queue: about one receive a second, not a spin.
     assert!(ra + rb <= 4, "a {ra}, b {rb}");
 }
+
+/// The engine sets the job's token on DeleteStack and the job's watcher follows the delete
+/// through the events the consumer stored: CloudFormation is asked once for the boundary
+/// before the delete and once to confirm its end, never polled. The same job's token again
+/// (a takeover repeats the call) is the same request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_jobs_delete_carries_its_token_and_is_watched_through_the_store() {
+    let fake = FakeAws::start().await;
+    fake.set_time_scale(4.0);
+    fake.create_events_queue(QUEUE);
+    let project = support::TestProject::new(&fake.endpoint_url(), "");
+    let store = Store::in_memory().unwrap();
+    let engine = project
+        .engine()
+        .await
+        .with_pushed_events(Pushed::new(store.clone(), Duration::from_secs(30)));
+    support::add_staging_stack(&fake, &engine, "ami-0a1b2c3d4e5f60718", &[], RESOURCES);
+    fake.script_next_for(
+        STACK,
+        Op::Delete,
+        StackScript::delete_success(STACK, RESOURCES, &[0.5, 0.5, 1.0, 0.5]),
+    );
+    let stop = CancellationToken::new();
+    tokio::spawn(consumer(&engine.aws, &store, QUEUE, "replica-a").run(stop.clone()));
+    // Let the consumer take the stack's create events off the queue first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.clear_calls();
+
+    let mut rec = support::Recorder::new(&engine, "staging", None);
+    rec.ctx.target = rec.ctx.target.clone().for_job("alice", Some(42));
+    let summary = argos::engine::decommission(&rec.ctx).await.expect("decommissioned");
+    stop.cancel();
+
+    assert_eq!(summary.headline, "decommissioned argos-staging");
+    let delete = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.action == "DeleteStack")
+        .expect("DeleteStack");
+    assert_eq!(delete.params["ClientRequestToken"], "argos-job42-delete-argos-staging");
+    let events: Vec<StackEvent> = rec
+        .events()
+        .into_iter()
+        .filter_map(|p| match p {
+            Progress::StackEvent(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_each_once(&events);
+    assert!(
+        !events.is_empty() && events.iter().all(|e| e.event_id.starts_with("eb-")),
+        "{events:#?}"
+    );
+    assert_eq!(events.last().map(|e| e.status.as_str()), Some("DELETE_COMPLETE"));
+    assert!(
+        events.iter().all(|e| e.status.starts_with("DELETE")),
+        "only this operation's events (matched by its token): {events:#?}"
+    );
+    // Describe before, the boundary, the delete, one confirmation.
+    assert_eq!(
+        fake.count("cloudformation:DescribeStackEvents"),
+        1,
+        "{:?}",
+        fake.actions()
+    );
+    assert_eq!(
+        argos::cloud::events::request_token(Some(42), "delete", STACK),
+        "argos-job42-delete-argos-staging",
+        "the same job asks the same"
+    );
+}

@@ -233,7 +233,7 @@ pub(super) fn handle_sqs(state: &Mutex<State>, req: Request, action: &str) -> Re
                     return json_ok(json!({"Messages": messages}));
                 }
                 // A long poll: the handler is synchronous, so wait off the runtime's workers.
-                tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(5)));
+                tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(2)));
             }
         }
         "DeleteMessageBatch" | "DeleteMessage" => {
