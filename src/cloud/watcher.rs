@@ -313,14 +313,9 @@ impl StackWatcher {
         let deadline = Instant::now() + pace.timeout;
         self.op = Some(op);
         if self.follow.is_pushed() {
-            match self.wait_pushed(aws, op, pace, deadline, progress, cancel).await? {
-                Some(outcome) => return Ok(outcome),
-                // Events stopped coming: poll as without them, from where they left off.
-                None => progress.info(format!(
-                    "no stack event pushed for {:?}: polling {}",
-                    self.follow.quiet(),
-                    self.stack_name
-                )),
+            // `None`: the store cannot be read; poll as without it, from where it left off.
+            if let Some(outcome) = self.wait_pushed(aws, op, pace, deadline, progress, cancel).await? {
+                return Ok(outcome);
             }
         }
         self.poll_until_done(aws, op, pace, deadline, progress, cancel).await

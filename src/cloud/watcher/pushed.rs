@@ -3,7 +3,7 @@
 //! the call. CloudFormation is called only to confirm the end (one DescribeStacks, and one page
 //! of DescribeStackEvents for the root cause of a failure) and when no event has come for the
 //! quiet period (an event lost, the consumer stopped): then the watcher polls once, and if that
-//! finds events the push did not bring, it falls back to polling for the rest of the operation.
+//! finds events the push did not bring, it polls at its pace until pushed events come again.
 
 use std::time::Duration;
 
@@ -49,10 +49,6 @@ impl Follow {
     pub(super) fn is_pushed(&self) -> bool {
         self.token.is_some() && self.pushed.is_some()
     }
-
-    pub(super) fn quiet(&self) -> Duration {
-        self.pushed.as_ref().map_or(Duration::ZERO, |p| p.quiet)
-    }
 }
 
 impl StackWatcher {
@@ -61,8 +57,10 @@ impl StackWatcher {
         self.follow = follow.clone();
     }
 
-    /// The pushed watch. `Some` with the confirmed outcome; `None` when the events stopped
-    /// coming and the caller must poll.
+    /// The pushed watch: `Some` with the confirmed outcome, `None` when the store cannot be
+    /// read and the caller must poll. While no event is pushed for the quiet period, it polls
+    /// once; when that finds events the push did not bring (lost, or late), it polls at the
+    /// watcher's pace until pushed events come again.
     pub(super) async fn wait_pushed(
         &mut self,
         aws: &Aws,
@@ -76,7 +74,8 @@ impl StackWatcher {
             return Ok(None);
         };
         let mut after_seq = 0;
-        let mut last_news = Instant::now();
+        let mut next_poll = Instant::now() + pushed.quiet;
+        let mut polling = false;
         let mut written = pushed.store.stack_events_written();
         loop {
             written.borrow_and_update();
@@ -89,38 +88,47 @@ impl StackWatcher {
             };
             if let Some(max) = rows.iter().map(|r| r.seq).max() {
                 after_seq = max;
-                last_news = Instant::now();
+                next_poll = Instant::now() + pushed.quiet;
+                polling = false;
             }
             self.report(Source::Pushed, rows.into_iter().map(|r| r.event).collect(), progress);
-            if self.status.as_deref().is_some_and(|s| !s.ends_with("_IN_PROGRESS")) {
-                if let Some(outcome) = self.confirm(aws, op, progress).await? {
-                    return Ok(Some(outcome));
-                }
+            if let Some(outcome) = self.end_if_over(aws, op, progress).await? {
+                return Ok(Some(outcome));
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(self.timed_out(&pace));
             }
-            if now.duration_since(last_news) >= pushed.quiet {
-                // Silence: one poll says whether the push lost something.
+            if now >= next_poll {
                 let found = self.poll(aws, progress).await?;
-                if self.status.as_deref().is_some_and(|s| !s.ends_with("_IN_PROGRESS")) {
-                    if let Some(outcome) = self.confirm(aws, op, progress).await? {
-                        return Ok(Some(outcome));
-                    }
+                if let Some(outcome) = self.end_if_over(aws, op, progress).await? {
+                    return Ok(Some(outcome));
                 }
-                if found > 0 {
-                    return Ok(None);
+                if found > 0 && !polling {
+                    polling = true;
+                    progress.info(format!(
+                        "no stack event pushed for {:?}: polling {}",
+                        pushed.quiet, self.stack_name
+                    ));
                 }
-                last_news = Instant::now();
+                next_poll = Instant::now() + if polling { pace.poll } else { pushed.quiet };
             }
+            let wake = next_poll.min(Instant::now() + pushed.check).min(deadline);
             tokio::select! {
                 _ = cancel.cancelled() => return Err(crate::error::Error::Cancelled),
                 // Stored by this process's consumer: look at once.
                 _ = written.changed() => {}
-                _ = tokio::time::sleep(pushed.check.min(deadline - now)) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// When the events say the operation ended, its confirmed outcome.
+    async fn end_if_over(&mut self, aws: &Aws, op: Operation, progress: &ProgressTx) -> Result<Option<Outcome>> {
+        if self.status.as_deref().is_some_and(|s| !s.ends_with("_IN_PROGRESS")) {
+            return self.confirm(aws, op, progress).await;
+        }
+        Ok(None)
     }
 
     /// The events say the operation ended: one DescribeStacks confirms it, and for a failure
@@ -144,6 +152,10 @@ impl StackWatcher {
             Err(e) => return Err(e.into()),
         };
         if status.ends_with("_IN_PROGRESS") || status.is_empty() {
+            // An end that came out of order: wait for the next one, do not ask again.
+            self.status = Some(status)
+                .filter(|s| !s.is_empty())
+                .or(Some("UNKNOWN_IN_PROGRESS".into()));
             return Ok(None);
         }
         if status != op.success_status() {

@@ -336,3 +336,42 @@ async fn a_jobs_delete_carries_its_token_and_is_watched_through_the_store() {
         "the same job asks the same"
     );
 }
+
+/// A bot whose config names the queue follows its jobs through pushed events and consumes the
+/// queue once it starts its periodic work; retiring stops the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bot_consumes_the_queue_when_the_config_names_it_and_stops_when_retired() {
+    let fake = FakeAws::start().await;
+    fake.create_events_queue(QUEUE);
+    let project = support::TestProject::new(&fake.endpoint_url(), "");
+    let yaml = std::fs::read_to_string(&project.config_path).unwrap();
+    std::fs::write(
+        &project.config_path,
+        yaml.replacen("watch:\n", &format!("watch:\n  events_queue: {QUEUE}\n"), 1),
+    )
+    .unwrap();
+    let store = Store::open(&project.config().database_path()).unwrap();
+    let bot = argos::bot::Bot::new(project.engine().await, store);
+    assert!(bot.engine().pushed.is_some(), "its watchers read the store");
+    assert_eq!(
+        fake.count("sqs:ReceiveMessage"),
+        0,
+        "nothing before the bot starts its work"
+    );
+
+    bot.resume_unfinished().await;
+    let started = std::time::Instant::now();
+    while fake.count("sqs:ReceiveMessage") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the consumer polls: {:?}",
+            fake.actions()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bot.retire();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = fake.count("sqs:ReceiveMessage");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.count("sqs:ReceiveMessage"), after, "retired: no more receives");
+}
