@@ -128,10 +128,11 @@ pub async fn serve(addr: &str, bot: Bot) -> std::io::Result<(SocketAddr, tokio::
     let routes = router(bot);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
-            let routes = routes.clone();
+            // Who connected: the web page believes a trusted proxy's header from it only.
+            let routes = routes.clone().layer(axum::Extension(crate::web::PeerAddr(peer)));
             tokio::spawn(async move {
                 let service = hyper_util::service::TowerToHyperService::new(routes);
                 let connection = hyper::server::conn::http1::Builder::new()

@@ -104,6 +104,16 @@ impl People {
         }
     }
 
+    /// The operating-system (console) name of the person listed as `name`, if listed: the id
+    /// a person is known by where no chat platform names them (the web page's trusted header).
+    pub fn console_name(&self, name: &str) -> Option<&str> {
+        self.ids
+            .get(name)?
+            .iter()
+            .find(|(space, _)| *space == IdSpace::Os)
+            .map(|(_, id)| id.as_str())
+    }
+
     /// Whether two (platform, user id) pairs are the same person.
     pub fn same_person(&self, a: (Surface, &str), b: (Surface, &str)) -> bool {
         self.person(a.0, a.1) == self.person(b.0, b.1)
@@ -172,6 +182,9 @@ mod tests {
             "bob's console name is rbrown"
         );
         assert_eq!(p.ids(Surface::SLACK, "U0ALICE").len(), 3);
+        assert_eq!(p.console_name("bob"), Some("rbrown"));
+        assert_eq!(p.console_name("alice"), Some("alice"));
+        assert_eq!(p.console_name("zed"), None);
         assert_eq!(p.vote_id(Surface::CONSOLE, "alice"), "person:alice");
         assert_eq!(
             p.vote_id(Surface::SLACK, "U0NOBODY"),

@@ -31,7 +31,10 @@ fn digest(parts: &[String]) -> String {
 pub async fn plan(ctx: &Ctx, action: &Action) -> Result<Plan> {
     match action {
         Action::Decommission => decommission_plan(ctx).await,
-        Action::Update { parameters, version } => update_plan(ctx, parameters, version).await,
+        Action::Update { revert_drift: true, .. } => revert_drift_plan(ctx).await,
+        Action::Update {
+            parameters, version, ..
+        } => update_plan(ctx, parameters, version).await,
         Action::Clean => clean_plan(ctx).await,
         Action::Commission { version } | Action::Deploy { version, .. } | Action::Rollback { version, .. } => {
             let mut parts = vec![ctx.target.env.to_string(), action.verb().to_string()];
@@ -150,6 +153,23 @@ async fn update_plan(ctx: &Ctx, parameters: &BTreeMap<String, String>, version: 
     let mut text = vec![summary.headline.clone()];
     text.extend(summary.details.iter().map(|d| format!("• {d}")));
     version_plan(ctx, version, &mut text, &mut parts).await?;
+    Ok(Plan {
+        text: text.join("\n"),
+        digest: digest(&parts),
+    })
+}
+
+/// What `update --revert-drift` would revert, resource by resource and property by property
+/// (the live value, then the template's): a different drift is a different plan.
+async fn revert_drift_plan(ctx: &Ctx) -> Result<Plan> {
+    let summary = crate::engine::revert_drift_plan(ctx).await?;
+    let mut parts = vec![ctx.target.names.stack(), "revert-drift".to_string()];
+    parts.extend(summary.details.iter().cloned());
+    let mut text = vec![summary.headline.clone()];
+    text.extend(summary.details.iter().map(|d| match d.strip_prefix("  ") {
+        Some(property) => format!("  ◦ {property}"),
+        None => format!("• {d}"),
+    }));
     Ok(Plan {
         text: text.join("\n"),
         digest: digest(&parts),

@@ -5,14 +5,16 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::address::ChatPlatform;
+use crate::address::{ChatPlatform, Surface};
 use crate::bot::port::{Button, OutgoingMessage};
 use crate::bot::Bot;
+use crate::command::Action;
 use crate::config::{ScheduleKind, ScheduleSettings};
-use crate::engine::Ctx;
+use crate::engine::{Ctx, DriftReport};
+use crate::error::{Error, Result};
 use crate::progress::ProgressTx;
 use crate::schedule::{gather, missed_since, next_due, Item};
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Checks, JobState, NewJob, StartOutcome};
 
 /// The announcement message, with a button per actionable item.
 pub fn announcement(s: &ScheduleSettings, due: DateTime<Utc>, items: &[Item], prefix: &str) -> OutgoingMessage {
@@ -107,9 +109,10 @@ fn audit_run(bot: &Bot, s: &ScheduleSettings, outcome: &str) {
 
 /// A `kind: drift` run (already claimed, so once across replicas): checks each environment,
 /// records the result, and returns a line for each whose state changed since its last check
-/// (newly drifted, drift changed, back in sync, failing). An environment whose lock is held by
-/// a job is skipped this time: a detection beside an update would compare resources in
-/// mid-change.
+/// (newly drifted, drift changed, back in sync, failing). Each detection runs as a job under the
+/// environment's lock, as an on-demand `drift` does, so nothing that changes the environment
+/// starts beside it; an environment whose lock a job holds is skipped this time (a detection
+/// beside an update would compare resources in mid-change).
 async fn drift_changes(bot: &Bot, s: &ScheduleSettings) -> Vec<String> {
     let engine = bot.engine();
     let envs: Vec<String> = if s.environments.is_empty() {
@@ -117,12 +120,8 @@ async fn drift_changes(bot: &Bot, s: &ScheduleSettings) -> Vec<String> {
     } else {
         s.environments.clone()
     };
-    let held = bot.store().held_locks().unwrap_or_default();
     let mut lines = Vec::new();
     for env in envs {
-        if held.iter().any(|l| l.env == env) {
-            continue;
-        }
         let Ok(target) = engine.target(&env) else { continue };
         let before = bot.store().last_drift(&env).ok().flatten();
         let ctx = Ctx {
@@ -132,7 +131,9 @@ async fn drift_changes(bot: &Bot, s: &ScheduleSettings) -> Vec<String> {
             cancel: Default::default(),
             log: None,
         };
-        let result = crate::engine::drift_and_record(&ctx).await;
+        let Some(result) = detect_under_lock(bot, s, ctx).await else {
+            continue;
+        };
         let after = bot.store().last_drift(&env).ok().flatten();
         if let Some(line) =
             crate::bot::messages::drift_change(&env, before.as_ref(), after.as_ref(), result.as_ref().ok())
@@ -141,6 +142,58 @@ async fn drift_changes(bot: &Bot, s: &ScheduleSettings) -> Vec<String> {
         }
     }
     lines
+}
+
+/// One scheduled detection as a `drift` job of the schedule's: recorded and holding the
+/// environment's lock (its lease renewed by this replica's heartbeat, cancellable with
+/// `cancel <id>`) from before DetectStackDrift to its result. It has no status message: the
+/// schedule posts only changes. `None` when a job already holds the environment.
+async fn detect_under_lock(bot: &Bot, s: &ScheduleSettings, mut ctx: Ctx) -> Option<Result<DriftReport>> {
+    let inner = &bot.inner;
+    let env = ctx.target.env.to_string();
+    let new = NewJob {
+        requester_id: format!("schedule:{}", s.name),
+        requester_name: format!("schedule {}", s.name),
+        platform: ChatPlatform::parse(&s.platform)
+            .map(Surface::Chat)
+            .unwrap_or(Surface::CONSOLE),
+        channel: s.channel.clone(),
+        env: env.clone(),
+        action: Action::Drift.verb().to_string(),
+        args: Action::Drift.stored_args(),
+        person: String::new(),
+        break_glass: None,
+    };
+    let obtained = std::time::Instant::now();
+    // A detection changes nothing: holds and freezes do not stop it (as for `drift`).
+    let started = inner
+        .store
+        .start_job_with(&new, &inner.replica.id, inner.replica.lease, &Checks::default());
+    let (id, token) = match started {
+        Ok(StartOutcome::Started { id, token }) => (id, token),
+        Ok(StartOutcome::Busy(..)) | Ok(StartOutcome::Refused(_)) => return None,
+        Err(e) => {
+            tracing::warn!(schedule = %s.name, env, error = %e, "cannot start the scheduled drift check");
+            return None;
+        }
+    };
+    let _lease = inner.replica.hold(id, &env, token, obtained);
+    ctx.cancel = inner.jobs.register(id, &env);
+    let result = crate::engine::drift_and_record(&ctx).await;
+    let (state, text) = match &result {
+        Ok(report) => (
+            JobState::Succeeded,
+            crate::bot::messages::drift_summary(report).headline,
+        ),
+        Err(Error::Refused(why)) if why.contains("cancelled") => (JobState::Cancelled, why.clone()),
+        Err(e) => (JobState::Failed, e.to_string()),
+    };
+    if let Err(e) = inner.store.finish_and_release(id, token, state, &text) {
+        tracing::warn!(job = id, error = %e, "cannot record the scheduled drift check's end");
+    }
+    inner.replica.release(id);
+    inner.jobs.unregister(id);
+    Some(result)
 }
 
 /// Runs every configured schedule until the task is dropped: one catch-up run for a due time

@@ -8,29 +8,35 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 
 use crate::bot::handlers::{audit_read, env, hold, info, jobs, web};
-use crate::bot::port::ChatEvent;
+use crate::bot::port::{ChatEvent, PrivateReply, Reply};
 use crate::bot::{approval_flow, messages, Inner};
 use crate::command::{self, Command, Gate};
 
-pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
+pub(crate) async fn handle(inner: &Arc<Inner>, ev: ChatEvent) -> Option<Reply> {
     // Replies quote what was typed; a secret someone pasted is masked as in the audit log.
-    let reply = answer(inner, ev).await?;
-    Some(inner.engine.redactor.redact(&reply))
+    let redact = |text: &str| inner.engine.redactor.redact(text);
+    Some(match answer(inner, ev).await? {
+        Reply::Public(text) => Reply::Public(redact(&text)),
+        Reply::Private(p) => Reply::Private(PrivateReply {
+            text: redact(&p.text),
+            what: p.what,
+        }),
+    })
 }
 
-async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
+async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<Reply> {
     let who = &ev.identity;
     let key = format!("{}:{}", who.platform, who.user_id);
     if let Err(not_until) = inner.limiter.check_key(&key) {
         let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
         audit_read(inner, &ev, "rate limited", None);
-        return Some(messages::rate_limited(wait));
+        return Some(Reply::Public(messages::rate_limited(wait)));
     }
     let cmd = match command::parse(&ev.text) {
         Ok(c) => c,
         Err(e) => {
             audit_read(inner, &ev, &format!("malformed: {}", e.message), None);
-            return Some(messages::usage_error(&e.to_string()));
+            return Some(Reply::Public(messages::usage_error(&e.to_string())));
         }
     };
     match cmd.gate() {
@@ -39,11 +45,11 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
         Gate::KnownUser => {
             if !inner.perms.is_known(who) {
                 audit_read(inner, &ev, "denied: no role", None);
-                return Some(messages::denied_unknown_user());
+                return Some(Reply::Public(messages::denied_unknown_user()));
             }
         }
     }
-    match cmd {
+    let public = match cmd {
         Command::Env { env, action, options } => env::command_env(inner, &ev, env, action, options).await,
         Command::Hold {
             env,
@@ -63,6 +69,8 @@ async fn answer(inner: &Arc<Inner>, ev: ChatEvent) -> Option<String> {
         Command::Jobs => Some(jobs::command_jobs(inner, &ev)),
         Command::Job { id } => Some(jobs::command_job(inner, &ev, id)),
         Command::Cancel { id } => Some(jobs::command_cancel(inner, &ev, id)),
-        Command::Web => Some(web::command_web(inner, &ev)),
-    }
+        // The only private answer: a sign-in link is for its asker's eyes.
+        Command::Web => return Some(web::command_web(inner, &ev)),
+    };
+    public.map(Reply::Public)
 }

@@ -43,7 +43,7 @@ impl JobTable {
             .clone()
     }
 
-    fn unregister(&self, id: u64) {
+    pub(crate) fn unregister(&self, id: u64) {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.freed.notify_waiters();
     }
@@ -191,7 +191,8 @@ async fn run(inner: Arc<Inner>, job: JobRecord, action: Action, lease: Arc<JobLe
         return;
     };
     let started = job.started_at.unwrap_or_else(chrono::Utc::now);
-    let mut model = StatusModel::new(id, &job.env, &job.action, &job.requester_name, started);
+    let command = crate::bot::messages::job_command(&job.action, &job.args);
+    let mut model = StatusModel::new(id, &job.env, &command, &job.requester_name, started);
     if resumed {
         model.note(crate::bot::messages::resumed(id));
     }

@@ -32,7 +32,7 @@ use crate::engine::Engine;
 use crate::permissions::Permissions;
 use crate::store::{AuditEntry, Store};
 use jobs::JobTable;
-use port::{ChatEvent, ChatPort, CommandHandler, EventClaim};
+use port::{ChatEvent, ChatPort, CommandHandler, EventClaim, Reply};
 use replica::Replica;
 
 /// What every handler and job shares.
@@ -282,12 +282,18 @@ impl Bot {
         let bot = self.clone();
         Arc::new(move |ev: ChatEvent| {
             let bot = bot.clone();
-            Box::pin(async move { bot.handle(ev).await })
+            Box::pin(async move { bot.reply(ev).await })
         })
     }
 
-    /// Handles one command: rate limit, parse, permission, then the command's handler.
+    /// Handles one command: rate limit, parse, permission, then the command's handler. The
+    /// answer as a private surface (a terminal) shows it: a private reply's text included.
     pub async fn handle(&self, ev: ChatEvent) -> Option<String> {
+        self.reply(ev).await.map(Reply::into_text)
+    }
+
+    /// [`Bot::handle`], saying whether the answer is for the channel or for its asker only.
+    pub async fn reply(&self, ev: ChatEvent) -> Option<Reply> {
         dispatch::handle(&self.inner, ev).await
     }
 
@@ -298,7 +304,8 @@ impl Bot {
         audit_batch::gathering(&self.inner.store, async {
             let mut replies = Vec::with_capacity(events.len());
             for ev in events {
-                replies.push(dispatch::handle(&self.inner, ev).await);
+                // The console's terminal is private: a private reply is printed like any other.
+                replies.push(dispatch::handle(&self.inner, ev).await.map(Reply::into_text));
             }
             replies
         })

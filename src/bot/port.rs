@@ -160,10 +160,54 @@ pub fn addressed_text<'a>(line: &'a str, prefix: &str, bot_user_id: Option<&str>
     None
 }
 
+/// How the bot answers a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Posted where the command came from, for everyone there to read.
+    Public(String),
+    /// For the person who asked and nobody else (a sign-in link). Each adapter delivers it
+    /// privately: Discord as an ephemeral interaction response or a direct message, Slack as
+    /// an ephemeral message, the console and the CLI by printing it (a terminal is private).
+    /// When it cannot be delivered privately, the channel is told why, never what it said.
+    Private(PrivateReply),
+}
+
+/// A reply only its asker may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateReply {
+    pub text: String,
+    /// What it is, for the public line that says where it went: "a sign-in link".
+    pub what: &'static str,
+}
+
+impl Reply {
+    /// The text, for a surface where every answer is private (a terminal, a test).
+    pub fn into_text(self) -> String {
+        match self {
+            Reply::Public(text) => text,
+            Reply::Private(private) => private.text,
+        }
+    }
+
+    /// The text, if everyone in the channel may read it.
+    pub fn public(&self) -> Option<&str> {
+        match self {
+            Reply::Public(text) => Some(text),
+            Reply::Private(_) => None,
+        }
+    }
+}
+
+impl From<String> for Reply {
+    fn from(text: String) -> Reply {
+        Reply::Public(text)
+    }
+}
+
 /// What an adapter calls for every command addressed to the bot. It returns the reply to post
-/// where the command came from, or `None` when the bot has already answered in the channel
-/// (a job posts its own status message, which is the answer).
-pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+/// where the command came from (or privately, see [`Reply::Private`]), or `None` when the bot
+/// has already answered in the channel (a job posts its own status message, which is the answer).
+pub type CommandHandler = std::sync::Arc<dyn Fn(ChatEvent) -> BoxFuture<'static, Option<Reply>> + Send + Sync>;
 
 /// What an adapter calls for the refs to offer while someone types one: with the environment
 /// typed so far (if any) and the text typed, the branch and tag names to show (at most 25).

@@ -23,6 +23,7 @@ pub mod help;
 mod holds;
 mod job;
 pub mod template;
+mod web;
 
 pub use approval::ApprovalOptions;
 use job::{CliJob, Session};
@@ -91,6 +92,8 @@ pub async fn run(config_path: PathBuf, words: Vec<String>, assume_yes: bool, app
             );
             0
         }
+        // The terminal is private: the link is printed.
+        Command::Web => web::run(&config).await,
         other => {
             eprintln!(
                 "error: `{}` works where jobs live: in `argos console` or chat",
@@ -110,7 +113,6 @@ fn describe(cmd: &Command) -> &'static str {
         Command::Approve { .. } => "approve",
         Command::Deny { .. } => "deny",
         Command::Schedules => "schedules",
-        Command::Web => "web",
         _ => "this command",
     }
 }
@@ -201,6 +203,12 @@ async fn run_env(
     // Before anything is asked or claimed: a typo in a role is not a failed job.
     if let Action::Deploy { roles, .. } = &action {
         if let Err(e) = engine::check_roles(&engine.config, roles) {
+            return refuse(e.to_string()).await;
+        }
+    }
+    // Without recorded drift there is nothing to revert: refused before any job exists.
+    if let Action::Update { revert_drift: true, .. } = &action {
+        if let Err(e) = engine::check_revertable(&engine, env) {
             return refuse(e.to_string()).await;
         }
     }
@@ -379,6 +387,12 @@ async fn execute(ctx: &Ctx, action: &Action) -> Result<Outcome, Error> {
                         engine::versions::default_ref(&ctx.target.settings)
                     ));
                 }
+            }
+            // As in chat: the last drift check, when there was one.
+            let env = ctx.target.env.as_str();
+            if let Some(Ok(Some(drift))) = ctx.engine.store.as_ref().map(|s| s.last_drift(env)) {
+                let line = crate::bot::messages::drift_line(&drift, chrono::Utc::now());
+                text.push_str(&format!("drift: {line}\n"));
             }
             Outcome::Text(text)
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter, Tag};
+use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, DeploymentMode, Parameter, Tag};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -248,6 +248,31 @@ pub struct ChangeSet {
     pub stack_id: String,
     /// None when CloudFormation found nothing to change.
     pub changes: Option<Vec<ResourceChange>>,
+    /// The properties it changes, where CloudFormation gives them (a REVERT_DRIFT change set
+    /// does: the live value and the template's).
+    pub properties: Vec<PropertyChange>,
+}
+
+/// One property a change set changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyChange {
+    pub logical_id: String,
+    /// `/Properties/InstanceType`, or the property's name when no path is given.
+    pub path: String,
+    /// The value now (for a drifted property: the live one), if CloudFormation gives it.
+    pub before: Option<String>,
+    /// The value after the change (the template's), if CloudFormation gives it.
+    pub after: Option<String>,
+}
+
+/// What a change set is made from.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangeSetSource<'a> {
+    /// This template body (an update or a plan).
+    Template(&'a str),
+    /// The stack's current template, in REVERT_DRIFT mode: the live resources are brought back
+    /// to what the template says.
+    RevertDrift,
 }
 
 /// Creates an UPDATE change set and waits until it is ready. "No changes" is recognised and
@@ -261,7 +286,26 @@ pub async fn create_change_set(
     timeout: Duration,
     poll: Duration,
 ) -> Result<ChangeSet> {
+    let source = ChangeSetSource::Template(body);
+    create_change_set_from(aws, stack, source, params, stack_tags, timeout, poll).await
+}
+
+/// [`create_change_set`] from a template body or, in REVERT_DRIFT mode, from the stack's
+/// current template (whose changes are described with their property values).
+pub async fn create_change_set_from(
+    aws: &Aws,
+    stack: &str,
+    source: ChangeSetSource<'_>,
+    params: &BTreeMap<String, ParamValue>,
+    stack_tags: &BTreeMap<String, String>,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<ChangeSet> {
     let name = format!("argos-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
+    let (body, revert) = match source {
+        ChangeSetSource::Template(body) => (Some(body.to_string()), false),
+        ChangeSetSource::RevertDrift => (None, true),
+    };
     let out = aws_call!(
         aws,
         "CreateChangeSet",
@@ -271,7 +315,9 @@ pub async fn create_change_set(
             .stack_name(stack)
             .change_set_name(&name)
             .change_set_type(ChangeSetType::Update)
-            .template_body(body)
+            .set_template_body(body)
+            .set_use_previous_template(revert.then_some(true))
+            .set_deployment_mode(revert.then_some(DeploymentMode::RevertDrift))
             .set_parameters(Some(parameters(params)))
             .set_tags(Some(tags(stack_tags)))
             .capabilities(Capability::CapabilityNamedIam)
@@ -290,6 +336,7 @@ pub async fn create_change_set(
                 .describe_change_set()
                 .change_set_name(&id)
                 .stack_name(&stack_id)
+                .set_include_property_values(revert.then_some(true))
                 .send()
         )?;
         match d.status() {
@@ -310,6 +357,7 @@ pub async fn create_change_set(
                     id,
                     stack_id,
                     changes: Some(changes),
+                    properties: property_changes(d.changes()),
                 });
             }
             Some(ChangeSetStatus::Failed) => {
@@ -329,6 +377,7 @@ pub async fn create_change_set(
                         id,
                         stack_id,
                         changes: None,
+                        properties: vec![],
                     });
                 }
                 return Err(Error::StackFailed(format!("change set for {stack} failed: {reason}")));
@@ -343,6 +392,38 @@ pub async fn create_change_set(
         }
         tokio::time::sleep(poll).await;
     }
+}
+
+/// The property-level details of a change set's resource changes (for drift: the live value
+/// before, the template's after).
+fn property_changes(changes: &[aws_sdk_cloudformation::types::Change]) -> Vec<PropertyChange> {
+    let mut out = Vec::new();
+    for rc in changes.iter().filter_map(|c| c.resource_change()) {
+        let logical_id = rc.logical_resource_id().unwrap_or_default();
+        for target in rc.details().iter().filter_map(|d| d.target()) {
+            let Some(path) = target.path().or(target.name()) else {
+                continue;
+            };
+            let drift = target.drift();
+            let change = PropertyChange {
+                logical_id: logical_id.to_string(),
+                path: path.to_string(),
+                before: target
+                    .before_value()
+                    .or_else(|| drift.and_then(|d| d.actual_value()))
+                    .map(str::to_string),
+                after: target
+                    .after_value()
+                    .or_else(|| drift.and_then(|d| d.previous_value()))
+                    .map(str::to_string),
+            };
+            // One property can be named by several details (a static and a dynamic evaluation).
+            if !out.contains(&change) {
+                out.push(change);
+            }
+        }
+    }
+    out
 }
 
 /// CloudFormation's wordings for "nothing to do".

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{err, ParseError, Version, HISTORY_DEFAULT, HISTORY_MAX};
+use super::{closest, err, Action, ParseError, Version, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::names::quote;
 
 /// Takes `ref=<name>` (or `--ref <name>`, `--ref=<name>`) out of the arguments. The name is
@@ -170,4 +170,48 @@ pub(super) fn parse_parameters(args: &[&str], verb: &str) -> Result<BTreeMap<Str
         }
     }
     Ok(out)
+}
+
+/// The options `update` takes besides `--confirm` and `--break-glass`.
+const UPDATE_OPTIONS: &[&str] = &["--revert-drift"];
+
+/// `update [Parameter=value...] [ref=X]`, or `update --revert-drift` alone: reverting the
+/// drift uses the stack's current template and parameters and deploys no code, so it takes
+/// neither parameters nor a ref.
+pub(super) fn parse_update(args: &[&str]) -> Result<Action, ParseError> {
+    let revert_drift = args.contains(&"--revert-drift");
+    let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--revert-drift").collect();
+    // `--ref` is taken below; anything else with two dashes is a mistyped option.
+    if let Some(option) = args
+        .iter()
+        .find(|a| a.starts_with("--") && **a != "--ref" && !a.starts_with("--ref="))
+    {
+        let typed = option.split('=').next().unwrap_or(option);
+        let hint = closest(typed, UPDATE_OPTIONS)
+            .map(|s| format!("; did you mean '{s}'?"))
+            .unwrap_or_else(|| " (update takes --revert-drift)".into());
+        return Err(err(format!("unknown option {}{hint}", quote(option)), "update"));
+    }
+    let (version, rest) = take_ref(&args, "update")?;
+    if revert_drift {
+        let extra = match (&version.git_ref, rest.first()) {
+            (Some(r), _) => Some(format!("ref={r}")),
+            (None, Some(a)) => Some(a.to_string()),
+            (None, None) => None,
+        };
+        if let Some(extra) = extra {
+            return Err(err(
+                format!(
+                    "`update --revert-drift` takes nothing else (got {}): it reverts to the stack's current template and parameters",
+                    quote(&extra)
+                ),
+                "update",
+            ));
+        }
+    }
+    Ok(Action::Update {
+        parameters: parse_parameters(&rest, "update")?,
+        version,
+        revert_drift,
+    })
 }

@@ -44,7 +44,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "update",
-        grammar: "<env> update [Parameter=value...] [ref=<branch|tag|sha>]",
+        grammar: "<env> update [Parameter=value...] [ref=<branch|tag|sha>] [--revert-drift]",
         summary: "apply template and parameter changes, then deploy",
         per_env: true,
         gated: true,
@@ -53,6 +53,8 @@ pub const COMMANDS: &[CommandHelp] = &[
             "Parameter=value: template parameters to change; the others keep their values.",
             "The change set is shown first; the roles are deployed after it is applied.",
             REF_DETAIL,
+            "--revert-drift (alone): undo the drift the last `drift` check found, with a change set",
+            "in REVERT_DRIFT mode on the stack's current template and parameters; no code is deployed.",
         ],
     },
     CommandHelp {
@@ -255,6 +257,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: &[
             "The link works once, for a few minutes (web.link_minutes), and opens a session that",
             "shows the environments you may `status`. The page changes nothing: act in chat.",
+            "Only you see the link: a direct message or an answer only you can see in chat.",
         ],
     },
     CommandHelp {

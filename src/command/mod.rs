@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use help::{usage, CommandHelp, COMMANDS};
 
 pub use args::{is_ref_name, ref_name_problem};
-use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, take_ref};
+use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, parse_update, take_ref};
 pub use holds::{EnvOptions, EnvSelection};
 
 use crate::names::{quote, shorten, EnvName};
@@ -99,6 +99,18 @@ impl Command {
             | Command::Deny { .. } => Gate::Rule,
         }
     }
+
+    /// Whether its answer is for the asker's eyes only (a sign-in link). An adapter that must
+    /// choose before the answer exists (Discord defers a slash command publicly or
+    /// ephemerally) asks this of the text typed.
+    pub fn answers_privately(&self) -> bool {
+        matches!(self, Command::Web)
+    }
+}
+
+/// [`Command::answers_privately`] of a typed command (false when it does not parse).
+pub fn answers_privately(text: &str) -> bool {
+    parse(text).is_ok_and(|c| c.answers_privately())
 }
 
 /// What to do to an environment. It is data: a job stores it (the verb in its own column, the
@@ -122,6 +134,11 @@ pub enum Action {
         parameters: BTreeMap<String, String>,
         #[serde(default, flatten)]
         version: Version,
+        /// `--revert-drift`: instead of the templates, a REVERT_DRIFT change set on the
+        /// stack's current template and parameters, undoing the drift the last check found.
+        /// It deploys no code, so it has no version.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        revert_drift: bool,
     },
     /// Redeploys an earlier commit: the last good one before the current, or `to`.
     Rollback {
@@ -189,6 +206,7 @@ impl Action {
     /// The version the action deploys, for those that deploy code.
     pub fn version(&self) -> Option<&Version> {
         match self {
+            Action::Update { revert_drift: true, .. } => None,
             Action::Commission { version }
             | Action::Deploy { version, .. }
             | Action::Update { version, .. }
@@ -206,6 +224,7 @@ impl Action {
     /// The same, to fill in.
     pub fn version_mut(&mut self) -> Option<&mut Version> {
         match self {
+            Action::Update { revert_drift: true, .. } => None,
             Action::Commission { version }
             | Action::Deploy { version, .. }
             | Action::Update { version, .. }
@@ -458,13 +477,7 @@ pub fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
                 version,
             }
         }
-        "update" => {
-            let (version, rest) = take_ref(args, "update")?;
-            Action::Update {
-                parameters: parse_parameters(&rest, "update")?,
-                version,
-            }
-        }
+        "update" => parse_update(args)?,
         "plan" => Action::Plan {
             parameters: parse_parameters(args, "plan")?,
         },

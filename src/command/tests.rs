@@ -46,6 +46,7 @@ fn every_env_command_parses() {
             Action::Update {
                 parameters: BTreeMap::new(),
                 version: Default::default(),
+                revert_drift: false,
             },
         ),
         (
@@ -53,6 +54,7 @@ fn every_env_command_parses() {
             Action::Update {
                 parameters: BTreeMap::from([("ApiInstanceType".into(), "t3.large".into())]),
                 version: Default::default(),
+                revert_drift: false,
             },
         ),
         (
@@ -235,6 +237,7 @@ fn actions_are_stored_and_read_back_in_the_job_row_format() {
             Action::Update {
                 parameters: parameters.clone(),
                 version: Default::default(),
+                revert_drift: false,
             },
             r#"{"parameters":{"WorkerCount":"3"}}"#,
         ),
@@ -292,6 +295,7 @@ fn every_action_has_its_row_in_the_command_table() {
         Action::Update {
             parameters: BTreeMap::new(),
             version: Default::default(),
+            revert_drift: false,
         },
         Action::Plan {
             parameters: BTreeMap::new(),
@@ -350,7 +354,7 @@ fn a_ref_rollback_and_history_parse_and_bad_ones_are_refused() {
     ));
     assert!(matches!(
         parse("staging update Size=2 ref=main").unwrap(),
-        Command::Env { action: Action::Update { parameters, version }, .. }
+        Command::Env { action: Action::Update { parameters, version, .. }, .. }
             if parameters.len() == 1 && version.git_ref.as_deref() == Some("main")
     ));
     assert!(matches!(
@@ -522,4 +526,51 @@ fn drift_is_a_bare_preview_that_runs_under_the_lock() {
         parse("staging drift --confirm").unwrap_err().message,
         "`drift` changes nothing: --break-glass and --confirm are for commands that do"
     );
+}
+
+#[test]
+fn update_revert_drift_stands_alone_and_a_mistyped_option_is_named() {
+    let Ok(Command::Env { action, .. }) = parse("staging update --revert-drift") else {
+        panic!("not parsed")
+    };
+    assert_eq!(
+        action,
+        Action::Update {
+            parameters: BTreeMap::new(),
+            version: Default::default(),
+            revert_drift: true,
+        }
+    );
+    assert_eq!(action.verb(), "update", "the approval policy and grant of update apply");
+    assert!(action.mutates());
+    assert_eq!(action.version(), None, "it deploys no code");
+    assert_eq!(action.stored_args(), r#"{"revert_drift":true,"parameters":{}}"#);
+    assert_eq!(Action::from_stored("update", r#"{"revert_drift":true}"#), Ok(action));
+    // A plain update stores what it stored before the option existed.
+    assert_eq!(
+        Action::from_stored("update", "{}").unwrap().stored_args(),
+        r#"{"parameters":{}}"#
+    );
+
+    let usage = "usage: <env> update [Parameter=value...] [ref=<branch|tag|sha>] [--revert-drift]";
+    for (text, message) in [
+        (
+            "staging update --revert-drif",
+            "unknown option '--revert-drif'; did you mean '--revert-drift'?",
+        ),
+        ("staging update --revert", "unknown option '--revert' (update takes --revert-drift)"),
+        (
+            "staging update --revert-drift WorkerCount=3",
+            "`update --revert-drift` takes nothing else (got 'WorkerCount=3'): it reverts to the stack's current template and parameters",
+        ),
+        (
+            "staging update ref=main --revert-drift",
+            "`update --revert-drift` takes nothing else (got 'ref=main'): it reverts to the stack's current template and parameters",
+        ),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.to_string(), format!("{message}\n{usage}"), "{text}");
+    }
+    // `--ref X` is still a ref, with or without the new option around.
+    assert!(parse("staging update --ref main").is_ok());
 }

@@ -30,7 +30,7 @@ pub use people::PersonSettings;
 pub use platforms::{DiscordSettings, HealthSettings, SlackSettings};
 pub use repository::{OtherRefs, RepositorySettings};
 pub use settings::*;
-pub use web::WebSettings;
+pub use web::{TrustedNet, WebSettings};
 
 /// Where the config file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "config/argos.yaml";

@@ -245,7 +245,7 @@ async fn resource_drifts(aws: &Aws, stack_id: &str) -> Result<Vec<aws_sdk_cloudf
 
 /// The values of the template's NoEcho parameters that the engine knows (from the config's
 /// variables), so a property set from one is masked wherever it appears.
-fn no_echo_values(ctx: &Ctx, info: &stack::StackInfo) -> Vec<String> {
+pub(crate) fn no_echo_values(ctx: &Ctx, info: &stack::StackInfo) -> Vec<String> {
     let Ok((_, main)) = ctx.engine.templates() else {
         return vec![];
     };

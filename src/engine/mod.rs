@@ -12,6 +12,7 @@ mod drift;
 mod health_check;
 mod params;
 mod preflight;
+mod revert_drift;
 mod settle;
 mod status;
 mod update;
@@ -29,6 +30,7 @@ pub use commission::commission;
 pub use decommission::decommission;
 pub use deploy::{check_roles, deploy};
 pub use drift::{drift, drift_and_record, DriftReport, DriftedResource, PropertyDrift};
+pub use revert_drift::{check_revertable, revert_drift, revert_drift_plan};
 pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};
 pub use update::{plan, update};
@@ -229,7 +231,10 @@ pub async fn run(ctx: &Ctx, action: &Action) -> Result<Outcome> {
     Ok(match action {
         Action::Commission { version } => Outcome::Done(Box::pin(commission(ctx, version)).await?),
         Action::Deploy { roles, version } => Outcome::Done(Box::pin(deploy(ctx, roles, version)).await?),
-        Action::Update { parameters, version } => Outcome::Done(Box::pin(update(ctx, parameters, version)).await?),
+        Action::Update { revert_drift: true, .. } => Outcome::Done(Box::pin(revert_drift(ctx)).await?),
+        Action::Update {
+            parameters, version, ..
+        } => Outcome::Done(Box::pin(update(ctx, parameters, version)).await?),
         Action::Rollback { version, .. } => Outcome::Done(Box::pin(versions::rollback(ctx, version)).await?),
         Action::History { count } => Outcome::History(versions::history(ctx, *count)?),
         Action::Plan { parameters } => Outcome::Done(Box::pin(plan(ctx, parameters)).await?),

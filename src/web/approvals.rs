@@ -3,7 +3,8 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::session::viewer;
@@ -48,8 +49,8 @@ fn shown(job: &JobRecord, a: &ApprovalRecord) -> ApprovalView {
     }
 }
 
-pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&web, &headers).await {
+pub(crate) async fn page(State(web): State<Web>, request: Parts) -> Response {
+    let viewer = match viewer(&web, &request).await {
         Ok(v) => v,
         Err(page) => return page,
     };

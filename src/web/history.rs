@@ -4,7 +4,8 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::session::viewer;
@@ -89,8 +90,8 @@ pub(crate) fn timeline(deploys: &[JobRecord]) -> String {
     svg
 }
 
-pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap, Path(env): Path<String>) -> Response {
-    let viewer = match viewer(&web, &headers).await {
+pub(crate) async fn page(State(web): State<Web>, request: Parts, Path(env): Path<String>) -> Response {
+    let viewer = match viewer(&web, &request).await {
         Ok(v) => v,
         Err(page) => return page,
     };

@@ -5,7 +5,8 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -42,8 +43,8 @@ pub(crate) struct JobPage {
 }
 
 /// The job, if the viewer may see its environment; the page to answer otherwise.
-async fn visible_job(web: &Web, headers: &HeaderMap, id: u64) -> Result<JobRecord, Response> {
-    let viewer = viewer(web, headers).await?;
+async fn visible_job(web: &Web, request: &Parts, id: u64) -> Result<JobRecord, Response> {
+    let viewer = viewer(web, request).await?;
     let job = web.blocking(move |bot| bot.store().job(id)).await;
     match job {
         Ok(Some(job)) if viewer.sees(&job.env) => Ok(job),
@@ -71,8 +72,8 @@ async fn visible_job(web: &Web, headers: &HeaderMap, id: u64) -> Result<JobRecor
     }
 }
 
-pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
-    let job = match visible_job(&web, &headers, id).await {
+pub(crate) async fn page(State(web): State<Web>, request: Parts, Path(id): Path<u64>) -> Response {
+    let job = match visible_job(&web, &request, id).await {
         Ok(j) => j,
         Err(page) => return page,
     };
@@ -125,11 +126,11 @@ pub(crate) struct TailQuery {
 /// `GET /jobs/<id>/log?offset=N`: `{"text": ..., "next_offset": ..., "finished": ...}`.
 pub(crate) async fn log_tail(
     State(web): State<Web>,
-    headers: HeaderMap,
+    request: Parts,
     Path(id): Path<u64>,
     Query(q): Query<TailQuery>,
 ) -> Response {
-    if let Err(page) = visible_job(&web, &headers, id).await {
+    if let Err(page) = visible_job(&web, &request, id).await {
         return page;
     }
     let tail = web

@@ -3,7 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -63,8 +64,8 @@ fn given(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap, Query(f): Query<Filters>) -> Response {
-    let viewer = match viewer(&web, &headers).await {
+pub(crate) async fn page(State(web): State<Web>, request: Parts, Query(f): Query<Filters>) -> Response {
+    let viewer = match viewer(&web, &request).await {
         Ok(v) => v,
         Err(page) => return page,
     };

@@ -14,6 +14,8 @@ mod job;
 mod jobs;
 mod overview;
 mod session;
+mod stacks;
+mod trusted;
 mod view;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -27,6 +29,8 @@ use crate::bot::Bot;
 #[derive(Clone)]
 pub(crate) struct Web {
     bot: Bot,
+    /// The environments' stack statuses, read from AWS at most once per TTL.
+    stacks: std::sync::Arc<stacks::StackStatuses>,
 }
 
 impl Web {
@@ -39,8 +43,15 @@ impl Web {
     }
 }
 
+/// The address a request came from, which the listener adds to each request (the web page
+/// believes `web.trusted_header` only from `web.trusted_proxies`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// The page routes, to merge beside the health endpoints.
 pub fn router(bot: Bot) -> Router {
+    let ttl = std::time::Duration::from_secs(bot.engine().config.settings.web.stack_status_secs);
+    let stacks = std::sync::Arc::new(stacks::StackStatuses::new(ttl));
     Router::new()
         .route("/", get(overview::page))
         .route("/login/{token}", get(session::login_page).post(session::login))
@@ -50,7 +61,7 @@ pub fn router(bot: Bot) -> Router {
         .route("/envs/{env}", get(history::page))
         .route("/approvals", get(approvals::page))
         .route("/logout", post(session::logout))
-        .with_state(Web { bot })
+        .with_state(Web { bot, stacks })
 }
 
 /// A rendered page, with the headers every page carries: never cached (it shows live state and

@@ -1,9 +1,11 @@
-//! `GET /`: each environment the viewer may see, with its deployed version, its running job,
-//! its hold or freeze, its pending approvals and its last few deploys.
+//! `GET /`: each environment the viewer may see, with its stack's status (from the cache in
+//! [`super::stacks`]), its deployed version, its running job, its hold or freeze, its pending
+//! approvals and its last few deploys.
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::session::viewer;
@@ -15,6 +17,9 @@ const LAST_DEPLOYS: usize = 5;
 
 pub(crate) struct EnvCard {
     pub name: String,
+    /// Its stack's status ("CREATE_COMPLETE", "no stack", "unknown: <cause>") and CSS class.
+    pub stack: String,
+    pub stack_class: &'static str,
     pub deployed: String,
     pub deployed_at: String,
     pub running: Option<JobRow>,
@@ -29,14 +34,19 @@ pub(crate) struct EnvCard {
 pub(crate) struct OverviewPage {
     pub who: String,
     pub envs: Vec<EnvCard>,
+    /// How old the stack statuses are ("read 12 s ago").
+    pub stacks_read: String,
 }
 
-pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&web, &headers).await {
+pub(crate) async fn page(State(web): State<Web>, request: Parts) -> Response {
+    let viewer = match viewer(&web, &request).await {
         Ok(v) => v,
         Err(page) => return page,
     };
     let who = viewer.who.display_name.clone();
+    // From the cache (AWS is read at most once per web.stack_status_secs), before the store.
+    let stacks = web.stacks.get(web.bot.engine()).await;
+    let stacks_read = stacks.age();
     let envs = web
         .blocking(move |bot| {
             let store = bot.store();
@@ -66,8 +76,11 @@ pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap) -> Response
                         .max_by_key(|f| f.ends_at)
                         .cloned();
                     let freeze = crate::holds::freeze_in_force(stored, config, name);
+                    let stack = stacks.of(name);
                     EnvCard {
                         name: name.clone(),
+                        stack: stack.to_string(),
+                        stack_class: stack.class(),
                         deployed: good.as_ref().map(view::version).unwrap_or_default(),
                         deployed_at: good.as_ref().map(|j| view::time(j.finished_at)).unwrap_or_default(),
                         running: running.as_ref().map(JobRow::of),
@@ -99,5 +112,5 @@ pub(crate) async fn page(State(web): State<Web>, headers: HeaderMap) -> Response
                 .collect()
         })
         .await;
-    render(StatusCode::OK, OverviewPage { who, envs })
+    render(StatusCode::OK, OverviewPage { who, envs, stacks_read })
 }

@@ -4,9 +4,11 @@
 //! starts from. Tokens are never logged; the store keeps their hashes.
 
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
+use super::trusted::{self, Trusted};
 use super::{html, message, Web};
 use crate::permissions::{Decision, Identity};
 use crate::store::LinkRefusal;
@@ -48,25 +50,39 @@ pub(crate) fn sign_in_needed() -> Response {
     )
 }
 
-/// The viewer of a request, or the page to answer instead.
-pub(crate) async fn viewer(web: &Web, headers: &HeaderMap) -> Result<Viewer, Response> {
-    let Some(token) = session_token(headers) else {
+/// The environments `who` may see: those they may `status`.
+fn visible_envs(bot: &crate::bot::Bot, who: &Identity) -> Vec<String> {
+    let perms = bot.permissions();
+    bot.engine()
+        .config
+        .settings
+        .environments
+        .keys()
+        .filter(|env| perms.check(who, env, "status") == Decision::Allowed)
+        .cloned()
+        .collect()
+}
+
+/// The viewer of a request, or the page to answer instead: the person a trusted proxy names
+/// (when `web.trusted_header` is set and the request comes from `web.trusted_proxies`), else
+/// the session cookie's.
+pub(crate) async fn viewer(web: &Web, request: &Parts) -> Result<Viewer, Response> {
+    match trusted::person(web, request) {
+        Trusted::Person(who) => {
+            let envs = visible_envs(&web.bot, &who);
+            return Ok(Viewer { who, envs });
+        }
+        Trusted::Refused(page) => return Err(page),
+        Trusted::NotAsked => {}
+    }
+    let Some(token) = session_token(&request.headers) else {
         return Err(sign_in_needed());
     };
     let found = web
         .blocking(move |bot| {
             let who = bot.store().web_session(&token)?;
             Ok::<_, crate::store::StoreError>(who.map(|who| {
-                let perms = bot.permissions();
-                let envs = bot
-                    .engine()
-                    .config
-                    .settings
-                    .environments
-                    .keys()
-                    .filter(|env| perms.check(&who, env, "status") == Decision::Allowed)
-                    .cloned()
-                    .collect();
+                let envs = visible_envs(bot, &who);
                 Viewer { who, envs }
             }))
         })

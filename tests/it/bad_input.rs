@@ -432,7 +432,7 @@ async fn cli_help_shows_the_grammar_and_each_command() {
     for grammar in [
         "<env> commission [ref=<branch|tag|sha>]",
         "<env> deploy [roles...] [ref=<branch|tag|sha>]",
-        "<env> update [Parameter=value...] [ref=<branch|tag|sha>]",
+        "<env> update [Parameter=value...] [ref=<branch|tag|sha>] [--revert-drift]",
         "<env> rollback [to <job|sha|ref>]",
         "<env> history [n]",
         "<env> decommission",

@@ -46,6 +46,7 @@ const NUMBERS: &[&str] = &[
     "web.link_minutes",
     "web.session_hours",
     "web.log_limit_bytes",
+    "web.stack_status_secs",
     "slack.connections",
     "slack.updates_per_minute",
     "approvals.ttl_minutes",

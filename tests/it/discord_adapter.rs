@@ -26,7 +26,7 @@ impl Bot {
             Box::pin(async move {
                 bot.events.lock().unwrap().push((ev.clone(), Instant::now()));
                 if !ev.text.contains("deploy") {
-                    return Some(format!("echo: {}", ev.text));
+                    return Some(format!("echo: {}", ev.text).into());
                 }
                 let port = bot.port.get().expect("port set").clone();
                 let id = port

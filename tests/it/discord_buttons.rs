@@ -186,7 +186,7 @@ async fn a_click_runs_the_command_as_the_clicker_and_answers_only_them() {
         let seen = seen.clone();
         Box::pin(async move {
             seen.lock().unwrap().push(ev.clone());
-            (!ev.text.contains("deploy")).then(|| format!("echo: {}", ev.text))
+            (!ev.text.contains("deploy")).then(|| format!("echo: {}", ev.text).into())
         })
     });
     let (port, client) = discord::start_with_limits(

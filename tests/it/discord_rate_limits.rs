@@ -117,7 +117,8 @@ impl Drop for Connected {
 
 async fn connected() -> Connected {
     let fake = FakeDiscord::start_with(FAST_FAKE_LIMITS).await;
-    let handler: CommandHandler = Arc::new(|ev: ChatEvent| Box::pin(async move { Some(format!("echo: {}", ev.text)) }));
+    let handler: CommandHandler =
+        Arc::new(|ev: ChatEvent| Box::pin(async move { Some(format!("echo: {}", ev.text).into()) }));
     let (port, task) = discord::start_with_limits(
         &fake.settings(false),
         TOKEN.to_string(),

@@ -456,3 +456,65 @@ async fn a_drift_schedule_naming_an_unknown_environment_is_refused_naming_the_ke
     assert!(e.contains("schedules[0].environments[1]"), "{e}");
     assert!(e.contains("unknown environment 'qa'"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_check_holds_the_lock_so_a_deploy_asked_meanwhile_is_refused() {
+    let fake = FakeAws::start().await;
+    staging_stack(&fake);
+    // A detection that takes a while: the deploy is asked for in the middle of it.
+    fake.script_drift(
+        "argos-staging",
+        DriftScript::complete(
+            1.5,
+            vec![ResourceDrift::in_sync("ApiEc2Instance", "AWS::EC2::Instance")],
+        ),
+    );
+    let project = TestProject::new(&fake.endpoint_url(), SCHEDULED);
+    let bot = Bot::new(
+        project.engine().await,
+        Store::open(&project.config().database_path()).unwrap(),
+    );
+    let port = RecordingPort::new();
+    bot.add_port(port.clone());
+    let s = bot.engine().config.settings.schedules[0].clone();
+    let due = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let run = tokio::spawn({
+        let bot = bot.clone();
+        async move { announce::run_once(&bot, &s, due).await }
+    });
+    // The check's job takes the lock before it asks AWS for a detection.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while fake.count("DetectStackDrift") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the scheduled detection started");
+    let lock = bot.store().env_lock("staging").unwrap().expect("a lock row");
+    assert_eq!(lock.job_id, Some(1), "{lock:?}");
+
+    let busy = bot.handle(said("alice", "staging deploy")).await.unwrap();
+    assert!(
+        busy.contains("staging is busy: job #1 (drift by schedule hourly-drift)"),
+        "{busy}"
+    );
+    assert!(run.await.unwrap(), "the run was claimed");
+    // The check's job ended with the detection and freed the environment.
+    let job = bot.store().job(1).unwrap().unwrap();
+    assert_eq!(
+        (job.action.as_str(), job.state),
+        ("drift", argos::store::JobState::Succeeded)
+    );
+    assert_eq!(job.requester_name, "schedule hourly-drift");
+    assert_eq!(
+        job.result.as_deref(),
+        Some("argos-staging: in sync, but 2 resource(s) not checked")
+    );
+    assert_eq!(bot.store().env_lock("staging").unwrap().unwrap().job_id, None);
+    assert!(
+        posts(&port).is_empty(),
+        "a first check in sync posts nothing: {:?}",
+        posts(&port)
+    );
+    assert_eq!(bot.store().job(2).unwrap(), None, "the deploy was refused, not queued");
+}

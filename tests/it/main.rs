@@ -26,6 +26,7 @@ mod discord_bot;
 mod discord_buttons;
 mod discord_rate_limits;
 mod drift;
+mod drift_revert;
 mod engine_scenarios;
 mod fake_aws_selftest;
 mod fake_slack_selftest;

@@ -52,6 +52,13 @@ pub(crate) async fn command_env(
             return Some(messages::usage_error(&e.to_string()));
         }
     }
+    if let Action::Update { revert_drift: true, .. } = &action {
+        // Before any job or approval exists: without recorded drift there is nothing to revert.
+        if let Err(e) = engine::check_revertable(&inner.engine, env.as_str()) {
+            audit(inner, ev, &format!("refused: {e}"), None);
+            return Some(messages::refused(&e.to_string()));
+        }
+    }
     if !action.is_job() {
         let ctx = Ctx {
             engine: inner.engine.clone(),

@@ -3,6 +3,15 @@
 use crate::engine::{DriftReport, Summary};
 use crate::store::{DriftRecord, DriftState};
 
+/// A job's command as people typed it, for its request and its status message: `update
+/// --revert-drift` is not an ordinary update to whoever approves or watches it.
+pub fn job_command(action: &str, args: &str) -> String {
+    match crate::command::Action::from_stored(action, args) {
+        Ok(crate::command::Action::Update { revert_drift: true, .. }) => format!("{action} --revert-drift"),
+        _ => action.to_string(),
+    }
+}
+
 /// `argos-prod: drifted: 2 resource(s)` and, beneath, each drifted resource with its changed
 /// properties, the resources that were not checked (named, never folded into "in sync"), and
 /// how long the detection took. Values are already masked where they may be secrets.

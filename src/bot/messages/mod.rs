@@ -307,7 +307,13 @@ pub fn approval_request(job: &JobRecord, a: &ApprovalRecord, req: &Requirement, 
         .map(|t| t.format("%H:%M UTC").to_string())
         .unwrap_or_default();
     let mut lines = vec![
-        format!("🔐 **Approval needed** · job #{} · {} {} requested by {}", job.id, job.env, job.action, job.requester_name),
+        format!(
+            "🔐 **Approval needed** · job #{} · {} {} requested by {}",
+            job.id,
+            job.env,
+            job_command(&job.action, &job.args),
+            job.requester_name
+        ),
         a.plan.clone(),
         format!(
             "Needs {} approval(s) from {}, not {}. Expires at {expires}. `{prefix} approve {}` / `{prefix} deny {} [reason]`",

@@ -15,3 +15,22 @@ pub fn web_not_configured() -> String {
 pub fn job_page_link(public_url: &str, job: u64) -> String {
     format!("🔗 {public_url}/jobs/{job}")
 }
+
+/// What `web` answers privately, as the public line that says where it went names it.
+pub const SIGN_IN_LINK: &str = "a sign-in link";
+
+/// The public line when a private answer went by direct message (`what`: "a sign-in link").
+pub fn sent_by_direct_message(what: &str) -> String {
+    format!("📬 I sent you {what} in a direct message.")
+}
+
+/// The public line when a private answer could not be delivered: why, and never the answer.
+pub fn private_reply_failed(what: &str, cause: &str) -> String {
+    format!("❌ I could not send you {what} privately: {cause}. Nothing was posted here.")
+}
+
+/// Why Discord refused a direct message (error 50007: the person does not accept direct
+/// messages from this server's members, or has blocked the bot), and what to do instead.
+pub fn direct_messages_refused() -> String {
+    "Discord refused the direct message (you do not accept direct messages from this server's members); allow them in the server's privacy settings, or use the slash command `/argos web`, whose answer only you can see".into()
+}

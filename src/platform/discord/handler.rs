@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 
 use super::message::{fit, identity_of, no_pings};
 use super::*;
+use crate::bot::messages;
+use crate::bot::port::Reply;
 
 pub(super) type ReadySender = Arc<StdMutex<Option<oneshot::Sender<Result<(), String>>>>>;
 
@@ -66,10 +68,19 @@ impl Handler {
         if !self.mine(cmd.id.to_string()).await {
             return;
         }
+        let text = slash_text(
+            &option_text(&cmd, "command"),
+            &option_text(&cmd, "env"),
+            &option_text(&cmd, "args"),
+            &option_text(&cmd, "ref"),
+        );
         // Acknowledge first: Discord drops interactions not answered within 3 s. Interaction
         // responses do not count against the bot's global limit (Discord's rate-limit docs),
-        // so they never wait behind status edits.
-        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
+        // so they never wait behind status edits. A command whose answer is private (a
+        // sign-in link) is deferred ephemerally: the answer that replaces the deferral is
+        // then seen by its asker only (the flag can only be set here, not on that edit).
+        let private = crate::command::answers_privately(&text);
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new().ephemeral(private));
         if let Err(e) = self
             .port
             .interaction_callback(&cmd.id.to_string(), &cmd.token, &defer)
@@ -78,12 +89,6 @@ impl Handler {
             tracing::warn!("deferring /{SLASH_COMMAND} failed: {e}");
             return;
         }
-        let text = slash_text(
-            &option_text(&cmd, "command"),
-            &option_text(&cmd, "env"),
-            &option_text(&cmd, "args"),
-            &option_text(&cmd, "ref"),
-        );
         let identity = identity_of(
             &cmd.user,
             cmd.member.as_ref().and_then(|m| m.nick.as_ref()),
@@ -94,9 +99,15 @@ impl Handler {
             channel: cmd.channel_id.to_string(),
             text,
         };
-        let reply = (self.handler)(event)
-            .await
-            .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
+        let reply = match (self.handler)(event).await {
+            None => FOLLOWING_IN_CHANNEL.to_string(),
+            Some(Reply::Public(text)) => text,
+            Some(Reply::Private(p)) if private => p.text,
+            // Not deferred ephemerally, so the answer would be public: say so instead.
+            Some(Reply::Private(p)) => {
+                messages::private_reply_failed(p.what, "the answer was not expected to be private")
+            }
+        };
         let answer = EditInteractionResponse::new()
             .content(fit(&reply))
             .allowed_mentions(no_pings());
@@ -141,7 +152,10 @@ impl Handler {
             channel: click.channel_id.to_string(),
             text: command,
         };
-        let reply = (self.handler)(event).await.unwrap_or_else(|| ON_IT.to_string());
+        // The deferral is ephemeral: a private answer may replace it as it is.
+        let reply = (self.handler)(event)
+            .await
+            .map_or_else(|| ON_IT.to_string(), Reply::into_text);
         let answer = EditInteractionResponse::new()
             .content(fit(&reply))
             .allowed_mentions(no_pings());
@@ -195,9 +209,17 @@ impl EventHandler for Handler {
             channel: channel.clone(),
             text: text.to_string(),
         };
-        if let Some(reply) = (self.handler)(event).await {
-            if let Err(e) = self.port.send(&channel, OutgoingMessage::text(reply)).await {
-                tracing::warn!("{e}");
+        match (self.handler)(event).await {
+            None => {}
+            Some(Reply::Public(reply)) => {
+                if let Err(e) = self.port.send(&channel, OutgoingMessage::text(reply)).await {
+                    tracing::warn!("{e}");
+                }
+            }
+            Some(Reply::Private(reply)) => {
+                self.port
+                    .reply_privately(&msg.author.id.to_string(), &channel, reply)
+                    .await
             }
         }
     }

@@ -38,6 +38,7 @@ use crate::redact::TokenScrubber;
 mod handler;
 mod limiter;
 mod message;
+mod private;
 mod rest;
 mod shared_hold;
 
@@ -49,6 +50,7 @@ pub use message::{
     MAX_CONTENT_CHARS, MAX_CUSTOM_ID_CHARS, ON_IT,
 };
 use message::{message_body, read_attachment, snowflake};
+pub use private::EPHEMERAL;
 use rest::{Body, Call, Rest};
 
 /// The slash command's name: `/argos`.

@@ -231,7 +231,12 @@ impl Rest {
                     crate::metrics::get().chat_request("discord", call.what, "error");
                     let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
                     let message = json["message"].as_str().unwrap_or("no message");
-                    return Err(format!("Discord {} failed: HTTP {status}: {message}", call.what));
+                    // Discord's own error code says what went wrong (50007: no DMs to that person).
+                    let code = match json["code"].as_u64() {
+                        Some(code) if code != 0 => format!(" (code {code})"),
+                        _ => String::new(),
+                    };
+                    return Err(format!("Discord {} failed: HTTP {status}: {message}{code}", call.what));
                 }
             }
         }

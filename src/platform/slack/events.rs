@@ -16,7 +16,7 @@ use super::blocks::button_command;
 use super::directory::Directory;
 use super::text::decode;
 use super::{Client, SlackPort, FOLLOWING_IN_CHANNEL, ON_IT};
-use crate::bot::port::{addressed_text, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage};
+use crate::bot::port::{addressed_text, ChatEvent, ChatPort, CommandHandler, EventClaim, OutgoingMessage, Reply};
 use crate::permissions::Identity;
 use crate::redact::TokenScrubber;
 
@@ -147,10 +147,14 @@ pub(super) async fn on_push(
             channel: channel.clone(),
             text,
         };
-        if let Some(reply) = (ctx.handler)(event).await {
-            if let Err(e) = ctx.port.send(&channel, OutgoingMessage::text(reply)).await {
-                tracing::warn!("{e}");
+        match (ctx.handler)(event).await {
+            None => {}
+            Some(Reply::Public(reply)) => {
+                if let Err(e) = ctx.port.send(&channel, OutgoingMessage::text(reply)).await {
+                    tracing::warn!("{e}");
+                }
             }
+            Some(Reply::Private(reply)) => ctx.port.reply_privately(&user, &channel, reply).await,
         }
     });
     Ok(())
@@ -177,9 +181,10 @@ pub(super) async fn on_command(
             channel: event.channel_id.to_string(),
             text: event_text,
         };
+        // A `response_url` answer is ephemeral (Slack's default): private answers included.
         let reply = (ctx.handler)(chat)
             .await
-            .unwrap_or_else(|| FOLLOWING_IN_CHANNEL.to_string());
+            .map_or_else(|| FOLLOWING_IN_CHANNEL.to_string(), Reply::into_text);
         ctx.port.respond(&event.response_url, &reply).await;
     });
     Ok(ack)
@@ -225,14 +230,18 @@ pub(super) async fn on_interaction(
             channel: channel.clone(),
             text: command,
         };
-        let reply = (ctx.handler)(chat).await.unwrap_or_else(|| ON_IT.to_string());
-        match &click.response_url {
-            Some(url) => ctx.port.respond(url, &reply).await,
-            None => {
+        let reply = (ctx.handler)(chat)
+            .await
+            .unwrap_or_else(|| Reply::Public(ON_IT.to_string()));
+        match (&click.response_url, reply) {
+            // Ephemeral (Slack's default for a `response_url`): private answers included.
+            (Some(url), reply) => ctx.port.respond(url, &reply.into_text()).await,
+            (None, Reply::Public(reply)) => {
                 if let Err(e) = ctx.port.send(&channel, OutgoingMessage::text(reply)).await {
                     tracing::warn!("{e}");
                 }
             }
+            (None, Reply::Private(reply)) => ctx.port.reply_privately(user.id.as_ref(), &channel, reply).await,
         }
     });
     Ok(())

@@ -33,6 +33,7 @@ pub mod blocks;
 mod directory;
 mod events;
 pub mod limiter;
+mod private;
 pub mod text;
 
 pub use limiter::SlackLimits;

@@ -390,7 +390,7 @@ async fn a_slow_store_holds_up_no_acknowledgement() {
             true
         })
     });
-    let handler: CommandHandler = Arc::new(|ev| Box::pin(async move { Some(format!("echo: {}", ev.text)) }));
+    let handler: CommandHandler = Arc::new(|ev| Box::pin(async move { Some(format!("echo: {}", ev.text).into()) }));
     let tokens = slack::SlackTokens::from_env(&settings).expect("tokens");
     let (_port, connection) = slack::start(&settings, tokens, "!argos".into(), handler, claim, LIMITS)
         .await

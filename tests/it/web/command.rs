@@ -76,3 +76,52 @@ async fn without_a_public_url_web_says_what_to_set() {
         "The web page is not configured: an admin sets web.public_url in config/argos.yaml (and health.listen serves it)."
     );
 }
+
+/// `argos web` through the real binary as the operating-system user `user`: (exit code,
+/// stdout, stderr).
+async fn cli_web(config: &std::path::Path, user: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argos"))
+        .arg("--config")
+        .arg(config)
+        .arg("web")
+        .env_remove("ARGOS_CONFIG")
+        .env("USER", user)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run argos");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_a_link_for_its_user_and_refuses_a_stranger() {
+    let config = format!("{PEOPLE}web:\n  public_url: \"https://argos.example.com\"\n  link_minutes: 3\n");
+    let w = World::builder().config(&config).build().await;
+    let (code, stdout, stderr) = cli_web(&w.project.config_path, "alice").await;
+    assert_eq!(code, 0, "{stderr}");
+    let prefix = "🔗 Your sign-in link for the Argos page (works once, for 3 min; don't share it): https://argos.example.com/login/";
+    let token = stdout
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string();
+    assert_eq!(token.len(), 64);
+    let store = argos::store::Store::open(&w.project.config().database_path()).unwrap();
+    let who = store.redeem_sign_in_link(&token, "feed", 60_000).unwrap().unwrap();
+    assert_eq!(
+        (who.platform, who.user_id.as_str()),
+        (argos::address::Surface::Cli, "alice")
+    );
+    let audit = store.audit_log(10).unwrap();
+    assert!(audit
+        .iter()
+        .any(|r| r.command == "web" && r.outcome == "ok: sign-in link sent"));
+    assert!(!audit
+        .iter()
+        .any(|r| r.command.contains(&token) || r.outcome.contains(&token)));
+
+    let (code, stdout, stderr) = cli_web(&w.project.config_path, "mallory").await;
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert!(stderr.contains("error: ⛔ You have no role with Argos."), "{stderr}");
+}

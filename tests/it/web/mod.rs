@@ -12,3 +12,6 @@ mod command;
 mod figures;
 mod listing;
 mod pages;
+mod private;
+mod stacks;
+mod trusted;

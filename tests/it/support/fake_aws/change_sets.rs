@@ -77,12 +77,23 @@ impl State {
         let parameters = resolve_parameters(&tpl, &explicit, &prev)?;
         let capabilities = scalar_list(p, "Capabilities.member");
         check_capabilities(&tpl, &capabilities)?;
+        let revert_drift = match p.get("DeploymentMode").map(String::as_str) {
+            None => false,
+            Some("REVERT_DRIFT") if kind == "UPDATE" => true,
+            Some("REVERT_DRIFT") => {
+                return Err(validation(
+                    "DeploymentMode REVERT_DRIFT is only supported for UPDATE change sets",
+                ))
+            }
+            Some(other) => return Err(validation(format!("DeploymentMode {other} is not supported"))),
+        };
         let changes = match self
             .change_set_overrides
             .get_mut(&stack_name)
             .and_then(VecDeque::pop_front)
         {
             Some(c) => c,
+            None if revert_drift => self.drift_reverts(&stack_id, now),
             None => {
                 let old = old_template
                     .as_deref()
@@ -174,6 +185,7 @@ impl State {
         let i = self.find_change_set(p, now)?;
         let c = &self.change_sets[i];
         let (status, reason, exec) = self.change_set_status(c, now);
+        let with_values = p.get("IncludePropertyValues").is_some_and(|v| v == "true");
         let mut x = String::new();
         x += &tag("ChangeSetName", &c.name);
         x += &tag("ChangeSetId", &c.id);
@@ -231,7 +243,24 @@ impl State {
                 for s in &ch.scope {
                     x += &tag("member", s);
                 }
-                x += "</Scope><Details/></ResourceChange></member>";
+                x += "</Scope><Details>";
+                for (path, before, after) in &ch.details {
+                    x += "<member><Target>";
+                    x += &tag("Attribute", "Properties");
+                    x += &tag("Name", path.rsplit('/').next().unwrap_or(path));
+                    x += &tag("Path", path);
+                    x += &tag("RequiresRecreation", "Never");
+                    if with_values {
+                        x += &tag("BeforeValue", before);
+                        x += &tag("AfterValue", after);
+                    }
+                    x += &tag("AttributeChangeType", "Modify");
+                    x += "</Target>";
+                    x += &tag("Evaluation", "Static");
+                    x += &tag("ChangeSource", "DirectModification");
+                    x += "</member>";
+                }
+                x += "</Details></ResourceChange></member>";
             }
         }
         x += "</Changes>";

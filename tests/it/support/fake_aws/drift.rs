@@ -1,7 +1,8 @@
 //! Drift detection (moto has none): DetectStackDrift starts a detection that plays a
 //! [`DriftScript`] on the fake's clock; DescribeStackDriftDetectionStatus follows it;
 //! DescribeStackResourceDrifts pages through its results (`set_event_page_size` per page).
-//! Without a script, every resource of the stack is found IN_SYNC at once.
+//! Without a script, every resource of the stack is found IN_SYNC at once. A change set in
+//! REVERT_DRIFT mode reverts what the stack's last finished detection found.
 
 use super::*;
 
@@ -199,5 +200,39 @@ impl State {
             x += &tag("NextToken", &format!("drift1.{end}"));
         }
         Ok(x)
+    }
+}
+
+impl State {
+    /// The changes of a REVERT_DRIFT change set: each resource the stack's last finished
+    /// detection found MODIFIED, with its properties back from the actual to the expected
+    /// value; each one found DELETED, created again. None when it found no drift.
+    pub(super) fn drift_reverts(&self, stack_id: &str, now: Instant) -> Vec<Change> {
+        let Some(DriftOutcome::Complete(results)) = self
+            .detections
+            .iter()
+            .rev()
+            .find(|d| d.stack_id == stack_id && d.done_at.is_some_and(|t| t <= now))
+            .map(|d| &d.outcome)
+        else {
+            return vec![];
+        };
+        results
+            .iter()
+            .filter_map(|r| match r.status.as_str() {
+                "MODIFIED" => Some(Change {
+                    details: r
+                        .differences
+                        .iter()
+                        .map(|(path, expected, actual, _)| {
+                            (format!("/Properties{path}"), actual.clone(), expected.clone())
+                        })
+                        .collect(),
+                    ..Change::modify(&r.logical_id, &r.resource_type, "False", &["Properties"])
+                }),
+                "DELETED" => Some(Change::add(&r.logical_id, &r.resource_type)),
+                _ => None,
+            })
+            .collect()
     }
 }

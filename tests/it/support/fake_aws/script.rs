@@ -51,6 +51,9 @@ pub struct Change {
     pub replacement: Option<String>,
     /// `Properties`, `Metadata`, `CreationPolicy`, `UpdatePolicy`, `DeletionPolicy`, `Tags`, ...
     pub scope: Vec<String>,
+    /// `(path, before, after)` of each changed property, described as Details (values only
+    /// when DescribeChangeSet asks for IncludePropertyValues).
+    pub details: Vec<(String, String, String)>,
 }
 
 /// One recorded call.
@@ -497,6 +500,7 @@ impl Change {
             physical_id: None,
             replacement: None,
             scope: Vec::new(),
+            details: Vec::new(),
         }
     }
 

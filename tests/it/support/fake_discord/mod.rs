@@ -7,7 +7,8 @@
 //! Endpoints served (under `/api/v10`): `GET gateway`, `GET gateway/bot`, `GET users/@me`,
 //! `GET|PUT|POST applications/{app}/commands`, `GET|PUT|POST applications/{app}/guilds/{g}/commands`,
 //! `POST channels/{c}/messages` (JSON or multipart), `GET|PATCH channels/{c}/messages/{m}`,
-//! `POST interactions/{id}/{token}/callback`, `GET|PATCH webhooks/{app}/{token}/messages/@original`,
+//! `POST users/@me/channels` (a DM channel; `dm.rs`), `POST interactions/{id}/{token}/callback`,
+//! `GET|PATCH webhooks/{app}/{token}/messages/@original`,
 //! `POST webhooks/{app}/{token}` (followups), `PATCH webhooks/{app}/{token}/messages/{m}`.
 //! Anything else is answered 404 and recorded in [`State::unexpected`].
 //!
@@ -321,6 +322,10 @@ pub struct State {
     global_log: VecDeque<Instant>,
     /// interaction token → (interaction id, channel).
     interactions: HashMap<String, (String, String)>,
+    /// Person → the DM channel the bot opened with them (`POST users/@me/channels`).
+    pub dm_channels: BTreeMap<String, String>,
+    /// People who take no direct messages from the bot (a message to them: 403, code 50007).
+    pub dms_refused: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -447,6 +452,7 @@ impl Drop for FakeDiscord {
 }
 
 mod api;
+mod dm;
 mod fixtures;
 mod gateway;
 mod rest;

@@ -154,6 +154,9 @@ impl Inner {
         if let Some(r) = self.authorized(req).or_else(|| self.admit(req, Some(&channel))) {
             return r;
         }
+        if let Some(refused) = self.dm_refused(&channel) {
+            return refused;
+        }
         let (body, files) = payload(req);
         let content = body["content"].as_str().unwrap_or("").to_string();
         let components = body["components"].as_array().cloned().unwrap_or_default();
@@ -409,6 +412,7 @@ pub(super) fn too_many(retry: Duration, global: bool) -> Response {
 
 pub(super) fn router(inner: Arc<Inner>) -> Router {
     let i = |inner: &Arc<Inner>| inner.clone();
+    let dm = inner.clone();
     let (a, b, c, d, e, f, g, h, k, l, m, n) = (
         i(&inner),
         i(&inner),
@@ -446,6 +450,7 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
             }
             Response::json(200, &bot_user_json())
         })
+        .route("POST", "/api/v10/users/@me/channels", move |req| dm.open_dm(&req))
         .route("*", "/api/v10/applications/{app}/commands", move |req| d.commands(&req))
         .route("*", "/api/v10/applications/{app}/guilds/{guild}/commands", move |req| e.commands(&req))
         .route("POST", "/api/v10/channels/{channel}/messages", move |req| {

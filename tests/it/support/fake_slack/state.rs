@@ -78,6 +78,7 @@ impl Update {
 /// One accepted `chat.postEphemeral`.
 #[derive(Debug, Clone)]
 pub struct Ephemeral {
+    pub channel: String,
     pub user: String,
     pub text: String,
     pub blocks: Vec<Value>,

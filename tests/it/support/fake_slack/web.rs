@@ -364,7 +364,7 @@ impl Inner {
     }
 
     fn post_ephemeral(&self, params: &Value) -> Result<Value, Fail> {
-        self.known_channel("chat.postEphemeral", params)?;
+        let channel = self.known_channel("chat.postEphemeral", params)?;
         let Some(user) = string(params, "user") else {
             self.unexpected("chat.postEphemeral (user_not_found: no user)".into());
             return Err(error("user_not_found"));
@@ -374,7 +374,12 @@ impl Inner {
         self.check_content("chat.postEphemeral", &text, Some(&blocks), true)?;
         let mut s = self.state();
         let message_ts = s.new_ts();
-        s.ephemerals.push(Ephemeral { user, text, blocks });
+        s.ephemerals.push(Ephemeral {
+            channel,
+            user,
+            text,
+            blocks,
+        });
         Ok(json!({"message_ts": message_ts}))
     }
 
