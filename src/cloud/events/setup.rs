@@ -88,6 +88,7 @@ pub async fn ensure(
                     id: String::new(),
                     stack_id: String::new(),
                     changes: None,
+                    properties: Vec::new(),
                 },
                 Err(e) => return Err(e),
             };
