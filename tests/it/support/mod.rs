@@ -101,8 +101,8 @@ ansible:
   extra_vars:
     sandbox_dir: {hosts}
 environments:
-  staging: {{}}
-  sandbox: {{}}
+  staging: {{plain_http: true}}
+  sandbox: {{plain_http: true}}
 {extra}"#,
             root = root.display(),
             state = state.display(),
