@@ -1,17 +1,24 @@
-//! Stack watcher benchmark: ten stacks created at once, each watched by its own
-//! [`StackWatcher`] through ONE shared [`Aws`] (one request budget), against the scripted fake
-//! AWS endpoint. Each stack plays a realistic ~10-minute create (security groups in seconds,
-//! instances in 40-90 s, an RDS instance in 6-8 min, in waves), compressed by the fake's time
-//! scale. The watcher's poll intervals and the request budget are compressed by the same
-//! factor, so what is measured is the watcher's pace in scenario time:
+//! Stack watcher benchmark: stacks created at once, each watched by its own [`StackWatcher`]
+//! through ONE shared [`Aws`] (one request budget), against the scripted fake AWS endpoint,
+//! side by side in one run: polling (DescribeStackEvents) and pushed (EventBridge to SQS: one
+//! consumer long-polls the queue into the store, the watchers read the store and call
+//! CloudFormation only to confirm the end), for 10 and for 50 stacks. Each stack plays a
+//! realistic ~10-minute create (security groups in seconds, instances in 40-90 s, an RDS
+//! instance in 6-8 min, in waves), compressed by the fake's time scale. Poll intervals, long
+//! polls, the quiet period and the request budget are compressed by the same factor, so what
+//! is measured is the pace in scenario time:
 //!
-//! - CloudFormation calls per scenario minute per watched stack (target <= 15);
+//! - CloudFormation calls per scenario minute per watched stack (polling target <= 15; pushed
+//!   target <= 1);
 //! - event-to-progress latency: from the moment the fake makes an event visible to the moment
-//!   the watcher emits it as `Progress::StackEvent`, in scenario seconds (target p95 <= 3 s).
+//!   the watcher emits it as `Progress::StackEvent`, in scenario seconds (polling target p95
+//!   <= 3 s; pushed <= 1.5 s);
+//! - SQS receives per scenario minute for the account (pushed target <= 4).
 //!
 //! Run: `cargo bench --profile dev --bench watcher` (options: `--scale N`, `--poll MS`,
-//! `--max-poll MS` to try other paces; defaults are the config defaults). With `BENCH_DEBUG`
-//! set in the environment, every event seen more than 8 scenario seconds late is listed.
+//! `--max-poll MS` to try other paces, `--stacks 10|50` for one size, `--pushed-only`; defaults are the config
+//! defaults). With `BENCH_DEBUG` set in the environment, every event seen more than 8 scenario
+//! seconds late is listed.
 #[path = "../tests/it/support/mod.rs"]
 #[allow(dead_code, clippy::all)]
 mod support;
@@ -19,10 +26,12 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use argos::cloud::watcher::{Operation, Pace, StackWatcher};
+use argos::cloud::events::consumer::Consumer;
+use argos::cloud::watcher::{Follow, Operation, Pace, Pushed, StackWatcher};
 use argos::cloud::Aws;
 use argos::config::{AwsSettings, WatchSettings};
 use argos::progress::{Progress, ProgressTx};
+use argos::store::Store;
 use support::fake_aws::{FakeAws, Op, StackScript};
 use tokio_util::sync::CancellationToken;
 
@@ -191,6 +200,29 @@ struct Watched {
     received: Vec<(String, Instant)>,
 }
 
+/// How the watchers learn of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// DescribeStackEvents at the watcher's pace.
+    Polling,
+    /// EventBridge to SQS: one consumer long-polls, the watchers read the store.
+    Pushed,
+}
+
+/// What one scenario measured (rates and latencies in scenario time).
+struct Figures {
+    mode: Mode,
+    stacks: usize,
+    events: usize,
+    cfn_mean: f64,
+    cfn_max: f64,
+    p50: f64,
+    p95: f64,
+    max: f64,
+    sqs_per_min: f64,
+    throttled: usize,
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -204,7 +236,59 @@ async fn run() {
     let scale = arg("--scale").unwrap_or(20.0);
     let poll_ms = arg("--poll").unwrap_or(defaults.poll_interval_ms as f64);
     let max_poll_ms = arg("--max-poll").unwrap_or(defaults.max_poll_interval_ms as f64);
+    let only = arg("--stacks").map(|n| n as usize);
+    let mut all = Vec::new();
+    for stacks in [STACKS, 50] {
+        if only.is_some_and(|n| n != stacks) {
+            continue;
+        }
+        for mode in [Mode::Polling, Mode::Pushed] {
+            if std::env::args().any(|a| a == "--pushed-only") && mode == Mode::Polling {
+                continue;
+            }
+            all.push(scenario(stacks, mode, scale, poll_ms, max_poll_ms).await);
+        }
+    }
+    println!();
+    println!(
+        "side by side (scenario time): {:<8} {:>6} {:>7} {:>15} {:>14} {:>7} {:>7} {:>7} {:>16} {:>9}",
+        "mode",
+        "stacks",
+        "events",
+        "CFN/min/stack",
+        "(max)",
+        "p50 s",
+        "p95 s",
+        "max s",
+        "SQS recv/min/acct",
+        "throttled"
+    );
+    for f in &all {
+        println!(
+            "                              {:<8} {:>6} {:>7} {:>15.2} {:>14.2} {:>7.2} {:>7.2} {:>7.2} {:>16.1} {:>9}",
+            format!("{:?}", f.mode).to_lowercase(),
+            f.stacks,
+            f.events,
+            f.cfn_mean,
+            f.cfn_max,
+            f.p50,
+            f.p95,
+            f.max,
+            f.sqs_per_min,
+            f.throttled
+        );
+    }
+    for f in all.iter().filter(|f| f.mode == Mode::Pushed) {
+        let ok = f.cfn_max <= 1.0 && f.p95 <= 1.5 && f.sqs_per_min <= 4.0;
+        println!(
+            "pushed, {} stacks: target <= 1 CloudFormation call/min/stack, p95 <= 1.5 s, <= 4 SQS receives/min: {}",
+            f.stacks,
+            if ok { "MET" } else { "MISSED" }
+        );
+    }
+}
 
+async fn scenario(stacks: usize, mode: Mode, scale: f64, poll_ms: f64, max_poll_ms: f64) -> Figures {
     let fake = FakeAws::start().await;
     fake.set_time_scale(scale);
     // The budget is the default one (8 requests/s, burst 8) in scenario time: compressing time
@@ -223,23 +307,41 @@ async fn run() {
         max_poll: Duration::from_secs_f64(max_poll_ms / 1000.0 / scale),
         timeout: Duration::from_secs(600),
     };
-    let scripts: Vec<StackScript> = (0..STACKS)
+    let scripts: Vec<StackScript> = (0..stacks)
         .map(|k| realistic_create(&format!("argos-bench-{k}"), k))
         .collect();
     let longest = scripts.iter().map(scenario_seconds).fold(0.0, f64::max);
     println!(
-        "watcher benchmark: {STACKS} stacks x {} resources, ~{:.1} scenario min each (longest {:.1}), time x{scale}, \
+        "\nwatcher benchmark ({mode:?}): {stacks} stacks x {} resources, ~{:.1} scenario min each (longest {:.1}), time x{scale}, \
          poll {poll_ms} ms / max {max_poll_ms} ms, budget 8 req/s burst 8 (scenario time)",
         20,
-        scripts.iter().map(scenario_seconds).sum::<f64>() / STACKS as f64 / 60.0,
+        scripts.iter().map(scenario_seconds).sum::<f64>() / stacks as f64 / 60.0,
         longest / 60.0
     );
+    // Pushed: the queue, one consumer for the account (20 s long polls in scenario time), the
+    // store the watchers read (every 250 ms), and a quiet period of 60 s before they poll.
+    let stop = CancellationToken::new();
+    let pushed = (mode == Mode::Pushed).then(|| {
+        fake.create_events_queue("argos-stack-events");
+        let store = Store::in_memory().expect("store");
+        let mut consumer = Consumer::new(aws.clone(), store.clone(), "argos-stack-events", "bench");
+        consumer.wait_secs = ((20.0 / scale).round() as i32).max(1);
+        consumer.lease = Duration::from_secs_f64(45.0 / scale);
+        tokio::spawn(consumer.run(stop.clone()));
+        Pushed {
+            store,
+            quiet: Duration::from_secs_f64(60.0 / scale),
+            check: Duration::from_secs_f64(0.25 / scale),
+        }
+    });
+    let began = Instant::now();
 
     let mut jobs = Vec::new();
     for (k, script) in scripts.into_iter().enumerate() {
         let name = format!("argos-bench-{k}");
         fake.script_next_for(&name, Op::Create, script);
         let aws = aws.clone();
+        let pushed = pushed.clone();
         jobs.push(tokio::spawn(async move {
             let (progress, mut rx) = ProgressTx::channel();
             let collector = tokio::spawn(async move {
@@ -252,6 +354,7 @@ async fn run() {
                 got
             });
             let started = Instant::now();
+            let token = format!("argos-bench-job{k}-create-{name}");
             aws.budget().await;
             let out = aws
                 .cfn()
@@ -259,11 +362,16 @@ async fn run() {
                 .create_stack()
                 .stack_name(&name)
                 .template_body(TEMPLATE)
+                .client_request_token(&token)
                 .send()
                 .await
                 .expect("create stack");
             let mut watcher = StackWatcher::for_new_stack(&name, out.stack_id().unwrap_or(&name));
             watcher.expect_resources(20);
+            watcher.follow(&Follow {
+                token: Some(token),
+                pushed,
+            });
             // Slow resources' minimum durations are in scenario time.
             watcher.set_time_scale(scale);
             let outcome = watcher
@@ -286,31 +394,40 @@ async fn run() {
     for j in jobs {
         results.push(j.await.expect("watch task"));
     }
+    let wall = began.elapsed();
+    stop.cancel();
 
     let visible: HashMap<String, Instant> = fake.event_visible_at().into_iter().collect();
     let cfn_calls = fake.calls().iter().filter(|c| c.service == "cloudformation").count();
+    let receives = fake
+        .calls()
+        .iter()
+        .filter(|c| c.service == "sqs" && c.action == "ReceiveMessage")
+        .count();
     let throttled = fake.calls().iter().filter(|c| c.throttled).count();
     let mut all_latency = Vec::new();
-    println!(
-        "{:<14} {:>6} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8}  status",
-        "stack", "events", "calls", "scn min", "calls/min", "p50 s", "p95 s", "max s"
-    );
+    let verbose = stacks <= STACKS;
+    if verbose {
+        println!(
+            "{:<14} {:>6} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8}  status",
+            "stack", "events", "calls", "scn min", "calls/min", "p50 s", "p95 s", "max s"
+        );
+    }
     let mut rates = Vec::new();
     for w in &results {
         let minutes = w.took.as_secs_f64() * scale / 60.0;
         let rate = w.calls as f64 / minutes;
         rates.push(rate);
+        // A pushed event carries EventBridge's id: `eb-` and the stack event's, in the fake.
+        let shown_at = |id: &str| *visible.get(id.strip_prefix("eb-").unwrap_or(id)).expect("a fake event");
         let mut lat: Vec<f64> = w
             .received
             .iter()
-            .map(|(id, at)| {
-                let shown = visible.get(id).expect("emitted event is a fake event");
-                at.saturating_duration_since(*shown).as_secs_f64() * scale
-            })
+            .map(|(id, at)| at.saturating_duration_since(shown_at(id)).as_secs_f64() * scale)
             .collect();
         if std::env::var_os("BENCH_DEBUG").is_some() {
             for (id, at) in &w.received {
-                let l = at.saturating_duration_since(visible[id]).as_secs_f64() * scale;
+                let l = at.saturating_duration_since(shown_at(id)).as_secs_f64() * scale;
                 if l > 8.0 {
                     eprintln!("{} {id} {l:.2}", w.name);
                 }
@@ -319,18 +436,20 @@ async fn run() {
         lat.sort_by(f64::total_cmp);
         all_latency.extend(lat.iter().copied());
         assert_eq!(w.received.len(), w.events, "every event emitted once");
-        println!(
-            "{:<14} {:>6} {:>6} {:>8.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2}  {}",
-            w.name,
-            w.events,
-            w.calls,
-            minutes,
-            rate,
-            percentile(&lat, 50.0),
-            percentile(&lat, 95.0),
-            lat.last().copied().unwrap_or(f64::NAN),
-            w.status
-        );
+        if verbose {
+            println!(
+                "{:<14} {:>6} {:>6} {:>8.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2}  {}",
+                w.name,
+                w.events,
+                w.calls,
+                minutes,
+                rate,
+                percentile(&lat, 50.0),
+                percentile(&lat, 95.0),
+                lat.last().copied().unwrap_or(f64::NAN),
+                w.status
+            );
+        }
     }
     all_latency.sort_by(f64::total_cmp);
     let total_minutes: f64 = results.iter().map(|w| w.took.as_secs_f64() * scale / 60.0).sum();
@@ -338,22 +457,38 @@ async fn run() {
     let mean_rate = total_calls as f64 / total_minutes;
     let max_rate = rates.iter().copied().fold(0.0, f64::max);
     let p95 = percentile(&all_latency, 95.0);
+    let sqs_per_min = receives as f64 / (wall.as_secs_f64() * scale / 60.0);
     println!(
         "ALL: {} events, {total_calls} watcher calls ({cfn_calls} CloudFormation calls incl. CreateStack, {throttled} throttled); \
-         calls/min/stack mean {mean_rate:.1} max {max_rate:.1}; latency p50 {:.2} s p95 {p95:.2} s max {:.2} s (scenario)",
+         calls/min/stack mean {mean_rate:.2} max {max_rate:.2}; latency p50 {:.2} s p95 {p95:.2} s max {:.2} s (scenario); \
+         SQS receives {receives} ({sqs_per_min:.1}/min)",
         all_latency.len(),
         percentile(&all_latency, 50.0),
         all_latency.last().copied().unwrap_or(f64::NAN),
     );
-    let ok = max_rate <= 15.0 && p95 <= 3.0;
-    println!(
-        "target <= 15 calls/min/stack at <= 3 s p95: {}",
-        if ok { "MET" } else { "MISSED" }
-    );
+    if mode == Mode::Polling && stacks == STACKS {
+        let ok = max_rate <= 15.0 && p95 <= 3.0;
+        println!(
+            "target <= 15 calls/min/stack at <= 3 s p95: {}",
+            if ok { "MET" } else { "MISSED" }
+        );
+    }
     assert!(
         results.iter().all(|w| w.status == "CREATE_COMPLETE"),
         "every stack ended CREATE_COMPLETE"
     );
+    Figures {
+        mode,
+        stacks,
+        events: all_latency.len(),
+        cfn_mean: mean_rate,
+        cfn_max: max_rate,
+        p50: percentile(&all_latency, 50.0),
+        p95,
+        max: all_latency.last().copied().unwrap_or(f64::NAN),
+        sqs_per_min,
+        throttled,
+    }
 }
 
 /// Scenario seconds until a script's last step.

@@ -131,6 +131,7 @@ pub async fn run(config: &Config) -> Vec<Finding> {
             message: format!("warning: {w}"),
         });
     }
+    findings.push(stack_events_finding(config));
     if config.settings.ansible.connection == Connection::Local {
         findings.push(Finding::ok(
             "ssh key",
@@ -143,6 +144,28 @@ pub async fn run(config: &Config) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// How stack operations are followed: polled, or pushed through the events queue, and how
+/// to set the queue up (checked without AWS: whether the setup stack exists is for
+/// `argos setup-events` to find out).
+pub fn stack_events_finding(config: &Config) -> Finding {
+    match &config.settings.watch.events_queue {
+        None => Finding::ok(
+            "stack events",
+            "polled (DescribeStackEvents): to have CloudFormation push them, set watch.events_queue \
+             and run `argos setup-events`",
+        ),
+        Some(queue) => Finding::ok(
+            "stack events",
+            format!(
+                "pushed through SQS queue {queue} (polled when quiet for {} s); `argos setup-events` creates \
+                 or updates its EventBridge rule and queue (stack {})",
+                config.settings.watch.events_quiet_secs,
+                crate::cloud::events::setup::stack_name(&config.vars.app_name)
+            ),
+        ),
+    }
 }
 
 fn warn(check: &str, message: impl Into<String>) -> Finding {

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// The subcommands clap knows; every other word goes to the grammar.
-const OWN_SUBCOMMANDS: [&str; 4] = ["check", "template", "console", "bot"];
+const OWN_SUBCOMMANDS: [&str; 5] = ["check", "template", "console", "bot", "setup-events"];
 
 #[derive(Parser)]
 #[command(
     name = "argos",
     version,
     about = "Commission, deploy and tear down the Argos stack on AWS",
-    override_usage = "argos [OPTIONS] <env> <command> [args...]\n       argos [OPTIONS] <check|template|console|bot|envs|help [command]>",
+    override_usage = "argos [OPTIONS] <env> <command> [args...]\n       argos [OPTIONS] <check|template|console|bot|setup-events|envs|help [command]>",
     // `help` is the grammar's (`argos help deploy`); `help check` is answered below.
     disable_help_subcommand = true
 )]
@@ -49,6 +49,9 @@ enum Sub {
     },
     /// Run the bot on the chat platforms the config enables (Discord).
     Bot,
+    /// Create or update the EventBridge rule and SQS queue that push CloudFormation's stack
+    /// events to the bot (`watch.events_queue`), in every account the environments use.
+    SetupEvents,
     /// `<env> <verb> [args]` (see `argos help`),
     /// `envs`, `help [command]`.
     #[command(external_subcommand)]
@@ -67,6 +70,7 @@ async fn main() {
         Sub::Template { env, image } => argos::cli::template::run(&cli.config, env.as_deref(), image),
         Sub::Console { user } => argos::serve::console(cli.config, user).await,
         Sub::Bot => argos::serve::bot(cli.config).await,
+        Sub::SetupEvents => argos::cli::events::run(&cli.config).await,
         Sub::Run(words) => {
             if let Some(code) = help(&words) {
                 std::process::exit(code);

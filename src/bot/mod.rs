@@ -52,9 +52,17 @@ pub(crate) struct Inner {
     pub tasks: TaskTracker,
     /// The expiry timer of each pending approval (by job id), cancelled when it is decided.
     pub approval_timers: std::sync::Mutex<HashMap<u64, tokio_util::sync::CancellationToken>>,
+    /// Stops the pushed stack events' consumers (on shutdown, or when the bot is dropped).
+    pub events_stop: tokio_util::sync::CancellationToken,
+    _events_guard: tokio_util::sync::DropGuard,
 }
 
 impl Inner {
+    /// The token that stops the events queue's consumers.
+    pub fn events_stop_token(&self) -> tokio_util::sync::CancellationToken {
+        self.events_stop.clone()
+    }
+
     pub fn port(&self, platform: ChatPlatform) -> Option<Arc<dyn ChatPort>> {
         self.ports
             .read()
@@ -95,7 +103,12 @@ impl Bot {
     /// A replica of `kind` (`bot`, `console`) on `store`.
     pub fn new_as(engine: Engine, store: Store, kind: &'static str) -> Result<Bot, String> {
         // The engine reads the bot's own store for `history` and rollbacks.
-        let engine = engine.with_store(store.clone());
+        let mut engine = engine.with_store(store.clone());
+        if engine.config.settings.watch.events_queue.is_some() {
+            // Watchers read the events the consumers (any replica's) store.
+            let quiet = Duration::from_secs(engine.config.settings.watch.events_quiet_secs);
+            engine = engine.with_pushed_events(crate::cloud::watcher::Pushed::new(store.clone(), quiet));
+        }
         let replica = Replica::register(
             store.clone(),
             kind,
@@ -105,6 +118,7 @@ impl Bot {
         let chat = &engine.config.settings.chat;
         let quota = Quota::per_minute(NonZeroU32::new(chat.commands_per_minute).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(chat.command_burst).unwrap_or(NonZeroU32::MIN));
+        let events_stop = tokio_util::sync::CancellationToken::new();
         let inner = Inner {
             perms: Permissions::new(
                 engine.config.settings.permissions.clone(),
@@ -117,6 +131,8 @@ impl Bot {
             jobs: JobTable::default(),
             tasks: TaskTracker::new(),
             approval_timers: Default::default(),
+            _events_guard: events_stop.clone().drop_guard(),
+            events_stop,
             replica: Arc::new(replica),
             store,
             engine,
@@ -311,6 +327,7 @@ impl Bot {
             approval_flow::arm_expiry(self.inner.clone(), *id);
         }
         takeover::sweep_children(&self.inner).await;
+        self.start_event_consumers();
         let resumed = takeover::tick(&self.inner).await;
         workers::spawn_lookout(&self.inner);
         // Weak: a bot that is dropped (a test playing a crash) stops ticking.
@@ -324,6 +341,27 @@ impl Bot {
             }
         });
         resumed
+    }
+
+    /// With `watch.events_queue`: one consumer of the events queue per account, each polling
+    /// only while this replica holds that account's poll lease.
+    fn start_event_consumers(&self) {
+        let Some(queue) = self.inner.engine.config.settings.watch.events_queue.clone() else {
+            return;
+        };
+        let mut accounts = self.inner.engine.accounts.distinct();
+        if accounts.is_empty() {
+            accounts.push((self.inner.engine.aws.clone(), Vec::new()));
+        }
+        for (aws, _) in accounts {
+            let consumer = crate::cloud::events::consumer::Consumer::new(
+                aws,
+                self.inner.store.clone(),
+                &queue,
+                &self.inner.replica.id,
+            );
+            tokio::spawn(consumer.run(self.inner.events_stop_token()));
+        }
     }
 
     /// Stops: waits up to `grace` for running jobs, then leaves the rest recorded as running
@@ -343,6 +381,7 @@ impl Bot {
             ));
         }
         // What is left is another replica's to take over at once (or this one's next start).
+        self.inner.events_stop_token().cancel();
         self.inner.replica.retire();
         left
     }
@@ -355,6 +394,7 @@ impl Bot {
 
     /// Ends this replica's leases now (a clean exit with nothing left running).
     pub fn retire(&self) {
+        self.inner.events_stop_token().cancel();
         self.inner.replica.retire();
     }
 

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::progress::{plain_line, Progress, ProgressTx};
 
 mod approval;
+pub mod events;
 pub mod help;
 mod holds;
 mod job;

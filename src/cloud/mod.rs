@@ -3,6 +3,7 @@
 //! stack watcher draws from, so ten watchers at once do not trip AWS throttling.
 
 pub mod account;
+pub mod events;
 pub mod image;
 pub mod instances;
 pub mod stack;
@@ -50,6 +51,7 @@ struct Clients {
     cfn: aws_sdk_cloudformation::Client,
     ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
+    sqs: aws_sdk_sqs::Client,
 }
 
 impl Aws {
@@ -128,6 +130,22 @@ impl Aws {
         &self.clients().await.autoscaling
     }
 
+    /// The SQS client (built at the first call): the pushed stack events' queue.
+    pub async fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.clients().await.sqs
+    }
+
+    /// Names the account and region for what replicas share per account (the one long poll
+    /// of its events queue): the role or profile the config names, or `default`.
+    pub fn account_key(&self) -> String {
+        let who = match (&self.account.role, &self.account.profile) {
+            (Some(role), _) => format!("role:{}", role.name),
+            (None, Some(profile)) => format!("profile:{profile}"),
+            (None, None) => "default".to_string(),
+        };
+        format!("{who}@{}", self.account.region)
+    }
+
     async fn clients(&self) -> &Clients {
         self.clients
             .get_or_init(|| Clients::build(&self.account, &self.session))
@@ -171,6 +189,34 @@ impl Aws {
             })
         });
         denied.unwrap_or_else(|| AwsError::from_sdk(action, err))
+    }
+}
+
+/// The account's clients for calls that do not draw from its request budget: SQS, whose
+/// limits are its own and far higher than CloudFormation's (the budget is there so that
+/// watchers do not trip CloudFormation's throttling). Its `budget` waits for nothing.
+#[derive(Clone)]
+pub struct OutsideBudget(Aws);
+
+impl OutsideBudget {
+    pub async fn budget(&self) {}
+
+    pub async fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.0.sqs().await
+    }
+
+    pub fn error<E>(&self, action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.0.error(action, err)
+    }
+}
+
+impl Aws {
+    /// These clients outside the account's request budget (for SQS).
+    pub fn outside_budget(&self) -> OutsideBudget {
+        OutsideBudget(self.clone())
     }
 }
 
@@ -218,11 +264,13 @@ impl Clients {
         let mut cfn = aws_sdk_cloudformation::config::Builder::from(base);
         let mut ec2 = aws_sdk_ec2::config::Builder::from(base);
         let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(base);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(base);
         // One provider for every client: they share its cached credentials, so a role
         // session costs one AssumeRole (and one per renewal).
         if let Some(provider) = account.credentials(session).await {
             cfn.set_credentials_provider(Some(provider.clone()));
             autoscaling.set_credentials_provider(Some(provider.clone()));
+            sqs.set_credentials_provider(Some(provider.clone()));
             ec2.set_credentials_provider(Some(provider));
         }
         if account
@@ -239,6 +287,7 @@ impl Clients {
             cfn: aws_sdk_cloudformation::Client::from_conf(cfn.build()),
             ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws_call;
-use crate::cloud::watcher::{Operation, Outcome, Pace, StackWatcher};
+use crate::cloud::watcher::{Follow, Operation, Outcome, Pace, StackWatcher};
 use crate::cloud::Aws;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ProgressTx, ResourceChange};
@@ -130,11 +130,24 @@ pub struct CreateRequest<'a> {
     pub resources: usize,
 }
 
-/// Creates a stack and watches it to the end. A failed create is left for the caller to
-/// delete (it knows the stack's name and id from the error path).
+/// Creates a stack and watches it to the end by polling. A failed create is left for the
+/// caller to delete (it knows the stack's name and id from the error path).
 pub async fn create(
     aws: &Aws,
     req: CreateRequest<'_>,
+    pace: Pace,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<(String, Outcome)> {
+    create_following(aws, req, &Follow::default(), pace, progress, cancel).await
+}
+
+/// Creates a stack with the operation's client request token and watches it to the end,
+/// through pushed events where `follow` has them.
+pub async fn create_following(
+    aws: &Aws,
+    req: CreateRequest<'_>,
+    follow: &Follow,
     pace: Pace,
     progress: &ProgressTx,
     cancel: &CancellationToken,
@@ -151,10 +164,12 @@ pub async fn create(
             .set_tags(Some(tags(&req.tags)))
             .capabilities(Capability::CapabilityNamedIam)
             .set_role_arn(aws.cloudformation_role().map(str::to_string))
+            .set_client_request_token(follow.token.clone())
             .send()
     )?;
     let id = out.stack_id().unwrap_or(req.name).to_string();
     let mut watcher = StackWatcher::for_new_stack(req.name, &id);
+    watcher.follow(follow);
     watcher.expect_resources(req.resources);
     let outcome = watcher.wait(aws, Operation::Create, pace, progress, cancel).await?;
     Ok((id, outcome))
@@ -169,7 +184,21 @@ pub async fn delete(
     progress: &ProgressTx,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
+    delete_following(aws, stack, &Follow::default(), pace, progress, cancel).await
+}
+
+/// [`delete`] with the operation's client request token, through pushed events where `follow`
+/// has them.
+pub async fn delete_following(
+    aws: &Aws,
+    stack: &StackInfo,
+    follow: &Follow,
+    pace: Pace,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<Outcome> {
     let mut watcher = StackWatcher::before_operation(aws, &stack.name, &stack.id).await?;
+    watcher.follow(follow);
     // What this delete removes: a stack whose last delete failed still lists the resources
     // that one removed, and they will not be deleted again.
     let left = resources(aws, &stack.id)
@@ -181,7 +210,12 @@ pub async fn delete(
     aws_call!(
         aws,
         "DeleteStack",
-        aws.cfn().await.delete_stack().stack_name(&stack.id).send()
+        aws.cfn()
+            .await
+            .delete_stack()
+            .stack_name(&stack.id)
+            .set_client_request_token(follow.token.clone())
+            .send()
     )?;
     watcher.wait(aws, Operation::Delete, pace, progress, cancel).await
 }
@@ -409,11 +443,13 @@ pub async fn execute_change_set(
     aws: &Aws,
     cs: &ChangeSet,
     stack_name: &str,
+    follow: &Follow,
     pace: Pace,
     progress: &ProgressTx,
     cancel: &CancellationToken,
 ) -> Result<Outcome> {
     let mut watcher = StackWatcher::before_operation(aws, stack_name, &cs.stack_id).await?;
+    watcher.follow(follow);
     watcher.expect_resources(cs.changes.as_ref().map_or(0, Vec::len));
     aws_call!(
         aws,
@@ -423,6 +459,7 @@ pub async fn execute_change_set(
             .execute_change_set()
             .change_set_name(&cs.id)
             .stack_name(&cs.stack_id)
+            .set_client_request_token(follow.token.clone())
             .send()
     )?;
     match watcher.wait(aws, Operation::Update, pace, progress, cancel).await {

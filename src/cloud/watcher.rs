@@ -9,7 +9,7 @@
 //! waits until the earliest expected completion (capped); otherwise the interval is `poll`
 //! while events keep coming, backing off to `max_poll` while nothing changes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -19,6 +19,9 @@ use crate::aws_call;
 use crate::cloud::Aws;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ProgressTx, StackEvent};
+
+mod pushed;
+pub use pushed::{Follow, Pushed};
 
 /// How the watcher paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +190,29 @@ pub struct StackWatcher {
     time_scale: f64,
     /// The operation being watched, once [`StackWatcher::wait`] is called.
     op: Option<Operation>,
+    /// The operation's client request token and where pushed events are stored: with both,
+    /// the watcher reads the store and polls CloudFormation only as a fallback.
+    follow: Follow,
+    /// How often each event (by [`Fingerprint`]) was seen from each source, and reported:
+    /// a pushed event and the same event polled are reported once.
+    seen_pushed: HashMap<Fingerprint, usize>,
+    seen_polled: HashMap<Fingerprint, usize>,
+    reported: HashMap<Fingerprint, usize>,
+    /// The time of the stack's own event that set `status` (pushed events come out of order).
+    status_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What identifies one event across the two sources (EventBridge's ids are not the event ids
+/// DescribeStackEvents shows): the resource, its status and the reason. The same fingerprint
+/// can occur more than once in one operation (an update and its rollback), so sources are
+/// compared by how many times each has seen it.
+type Fingerprint = (String, String, String);
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Pushed,
+    Polled,
 }
 
 /// Statuses after which a resource counts as done for the progress bar.
@@ -248,6 +274,11 @@ impl StackWatcher {
             running: BTreeMap::new(),
             time_scale: 1.0,
             op: None,
+            follow: Follow::default(),
+            seen_pushed: HashMap::new(),
+            seen_polled: HashMap::new(),
+            reported: HashMap::new(),
+            status_at: None,
         }
     }
 
@@ -280,8 +311,27 @@ impl StackWatcher {
         cancel: &CancellationToken,
     ) -> Result<Outcome> {
         let deadline = Instant::now() + pace.timeout;
-        let mut backoff = pace.poll;
         self.op = Some(op);
+        if self.follow.is_pushed() {
+            // `None`: the store cannot be read; poll as without it, from where it left off.
+            if let Some(outcome) = self.wait_pushed(aws, op, pace, deadline, progress, cancel).await? {
+                return Ok(outcome);
+            }
+        }
+        self.poll_until_done(aws, op, pace, deadline, progress, cancel).await
+    }
+
+    /// The polling watch: DescribeStackEvents at the watcher's pace until a terminal status.
+    async fn poll_until_done(
+        &mut self,
+        aws: &Aws,
+        op: Operation,
+        pace: Pace,
+        deadline: Instant,
+        progress: &ProgressTx,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome> {
+        let mut backoff = pace.poll;
         loop {
             let new = self.poll(aws, progress).await?;
             if let Some(status) = self.status.clone() {
@@ -298,12 +348,7 @@ impl StackWatcher {
             };
             let now = Instant::now();
             if now >= deadline {
-                let last = self.status.as_deref().unwrap_or("unknown");
-                return Err(Error::Timeout(format!(
-                    "stack {} still {last} after {:.1} s",
-                    self.stack_name,
-                    pace.timeout.as_secs_f64()
-                )));
+                return Err(self.timed_out(&pace));
             }
             let interval = self.next_interval(backoff, new == 0, &pace, now);
             tokio::select! {
@@ -311,6 +356,71 @@ impl StackWatcher {
                 _ = tokio::time::sleep(interval.min(deadline - now)) => {}
             }
         }
+    }
+
+    fn timed_out(&self, pace: &Pace) -> Error {
+        let last = self.status.as_deref().unwrap_or("unknown");
+        Error::Timeout(format!(
+            "stack {} still {last} after {:.1} s",
+            self.stack_name,
+            pace.timeout.as_secs_f64()
+        ))
+    }
+
+    /// Whether `e` is news: not reported before from either source. Counts it for `source`.
+    fn is_news(&mut self, source: Source, e: &StackEvent) -> bool {
+        let fp: Fingerprint = (
+            e.logical_id.clone(),
+            e.status.clone(),
+            e.reason.clone().unwrap_or_default(),
+        );
+        let seen = match source {
+            Source::Pushed => &mut self.seen_pushed,
+            Source::Polled => &mut self.seen_polled,
+        };
+        let n = seen.entry(fp.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        let reported = self.reported.entry(fp).or_default();
+        if n > *reported {
+            *reported = n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Reports a batch of new events (oldest first, any source) as progress, and tracks them.
+    /// Returns how many were news.
+    fn report(&mut self, source: Source, batch: Vec<StackEvent>, progress: &ProgressTx) -> usize {
+        // When each event happened on the local clock: the newest one just now, the others as
+        // much earlier as their timestamps say (only differences of AWS timestamps are used,
+        // so clock skew does not matter; the newest may be older than "now" by up to the time
+        // since the last poll, which the conservative minimum durations absorb).
+        let at = Instant::now();
+        let newest = batch.iter().filter_map(|e| e.timestamp).max();
+        let mut count = 0;
+        for e in batch {
+            if !self.is_news(source, &e) {
+                continue;
+            }
+            count += 1;
+            let before = match (newest, e.timestamp) {
+                (Some(n), Some(t)) => (n - t).to_std().unwrap_or_default(),
+                _ => Duration::ZERO,
+            };
+            self.track(&e, at.checked_sub(before).unwrap_or(at));
+            self.absorb(&e);
+            progress.emit(Progress::StackEvent(e));
+        }
+        if count > 0 && self.total > 0 {
+            progress.emit(Progress::StackProgress {
+                stack: self.stack_name.clone(),
+                done: self.done(),
+                total: self.total,
+            });
+        }
+        count
     }
 
     /// The wait before the next poll: `backoff`, or longer while only slow creates run.
@@ -410,32 +520,12 @@ impl StackWatcher {
                 _ => break,
             }
         }
-        let count = fresh.len();
-        // When each event happened on the local clock: the newest one just now, the others as
-        // much earlier as their timestamps say (only differences of AWS timestamps are used,
-        // so clock skew does not matter; the newest may be older than "now" by up to the time
-        // since the last poll, which the conservative minimum durations absorb).
-        let at = Instant::now();
-        let newest = fresh.iter().filter_map(|e| e.timestamp).max();
         // Pages are newest-first; report oldest-first.
-        for e in fresh.into_iter().rev() {
+        fresh.reverse();
+        for e in &fresh {
             self.seen.insert(e.event_id.clone());
-            let before = match (newest, e.timestamp) {
-                (Some(n), Some(t)) => (n - t).to_std().unwrap_or_default(),
-                _ => Duration::ZERO,
-            };
-            self.track(&e, at.checked_sub(before).unwrap_or(at));
-            self.absorb(&e);
-            progress.emit(Progress::StackEvent(e));
         }
-        if count > 0 && self.total > 0 {
-            progress.emit(Progress::StackProgress {
-                stack: self.stack_name.clone(),
-                done: self.done(),
-                total: self.total,
-            });
-        }
-        Ok(count)
+        Ok(self.report(Source::Polled, fresh, progress))
     }
 
     /// How many of the resources the operation touches are settled.
@@ -450,7 +540,11 @@ impl StackWatcher {
     fn absorb(&mut self, e: &StackEvent) {
         self.events += 1;
         if e.is_stack_itself() {
-            self.status = Some(e.status.clone());
+            // A pushed event can arrive after a later one: the latest by time sets the status.
+            if self.status_at.is_none() || e.timestamp >= self.status_at {
+                self.status = Some(e.status.clone());
+                self.status_at = e.timestamp;
+            }
             self.completed |= self.op.is_some_and(|op| e.status == op.success_status());
         } else if is_settled(&e.status) {
             self.settled.insert(e.logical_id.clone(), e.status.clone());

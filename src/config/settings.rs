@@ -398,6 +398,13 @@ pub struct WatchSettings {
     pub max_poll_interval_ms: u64,
     /// How many recent stack events `status` shows.
     pub recent_events: usize,
+    /// The SQS queue (its name) that CloudFormation's stack events reach through EventBridge
+    /// (`argos setup-events` creates both): the bot long-polls it and its watchers read the
+    /// events from the store instead of polling CloudFormation. Unset: polling only.
+    pub events_queue: Option<String>,
+    /// With pushed events, how long an operation may go without one before the watcher polls
+    /// CloudFormation itself (an event lost or late, the consumer stopped).
+    pub events_quiet_secs: u64,
 }
 
 impl Default for WatchSettings {
@@ -406,6 +413,8 @@ impl Default for WatchSettings {
             poll_interval_ms: 2000,
             max_poll_interval_ms: 3500,
             recent_events: 8,
+            events_queue: None,
+            events_quiet_secs: 60,
         }
     }
 }

@@ -175,6 +175,25 @@ impl Config {
                 ));
             }
         }
+        let w = &self.settings.watch;
+        if let Some(q) = &w.events_queue {
+            let valid =
+                !q.is_empty() && q.len() <= 80 && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return Err(ConfigError::new(
+                    f,
+                    Some("watch.events_queue"),
+                    format!("'{q}' is not an SQS queue name: 1 to 80 letters, digits, '-' or '_' (a standard queue, no URL)"),
+                ));
+            }
+        }
+        if w.events_quiet_secs == 0 {
+            return Err(ConfigError::new(
+                f,
+                Some("watch.events_quiet_secs"),
+                "must be at least 1 (the seconds without a pushed event before the watcher polls)",
+            ));
+        }
         if let Err((key, message)) = self.settings.web.check() {
             return Err(ConfigError::new(f, Some(key), message));
         }

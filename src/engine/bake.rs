@@ -200,7 +200,15 @@ async fn bake_steps(
         resources: template.resources().len(),
     };
     let pace = ctx.engine.pace(cfg.settings.timeouts.stack_create_secs);
-    let (_, outcome) = stack::create(ctx.aws(), req, pace, &ctx.progress, &ctx.cancel).await?;
+    let (_, outcome) = stack::create_following(
+        ctx.aws(),
+        req,
+        &ctx.follow("bake", &stack_name),
+        pace,
+        &ctx.progress,
+        &ctx.cancel,
+    )
+    .await?;
     if !outcome.succeeded {
         return Err(Error::StackFailed(format!(
             "image build stack failed: {}",
@@ -318,7 +326,15 @@ pub(crate) async fn delete_build_stack(ctx: &Ctx, stack_name: &str) -> Result<bo
         return Ok(false);
     };
     let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_delete_secs);
-    let outcome = stack::delete(ctx.aws(), &info, pace, &ctx.progress, &ctx.cancel).await?;
+    let outcome = stack::delete_following(
+        ctx.aws(),
+        &info,
+        &ctx.follow("unbake", stack_name),
+        pace,
+        &ctx.progress,
+        &ctx.cancel,
+    )
+    .await?;
     if !outcome.succeeded {
         return Err(Error::StackFailed(format!(
             "could not delete build stack: {}",

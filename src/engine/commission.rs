@@ -53,7 +53,15 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
                 ),
             );
             let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_delete_secs);
-            let outcome = stack::delete(ctx.aws(), &s, pace, &ctx.progress, &ctx.cancel).await?;
+            let outcome = stack::delete_following(
+                ctx.aws(),
+                &s,
+                &ctx.follow("replace", &stack_name),
+                pace,
+                &ctx.progress,
+                &ctx.cancel,
+            )
+            .await?;
             if !outcome.succeeded {
                 return Err(Error::StackFailed(format!(
                     "could not delete the failed stack: {}",
@@ -122,7 +130,8 @@ async fn create(ctx: &Ctx, template: &Template, image_id: &str) -> Result<()> {
         resources: total,
     };
     let pace = ctx.engine.pace(cfg.settings.timeouts.stack_create_secs);
-    let creating = stack::create(ctx.aws(), req, pace, &ctx.progress, &ctx.cancel);
+    let follow = ctx.follow("create", &stack_name);
+    let creating = stack::create_following(ctx.aws(), req, &follow, pace, &ctx.progress, &ctx.cancel);
     // With workers, the new group's first workers wait in their launch hook while the stack
     // is created; they are let in here and configured by the deploy that follows.
     let workers = set.get("WorkerCount").and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
@@ -154,7 +163,16 @@ async fn create(ctx: &Ctx, template: &Template, image_id: &str) -> Result<()> {
         );
         let pace = ctx.engine.pace(cfg.settings.timeouts.stack_delete_secs);
         let quiet = tokio_util::sync::CancellationToken::new();
-        match stack::delete(ctx.aws(), &s, pace, &ctx.progress, &quiet).await {
+        match stack::delete_following(
+            ctx.aws(),
+            &s,
+            &ctx.follow("cleanup", &stack_name),
+            pace,
+            &ctx.progress,
+            &quiet,
+        )
+        .await
+        {
             Ok(o) if o.succeeded => {}
             Ok(o) => ctx
                 .progress

@@ -21,7 +21,15 @@ pub async fn decommission(ctx: &Ctx) -> Result<Summary> {
     ctx.progress
         .step("delete stack", format!("{stack_name} ({})", info.status));
     let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_delete_secs);
-    let outcome = stack::delete(ctx.aws(), &info, pace, &ctx.progress, &ctx.cancel).await?;
+    let outcome = stack::delete_following(
+        ctx.aws(),
+        &info,
+        &ctx.follow("delete", &stack_name),
+        pace,
+        &ctx.progress,
+        &ctx.cancel,
+    )
+    .await?;
     if outcome.succeeded {
         let mut s = Summary::new(format!("decommissioned {stack_name}"));
         s.details.push(format!(

@@ -64,6 +64,9 @@ pub struct Engine {
     pub store: Option<Store>,
     /// The app's repository, opened on first use (`repository.url`).
     repo: Arc<OnceLock<Result<AppRepo, String>>>,
+    /// Where pushed stack events are stored, when this process consumes the events queue
+    /// (the bot with `watch.events_queue`); without, watchers poll.
+    pub pushed: Option<crate::cloud::watcher::Pushed>,
 }
 
 impl Engine {
@@ -94,7 +97,15 @@ impl Engine {
             redactor,
             store: None,
             repo: Arc::new(OnceLock::new()),
+            pushed: None,
         }
+    }
+
+    /// The engine whose watchers read pushed stack events from `pushed` (the bot starts the
+    /// consumers that fill it).
+    pub fn with_pushed_events(mut self, pushed: crate::cloud::watcher::Pushed) -> Engine {
+        self.pushed = Some(pushed);
+        self
     }
 
     /// The engine with the store its jobs are recorded in.
@@ -123,6 +134,7 @@ impl Engine {
             aws: self.aws_for(env.as_str()).clone(),
             env,
             settings,
+            job: None,
         })
     }
 
@@ -160,6 +172,8 @@ pub struct Target {
     /// The clients of the environment's account, never chosen from chat: the config names
     /// the profile or role (`environments.NAME.aws`).
     pub aws: Aws,
+    /// The job worked on, if any: its stack operations' client request tokens derive from it.
+    pub job: Option<u64>,
 }
 
 impl Target {
@@ -167,6 +181,7 @@ impl Target {
     /// session is named `argos-<user>-job<id>`, so the account's CloudTrail says who and which.
     pub fn for_job(mut self, user: &str, job: Option<u64>) -> Target {
         self.aws = self.aws.for_session(user, job);
+        self.job = job;
         self
     }
 }
@@ -189,6 +204,15 @@ impl Ctx {
     }
     pub fn config(&self) -> &Config {
         &self.engine.config
+    }
+
+    /// How `operation` (create, update, delete) on `stack` is followed: a client request token
+    /// from the job, the same after a takeover, and pushed events where the process has them.
+    pub fn follow(&self, operation: &str, stack: &str) -> crate::cloud::watcher::Follow {
+        crate::cloud::watcher::Follow {
+            token: Some(crate::cloud::events::request_token(self.target.job, operation, stack)),
+            pushed: self.engine.pushed.clone(),
+        }
     }
 }
 

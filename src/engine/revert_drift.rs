@@ -65,7 +65,16 @@ pub async fn revert_drift(ctx: &Ctx) -> Result<Summary> {
         .step("revert drift", format!("{stack_name}: {} change(s)", changes.len()));
     stack::report_changes(changes, &ctx.progress);
     let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_update_secs);
-    let outcome = stack::execute_change_set(ctx.aws(), &cs, &stack_name, pace, &ctx.progress, &ctx.cancel).await?;
+    let outcome = stack::execute_change_set(
+        ctx.aws(),
+        &cs,
+        &stack_name,
+        &ctx.follow("revert", &stack_name),
+        pace,
+        &ctx.progress,
+        &ctx.cancel,
+    )
+    .await?;
     if !outcome.succeeded {
         let what = if outcome.status.contains("ROLLBACK") {
             "drift revert rolled back"

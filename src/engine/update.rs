@@ -49,7 +49,9 @@ pub(crate) async fn apply(ctx: &Ctx, overrides: &BTreeMap<String, String>, answe
                 .step("update stack", format!("{stack_name}: {} change(s)", changes.len()));
             stack::report_changes(changes, &ctx.progress);
             let pace = ctx.engine.pace(ctx.config().settings.timeouts.stack_update_secs);
-            let execute = stack::execute_change_set(ctx.aws(), &cs, &stack_name, pace, &ctx.progress, &ctx.cancel);
+            let follow = ctx.follow("update", &stack_name);
+            let execute =
+                stack::execute_change_set(ctx.aws(), &cs, &stack_name, &follow, pace, &ctx.progress, &ctx.cancel);
             let group = info.outputs.get("WorkerGroupName").filter(|_| answer_workers);
             let outcome = match group {
                 Some(name) => {

@@ -195,6 +195,30 @@ const MIGRATIONS: &[&str] = &[
         drifted INTEGER NOT NULL,
         summary TEXT NOT NULL
     );",
+    // 9: pushed stack events: what the queue's consumer stored, by stack and operation
+    // (client request token), unique on EventBridge's event id so a redelivery drops; and the
+    // one long poll per account that replicas take turns at (a lease, like env_locks).
+    "CREATE TABLE stack_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        stack_id TEXT NOT NULL,
+        stack_name TEXT NOT NULL,
+        token TEXT NOT NULL,
+        at TEXT NOT NULL,
+        logical_id TEXT NOT NULL,
+        physical_id TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        stored_ms INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX stack_events_by_id ON stack_events(event_id);
+    CREATE INDEX stack_events_by_stack ON stack_events(stack_id, token, seq);
+    CREATE TABLE event_pollers (
+        account TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );",
 ];
 
 fn statements(sql: &str) -> impl Iterator<Item = &str> {

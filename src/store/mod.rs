@@ -21,6 +21,7 @@ mod postgres;
 mod rate_limits;
 pub(crate) mod sql;
 mod sqlite;
+mod stack_events;
 mod web_sessions;
 
 use std::path::Path;
@@ -40,6 +41,7 @@ pub use job_search::JobFilter;
 pub use jobs::{JobRecord, JobState, NewJob};
 pub use leases::{EnvLockRecord, LeaseSettings, LockOutcome, ReplicaRecord, StartOutcome, Takeover};
 use sql::{Dialect, Row, Sql, Value};
+pub use stack_events::StoredStackEvent;
 pub use web_sessions::{new_token, token_hash, LinkRefusal};
 
 /// What went wrong underneath.
@@ -153,6 +155,9 @@ const RECONNECT_FOR: Duration = Duration::from_secs(30);
 pub struct Store {
     backend: Arc<Mutex<Backend>>,
     kind: &'static str,
+    /// Counts this process's writes of pushed stack events, so its watchers wake at once
+    /// (another replica's writes they find at their next look).
+    stack_events_written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -195,6 +200,7 @@ impl Store {
         let store = Store {
             backend: Arc::new(Mutex::new(backend)),
             kind,
+            stack_events_written: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         store.migrate()?;
         Ok(store)

@@ -320,6 +320,56 @@ fn the_policy_grants_the_auto_scaling_calls_argos_makes_and_no_more() {
     }
 }
 
+/// The events queue's consumer may receive and delete on that one queue and nothing else of
+/// SQS; the setup's rights are scoped to the same queue and the setup stack's rule.
+#[test]
+fn the_policy_grants_exactly_the_sqs_actions_of_the_stack_events_queue() {
+    let policy = bot_policy();
+    let statements = policy["Statement"].as_array().unwrap();
+    let sid = |name: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"] == name)
+            .unwrap_or_else(|| panic!("the {name} statement"))
+    };
+    let consume = sid("ConsumeStackEvents");
+    assert_eq!(
+        consume["Action"],
+        serde_json::json!(["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"])
+    );
+    assert_eq!(consume["Resource"], "arn:aws:sqs:*:*:argos-stack-events");
+    let source_calls: Vec<String> = calls_in_source()
+        .into_iter()
+        .filter(|c| c.starts_with("sqs:"))
+        .collect();
+    assert_eq!(
+        source_calls,
+        ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"]
+    );
+    for s in statements {
+        let actions: Vec<&str> = match &s["Action"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if actions.iter().any(|a| a.starts_with("sqs:")) {
+            assert_eq!(s["Resource"], "arn:aws:sqs:*:*:argos-stack-events", "{}", s["Sid"]);
+            assert!(
+                actions.iter().all(|a| a.starts_with("sqs:") && !a.contains('*')),
+                "{}",
+                s["Sid"]
+            );
+        }
+        if actions.iter().any(|a| a.starts_with("events:")) {
+            assert_eq!(
+                s["Resource"], "arn:aws:events:*:*:rule/argos-stack-events-*",
+                "{}",
+                s["Sid"]
+            );
+        }
+    }
+}
+
 fn matches(pattern: &str, action: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => action.starts_with(prefix),
@@ -354,9 +404,13 @@ fn calls_in_source() -> Vec<String> {
                 "ec2"
             } else if call.contains(".autoscaling()") {
                 "autoscaling"
+            } else if call.contains(".sqs()") {
+                "sqs"
             } else {
                 panic!("{}: cannot tell the service of {action}", p.display())
             };
+            // IAM has no batch actions: a batch needs the single action's permission.
+            let action = action.strip_suffix("Batch").unwrap_or(action);
             out.push(format!("{service}:{action}"));
         }
     }

@@ -40,6 +40,7 @@ mod iam_enforcement;
 mod json_logs;
 mod moto_lifecycle;
 mod postgres_harness;
+mod pushed_events;
 mod replicas;
 mod schedules;
 mod shared_state;

@@ -22,6 +22,7 @@ mod drift;
 mod ec2;
 mod query;
 mod script;
+mod sqs;
 mod templates;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -204,6 +205,7 @@ pub(super) struct State {
     seq: u64,
     wall_base: DateTime<Utc>,
     instant_base: Instant,
+    sqs: sqs::SqsState,
 }
 
 /// Handle on a running fake; clones share the same state and server.
@@ -273,6 +275,7 @@ impl FakeAws {
             seq: 0,
             wall_base: Utc::now(),
             instant_base: Instant::now(),
+            sqs: sqs::SqsState::default(),
         }));
         let s = state.clone();
         let server = HttpServer::start(move |req| handle(&s, req)).await?;
@@ -494,6 +497,10 @@ impl FakeAws {
 // ---------------------------------------------------------------------------------------------
 
 fn handle(state: &Mutex<State>, req: Request) -> Response {
+    if let Some(action) = req.header("x-amz-target").and_then(|t| t.strip_prefix("AmazonSQS.")) {
+        let action = action.to_string();
+        return sqs::handle_sqs(state, req, &action);
+    }
     let mut params: Params = BTreeMap::new();
     for (k, v) in req.query_params().into_iter().chain(req.form_params()) {
         params.insert(k, v);
