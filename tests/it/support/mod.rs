@@ -56,6 +56,20 @@ impl TestProject {
 
     /// Like [`TestProject::new`], with extra keys under `paths:` (e.g. another formations dir).
     pub fn with_paths(endpoint: &str, extra: &str, paths: &str) -> TestProject {
+        Self::write(endpoint, extra, paths, None)
+    }
+
+    /// Like [`TestProject::new`], deploying only `roles` (`ansible.roles`; the product's default
+    /// is four). Each role is one real `ansible-playbook` run per deploy, so a test that shows
+    /// the same thing with fewer roles runs faster.
+    pub fn with_roles(endpoint: &str, extra: &str, roles: &[&str]) -> TestProject {
+        Self::write(endpoint, extra, "", Some(roles))
+    }
+
+    fn write(endpoint: &str, extra: &str, paths: &str, roles: Option<&[&str]>) -> TestProject {
+        let roles = roles
+            .map(|r| format!("  roles: [{}]\n", r.join(", ")))
+            .unwrap_or_default();
         set_test_secrets();
         let dir = tempfile::tempdir().expect("temp dir");
         let root = repo();
@@ -100,7 +114,7 @@ ansible:
   python_interpreter: .venv/bin/python
   extra_vars:
     sandbox_dir: {hosts}
-environments:
+{roles}environments:
   staging: {{}}
   sandbox: {{}}
 {extra}"#,
