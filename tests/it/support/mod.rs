@@ -127,6 +127,18 @@ ansible:
         TestProject { dir, config_path }
     }
 
+    /// Sets the store lease and heartbeat (the base config has 1000 ms and 200 ms, so tests of
+    /// takeovers run fast). A test that takes nothing over may take a longer lease, so that a
+    /// heartbeat held up a second on a loaded machine does not cost it its own job.
+    pub fn set_lease(&self, lease_ms: u64, heartbeat_ms: u64) {
+        let yaml = std::fs::read_to_string(&self.config_path).expect("read config");
+        let yaml = yaml
+            .replacen("  lease_ms: 1000\n", &format!("  lease_ms: {lease_ms}\n"), 1)
+            .replacen("  heartbeat_ms: 200\n", &format!("  heartbeat_ms: {heartbeat_ms}\n"), 1);
+        std::fs::write(&self.config_path, yaml).expect("write config");
+        assert_eq!(self.config().settings.store.lease_ms, lease_ms, "the lease is set");
+    }
+
     pub fn config(&self) -> Config {
         Config::load(&self.config_path).expect("test config loads")
     }
