@@ -328,8 +328,12 @@ async fn memory(start_kb: u64) {
     );
     let project = TestProject::new(&aws.endpoint_url(), &extra);
     let envs: Vec<String> = (1..=JOBS).map(|i| format!("qa-{i:02}")).collect();
-    let env_yaml: String = envs.iter().map(|e| format!("  {e}: {{}}\n")).collect();
-    patch(&project, "  staging: {}\n  sandbox: {}\n", &env_yaml);
+    let env_yaml: String = envs.iter().map(|e| format!("  {e}: {{plain_http: true}}\n")).collect();
+    patch(
+        &project,
+        "  staging: {plain_http: true}\n  sandbox: {plain_http: true}\n",
+        &env_yaml,
+    );
     aws.set_default_vpc("vpc-1", "172.31.0.0/16", &[("subnet-1", "us-east-1a")]);
     aws.add_image(Ec2Image::owned("ami-0123", "argos-image", &[("App", "argos")]));
     let resources = [

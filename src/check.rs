@@ -3,7 +3,8 @@
 //! key exists with mode 0600. Each environment's stack parameters are checked too: the base
 //! image names an SSM parameter, SSH is not open to the world (a warning) and has a CIDR at
 //! all, the template's rules accept the parameters, the database password is one RDS takes,
-//! the DB subnet group has two subnets, and a broker has its password. cfn-lint runs on both
+//! the DB subnet group has two subnets, a broker has its password, and the front is HTTPS or
+//! plain HTTP on purpose (a warning). cfn-lint runs on both
 //! templates when it is installed (`cfn_lint`).
 
 use std::collections::BTreeMap;
@@ -216,6 +217,19 @@ pub fn environment_findings(config: &Config, name: &str, merged: &Template) -> V
     }
     values.extend(env.parameters.clone());
     let label = format!("environment {name}");
+    let declared: Vec<String> = merged.parameters().into_iter().map(|p| p.name).collect();
+    match env.stack_choices(name, &declared) {
+        Ok(choices) => {
+            if choices.get("CertificateArn").is_some_and(String::is_empty) {
+                out.push(warn(
+                    &label,
+                    "plain_http: true: the front serves plain HTTP to the internet, so sign-in and API traffic cross it in clear text; set certificate_arn (an ACM certificate) for HTTPS",
+                ));
+            }
+            values.extend(choices);
+        }
+        Err(e) => out.push(Finding::fail(&label, e)),
+    }
     out.extend(ssh_finding(&label, values.get("AllowedSshCidr").map(String::as_str)));
     for refused in merged.rule_violations(&values) {
         out.push(Finding::fail(
@@ -422,6 +436,43 @@ mod tests {
         std::fs::write(&path, yaml).unwrap();
         let config = Config::load(&path).unwrap();
         (dir, config)
+    }
+
+    #[test]
+    fn the_front_is_https_or_plain_http_on_purpose() {
+        let cert = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-000000000000";
+        let (_dir, config) = config_with(
+            "  allowed_ssh_cidr: 203.0.113.7/32",
+            &format!("  plain:\n    plain_http: true\n  unsaid: {{}}\n  https:\n    certificate_arn: {cert}\n"),
+        );
+        let (image, merged) = load_formations(&config.formations_dir()).unwrap();
+        let findings = stack_findings(&config, &image, &merged);
+        let about = |label: &str| -> String {
+            findings
+                .iter()
+                .filter(|f| f.check == label)
+                .map(|f| format!("{} {}", if f.ok { "ok" } else { "FAIL" }, f.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let plain = about("environment plain");
+        assert!(
+            plain.contains("ok warning: plain_http: true: the front serves plain HTTP"),
+            "{plain}"
+        );
+        assert!(!plain.contains("FAIL"), "{plain}");
+        let unsaid = about("environment unsaid");
+        assert!(
+            unsaid.contains("FAIL environments.unsaid.certificate_arn: the front needs HTTPS"),
+            "{unsaid}"
+        );
+        // A certificate needs the load balancer's subnets (the template's rule).
+        let https = about("environment https");
+        assert!(
+            https.contains("FAIL the template's rules refuse its parameters: LoadBalancerNeedsSubnets"),
+            "{https}"
+        );
+        assert!(!https.contains("plain HTTP"), "{https}");
     }
 
     #[test]

@@ -36,9 +36,12 @@ pub fn run(config_path: &Path, env: Option<&str>, image: bool) -> i32 {
 /// defaults when one is named.
 pub fn render(config: &Config, env: Option<&str>, image: bool) -> Result<String, String> {
     let (image_template, merged) = load_formations(&config.formations_dir()).map_err(|e| e.to_string())?;
-    let mut body = if image { image_template.value } else { merged.value };
+    let template = if image { image_template } else { merged };
+    let mut body = template.value.clone();
     if let Some(env) = env {
-        let (values, own) = env_values(config, env)?;
+        let (mut values, own) = env_values(config, env)?;
+        let (_, settings) = config.environment(env)?;
+        values.extend(crate::engine::environment_choices(&template, &settings, env)?);
         set_defaults(&mut body, &values, &own, env)?;
     }
     serde_json::to_string_pretty(&Value::Object(body)).map_err(|e| format!("cannot print the template: {e}"))
@@ -152,7 +155,7 @@ mod tests {
     #[test]
     fn an_environment_fills_in_defaults_but_never_secrets() {
         let (_dir, config) = config(
-            "  staging:\n    instance_types: {api: t3.large}\n    parameters: {WorkerCount: \"2\", EnableBroker: \"true\", DatabasePassword: hunter2-hunter2}\n",
+            "  staging:\n    plain_http: true\n    instance_types: {api: t3.large}\n    parameters: {WorkerCount: \"2\", EnableBroker: \"true\", DatabasePassword: hunter2-hunter2}\n",
         );
         let t = parse(&render(&config, Some("staging"), false).unwrap());
         let default = |p: &str| t["Parameters"][p].get("Default").cloned();
@@ -166,12 +169,25 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_clear_error() {
-        let (_dir, config) = config("  staging:\n    parameters: {WorkerCuont: \"2\"}\n");
+        let (_dir, config) = config("  staging:\n    plain_http: true\n    parameters: {WorkerCuont: \"2\"}\n");
         let e = render(&config, Some("staging"), false).unwrap_err();
         assert!(
             e.contains("environments.staging sets stack parameter 'WorkerCuont'") && e.contains("WorkerCount"),
             "{e}"
         );
+        let e = render(&config, Some("prod"), false).unwrap_err();
+        assert!(e.contains("unknown environment") && e.contains("staging"), "{e}");
+        // The front's choice is the environment's to make: neither is refused, naming the key.
+        let (_unsaid_dir, unsaid) = self::config("  staging: {}\n");
+        let e = render(&unsaid, Some("staging"), false).unwrap_err();
+        assert!(
+            e.starts_with("environments.staging.certificate_arn: the front needs HTTPS"),
+            "{e}"
+        );
+        let (_plain_dir, plain) = self::config("  staging:\n    plain_http: true\n    production: false\n");
+        let t: Value = serde_json::from_str(&render(&plain, Some("staging"), false).unwrap()).unwrap();
+        assert_eq!(t["Parameters"]["CertificateArn"]["Default"], "");
+        assert_eq!(t["Parameters"]["DatabaseMultiAz"]["Default"], "false");
         let e = render(&config, Some("prod"), false).unwrap_err();
         assert!(e.contains("unknown environment") && e.contains("staging"), "{e}");
     }

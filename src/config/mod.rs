@@ -11,6 +11,7 @@ use crate::redact::{is_secret_name, Redactor};
 mod accounts;
 mod cron;
 pub mod freezes;
+mod front;
 mod health_checks;
 mod holds;
 mod limits;
@@ -24,6 +25,7 @@ mod web;
 pub use accounts::valid_role_arn;
 pub use cron::parse_cron;
 pub use freezes::FreezeSettings;
+pub use front::{is_certificate_arn, FrontAccess};
 pub use health_checks::HealthCheck;
 pub use holds::{HoldSettings, HoldTimes};
 pub use people::PersonSettings;
@@ -273,6 +275,14 @@ impl Config {
         }
         if own.other_refs != OtherRefs::default() {
             merged.other_refs = own.other_refs;
+        }
+        if own.certificate_arn.is_some() || own.plain_http.is_some() {
+            // The front's access is one choice: an environment's own replaces the default's.
+            merged.certificate_arn = own.certificate_arn.clone();
+            merged.plain_http = own.plain_http;
+        }
+        if own.production.is_some() {
+            merged.production = own.production;
         }
         Ok((env, merged))
     }

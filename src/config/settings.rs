@@ -526,6 +526,16 @@ pub struct EnvSettings {
     /// What happens to a ref outside `refs`: `refuse` (the default) or `approval` (it needs
     /// an approval under the environment's policy, one approver if no policy says more).
     pub other_refs: OtherRefs,
+    /// The ACM certificate of the front's HTTPS load balancer
+    /// (`arn:aws:acm:<region>:<account>:certificate/<id>`): HTTPS on 443, HTTP redirected to
+    /// it. An environment without one must say `plain_http: true`.
+    pub certificate_arn: Option<String>,
+    /// `true`: no certificate, the front's nginx serves plain HTTP to the internet, on purpose
+    /// (shown by `status`, warned by `argos check`).
+    pub plain_http: Option<bool>,
+    /// `true`: the database gets a Multi-AZ standby and enhanced monitoring (the template's
+    /// safe defaults); otherwise (a throwaway environment) both are off, to save their cost.
+    pub production: Option<bool>,
 }
 
 /// `playbooks/group_vars/all.yml`: the variables the engine shares with Ansible.

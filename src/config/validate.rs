@@ -85,6 +85,7 @@ impl Config {
                 }
             }
         }
+        self.validate_front_access()?;
         let p = &self.settings.permissions;
         for (i, rule) in p.rules.iter().enumerate() {
             if !p.roles.contains_key(&rule.role) {
@@ -216,6 +217,42 @@ impl Config {
                 Some("ansible.roles"),
                 "list at least one role to deploy",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The front's access, where it is set: an ACM certificate ARN of the right shape, or
+    /// `plain_http: true`, never both. An environment that sets neither loads (most configs
+    /// never build a stack), but building its stack refuses it (`EnvSettings::front_access`).
+    fn validate_front_access(&self) -> Result<(), ConfigError> {
+        let f = &self.file;
+        let envs = std::iter::once(("defaults".to_string(), self.settings.defaults.clone())).chain(
+            self.settings
+                .environments
+                .keys()
+                .filter_map(|k| Some((format!("environments.{k}"), self.environment(k).ok()?.1))),
+        );
+        for (key, s) in envs {
+            if let Some(arn) = &s.certificate_arn {
+                if !super::is_certificate_arn(arn) {
+                    return Err(ConfigError::new(
+                        f,
+                        Some(&format!("{key}.certificate_arn")),
+                        format!(
+                            "'{arn}' is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)"
+                        ),
+                    ));
+                }
+            }
+            if s.certificate_arn.is_some() && s.plain_http == Some(true) {
+                return Err(ConfigError::new(
+                    f,
+                    Some(&format!("{key}.plain_http")),
+                    "set either certificate_arn (HTTPS) or plain_http: true, not both",
+                ));
+            }
         }
         Ok(())
     }

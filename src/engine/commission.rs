@@ -21,6 +21,8 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
             merged: &app_template,
         },
     )?;
+    // The front's HTTPS choice, before an image is baked for a stack that would be refused.
+    params::environment_choices(&app_template, &ctx.target)?;
     let names = &ctx.target.names;
     let stack_name = names.stack();
     let existing = stack::describe(ctx.aws(), &stack_name).await?;
@@ -90,7 +92,8 @@ async fn create(ctx: &Ctx, template: &Template, image_id: &str) -> Result<()> {
     let cfg = ctx.config();
     let net = &cfg.settings.network;
     let (vpc, subnet) = instances::network(ctx.aws(), net.vpc_id.as_deref(), net.subnet_id.as_deref()).await?;
-    let values = params::known_values(cfg, &ctx.target, Some(image_id), (&vpc, &subnet))?;
+    let mut values = params::known_values(cfg, &ctx.target, Some(image_id), (&vpc, &subnet))?;
+    values.extend(params::environment_choices(template, &ctx.target)?);
     params::check_declared(
         template,
         &ctx.target.settings.parameters,

@@ -30,6 +30,7 @@ pub use commission::commission;
 pub use decommission::decommission;
 pub use deploy::{check_roles, deploy};
 pub use drift::{drift, drift_and_record, DriftReport, DriftedResource, PropertyDrift};
+pub use params::choices as environment_choices;
 pub use revert_drift::{check_revertable, revert_drift, revert_drift_plan};
 pub use settle::wait_until_settled;
 pub use status::{status, StatusReport};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::cloud::stack::{ParamValue, StackInfo};
-use crate::config::Config;
+use crate::config::{Config, EnvSettings};
 use crate::engine::Target;
 use crate::error::{Error, Result};
 use crate::names::tags;
@@ -46,6 +46,25 @@ pub fn known_values(
     }
     v.extend(target.settings.parameters.clone());
     Ok(v)
+}
+
+/// The values that follow from the environment's choices, for a template that offers them:
+/// `CertificateArn` from `certificate_arn` (empty with `plain_http: true`; neither is refused,
+/// naming the key), and, unless the environment is `production: true`, the database's Multi-AZ
+/// and enhanced monitoring off (the template's defaults are the production ones). A parameter
+/// the environment sets itself under `parameters` wins.
+pub fn environment_choices(template: &Template, target: &Target) -> Result<BTreeMap<String, String>> {
+    choices(template, &target.settings, target.env.as_str()).map_err(Error::Invalid)
+}
+
+/// [`environment_choices`] for the front ends that hold a template (`argos template`).
+pub fn choices(
+    template: &Template,
+    settings: &EnvSettings,
+    env: &str,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let declared: Vec<String> = template.parameters().into_iter().map(|p| p.name).collect();
+    settings.stack_choices(env, &declared)
 }
 
 fn capitalize(s: &str) -> String {

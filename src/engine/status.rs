@@ -19,6 +19,26 @@ pub struct StatusReport {
     pub instances: Vec<InstanceInfo>,
     pub image: Option<ImageInfo>,
     pub events: Vec<StackEvent>,
+    /// How users reach the app: the HTTPS address, or plain HTTP on purpose.
+    pub front: Option<String>,
+}
+
+/// The `front:` line of a status: plain HTTP on purpose (the environment's choice), or the
+/// stack's HTTPS address (its `FrontUrl` output) once there is one.
+fn front_line(settings: &crate::config::EnvSettings, stack: Option<&StackInfo>) -> Option<String> {
+    let url = stack.and_then(|s| s.outputs.get("FrontUrl"));
+    match settings.front_access("") {
+        Ok(crate::config::FrontAccess::PlainHttp) => Some(match url {
+            Some(u) => format!("plain HTTP (on purpose): {u}"),
+            None => "plain HTTP (on purpose)".to_string(),
+        }),
+        Ok(crate::config::FrontAccess::Https { .. }) => Some(match url {
+            Some(u) if u.starts_with("https://") => format!("HTTPS: {u}"),
+            Some(u) => format!("HTTPS configured, but the stack serves {u}: run update"),
+            None => "HTTPS (no address yet)".to_string(),
+        }),
+        Err(_) => None,
+    }
 }
 
 pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
@@ -39,8 +59,10 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
         Some(s) => stack::recent_events(ctx.aws(), &s.id, ctx.config().settings.watch.recent_events).await?,
         None => vec![],
     };
+    let front = front_line(&ctx.target.settings, stack.as_ref());
     Ok(StatusReport {
         stack_name,
+        front,
         stack,
         instances,
         image,
@@ -69,6 +91,9 @@ impl fmt::Display for StatusReport {
                     writeln!(f, "  output {k} = {v}")?;
                 }
             }
+        }
+        if let Some(front) = &self.front {
+            writeln!(f, "front: {front}")?;
         }
         if self.instances.is_empty() {
             writeln!(f, "instances: none")?;
@@ -109,5 +134,44 @@ impl fmt::Display for StatusReport {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvSettings;
+
+    fn stack(url: &str) -> StackInfo {
+        StackInfo {
+            outputs: [("FrontUrl".to_string(), url.to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_front_line_says_plain_http_on_purpose_or_the_https_address() {
+        let plain = EnvSettings {
+            plain_http: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(front_line(&plain, None).as_deref(), Some("plain HTTP (on purpose)"));
+        assert_eq!(
+            front_line(&plain, Some(&stack("http://ec2-1.compute.amazonaws.com"))).as_deref(),
+            Some("plain HTTP (on purpose): http://ec2-1.compute.amazonaws.com")
+        );
+        let https = EnvSettings {
+            certificate_arn: Some("arn:aws:acm:us-east-1:123456789012:certificate/abc".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            front_line(&https, Some(&stack("https://argos-lb.elb.amazonaws.com"))).as_deref(),
+            Some("HTTPS: https://argos-lb.elb.amazonaws.com")
+        );
+        assert_eq!(
+            front_line(&https, Some(&stack("http://ec2-1.compute.amazonaws.com"))).as_deref(),
+            Some("HTTPS configured, but the stack serves http://ec2-1.compute.amazonaws.com: run update")
+        );
+        assert_eq!(front_line(&EnvSettings::default(), None), None);
     }
 }

@@ -138,6 +138,7 @@ async fn change_set(
     let vpc = net.vpc_id.clone().unwrap_or(network.0);
     let subnet = net.subnet_id.clone().unwrap_or(network.1);
     let mut values = params::known_values(cfg, &ctx.target, image_id.as_deref(), (&vpc, &subnet))?;
+    values.extend(params::environment_choices(template, &ctx.target)?);
     if image_id.is_none() {
         values.remove("ImageId");
     }

@@ -184,6 +184,38 @@ const DRIFT_READS: &[(&str, &[&str])] = &[
     ),
     ("AWS::RDS::DBInstance", &["rds:DescribeDBInstances"]),
     ("AWS::RDS::DBSubnetGroup", &["rds:DescribeDBSubnetGroups"]),
+    (
+        "AWS::IAM::Role",
+        &[
+            "iam:GetRole",
+            "iam:ListAttachedRolePolicies",
+            "iam:ListRolePolicies",
+            "iam:GetRolePolicy",
+        ],
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        &[
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "elasticloadbalancing:DescribeTags",
+        ],
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::Listener",
+        &[
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeListenerAttributes",
+        ],
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        &[
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "elasticloadbalancing:DescribeTags",
+        ],
+    ),
 ];
 
 /// A drift detection can read every resource type the templates create, and the statement

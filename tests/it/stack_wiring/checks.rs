@@ -8,11 +8,18 @@ use argos::template::Template;
 
 use super::connections::{connections, To};
 use super::listeners::{groups, Listener};
-use super::security_groups::{database_id, database_port, group_resources, ingress_rules, Ingress, Source};
+use super::security_groups::{
+    database_id, database_port, group_resources, ingress_rules, lb_listeners, target_group, Ingress, ListenerAction,
+    Source, LOAD_BALANCER,
+};
 use super::templates;
 use super::vars::Vars;
 
-/// The switches that change the wiring, as (label, parameter values).
+/// A certificate ARN of the right shape, and subnets, for the HTTPS scenarios.
+const CERTIFICATE: &str = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000";
+
+/// The switches that change the wiring, as (label, parameter values): broker, workers, and
+/// the front's HTTPS (load balancer) or plain HTTP.
 fn scenarios(t: &Template) -> Vec<(String, BTreeMap<String, String>)> {
     let base: BTreeMap<String, String> = t
         .parameters()
@@ -20,16 +27,25 @@ fn scenarios(t: &Template) -> Vec<(String, BTreeMap<String, String>)> {
         .map(|p| (p.name, p.default.unwrap_or_else(|| "unset".into())))
         .collect();
     let mut out = Vec::new();
-    for (broker, workers) in [("false", "0"), ("true", "0"), ("false", "2"), ("true", "2")] {
-        let mut p = base.clone();
-        p.insert("EnableBroker".into(), broker.into());
-        p.insert("WorkerCount".into(), workers.into());
-        let label = format!(
-            "broker {}, {} workers",
-            if broker == "true" { "on" } else { "off" },
-            workers
-        );
-        out.push((label, p));
+    for https in [false, true] {
+        for (broker, workers) in [("false", "0"), ("true", "0"), ("false", "2"), ("true", "2")] {
+            let mut p = base.clone();
+            p.insert("EnableBroker".into(), broker.into());
+            p.insert("WorkerCount".into(), workers.into());
+            if https {
+                p.insert("CertificateArn".into(), CERTIFICATE.into());
+                p.insert("LoadBalancerSubnetIds".into(), "subnet-0aaa1111,subnet-0bbb2222".into());
+            } else {
+                p.insert("CertificateArn".into(), String::new());
+            }
+            let label = format!(
+                "broker {}, {} workers, {}",
+                if broker == "true" { "on" } else { "off" },
+                workers,
+                if https { "HTTPS" } else { "plain HTTP" }
+            );
+            out.push((label, p));
+        }
     }
     out
 }
@@ -44,6 +60,8 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
     let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut refused = Vec::new();
     let mut fail = |label: &str, msg: String| found.entry(msg).or_default().push(label.to_string());
+    let lb_listeners = lb_listeners(&t);
+    let scenario_count = scenarios(&t).len();
 
     for g in &groups {
         if !compute.contains_key(&g.name) {
@@ -94,7 +112,23 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
                 .map(|(g, _)| g.clone())
                 .collect()
         };
+        let active_lb_listeners: Vec<_> = lb_listeners
+            .iter()
+            .filter(|l| t.resource_active(&l.resource, &params))
+            .collect();
         let listeners = |g: &str| -> Vec<Listener> {
+            if g == LOAD_BALANCER {
+                return active_lb_listeners
+                    .iter()
+                    .map(|l| Listener {
+                        port: l.port,
+                        remote: true,
+                        auth: None,
+                        what: format!("{} {} ({})", l.protocol, l.port, l.resource),
+                        note: None,
+                    })
+                    .collect();
+            }
             if g == "database" {
                 return vec![Listener {
                     port: database_port(&t),
@@ -114,7 +148,27 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
             .iter()
             .filter(|r| t.resource_active(&r.resource, &params))
             .collect();
-        let conns = connections(&vars, &groups, &present);
+        let mut conns = connections(&vars, &groups, &present);
+        // The load balancer's forwards: to each target group's targets, on its port.
+        for l in &active_lb_listeners {
+            for a in &l.actions {
+                let ListenerAction::Forward(tg) = a else { continue };
+                let (port, targets) = target_group(&t, tg);
+                for target in targets {
+                    let Some((g, _)) = compute.iter().find(|(_, (res, _))| *res == target) else {
+                        fail(&label, format!("{tg} targets {target}, which is no group's resource"));
+                        continue;
+                    };
+                    conns.push(super::connections::Connection {
+                        from: LOAD_BALANCER.into(),
+                        to: To::Group(g.clone()),
+                        port,
+                        what: format!("{} forwards to {tg}", l.resource),
+                        uses: BTreeSet::new(),
+                    });
+                }
+            }
+        }
 
         for c in &conns {
             match &c.to {
@@ -218,10 +272,16 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
                     );
                 }
                 Source::Cidr(c) | Source::CidrParam(c) => {
+                    // Public: the load balancer's listeners; without one (plain HTTP on
+                    // purpose), the front's nginx ports.
                     let public = owners.iter().any(|g| {
-                        groups
-                            .iter()
-                            .any(|x| &x.name == g && x.public_ports.iter().any(|p| r.covers(*p) && r.from == r.to))
+                        if g == LOAD_BALANCER {
+                            return active_lb_listeners.iter().any(|l| r.covers(l.port) && r.from == r.to);
+                        }
+                        !present.contains(LOAD_BALANCER)
+                            && groups
+                                .iter()
+                                .any(|x| &x.name == g && x.public_ports.iter().any(|p| r.covers(*p) && r.from == r.to))
                     });
                     if !public {
                         let ls: Vec<String> = owners
@@ -230,7 +290,7 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
                             .map(|l| format!("{} ({})", l.port, l.what))
                             .collect();
                         fail(&label, format!(
-                            "{} opens tcp {ports} of {} to {c}; only the front's nginx ports are public, and on {} the playbooks listen on [{}]",
+                            "{} opens tcp {ports} of {} to {c}; only the load balancer's listeners (or, without one, the front's nginx ports) are public, and on {} the playbooks listen on [{}]",
                             r.resource, owners.join("/"), owners.join("/"), ls.join(", ")
                         ));
                     }
@@ -269,7 +329,7 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
             }
         }
         // SSH: every instance's group is reachable for Ansible, from AllowedSshCidr.
-        for g in present.iter().filter(|g| *g != "database") {
+        for g in present.iter().filter(|g| *g != "database" && *g != LOAD_BALANCER) {
             let ssh = active.iter().any(|r| {
                 sgs_of(g).contains(&r.sg)
                     && r.covers(22)
@@ -286,7 +346,7 @@ fn wiring_mismatches() -> (Vec<String>, Vec<String>) {
     let mismatches = found
         .into_iter()
         .map(|(msg, labels)| {
-            if labels.len() == 4 || labels == ["all"] {
+            if labels.len() == scenario_count || labels == ["all"] {
                 msg
             } else {
                 format!("{msg}  [{}]", labels.join("; "))
@@ -322,7 +382,7 @@ fn the_derivation_sees_the_stack() {
         BTreeSet::from(["api", "broker", "collector", "front", "knowledge", "worker"])
     );
     let compute = group_resources(&t);
-    assert_eq!(compute.len(), 7, "{compute:?}");
+    assert_eq!(compute.len(), 8, "{compute:?}");
     let all: BTreeSet<String> = compute.keys().cloned().collect();
     let conns = connections(&vars, &groups, &all);
     let pairs: BTreeSet<(String, String)> = conns

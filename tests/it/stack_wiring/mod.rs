@@ -19,6 +19,7 @@ use crate::upstream_argos;
 
 mod checks;
 mod connections;
+mod https;
 mod listeners;
 mod security_groups;
 mod vars;

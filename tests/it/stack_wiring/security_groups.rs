@@ -33,6 +33,9 @@ fn resources(t: &Template) -> &serde_json::Map<String, Value> {
     t.value["Resources"].as_object().unwrap()
 }
 
+/// The group name of the HTTPS load balancer in front of the front.
+pub(crate) const LOAD_BALANCER: &str = "loadbalancer";
+
 /// group → (the resource whose condition decides whether the group exists, its security groups)
 pub(crate) fn group_resources(t: &Template) -> BTreeMap<String, (String, Vec<String>)> {
     let res = resources(t);
@@ -52,6 +55,9 @@ pub(crate) fn group_resources(t: &Template) -> BTreeMap<String, (String, Vec<Str
             }
             "AWS::RDS::DBInstance" => {
                 out.insert("database".into(), (id.clone(), sg_list(&p["VPCSecurityGroups"])));
+            }
+            "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
+                out.insert(LOAD_BALANCER.into(), (id.clone(), sg_list(&p["SecurityGroups"])));
             }
             _ => {}
         }
@@ -148,4 +154,95 @@ impl Ingress {
         (self.proto == "tcp" || self.proto == "-1")
             && (self.from == -1 || (self.from <= port as i64 && port as i64 <= self.to))
     }
+}
+
+/// What a load balancer listener does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListenerAction {
+    /// To a target group (logical id).
+    Forward(String),
+    /// A redirect: (protocol, port, status code).
+    Redirect(String, String, String),
+    Other(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LbListener {
+    pub(crate) resource: String,
+    pub(crate) port: u16,
+    pub(crate) protocol: String,
+    pub(crate) ssl_policy: Option<String>,
+    /// The `Ref`s (parameters) the listener's certificates name.
+    pub(crate) certificates: Vec<String>,
+    pub(crate) actions: Vec<ListenerAction>,
+}
+
+/// Every load balancer listener of the template.
+pub(crate) fn lb_listeners(t: &Template) -> Vec<LbListener> {
+    let mut out = Vec::new();
+    for (id, r) in resources(t) {
+        if r["Type"] != "AWS::ElasticLoadBalancingV2::Listener" {
+            continue;
+        }
+        let p = props(r);
+        let actions = p["DefaultActions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| match a["Type"].as_str().unwrap_or_default() {
+                "forward" => {
+                    ListenerAction::Forward(sg_ref(&a["TargetGroupArn"]).expect("forward names a target group"))
+                }
+                "redirect" => {
+                    let c = &a["RedirectConfig"];
+                    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    ListenerAction::Redirect(text(&c["Protocol"]), text(&c["Port"]), text(&c["StatusCode"]))
+                }
+                other => ListenerAction::Other(other.to_string()),
+            })
+            .collect();
+        out.push(LbListener {
+            resource: id.clone(),
+            port: p["Port"].as_u64().expect("a listener port") as u16,
+            protocol: p["Protocol"].as_str().unwrap_or_default().to_string(),
+            ssl_policy: p["SslPolicy"].as_str().map(str::to_string),
+            certificates: p["Certificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["CertificateArn"]["Ref"].as_str().map(str::to_string))
+                .collect(),
+            actions,
+        });
+    }
+    out
+}
+
+/// A target group's port and the logical ids of its targets.
+pub(crate) fn target_group(t: &Template, id: &str) -> (u16, Vec<String>) {
+    let p = props(&resources(t)[id]);
+    let port = p["Port"].as_u64().expect("a target group port") as u16;
+    let targets = p["Targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| sg_ref(&x["Id"]))
+        .collect();
+    (port, targets)
+}
+
+/// The egress rules of a security group: (port, destination group), or `None` for a CIDR.
+pub(crate) fn egress_rules(t: &Template, sg: &str) -> Vec<(i64, i64, Option<String>)> {
+    props(&resources(t)[sg])["SecurityGroupEgress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["FromPort"].as_i64().unwrap_or(-1),
+                e["ToPort"].as_i64().unwrap_or(-1),
+                e.get("DestinationSecurityGroupId").and_then(sg_ref),
+            )
+        })
+        .collect()
 }

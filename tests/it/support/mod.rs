@@ -115,8 +115,8 @@ ansible:
   extra_vars:
     sandbox_dir: {hosts}
 {roles}environments:
-  staging: {{}}
-  sandbox: {{}}
+  staging: {{plain_http: true}}
+  sandbox: {{plain_http: true}}
 {extra}"#,
             root = root.display(),
             state = state.display(),
