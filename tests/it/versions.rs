@@ -72,7 +72,15 @@ async fn world(extra: &str) -> (World<Console>, tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let demo = demo_repo(dir.path());
     let config = format!("{PEOPLE}repository:\n  url: {}\n{extra}", demo.display());
-    let w = World::builder().time_scale(50.0).config(&config).console().await;
+    // api and collector check out the app's code; front stands for the roles that do not.
+    // (The fourth default role, knowledge, would add one more ansible-playbook run to each of
+    // the deploys without showing anything more.)
+    let w = World::builder()
+        .time_scale(50.0)
+        .config(&config)
+        .roles(&["api", "front", "collector"])
+        .console()
+        .await;
     let engine = w.project.engine().await;
     let roles = engine.config.settings.ansible.roles.clone();
     add_app(&w.aws, &engine, &roles.iter().map(String::as_str).collect::<Vec<_>>());

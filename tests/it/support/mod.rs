@@ -56,6 +56,20 @@ impl TestProject {
 
     /// Like [`TestProject::new`], with extra keys under `paths:` (e.g. another formations dir).
     pub fn with_paths(endpoint: &str, extra: &str, paths: &str) -> TestProject {
+        Self::write(endpoint, extra, paths, None)
+    }
+
+    /// Like [`TestProject::new`], deploying only `roles` (`ansible.roles`; the product's default
+    /// is four). Each role is one real `ansible-playbook` run per deploy, so a test that shows
+    /// the same thing with fewer roles runs faster.
+    pub fn with_roles(endpoint: &str, extra: &str, roles: &[&str]) -> TestProject {
+        Self::write(endpoint, extra, "", Some(roles))
+    }
+
+    fn write(endpoint: &str, extra: &str, paths: &str, roles: Option<&[&str]>) -> TestProject {
+        let roles = roles
+            .map(|r| format!("  roles: [{}]\n", r.join(", ")))
+            .unwrap_or_default();
         set_test_secrets();
         let dir = tempfile::tempdir().expect("temp dir");
         let root = repo();
@@ -100,7 +114,7 @@ ansible:
   python_interpreter: .venv/bin/python
   extra_vars:
     sandbox_dir: {hosts}
-environments:
+{roles}environments:
   staging: {{plain_http: true}}
   sandbox: {{plain_http: true}}
 {extra}"#,
@@ -111,6 +125,18 @@ environments:
         let config_path = dir.path().join("argos.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         TestProject { dir, config_path }
+    }
+
+    /// Sets the store lease and heartbeat (the base config has 1000 ms and 200 ms, so tests of
+    /// takeovers run fast). A test that takes nothing over may take a longer lease, so that a
+    /// heartbeat held up a second on a loaded machine does not cost it its own job.
+    pub fn set_lease(&self, lease_ms: u64, heartbeat_ms: u64) {
+        let yaml = std::fs::read_to_string(&self.config_path).expect("read config");
+        let yaml = yaml
+            .replacen("  lease_ms: 1000\n", &format!("  lease_ms: {lease_ms}\n"), 1)
+            .replacen("  heartbeat_ms: 200\n", &format!("  heartbeat_ms: {heartbeat_ms}\n"), 1);
+        std::fs::write(&self.config_path, yaml).expect("write config");
+        assert_eq!(self.config().settings.store.lease_ms, lease_ms, "the lease is set");
     }
 
     pub fn config(&self) -> Config {

@@ -59,6 +59,7 @@ pub struct World<Chat> {
 pub struct WorldBuilder {
     config: String,
     time_scale: Option<f64>,
+    roles: Option<Vec<&'static str>>,
 }
 
 impl World<()> {
@@ -67,6 +68,7 @@ impl World<()> {
         WorldBuilder {
             config: String::new(),
             time_scale: None,
+            roles: None,
         }
     }
 }
@@ -89,6 +91,19 @@ impl WorldBuilder {
         self
     }
 
+    /// Only `roles` are configured (`ansible.roles`; see [`TestProject::with_roles`]).
+    pub fn roles(mut self, roles: &[&'static str]) -> WorldBuilder {
+        self.roles = Some(roles.to_vec());
+        self
+    }
+
+    fn project(&self, endpoint: &str, extra: &str) -> TestProject {
+        match &self.roles {
+            Some(roles) => TestProject::with_roles(endpoint, extra, roles),
+            None => TestProject::new(endpoint, extra),
+        }
+    }
+
     async fn aws(&self) -> FakeAws {
         let aws = FakeAws::start().await;
         if let Some(scale) = self.time_scale {
@@ -100,7 +115,7 @@ impl WorldBuilder {
     /// The fake AWS and the project, no bot: the scenario runs `argos` itself.
     pub async fn build(self) -> World<()> {
         let aws = self.aws().await;
-        let project = TestProject::new(&aws.endpoint_url(), &self.config);
+        let project = self.project(&aws.endpoint_url(), &self.config);
         World { aws, project, chat: () }
     }
 
@@ -116,7 +131,7 @@ impl WorldBuilder {
     pub async fn discord(self, limits: FakeLimits, content_intent: bool) -> World<FakeDiscord> {
         let aws = self.aws().await;
         let chat = FakeDiscord::start_with(limits).await;
-        let project = TestProject::new(&aws.endpoint_url(), &(chat.bot_config(content_intent) + &self.config));
+        let project = self.project(&aws.endpoint_url(), &(chat.bot_config(content_intent) + &self.config));
         World { aws, project, chat }
     }
 
@@ -126,7 +141,7 @@ impl WorldBuilder {
         let aws = self.aws().await;
         let chat = FakeSlack::start_with(limits).await;
         chat.set_token_env();
-        let project = TestProject::new(&aws.endpoint_url(), &(chat.bot_config() + &self.config));
+        let project = self.project(&aws.endpoint_url(), &(chat.bot_config() + &self.config));
         World { aws, project, chat }
     }
 }
