@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::aws_call;
 use crate::cloud::{image, instances};
 use crate::config::freezes::{format_local, next_windows};
 use crate::config::{parse_cron, FreezeSettings, ScheduleSettings};
@@ -79,20 +78,7 @@ async fn gather_account(
     let mut items = Vec::new();
 
     // Every stack of the app, paged.
-    let mut stacks = Vec::new();
-    let mut token = None;
-    loop {
-        let out = aws_call!(
-            aws,
-            "DescribeStacks",
-            aws.cfn().await.describe_stacks().set_next_token(token.clone()).send()
-        )?;
-        stacks.extend(out.stacks().iter().cloned());
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
+    let stacks = crate::cloud::stack::all(aws).await?;
     let tag = |st: &aws_sdk_cloudformation::types::Stack, k: &str| {
         st.tags()
             .iter()

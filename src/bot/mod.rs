@@ -7,6 +7,7 @@ mod approval_flow;
 mod audit_batch;
 mod dispatch;
 mod handlers;
+pub mod housekeeping;
 pub mod jobs;
 mod log_copy;
 pub mod messages;
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     /// Stops the pushed stack events' consumers (on shutdown, or when the bot is dropped).
     pub events_stop: tokio_util::sync::CancellationToken,
     _events_guard: tokio_util::sync::DropGuard,
+    /// When this replica last forgot the store's old records ([`housekeeping`]).
+    pub last_sweep: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Inner {
@@ -131,6 +134,7 @@ impl Bot {
             jobs: JobTable::default(),
             tasks: TaskTracker::new(),
             approval_timers: Default::default(),
+            last_sweep: Default::default(),
             _events_guard: events_stop.clone().drop_guard(),
             events_stop,
             replica: Arc::new(replica),

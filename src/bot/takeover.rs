@@ -1,6 +1,6 @@
 //! The periodic work of a live replica, run after each heartbeat: act on cancel requests made
 //! elsewhere, take over the jobs of replicas whose lease ran out, adopt queued jobs of a gone
-//! owner, start approved jobs it owns, and deliver the outbox.
+//! owner, start approved jobs it owns, forget the store's old records, and deliver the outbox.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +28,7 @@ pub(crate) async fn tick(inner: &Arc<Inner>) -> Vec<u64> {
         }
     }
     crate::bot::notices::watch(inner);
+    crate::bot::housekeeping::tick(inner);
     deliver_outbox(inner).await;
     share_budgets(inner);
     resumed

@@ -293,11 +293,15 @@ impl Clients {
 }
 
 /// Calls an SDK operation inside the request budget and maps its error.
+///
+/// The SDK's request future is on the heap: it is several kilobytes, and inline it made every
+/// operation's future that large at each await, so a debug build overflowed a 2 MiB test
+/// thread's stack polling a commission (bake, stack watch, deploy) directly.
 #[macro_export]
 macro_rules! aws_call {
     ($aws:expr, $action:literal, $send:expr) => {{
         $aws.budget().await;
-        let result = $send.await.map_err(|e| $aws.error($action, e));
+        let result = Box::pin($send).await.map_err(|e| $aws.error($action, e));
         $crate::cloud::count_call($action, &result);
         result
     }};

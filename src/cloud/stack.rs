@@ -52,6 +52,25 @@ fn to_chrono(t: &aws_sdk_cloudformation::primitives::DateTime) -> Option<chrono:
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
+/// Every stack of the account and region (deleted ones included, as DescribeStacks lists
+/// them for a while), every page: the reports and the web page's overview read them all.
+pub async fn all(aws: &Aws) -> std::result::Result<Vec<aws_sdk_cloudformation::types::Stack>, crate::cloud::AwsError> {
+    let mut stacks = Vec::new();
+    let mut token = None;
+    loop {
+        let out = aws_call!(
+            aws,
+            "DescribeStacks",
+            aws.cfn().await.describe_stacks().set_next_token(token.clone()).send()
+        )?;
+        stacks.extend(out.stacks().iter().cloned());
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(stacks),
+        }
+    }
+}
+
 /// Describes a stack by name or id; `None` if it does not exist.
 pub async fn describe(aws: &Aws, name: &str) -> Result<Option<StackInfo>> {
     let out = match aws_call!(

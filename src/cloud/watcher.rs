@@ -312,13 +312,16 @@ impl StackWatcher {
     ) -> Result<Outcome> {
         let deadline = Instant::now() + pace.timeout;
         self.op = Some(op);
+        // Both watches on the heap: each holds SDK calls' futures, and inline they made every
+        // caller's future (a commission holds a bake's watch, then the stack's) large enough
+        // that a debug build overflowed a 2 MiB thread stack polling a commission.
         if self.follow.is_pushed() {
             // `None`: the store cannot be read; poll as without it, from where it left off.
-            if let Some(outcome) = self.wait_pushed(aws, op, pace, deadline, progress, cancel).await? {
+            if let Some(outcome) = Box::pin(self.wait_pushed(aws, op, pace, deadline, progress, cancel)).await? {
                 return Ok(outcome);
             }
         }
-        self.poll_until_done(aws, op, pace, deadline, progress, cancel).await
+        Box::pin(self.poll_until_done(aws, op, pace, deadline, progress, cancel)).await
     }
 
     /// The polling watch: DescribeStackEvents at the watcher's pace until a terminal status.

@@ -103,7 +103,8 @@ pub async fn get_or_bake_image(ctx: &Ctx, image_template: &Template, version: &V
             }
         }
     }
-    bake(ctx, image_template, &name, &hash, version).await
+    // On the heap: the bake's steps hold two stack watches and a playbook run.
+    Box::pin(bake(ctx, image_template, &name, &hash, version)).await
 }
 
 fn poll(ctx: &Ctx) -> Duration {
@@ -118,7 +119,7 @@ enum Undo {
 
 async fn bake(ctx: &Ctx, template: &Template, name: &str, hash: &str, version: &Version) -> Result<ImageInfo> {
     let mut undo: Vec<Undo> = Vec::new();
-    match bake_steps(ctx, template, name, hash, version, &mut undo).await {
+    match Box::pin(bake_steps(ctx, template, name, hash, version, &mut undo)).await {
         Ok(image) => Ok(image),
         Err(e) => {
             ctx.progress.step("undo", "baking failed; removing what it made");

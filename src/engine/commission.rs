@@ -31,7 +31,10 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
             return Err(Error::Refused(refusal(&stack_name, &s.status, names.env.as_str())));
         }
     }
-    let image = get_or_bake_image(ctx, &image_template, version).await?;
+    // Each step's future on the heap: inline, commission's future is as large as bake, the
+    // stack watch and deploy together, and a debug build overflowed a test thread's 2 MiB
+    // stack polling it (moto_lifecycle calls commission directly, not through engine::run).
+    let image = Box::pin(get_or_bake_image(ctx, &image_template, version)).await?;
     let mut summary = Summary::new(format!("commissioned {stack_name}"));
     summary.details.push(format!("image {} ({})", image.id, image.name));
     match existing {
@@ -68,15 +71,15 @@ pub async fn commission(ctx: &Ctx, version: &Version) -> Result<Summary> {
                     outcome.failure_line(&stack_name)
                 )));
             }
-            create(ctx, &app_template, &image.id).await?;
+            Box::pin(create(ctx, &app_template, &image.id)).await?;
             summary.details.push(format!("stack {stack_name} recreated"));
         }
         None => {
-            create(ctx, &app_template, &image.id).await?;
+            Box::pin(create(ctx, &app_template, &image.id)).await?;
             summary.details.push(format!("stack {stack_name} created"));
         }
     }
-    let deployed = deploy(ctx, &[], version).await?;
+    let deployed = Box::pin(deploy(ctx, &[], version)).await?;
     summary.details.extend(deployed.details);
     if let Some(line) = super::workers::ensure_hooks(ctx, &deployed.outputs).await? {
         summary.details.push(line);

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::aws_call;
 use crate::cloud::Aws;
 use crate::engine::Engine;
 use crate::names::Names;
@@ -135,30 +134,18 @@ async fn read(engine: &Engine) -> Snapshot {
 /// Stack name → status of every stack in the account but the deleted ones; or the short cause
 /// of the failure.
 async fn stacks_of(aws: &Aws) -> Result<BTreeMap<String, String>, String> {
-    let mut stacks = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let out = aws_call!(
-            aws,
-            "DescribeStacks",
-            aws.cfn().await.describe_stacks().set_next_token(token.clone()).send()
-        )
-        .map_err(|e| {
-            tracing::warn!(error = %e, "cannot read the stacks' status for the web page");
-            short_cause(e.code.as_deref(), &e.message)
-        })?;
-        for stack in out.stacks() {
-            let status = stack.stack_status().map(|s| s.as_str()).unwrap_or_default();
-            if status != "DELETE_COMPLETE" {
-                stacks.insert(stack.stack_name().unwrap_or_default().to_string(), status.to_string());
-            }
-        }
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(stacks)
+    let all = crate::cloud::stack::all(aws).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot read the stacks' status for the web page");
+        short_cause(e.code.as_deref(), &e.message)
+    })?;
+    Ok(all
+        .iter()
+        .map(|s| {
+            let status = s.stack_status().map(|x| x.as_str()).unwrap_or_default();
+            (s.stack_name().unwrap_or_default().to_string(), status.to_string())
+        })
+        .filter(|(_, status)| status != "DELETE_COMPLETE")
+        .collect())
 }
 
 /// What the page says went wrong: the error code and the start of its message.

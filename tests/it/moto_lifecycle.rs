@@ -31,7 +31,7 @@ async fn full_lifecycle_on_moto() {
 
     // commission: bakes the image, creates the stack, deploys every role.
     let mut rec = Recorder::new(&engine, "staging", Some(&log));
-    let summary = engine::commission(&rec.ctx, &Default::default())
+    let summary = Box::pin(engine::commission(&rec.ctx, &Default::default()))
         .await
         .expect("commission succeeds");
     assert_eq!(summary.headline, "commissioned argos-staging");
@@ -150,7 +150,7 @@ async fn full_lifecycle_on_moto() {
 
     // status
     let mut rec = Recorder::new(&engine, "staging", None);
-    let report = engine::status(&rec.ctx).await.unwrap();
+    let report = Box::pin(engine::status(&rec.ctx)).await.unwrap();
     assert_eq!(report.stack.as_ref().unwrap().status, "CREATE_COMPLETE");
     assert_eq!(report.instances.len(), 4);
     assert!(report.image.is_some());
@@ -159,7 +159,7 @@ async fn full_lifecycle_on_moto() {
 
     // deploy one role
     let rec = Recorder::new(&engine, "staging", Some(&log));
-    let deployed = engine::deploy(&rec.ctx, &["api".to_string()], &Default::default())
+    let deployed = Box::pin(engine::deploy(&rec.ctx, &["api".to_string()], &Default::default()))
         .await
         .unwrap();
     assert_eq!(deployed.hosts.len(), 1);
@@ -167,7 +167,7 @@ async fn full_lifecycle_on_moto() {
     // update: one parameter changes, the others keep their values.
     let rec = Recorder::new(&engine, "staging", Some(&log));
     let overrides = BTreeMap::from([("AllowedSshCidr".to_string(), "203.0.113.0/24".to_string())]);
-    engine::update(&rec.ctx, &overrides, &Default::default())
+    Box::pin(engine::update(&rec.ctx, &overrides, &Default::default()))
         .await
         .expect("update succeeds");
     let stacks = aws
@@ -199,7 +199,7 @@ async fn full_lifecycle_on_moto() {
 
     // decommission: the stack and its instances are gone.
     let rec = Recorder::new(&engine, "staging", None);
-    let s = engine::decommission(&rec.ctx).await.unwrap();
+    let s = Box::pin(engine::decommission(&rec.ctx)).await.unwrap();
     assert_eq!(s.headline, "decommissioned argos-staging");
     assert!(aws
         .cfn()
@@ -225,7 +225,7 @@ async fn full_lifecycle_on_moto() {
 
     // clean, twice: the image and its snapshots go; the second run finds nothing.
     let rec = Recorder::new(&engine, "staging", None);
-    let s = engine::clean(&rec.ctx).await.unwrap();
+    let s = Box::pin(engine::clean(&rec.ctx)).await.unwrap();
     assert!(s.headline.starts_with("cleaned"), "{s:?}");
     let images = aws.ec2().await.describe_images().owners("self").send().await.unwrap();
     assert!(images.images().is_empty(), "no image left");
@@ -244,7 +244,7 @@ async fn full_lifecycle_on_moto() {
             .all(|s| !s.tags().iter().any(|t| t.key() == Some("App"))),
         "no tagged snapshot left"
     );
-    let s = engine::clean(&rec.ctx).await.unwrap();
+    let s = Box::pin(engine::clean(&rec.ctx)).await.unwrap();
     assert!(s.headline.starts_with("nothing to clean"), "{s:?}");
 
     // Nothing secret reached the log.

@@ -7,6 +7,7 @@ on_both_backends! {
     adopt_job_race_has_one_winner => adopt_job_race_has_one_winner_sqlite, adopt_job_race_has_one_winner_postgres;
     outbox_messages_are_claimed_once => outbox_messages_are_claimed_once_sqlite, outbox_messages_are_claimed_once_postgres;
     prune_event_claims_forgets_old_claims => prune_event_claims_forgets_old_claims_sqlite, prune_event_claims_forgets_old_claims_postgres;
+    housekeeping_forgets_each_kind_after_its_own_time => housekeeping_forgets_each_kind_after_its_own_time_sqlite, housekeeping_forgets_each_kind_after_its_own_time_postgres;
 }
 
 // 3. Concurrency
@@ -173,4 +174,53 @@ fn prune_event_claims_forgets_old_claims(db: &TestDb) {
         "forgotten, so claimable again"
     );
     assert_eq!(s.prune_event_claims(Duration::from_secs(600)).unwrap(), 0);
+}
+
+/// The bot's hourly sweep: chat-event claims and pushed stack events are each forgotten after
+/// their own time, and only then (the tables do not grow for as long as the bot runs).
+fn housekeeping_forgets_each_kind_after_its_own_time(db: &TestDb) {
+    use argos::bot::housekeeping::{sweep, Retention, Swept};
+    use argos::progress::StackEvent;
+    let s = db.open();
+    assert!(s.claim_event("slack", "Ev1", "bot-1").unwrap());
+    let event = |id: &str| StackEvent {
+        event_id: id.into(),
+        stack_name: "argos-staging".into(),
+        stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/argos-staging/1".into(),
+        timestamp: Some(chrono::Utc::now()),
+        logical_id: "Database".into(),
+        physical_id: String::new(),
+        resource_type: "AWS::RDS::DBInstance".into(),
+        status: "CREATE_IN_PROGRESS".into(),
+        reason: None,
+    };
+    let token = "argos-job1-create-argos-staging".to_string();
+    let events = [(event("e-1"), token.clone()), (event("e-2"), token)];
+    assert_eq!(s.store_stack_events(&events).unwrap(), 2);
+    let hour = Duration::from_secs(3600);
+    let default = Retention::default();
+    assert_eq!(sweep(&s, &default), Swept::default(), "nothing is a day old yet");
+    let_zero_leases_run_out();
+    let claims_only = Retention {
+        event_claims: Duration::from_millis(1),
+        stack_events: hour,
+        replicas: hour,
+    };
+    assert_eq!(
+        sweep(&s, &claims_only),
+        Swept {
+            event_claims: 1,
+            stack_events: 0
+        }
+    );
+    assert!(
+        s.claim_event("slack", "Ev1", "bot-2").unwrap(),
+        "forgotten, so claimable again"
+    );
+    let events_too = Retention {
+        stack_events: Duration::from_millis(1),
+        ..claims_only
+    };
+    assert_eq!(sweep(&s, &events_too).stack_events, 2);
+    assert_eq!(s.store_stack_events(&events).unwrap(), 2, "forgotten, so stored again");
 }
