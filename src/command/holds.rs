@@ -208,3 +208,99 @@ pub(super) fn parse_unfreeze(args: &[&str]) -> Result<Command, ParseError> {
         envs: parse_selection(args, "unfreeze")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::command::*;
+
+    fn env(e: &str) -> EnvName {
+        EnvName::parse(e).unwrap()
+    }
+
+    #[test]
+    fn holds_and_freezes_parse() {
+        assert_eq!(
+            parse("staging hold testing the migration for 2h").unwrap(),
+            Command::Hold {
+                env: env("staging"),
+                reason: "testing the migration".into(),
+                duration: Some(std::time::Duration::from_secs(7200)),
+                warn: false,
+            }
+        );
+        assert_eq!(
+            parse("staging hold --warn").unwrap(),
+            Command::Hold {
+                env: env("staging"),
+                reason: String::new(),
+                duration: None,
+                warn: true,
+            }
+        );
+        // "for" inside a reason stays in the reason.
+        let Command::Hold { reason, duration, .. } = parse("staging hold waiting for QA").unwrap() else {
+            panic!()
+        };
+        assert_eq!((reason.as_str(), duration), ("waiting for QA", None));
+        assert_eq!(
+            parse("staging release --force").unwrap(),
+            Command::Release {
+                env: env("staging"),
+                force: true
+            }
+        );
+        assert_eq!(
+            parse("freeze staging,production for 90m \"incident 42\"").unwrap(),
+            Command::Freeze {
+                envs: EnvSelection::Only(vec![env("staging"), env("production")]),
+                duration: std::time::Duration::from_secs(5400),
+                reason: "incident 42".into(),
+            }
+        );
+        assert_eq!(
+            parse("unfreeze all").unwrap(),
+            Command::Unfreeze {
+                envs: EnvSelection::All
+            }
+        );
+        let Command::Env { options, .. } =
+            parse("staging deploy ref=v1.2.0 --break-glass \"the site is down\" --confirm").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            options,
+            EnvOptions {
+                break_glass: Some("the site is down".into()),
+                confirm: true
+            }
+        );
+    }
+
+    #[test]
+    fn bad_holds_and_freezes_are_refused_with_their_usage() {
+        let cases = [
+            ("staging hold for", "`for` needs a duration"),
+            ("staging hold for 2x", "unknown unit"),
+            ("staging hold for 0m", "zero"),
+            ("staging hold --force", "unknown option '--force'"),
+            ("staging release now", "`release` takes only --force"),
+            ("freeze staging", "`freeze` needs a duration"),
+            ("freeze staging for 2h", "a freeze needs a reason"),
+            ("freeze for 2h why", "`freeze` needs environments or `all`"),
+            ("freeze all,staging for 2h why", "`all` stands alone"),
+            ("freeze Staging! for 2h why", "environment"),
+            ("unfreeze", "`unfreeze` needs environments or `all`"),
+            ("staging deploy --break-glass", "--break-glass needs a reason"),
+            ("staging status --break-glass why", "`status` changes nothing"),
+            (
+                "staging deploy --break-glass a --break-glass b",
+                "--break-glass is given twice",
+            ),
+        ];
+        for (input, want) in cases {
+            let e = parse(input).unwrap_err();
+            assert!(e.message.contains(want), "{input}: {}", e.message);
+        }
+    }
+}

@@ -5,6 +5,7 @@
 mod args;
 mod help;
 mod holds;
+mod version;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ pub use args::WORKERS_MAX;
 pub use args::{is_ref_name, ref_name_problem};
 use args::{parse_count, parse_parameters, parse_roles, parse_rollback_target, parse_update, parse_workers, take_ref};
 pub use holds::{EnvOptions, EnvSelection};
+pub use version::{short_sha, Version};
 
 use crate::names::{quote, shorten, EnvName};
 
@@ -172,36 +174,6 @@ pub enum Action {
     Clean,
     Status,
     Events,
-}
-
-/// Which code an action deploys: the ref asked for, and the commit it was resolved to before
-/// the job was created (so a resumed or approved job deploys the same commit, wherever the
-/// branch has moved since).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version {
-    /// A branch, tag or commit; none: the environment's default ref.
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub git_ref: Option<String>,
-    /// The full commit SHA, once resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-}
-
-impl Version {
-    /// `feature-x @ 1a2b3c4d`, `1a2b3c4d`, or the ref alone before it is resolved.
-    pub fn describe(&self) -> Option<String> {
-        match (&self.git_ref, &self.commit) {
-            (Some(r), Some(c)) if r.as_str() != c.as_str() => Some(format!("{r} @ {}", short_sha(c))),
-            (_, Some(c)) => Some(short_sha(c).to_string()),
-            (Some(r), None) => Some(r.clone()),
-            (None, None) => None,
-        }
-    }
-}
-
-/// The first 8 characters of a commit SHA, as people read them.
-pub fn short_sha(sha: &str) -> &str {
-    sha.get(..8).unwrap_or(sha)
 }
 
 /// How many deploys `history` lists when no number is given, and at most.
