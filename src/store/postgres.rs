@@ -99,6 +99,9 @@ fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
     StoreError::new(context, source)
 }
 
+/// How long the server lets a session sit idle inside a transaction before it ends it.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
 enum Request {
     Execute(String, Vec<Value>, mpsc::SyncSender<StoreResult<u64>>),
     Query(String, Vec<Value>, mpsc::SyncSender<StoreResult<Vec<Row>>>),
@@ -185,6 +188,19 @@ async fn open_session(config: &tokio_postgres::Config) -> StoreResult<Session> {
             tracing::warn!(error = %e, "PostgreSQL connection closed");
         }
     });
+    // A process stopped inside a transaction (SIGSTOP, a stalled VM) would keep its row locks
+    // for as long as it is stopped, and a live replica's takeover of the environment's lock
+    // would wait on them instead of taking over: the server ends such a session. Argos's
+    // transactions are a few statements sent back to back, never seconds apart.
+    if let Err(e) = client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            IDLE_IN_TRANSACTION.as_millis()
+        ))
+        .await
+    {
+        return Err(classify("set up the PostgreSQL session", e));
+    }
     Ok(Session {
         client,
         statements: HashMap::new(),
