@@ -60,7 +60,7 @@ fn ssh_project(endpoint: &str, sshd: &Sshd, port: u16, paths: &str, network: &st
             1,
         )
         .replacen(
-            "  playbooks: config/sandbox/playbooks",
+            &format!("  playbooks: {}", support::TEST_PLAYBOOKS),
             &format!("  playbooks: {}", playbooks.display()),
             1,
         )

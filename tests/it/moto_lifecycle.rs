@@ -24,7 +24,7 @@ fn tag_map(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_on_moto() {
     let moto = Moto::start().await;
-    let project = TestProject::new(&moto.url, "");
+    let project = TestProject::new(&moto.url, "").sandbox_playbooks();
     let engine = project.engine().await;
     let aws = engine.aws.clone();
     let log = project.dir.path().join("lifecycle.log");

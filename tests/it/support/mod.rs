@@ -41,6 +41,12 @@ pub fn set_test_secrets() {
     std::env::set_var("ARGOS_APP_SECRET_KEY", APP_SECRET);
 }
 
+/// The tests' default playbooks: the sandbox's plays, variables and checks with only the code
+/// checkout and the deployed marker (why: tests/it/playbooks/README.md).
+pub const TEST_PLAYBOOKS: &str = "tests/it/playbooks";
+/// The sandbox playbooks, which render every file a real deploy writes.
+pub const SANDBOX_PLAYBOOKS: &str = "config/sandbox/playbooks";
+
 /// A temporary project: config file, state directory and sandbox host directory.
 pub struct TestProject {
     pub dir: tempfile::TempDir,
@@ -48,8 +54,8 @@ pub struct TestProject {
 }
 
 impl TestProject {
-    /// Writes a config that sends AWS calls to `endpoint` and runs the sandbox playbooks with
-    /// the local connection. `extra` is appended to the YAML (top-level keys).
+    /// Writes a config that sends AWS calls to `endpoint` and runs the test playbooks
+    /// ([`TEST_PLAYBOOKS`]) with the local connection. `extra` is appended to the YAML (top-level keys).
     pub fn new(endpoint: &str, extra: &str) -> TestProject {
         Self::with_paths(endpoint, extra, "")
     }
@@ -108,7 +114,7 @@ timeouts:
   playbook_secs: 120
 ansible:
   command: .venv/bin/ansible-playbook
-  playbooks: config/sandbox/playbooks
+  playbooks: {TEST_PLAYBOOKS}
   connection: local
   address: private
   python_interpreter: .venv/bin/python
@@ -137,6 +143,17 @@ ansible:
             .replacen("  heartbeat_ms: 200\n", &format!("  heartbeat_ms: {heartbeat_ms}\n"), 1);
         std::fs::write(&self.config_path, yaml).expect("write config");
         assert_eq!(self.config().settings.store.lease_ms, lease_ms, "the lease is set");
+    }
+
+    /// Runs the sandbox playbooks ([`SANDBOX_PLAYBOOKS`]) instead of the test ones, for a test
+    /// about what a deploy writes (settings, units, manifests).
+    pub fn sandbox_playbooks(self) -> TestProject {
+        let yaml = std::fs::read_to_string(&self.config_path).expect("read config");
+        let from = format!("  playbooks: {TEST_PLAYBOOKS}\n");
+        assert!(yaml.contains(&from), "the config names the test playbooks");
+        let yaml = yaml.replacen(&from, &format!("  playbooks: {SANDBOX_PLAYBOOKS}\n"), 1);
+        std::fs::write(&self.config_path, yaml).expect("write config");
+        self
     }
 
     pub fn config(&self) -> Config {

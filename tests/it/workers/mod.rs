@@ -112,7 +112,7 @@ pub async fn world(extra_vars: &[(&str, &str)], extra_yaml: &str) -> (FakeAws, T
     std::fs::create_dir_all(project.hosts_dir()).unwrap();
     let mut config = std::fs::read_to_string(&project.config_path).unwrap();
     config = config.replacen(
-        "playbooks: config/sandbox/playbooks",
+        &format!("playbooks: {}", support::TEST_PLAYBOOKS),
         &format!("playbooks: {}", playbooks.display()),
         1,
     );
