@@ -363,46 +363,87 @@ async fn syntax_check(config: &Config, dir: &Path) -> Vec<Finding> {
         .filter_map(|p| p.file_stem())
         .map(|s| (s.to_string_lossy().to_string(), serde_json::json!({"hosts": {}})))
         .collect();
-    let tmp = std::env::temp_dir().join(format!("argos-check-{}", std::process::id()));
+    // A folder of this check's own: two checks may run at once in one process (the bot's
+    // preflight beside `argos check` in a console).
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("argos-check-{}-{n}", std::process::id()));
     let _ = std::fs::create_dir_all(&tmp);
     let inventory = tmp.join("inventory.json");
     let _ = std::fs::write(&inventory, serde_json::json!({"all": {"children": groups}}).to_string());
-    let mut out = Vec::new();
-    for pb in playbooks {
-        let name = pb.strip_prefix(&config.root).unwrap_or(&pb).display().to_string();
-        let result = tokio::process::Command::new(config.ansible_command())
-            .arg("--syntax-check")
-            .arg("-i")
-            .arg(&inventory)
-            .arg(&pb)
-            .current_dir(dir)
-            .env("ANSIBLE_HOME", tmp.join("home"))
-            .env("ANSIBLE_LOCAL_TEMP", tmp.join("tmp"))
-            .env("ANSIBLE_NOCOLOR", "1")
-            .output()
-            .await;
-        out.push(match result {
-            Ok(o) if o.status.success() => Finding::ok("playbook syntax", name),
-            Ok(o) => {
-                let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-                let first = text
-                    .lines()
-                    .find(|l| l.contains("ERROR"))
-                    .unwrap_or(text.lines().next().unwrap_or("failed"))
-                    .to_string();
-                Finding::fail("playbook syntax", format!("{name}: {first}"))
+    let name = |pb: &Path| pb.strip_prefix(&config.root).unwrap_or(pb).display().to_string();
+    // One run for every playbook first: each start of ansible-playbook costs about 0.7
+    // CPU-seconds, and usually every playbook parses. Only when that run fails is each playbook
+    // checked alone, to name the ones that fail.
+    let out = match syntax_run(config, dir, &tmp, &inventory, &playbooks).await {
+        Ok(()) => playbooks
+            .iter()
+            .map(|pb| Finding::ok("playbook syntax", name(pb)))
+            .collect(),
+        Err(_) => {
+            let mut out = Vec::new();
+            for pb in &playbooks {
+                out.push(
+                    match syntax_run(config, dir, &tmp, &inventory, std::slice::from_ref(pb)).await {
+                        Ok(()) => Finding::ok("playbook syntax", name(pb)),
+                        Err(SyntaxError::Failed(first)) => {
+                            Finding::fail("playbook syntax", format!("{}: {first}", name(pb)))
+                        }
+                        Err(SyntaxError::NotRun(e)) => Finding::fail(
+                            "playbook syntax",
+                            format!(
+                                "cannot run {}: {e} (run scripts/bootstrap)",
+                                config.ansible_command().display()
+                            ),
+                        ),
+                    },
+                );
             }
-            Err(e) => Finding::fail(
-                "playbook syntax",
-                format!(
-                    "cannot run {}: {e} (run scripts/bootstrap)",
-                    config.ansible_command().display()
-                ),
-            ),
-        });
-    }
+            out
+        }
+    };
     let _ = std::fs::remove_dir_all(&tmp);
     out
+}
+
+/// Why `ansible-playbook --syntax-check` did not pass.
+enum SyntaxError {
+    /// It ran and failed: its first line that says ERROR.
+    Failed(String),
+    /// It could not be started.
+    NotRun(std::io::Error),
+}
+
+/// `ansible-playbook --syntax-check` on `playbooks`, in one run.
+async fn syntax_run(
+    config: &Config,
+    dir: &Path,
+    tmp: &Path,
+    inventory: &Path,
+    playbooks: &[std::path::PathBuf],
+) -> std::result::Result<(), SyntaxError> {
+    let output = tokio::process::Command::new(config.ansible_command())
+        .arg("--syntax-check")
+        .arg("-i")
+        .arg(inventory)
+        .args(playbooks)
+        .current_dir(dir)
+        .env("ANSIBLE_HOME", tmp.join("home"))
+        .env("ANSIBLE_LOCAL_TEMP", tmp.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .await
+        .map_err(SyntaxError::NotRun)?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&output.stderr).to_string() + &String::from_utf8_lossy(&output.stdout);
+    let first = text
+        .lines()
+        .find(|l| l.contains("ERROR"))
+        .unwrap_or(text.lines().next().unwrap_or("failed"))
+        .to_string();
+    Err(SyntaxError::Failed(first))
 }
 
 #[cfg(test)]
