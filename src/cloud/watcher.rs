@@ -497,9 +497,17 @@ impl StackWatcher {
 
     /// Reads the events that are new since the last poll; returns how many there were.
     async fn poll(&mut self, aws: &Aws, progress: &ProgressTx) -> Result<usize> {
+        self.read_new(aws, progress, usize::MAX).await
+    }
+
+    /// Reads the new events from at most `max_pages` pages of DescribeStackEvents (newest
+    /// first), reports them oldest first and returns how many there were.
+    async fn read_new(&mut self, aws: &Aws, progress: &ProgressTx, max_pages: usize) -> Result<usize> {
         let mut fresh: Vec<StackEvent> = Vec::new();
         let mut token: Option<String> = None;
+        let mut pages = 0;
         'pages: loop {
+            pages += 1;
             self.calls += 1;
             let out = aws_call!(
                 aws,
@@ -519,7 +527,7 @@ impl StackWatcher {
                 fresh.push(convert(e));
             }
             match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                Some(t) if !t.is_empty() && pages < max_pages => token = Some(t.to_string()),
                 _ => break,
             }
         }

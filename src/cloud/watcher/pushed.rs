@@ -168,29 +168,6 @@ impl StackWatcher {
 
     /// One page of DescribeStackEvents (the newest), reported where it brings news.
     async fn page(&mut self, aws: &Aws, progress: &ProgressTx) -> Result<()> {
-        self.calls += 1;
-        let out = aws_call!(
-            aws,
-            "DescribeStackEvents",
-            aws.cfn()
-                .await
-                .describe_stack_events()
-                .stack_name(&self.stack_id)
-                .send()
-        )?;
-        let mut fresh = Vec::new();
-        for e in out.stack_events() {
-            let id = e.event_id().unwrap_or_default();
-            if self.seen.contains(id) || self.boundary.as_deref() == Some(id) {
-                break;
-            }
-            fresh.push(super::convert(e));
-        }
-        fresh.reverse();
-        for e in &fresh {
-            self.seen.insert(e.event_id.clone());
-        }
-        self.report(Source::Polled, fresh, progress);
-        Ok(())
+        self.read_new(aws, progress, 1).await.map(|_| ())
     }
 }
