@@ -17,8 +17,8 @@
 //! 6. [`check`]: `argos check`, every static check at once.
 //! 7. [`ansible`]: `ansible-playbook` as a subprocess with a generated inventory, a JSON-lines
 //!    callback, a timeout, and redaction of every line.
-//! 8. [`cloud`]: CloudFormation and EC2 through the AWS SDK: stack watcher, images, instances,
-//!    one shared request budget. [`git`]: the app repository (a bare mirror run with `git`).
+//! 8. [`cloud`]: CloudFormation, Auto Scaling and SQS through the AWS SDK, EC2 through a
+//!    client of our own: stack watcher, images, instances, one shared request budget. [`git`]: the app repository (a bare mirror run with `git`).
 //! 9. [`store`] (jobs, locks and leases, approvals, audit log, chat-event claims, outbox, on
 //!    SQLite or PostgreSQL), [`permissions`] (who may do what) and [`people`] (who someone
 //!    is, whatever surface they speak from).

@@ -140,7 +140,7 @@ impl Account {
     }
 
     /// The credentials a session's clients call with: the account's own, or the role's,
-    /// assumed with the account's own credentials (renewed by the SDK before they expire).
+    /// assumed with the account's own credentials (renewed before they expire).
     pub async fn credentials(&self, session: &str) -> Option<SharedCredentialsProvider> {
         let role = self.role.as_ref()?;
         let mut builder = aws_config::sts::AssumeRoleProvider::builder(&role.settings.role_arn)
@@ -150,7 +150,10 @@ impl Account {
         if let Some(id) = &role.external_id {
             builder = builder.external_id(id);
         }
-        Some(SharedCredentialsProvider::new(builder.build().await))
+        // One cache for all of the session's clients: the SDK's each keep their own identity
+        // cache, and the EC2 client is not the SDK's, so without it each would assume the role.
+        let role = SharedCredentialsProvider::new(builder.build().await);
+        Some(super::credentials::CachedCredentials::new(role).shared())
     }
 
     pub fn cloudformation_role(&self) -> Option<&str> {

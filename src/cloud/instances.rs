@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::Filter;
-
-use crate::aws_call;
+use crate::cloud::ec2::{Element, Params};
 use crate::cloud::Aws;
 use crate::error::{Error, Result};
 use crate::names::tags;
@@ -31,63 +29,48 @@ impl InstanceInfo {
     }
 }
 
-fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
-        .build()
+impl InstanceInfo {
+    /// One `<item>` of a reservation's `instancesSet`.
+    fn read(item: &Element) -> InstanceInfo {
+        let text = |path: &[&str]| item.text(path).map(str::to_string);
+        InstanceInfo {
+            id: text(&["instanceId"]).unwrap_or_default(),
+            state: text(&["instanceState", "name"]).unwrap_or_default(),
+            instance_type: text(&["instanceType"]).unwrap_or_default(),
+            public_ip: text(&["ipAddress"]),
+            private_ip: text(&["privateIpAddress"]),
+            public_dns: text(&["dnsName"]),
+            launched: item
+                .text(&["launchTime"])
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            tags: item.tags().collect(),
+        }
+    }
 }
 
 /// Instances matching every `tag:Key=Value` given, in the given states (all states if empty).
 /// Pages through DescribeInstances, so large accounts are read whole.
 pub async fn find(aws: &Aws, tag_values: &[(&str, &str)], states: &[&str]) -> Result<Vec<InstanceInfo>> {
-    let mut filters: Vec<Filter> = tag_values
-        .iter()
-        .map(|(k, v)| filter(&format!("tag:{k}"), &[v]))
-        .collect();
+    let mut filters: Vec<(String, Vec<&str>)> =
+        tag_values.iter().map(|(k, v)| (format!("tag:{k}"), vec![*v])).collect();
     if !states.is_empty() {
-        filters.push(filter("instance-state-name", states));
+        filters.push(("instance-state-name".to_string(), states.to_vec()));
     }
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let out = aws_call!(
-            aws,
-            "DescribeInstances",
-            aws.ec2()
-                .await
-                .describe_instances()
-                .set_filters(Some(filters.clone()))
-                .set_next_token(token.clone())
-                .send()
-        )?;
-        for r in out.reservations() {
-            for i in r.instances() {
-                found.push(InstanceInfo {
-                    id: i.instance_id().unwrap_or_default().to_string(),
-                    state: i
-                        .state()
-                        .and_then(|s| s.name())
-                        .map(|n| n.as_str().to_string())
-                        .unwrap_or_default(),
-                    instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
-                    public_ip: i.public_ip_address().map(str::to_string),
-                    private_ip: i.private_ip_address().map(str::to_string),
-                    public_dns: i.public_dns_name().filter(|d| !d.is_empty()).map(str::to_string),
-                    launched: i
-                        .launch_time()
-                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0)),
-                    tags: i
-                        .tags()
-                        .iter()
-                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                        .collect(),
-                });
-            }
+        let mut params = Params::new().filters(&filters);
+        if let Some(t) = &token {
+            params = params.set("NextToken", t);
         }
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
+        let out = aws.ec2_call("DescribeInstances", &params).await?;
+        for reservation in out.items("reservationSet") {
+            found.extend(reservation.items("instancesSet").map(InstanceInfo::read));
+        }
+        match out.text(&["nextToken"]) {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
         }
     }
     found.sort_by(|a, b| (a.group(), &a.id).cmp(&(b.group(), &b.id)));
@@ -105,16 +88,10 @@ pub async fn network(aws: &Aws, vpc: Option<&str>, subnet: Option<&str>) -> Resu
     let vpc_id = match vpc {
         Some(v) => v.to_string(),
         None => {
-            let out = aws_call!(
-                aws,
-                "DescribeVpcs",
-                aws.ec2()
-                    .await
-                    .describe_vpcs()
-                    .filters(filter("isDefault", &["true"]))
-                    .send()
-            )?;
-            out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string).ok_or_else(|| {
+            let params = Params::new().filters(&[("is-default".to_string(), vec!["true"])]);
+            let out = aws.ec2_call("DescribeVpcs", &params).await?;
+            let first = out.items("vpcSet").next();
+            first.and_then(|v| v.text(&["vpcId"])).map(str::to_string).ok_or_else(|| {
                 Error::Refused("this account and region has no default VPC: set network.vpc_id and network.subnet_id in the config".into())
             })?
         }
@@ -122,25 +99,18 @@ pub async fn network(aws: &Aws, vpc: Option<&str>, subnet: Option<&str>) -> Resu
     let subnet_id = match subnet {
         Some(s) => s.to_string(),
         None => {
-            let out = aws_call!(
-                aws,
-                "DescribeSubnets",
-                aws.ec2()
-                    .await
-                    .describe_subnets()
-                    .filters(filter("vpc-id", &[&vpc_id]))
-                    .send()
-            )?;
-            let mut subnets: Vec<_> = out.subnets().iter().collect();
+            let params = Params::new().filters(&[("vpc-id".to_string(), vec![vpc_id.as_str()])]);
+            let out = aws.ec2_call("DescribeSubnets", &params).await?;
+            let mut subnets: Vec<&Element> = out.items("subnetSet").collect();
             subnets.sort_by_key(|s| {
                 (
-                    !s.default_for_az().unwrap_or(false),
-                    s.availability_zone().unwrap_or_default().to_string(),
+                    s.text(&["defaultForAz"]) != Some("true"),
+                    s.text(&["availabilityZone"]).unwrap_or_default().to_string(),
                 )
             });
             subnets
                 .first()
-                .and_then(|s| s.subnet_id())
+                .and_then(|s| s.text(&["subnetId"]))
                 .map(str::to_string)
                 .ok_or_else(|| {
                     Error::Refused(format!(
@@ -157,14 +127,80 @@ pub async fn terminate(aws: &Aws, ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    aws_call!(
-        aws,
-        "TerminateInstances",
-        aws.ec2()
-            .await
-            .terminate_instances()
-            .set_instance_ids(Some(ids.to_vec()))
-            .send()
-    )?;
+    aws.ec2_call("TerminateInstances", &Params::new().list("InstanceId", ids))
+        .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of EC2's DescribeInstances answer, as its API reference shows it (trimmed).
+    const ANSWER: &str = r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>8f7724cf-496f-496e-8fe3-example</requestId>
+  <reservationSet>
+    <item>
+      <reservationId>r-1234567890abcdef0</reservationId>
+      <instancesSet>
+        <item>
+          <instanceId>i-1234567890abcdef0</instanceId>
+          <imageId>ami-bff32ccc</imageId>
+          <instanceState><code>16</code><name>running</name></instanceState>
+          <privateDnsName>ip-192-168-1-88.eu-west-1.compute.internal</privateDnsName>
+          <dnsName>ec2-54-194-252-215.eu-west-1.compute.amazonaws.com</dnsName>
+          <instanceType>t2.micro</instanceType>
+          <launchTime>2018-05-08T16:46:19.000Z</launchTime>
+          <privateIpAddress>192.168.1.88</privateIpAddress>
+          <ipAddress>54.194.252.215</ipAddress>
+          <tagSet>
+            <item><key>Group</key><value>api</value></item>
+            <item><key>Env</key><value>staging</value></item>
+          </tagSet>
+        </item>
+        <item>
+          <instanceId>i-0598c7d356eba48d7</instanceId>
+          <instanceState><code>80</code><name>stopped</name></instanceState>
+          <dnsName/>
+          <instanceType>t3.small</instanceType>
+          <launchTime>2018-05-08T16:46:19.000Z</launchTime>
+          <privateIpAddress>192.168.1.89</privateIpAddress>
+        </item>
+      </instancesSet>
+    </item>
+  </reservationSet>
+  <nextToken>abc</nextToken>
+</DescribeInstancesResponse>"#;
+
+    #[test]
+    fn reads_instances_from_ec2s_answer() {
+        let root = crate::cloud::ec2::xml::parse(ANSWER).expect("parses");
+        let found: Vec<InstanceInfo> = root
+            .items("reservationSet")
+            .flat_map(|r| r.items("instancesSet"))
+            .map(InstanceInfo::read)
+            .collect();
+        assert_eq!(found.len(), 2);
+        let api = &found[0];
+        assert_eq!(api.id, "i-1234567890abcdef0");
+        assert_eq!(api.state, "running");
+        assert_eq!(api.instance_type, "t2.micro");
+        assert_eq!(api.public_ip.as_deref(), Some("54.194.252.215"));
+        assert_eq!(api.private_ip.as_deref(), Some("192.168.1.88"));
+        assert_eq!(
+            api.public_dns.as_deref(),
+            Some("ec2-54-194-252-215.eu-west-1.compute.amazonaws.com")
+        );
+        assert_eq!(api.launched.map(|t| t.timestamp()), Some(1_525_797_979));
+        assert_eq!(api.group(), "api");
+        assert_eq!(api.tag("Env"), Some("staging"));
+        let stopped = &found[1];
+        assert_eq!(
+            (stopped.state.as_str(), stopped.public_ip.as_deref()),
+            ("stopped", None)
+        );
+        assert_eq!(stopped.public_dns, None, "an empty dnsName is no name");
+        assert_eq!(stopped.group(), "?");
+        assert_eq!(root.text(&["nextToken"]), Some("abc"));
+    }
 }

@@ -1,8 +1,11 @@
-//! AWS access: one CloudFormation and one EC2 client per account, built from the config, with
-//! the SDK's standard retries and one shared request budget (governor) that every operation and
-//! stack watcher draws from, so ten watchers at once do not trip AWS throttling.
+//! AWS access: one CloudFormation, EC2, Auto Scaling and SQS client per account, built from
+//! the config, with the SDK's standard retries (EC2's client is Argos's own: `ec2`) and one
+//! shared request budget (governor) that every operation and stack watcher draws from, so ten
+//! watchers at once do not trip AWS throttling.
 
 pub mod account;
+pub mod credentials;
+pub mod ec2;
 pub mod events;
 pub mod image;
 pub mod instances;
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Aws {
 
 struct Clients {
     cfn: aws_sdk_cloudformation::Client,
-    ec2: aws_sdk_ec2::Client,
+    ec2: ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     sqs: aws_sdk_sqs::Client,
 }
@@ -121,8 +124,22 @@ impl Aws {
     }
 
     /// The EC2 client (built at the first call).
-    pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
+    pub async fn ec2(&self) -> &ec2::Client {
         &self.clients().await.ec2
+    }
+
+    /// One EC2 call, as `aws_call!` makes the SDK's: inside the request budget, counted in the
+    /// metrics, its failure described. (A function, not the macro: the action is named once.)
+    pub async fn ec2_call(&self, action: &'static str, params: &ec2::Params) -> Result<ec2::Element, AwsError> {
+        self.budget().await;
+        let result = self
+            .ec2()
+            .await
+            .call(action, params)
+            .await
+            .map_err(|e| self.error(action, e));
+        count_call(action, &result);
+        result
     }
 
     /// The Auto Scaling client (built at the first call): the workers' lifecycle hooks.
@@ -171,12 +188,9 @@ impl Aws {
 
     /// A failed call, described: a role that could not be assumed is named with its
     /// environment first, since no other part of the message would say why nothing works.
-    pub fn error<E>(&self, action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
+    pub fn error(&self, action: &str, err: impl CallFailure) -> AwsError {
         let denied = self.account.role.as_ref().and_then(|role| {
-            let (code, message) = credentials_failure(&err)?;
+            let (code, message) = err.credentials_failure()?;
             let env = self
                 .env
                 .as_deref()
@@ -188,7 +202,44 @@ impl Aws {
                 message,
             })
         });
-        denied.unwrap_or_else(|| AwsError::from_sdk(action, err))
+        denied.unwrap_or_else(|| err.describe(action))
+    }
+}
+
+/// A failed call of either kind of client (the SDK's, or `ec2`'s), as [`Aws::error`] reads it.
+pub trait CallFailure {
+    /// AWS's code and message when the call failed for want of credentials (STS's answer,
+    /// for a role).
+    fn credentials_failure(&self) -> Option<(Option<String>, String)>;
+    /// The failure described for a person.
+    fn describe(self, action: &str) -> AwsError;
+}
+
+impl<E> CallFailure for aws_sdk_cloudformation::error::SdkError<E>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn credentials_failure(&self) -> Option<(Option<String>, String)> {
+        credentials_failure(self)
+    }
+
+    fn describe(self, action: &str) -> AwsError {
+        AwsError::from_sdk(action, self)
+    }
+}
+
+impl CallFailure for ec2::Failure {
+    fn credentials_failure(&self) -> Option<(Option<String>, String)> {
+        match self {
+            ec2::Failure::Credentials(chain) => {
+                Some(split_code(chain.last().map(String::as_str).unwrap_or("no credentials")))
+            }
+            _ => None,
+        }
+    }
+
+    fn describe(self, action: &str) -> AwsError {
+        ec2::Failure::describe(self, action)
     }
 }
 
@@ -205,10 +256,7 @@ impl OutsideBudget {
         self.0.sqs().await
     }
 
-    pub fn error<E>(&self, action: &str, err: aws_sdk_cloudformation::error::SdkError<E>) -> AwsError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
+    pub fn error(&self, action: &str, err: impl CallFailure) -> AwsError {
         self.0.error(action, err)
     }
 }
@@ -262,16 +310,15 @@ impl Clients {
     async fn build(account: &Account, session: &str) -> Clients {
         let base = account.base().await;
         let mut cfn = aws_sdk_cloudformation::config::Builder::from(base);
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(base);
         let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(base);
         let mut sqs = aws_sdk_sqs::config::Builder::from(base);
         // One provider for every client: they share its cached credentials, so a role
         // session costs one AssumeRole (and one per renewal).
-        if let Some(provider) = account.credentials(session).await {
+        let role = account.credentials(session).await;
+        if let Some(provider) = &role {
             cfn.set_credentials_provider(Some(provider.clone()));
             autoscaling.set_credentials_provider(Some(provider.clone()));
             sqs.set_credentials_provider(Some(provider.clone()));
-            ec2.set_credentials_provider(Some(provider));
         }
         if account
             .settings
@@ -280,12 +327,11 @@ impl Clients {
             .is_some_and(crate::config::is_loopback_url)
         {
             cfn = cfn.interceptor(account::PlusForSpace);
-            ec2 = ec2.interceptor(account::PlusForSpace);
             autoscaling = autoscaling.interceptor(account::PlusForSpace);
         }
         Clients {
             cfn: aws_sdk_cloudformation::Client::from_conf(cfn.build()),
-            ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            ec2: ec2::Client::new(base, role, &account.settings),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
         }

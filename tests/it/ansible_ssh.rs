@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use argos::ansible::{self, ssh::SshOptions, PlaybookRun};
+use argos::cloud::ec2::Params;
 use argos::engine::{self, Engine};
 use argos::error::Error;
 use argos::progress::{Progress, ProgressTx};
@@ -331,17 +332,13 @@ async fn bake_waits_for_sshd_then_provisions_over_ssh() {
     // The VPC first, with a plain engine; then the project that names it.
     let probe = TestProject::new(&moto.url, "");
     let probe_engine = probe.engine().await;
-    let ec2 = probe_engine.aws.ec2().await;
-    let vpc = ec2.create_vpc().cidr_block("127.0.0.0/16").send().await.unwrap();
-    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("127.0.0.0/24")
-        .send()
-        .await
-        .unwrap();
-    let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_string();
+    let aws = &probe_engine.aws;
+    let vpc = Params::new().set("CidrBlock", "127.0.0.0/16");
+    let vpc = support::ec2::call(aws, "CreateVpc", vpc).await;
+    let vpc_id = vpc.text(&["vpc", "vpcId"]).expect("a VPC id").to_string();
+    let subnet = Params::new().set("VpcId", &vpc_id).set("CidrBlock", "127.0.0.0/24");
+    let subnet = support::ec2::call(aws, "CreateSubnet", subnet).await;
+    let subnet_id = subnet.text(&["subnet", "subnetId"]).expect("a subnet id").to_string();
 
     let formations = tempfile::tempdir().unwrap();
     copy_formations(formations.path());

@@ -9,8 +9,9 @@ use crate::support;
 
 use std::collections::BTreeMap;
 
+use argos::cloud::ec2::Params;
 use argos::engine;
-use aws_sdk_ec2::types::Filter;
+use support::ec2::{call, filters};
 use support::moto::Moto;
 use support::{Recorder, TestProject};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,10 +55,6 @@ fn elements(xml: &str, tag: &str) -> Vec<String> {
     out
 }
 
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_environment_with_a_certificate_is_served_over_https_by_a_load_balancer() {
     let moto = Moto::start().await;
@@ -79,20 +76,12 @@ async fn an_environment_with_a_certificate_is_served_over_https_by_a_load_balanc
     // Two default subnets in different Availability Zones for the load balancer.
     let subnets = {
         let engine = project.engine().await;
-        let out = engine
-            .aws
-            .ec2()
-            .await
-            .describe_subnets()
-            .filters(filter("default-for-az", "true"))
-            .send()
-            .await
-            .unwrap();
+        let out = call(&engine.aws, "DescribeSubnets", filters(&[("default-for-az", "true")])).await;
         let mut by_az: BTreeMap<String, String> = BTreeMap::new();
-        for s in out.subnets() {
+        for s in out.items("subnetSet") {
             by_az
-                .entry(s.availability_zone().unwrap().to_string())
-                .or_insert(s.subnet_id().unwrap().to_string());
+                .entry(s.text(&["availabilityZone"]).unwrap().to_string())
+                .or_insert(s.text(&["subnetId"]).unwrap().to_string());
         }
         by_az.into_values().take(2).collect::<Vec<_>>().join(",")
     };
@@ -173,26 +162,16 @@ async fn an_environment_with_a_certificate_is_served_over_https_by_a_load_balanc
     assert_eq!(protocols, ["HTTP", "HTTPS", "HTTPS"], "{listeners}");
 
     // The front's port 80 admits the load balancer's group and nothing else.
-    let groups = aws
-        .ec2()
-        .await
-        .describe_security_groups()
-        .group_ids(&physical["FrontSecurityGroup"])
-        .send()
-        .await
-        .unwrap();
-    let http: Vec<_> = groups.security_groups()[0]
-        .ip_permissions()
-        .iter()
-        .filter(|p| p.from_port() == Some(80))
+    let front = Params::new().list("GroupId", &[&physical["FrontSecurityGroup"]]);
+    let groups = call(&aws, "DescribeSecurityGroups", front).await;
+    let group = groups.items("securityGroupInfo").next().expect("the front's group");
+    let http: Vec<_> = group
+        .items("ipPermissions")
+        .filter(|p| p.text(&["fromPort"]) == Some("80"))
         .collect();
     assert_eq!(http.len(), 1, "{http:?}");
-    assert!(http[0].ip_ranges().is_empty(), "{http:?}");
-    let sources: Vec<_> = http[0]
-        .user_id_group_pairs()
-        .iter()
-        .filter_map(|g| g.group_id())
-        .collect();
+    assert_eq!(http[0].items("ipRanges").count(), 0, "{http:?}");
+    let sources: Vec<_> = http[0].items("groups").filter_map(|g| g.text(&["groupId"])).collect();
     assert_eq!(sources, [physical["LoadBalancerSecurityGroup"].as_str()]);
 
     // Production: the template's defaults, Multi-AZ, monitoring every 60 s and IAM auth.

@@ -107,14 +107,12 @@ async fn the_lifecycle_runs_on_the_policy_alone_and_each_step_needs_its_statemen
 
     // Enforcement is real: what the policy does not grant is refused to the bot's user too.
     let aws = full.aws_for("staging");
+    let run = argos::cloud::ec2::Params::new()
+        .set("ImageId", "ami-12c6146b")
+        .set("MinCount", "1")
+        .set("MaxCount", "1");
     let err = aws
-        .ec2()
-        .await
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .min_count(1)
-        .max_count(1)
-        .send()
+        .ec2_call("RunInstances", &run)
         .await
         .expect_err("the bot may not start instances itself");
     let text = format!("{:?}", err);
@@ -414,6 +412,11 @@ fn calls_in_source() -> Vec<String> {
             // IAM has no batch actions: a batch needs the single action's permission.
             let action = action.strip_suffix("Batch").unwrap_or(action);
             out.push(format!("{service}:{action}"));
+        }
+        // EC2's calls name their action once: `aws.ec2_call("DescribeImages", …)`.
+        for (i, _) in text.match_indices(".ec2_call(\"") {
+            let action = text[i..].split('"').nth(1).unwrap_or_default();
+            out.push(format!("ec2:{action}"));
         }
     }
     out.sort();

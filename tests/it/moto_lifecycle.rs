@@ -5,21 +5,12 @@ use crate::support;
 
 use std::collections::BTreeMap;
 
+use argos::cloud::ec2::Params;
 use argos::engine;
 use argos::progress::Progress;
-use aws_sdk_ec2::types::Filter;
+use support::ec2::{call, filters, instances, tag_map};
 use support::moto::Moto;
 use support::{Recorder, TestProject};
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
-
-fn tag_map(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_on_moto() {
@@ -79,20 +70,13 @@ async fn full_lifecycle_on_moto() {
     assert_eq!(params["AllowedSshCidr"], support::SSH_CIDR);
 
     // The four tags on every instance of the environment.
-    let out = aws
-        .ec2()
-        .await
-        .describe_instances()
-        .filters(filter("tag:Env", "staging"))
-        .filters(filter("instance-state-name", "running"))
-        .send()
-        .await
-        .unwrap();
-    let instances: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).collect();
-    assert_eq!(instances.len(), 4);
+    let running = filters(&[("tag:Env", "staging"), ("instance-state-name", "running")]);
+    let out = call(&aws, "DescribeInstances", running.clone()).await;
+    let found = instances(&out);
+    assert_eq!(found.len(), 4);
     let mut groups = Vec::new();
-    for i in &instances {
-        let tags = tag_map(i.tags());
+    for i in &found {
+        let tags = tag_map(i);
         let group = tags.get("Group").expect("Group tag").clone();
         assert_eq!(tags.get("Name"), Some(&format!("argos-staging-{group}")), "{tags:?}");
         assert_eq!(tags.get("Env").map(String::as_str), Some("staging"));
@@ -103,17 +87,11 @@ async fn full_lifecycle_on_moto() {
     assert_eq!(groups, ["api", "collector", "front", "knowledge"]);
 
     // The image is ours, tagged, and its build stack and instance are gone.
-    let images = aws
-        .ec2()
-        .await
-        .describe_images()
-        .owners("self")
-        .filters(filter("name", "argos-image"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(images.images().len(), 1);
-    let image_tags = tag_map(images.images()[0].tags());
+    let mine = filters(&[("name", "argos-image")]).list("Owner", &["self"]);
+    let images = call(&aws, "DescribeImages", mine).await;
+    let images: Vec<_> = images.items("imagesSet").collect();
+    assert_eq!(images.len(), 1);
+    let image_tags = tag_map(images[0]);
     assert_eq!(image_tags.get("App").map(String::as_str), Some("argos"));
     assert!(
         image_tags.get("InputsHash").is_some_and(|h| h.len() == 16),
@@ -121,19 +99,9 @@ async fn full_lifecycle_on_moto() {
     );
     let build = aws.cfn().await.describe_stacks().stack_name("argos-image").send().await;
     assert!(build.is_err(), "the build stack is deleted after baking");
-    let build_instances = aws
-        .ec2()
-        .await
-        .describe_instances()
-        .filters(filter("tag:Group", "image"))
-        .filters(filter("instance-state-name", "running"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        build_instances.reservations().is_empty(),
-        "no build instance left running"
-    );
+    let build = filters(&[("tag:Group", "image"), ("instance-state-name", "running")]);
+    let build_instances = call(&aws, "DescribeInstances", build).await;
+    assert!(instances(&build_instances).is_empty(), "no build instance left running");
 
     // The playbooks received the stack outputs: the api's rendered settings name the database.
     let db_host = stack
@@ -209,17 +177,9 @@ async fn full_lifecycle_on_moto() {
         .send()
         .await
         .is_err());
-    let left = aws
-        .ec2()
-        .await
-        .describe_instances()
-        .filters(filter("tag:Env", "staging"))
-        .filters(filter("instance-state-name", "running"))
-        .send()
-        .await
-        .unwrap();
+    let left = call(&aws, "DescribeInstances", running).await;
     assert!(
-        left.reservations().is_empty(),
+        instances(&left).is_empty(),
         "no instance of the environment left running"
     );
 
@@ -227,21 +187,11 @@ async fn full_lifecycle_on_moto() {
     let rec = Recorder::new(&engine, "staging", None);
     let s = Box::pin(engine::clean(&rec.ctx)).await.unwrap();
     assert!(s.headline.starts_with("cleaned"), "{s:?}");
-    let images = aws.ec2().await.describe_images().owners("self").send().await.unwrap();
-    assert!(images.images().is_empty(), "no image left");
-    let snaps = aws
-        .ec2()
-        .await
-        .describe_snapshots()
-        .owner_ids("self")
-        .send()
-        .await
-        .unwrap();
+    let images = call(&aws, "DescribeImages", Params::new().list("Owner", &["self"])).await;
+    assert_eq!(images.items("imagesSet").count(), 0, "no image left");
+    let snaps = call(&aws, "DescribeSnapshots", Params::new().list("Owner", &["self"])).await;
     assert!(
-        snaps
-            .snapshots()
-            .iter()
-            .all(|s| !s.tags().iter().any(|t| t.key() == Some("App"))),
+        snaps.items("snapshotSet").all(|s| !tag_map(s).contains_key("App")),
         "no tagged snapshot left"
     );
     let s = Box::pin(engine::clean(&rec.ctx)).await.unwrap();

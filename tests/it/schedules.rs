@@ -4,15 +4,16 @@
 //! run after downtime.
 use crate::support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use argos::bot::announce;
 use argos::bot::port::ChatEvent;
 use argos::bot::Bot;
+use argos::cloud::ec2::Params;
 use argos::permissions::Identity;
 use argos::schedule;
 use argos::store::Store;
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use support::chat::{Posted, RecordingPort};
 use support::fake_aws::{FakeAws, Op, StackScript};
 use support::moto::Moto;
@@ -83,48 +84,29 @@ async fn the_announcement_lists_what_costs_money_on_moto() {
         .await
         .unwrap();
     // A leftover image build instance, and an image made from it that no stack uses.
-    let tags = |pairs: &[(&str, &str)]| {
-        TagSpecification::builder()
-            .resource_type(ResourceType::Instance)
-            .set_tags(Some(
-                pairs
-                    .iter()
-                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                    .collect(),
-            ))
-            .build()
+    let pairs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     };
-    let run = aws
-        .ec2()
-        .await
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Small)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(tags(&[("App", "argos"), ("Group", "image"), ("Name", "argos-image")]))
-        .send()
-        .await
-        .unwrap();
-    let builder = run.instances()[0].instance_id().unwrap().to_string();
-    let image = aws
-        .ec2()
-        .await
-        .create_image()
-        .instance_id(&builder)
-        .name("argos-image")
-        .send()
-        .await
-        .unwrap();
-    let image_id = image.image_id().unwrap().to_string();
-    aws.ec2()
-        .await
-        .create_tags()
-        .resources(&image_id)
-        .tags(Tag::builder().key("App").value("argos").build())
-        .send()
-        .await
-        .unwrap();
+    let run = Params::new()
+        .set("ImageId", "ami-12c6146b")
+        .set("InstanceType", "t3.small")
+        .set("MinCount", "1")
+        .set("MaxCount", "1")
+        .set("TagSpecification.1.ResourceType", "instance")
+        .tags(
+            "TagSpecification.1.Tag",
+            &pairs(&[("App", "argos"), ("Group", "image"), ("Name", "argos-image")]),
+        );
+    let run = support::ec2::call(aws, "RunInstances", run).await;
+    let builder = run.items("instancesSet").next().and_then(|i| i.text(&["instanceId"]));
+    let builder = builder.expect("the build instance").to_string();
+    let image = Params::new().set("InstanceId", &builder).set("Name", "argos-image");
+    let image = support::ec2::call(aws, "CreateImage", image).await;
+    let image_id = image.text(&["imageId"]).expect("an image id").to_string();
+    let tag = Params::new()
+        .list("ResourceId", &[&image_id])
+        .tags("Tag", &pairs(&[("App", "argos")]));
+    support::ec2::call(aws, "CreateTags", tag).await;
 
     let s = &bot.engine().config.settings.schedules[0];
     let items = schedule::gather(bot.engine(), bot.store(), s, argos::clock::now())

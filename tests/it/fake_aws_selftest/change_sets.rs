@@ -14,7 +14,7 @@ async fn change_sets_with_and_without_changes() {
             ("WebServerInstance", "AWS::EC2::Instance"),
         ],
     );
-    let (cfn, _) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
     // Explicit changes.
     fake.set_change_set(
         "cs",

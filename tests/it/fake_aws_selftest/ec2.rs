@@ -1,5 +1,19 @@
-//! EC2 on the fake: describe, filters and the clean-up calls.
+//! EC2 on the fake: describe, filters and the clean-up calls, through argos's own EC2 client
+//! (the element names are EC2's, as its API reference and the SDK's deserializers spell them).
 use super::*;
+
+use std::collections::BTreeMap;
+
+use argos::cloud::ec2::{Failure, Params};
+use support::ec2::{filters, instances, tag_map};
+
+/// The code of a failed call.
+fn code(result: Result<argos::cloud::ec2::Element, Failure>) -> Option<String> {
+    match result.expect_err("the call should fail") {
+        Failure::Service { code, .. } => code,
+        other => panic!("not an answer from EC2: {other:?}"),
+    }
+}
 
 #[tokio::test]
 async fn ec2_describe_filter_and_clean() {
@@ -31,188 +45,106 @@ async fn ec2_describe_filter_and_clean() {
         "172.31.0.0/16",
         &[("subnet-0a", "us-east-1a"), ("subnet-0b", "us-east-1b")],
     );
-    let (_, ec2) = clients(&fake).await;
+    let aws = ec2_client(&fake).await;
+    let call = |action: &'static str, params: Params| {
+        let aws = aws.clone();
+        async move { aws.ec2().await.call(action, &params).await }
+    };
+    let ok = |r: Result<argos::cloud::ec2::Element, Failure>| r.expect("the call succeeds");
 
-    let tag = |k: &str, v: &str| Filter::builder().name(format!("tag:{k}")).values(v).build();
-    let imgs = ec2
-        .describe_images()
-        .owners("self")
-        .filters(Filter::builder().name("name").values("argos-web-*").build())
-        .send()
-        .await
-        .expect("images");
-    let mut ids: Vec<_> = imgs.images().iter().map(|i| i.image_id().unwrap_or("")).collect();
+    let mine = |f: &[(&str, &str)]| filters(f).list("Owner", &["self"]);
+    let imgs = ok(call("DescribeImages", mine(&[("name", "argos-web-*")])).await);
+    let mut ids: Vec<_> = imgs
+        .items("imagesSet")
+        .map(|i| i.text(&["imageId"]).unwrap_or(""))
+        .collect();
     ids.sort();
     assert_eq!(ids, vec!["ami-0aaa", "ami-0bbb"]);
     let img = imgs
-        .images()
-        .iter()
-        .find(|i| i.image_id() == Some("ami-0aaa"))
+        .items("imagesSet")
+        .find(|i| i.text(&["imageId"]) == Some("ami-0aaa"))
         .expect("img");
-    assert_eq!(img.name(), Some("argos-web-2024-01-01"));
-    assert_eq!(img.owner_id(), Some("123456789012"));
-    assert_eq!(img.state().map(|s| s.as_str()), Some("available"));
-    assert_eq!(img.public(), Some(false));
-    assert!(img.creation_date().is_some());
-    assert_eq!(img.tags().len(), 2);
-    assert_eq!(img.tags()[0].key(), Some("argos:stack"));
-    let snap = img.block_device_mappings()[0]
-        .ebs()
-        .and_then(|e| e.snapshot_id())
+    assert_eq!(img.text(&["name"]), Some("argos-web-2024-01-01"));
+    assert_eq!(img.text(&["imageOwnerId"]), Some("123456789012"));
+    assert_eq!(img.text(&["imageState"]), Some("available"));
+    assert_eq!(img.text(&["isPublic"]), Some("false"));
+    assert!(img.text(&["creationDate"]).is_some());
+    assert_eq!(tag_map(img).len(), 2);
+    assert_eq!(
+        img.items("tagSet").next().and_then(|t| t.text(&["key"])),
+        Some("argos:stack")
+    );
+    let snap = img
+        .items("blockDeviceMapping")
+        .next()
+        .and_then(|b| b.text(&["ebs", "snapshotId"]))
         .expect("snapshot")
         .to_string();
-    let imgs = ec2
-        .describe_images()
-        .owners("self")
-        .filters(tag("argos:keep", "no"))
-        .send()
-        .await
-        .expect("images");
-    assert_eq!(imgs.images().len(), 1);
-    let imgs = ec2
-        .describe_images()
-        .owners("amazon")
-        .filters(
-            Filter::builder()
-                .name("name")
-                .values("al2023-ami-2023.*-x86_64")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("images");
-    assert_eq!(imgs.images()[0].image_owner_alias(), Some("amazon"));
-    let e = ec2
-        .describe_images()
-        .filters(Filter::builder().name("bogus").values("x").build())
-        .send()
-        .await
-        .expect_err("bad filter");
-    assert_eq!(e.code(), Some("InvalidParameterValue"));
+    let imgs = ok(call("DescribeImages", mine(&[("tag:argos:keep", "no")])).await);
+    assert_eq!(imgs.items("imagesSet").count(), 1);
+    let amazon = filters(&[("name", "al2023-ami-2023.*-x86_64")]).list("Owner", &["amazon"]);
+    let imgs = ok(call("DescribeImages", amazon).await);
+    assert_eq!(
+        imgs.items("imagesSet")
+            .next()
+            .and_then(|i| i.text(&["imageOwnerAlias"])),
+        Some("amazon")
+    );
+    let e = call("DescribeImages", filters(&[("bogus", "x")])).await;
+    assert_eq!(code(e).as_deref(), Some("InvalidParameterValue"));
 
-    let inst = ec2
-        .describe_instances()
-        .filters(tag("argos:stack", "web"))
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("running")
-                .values("pending")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("instances");
-    let all: Vec<_> = inst.reservations().iter().flat_map(|r| r.instances()).collect();
+    let live = Params::new().filters(&[
+        ("tag:argos:stack".to_string(), vec!["web"]),
+        ("instance-state-name".to_string(), vec!["running", "pending"]),
+    ]);
+    let inst = ok(call("DescribeInstances", live).await);
+    let all = instances(&inst);
     assert_eq!(all.len(), 1);
     let i = all[0];
-    assert_eq!(i.instance_id(), Some("i-0aaa"));
-    assert_eq!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
-    assert_eq!(i.state().and_then(|s| s.code()), Some(16));
-    assert!(i.public_ip_address().is_some() && i.private_ip_address().is_some());
-    assert_eq!(i.instance_type().map(|t| t.as_str()), Some("t3.micro"));
-    assert_eq!(i.placement().and_then(|p| p.availability_zone()), Some("us-east-1a"));
-    assert!(i.launch_time().is_some());
-    assert!(i
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some("Name") && t.value() == Some("web-1")));
-    let paged = ec2.describe_instances().max_results(5).send().await.expect("page");
-    assert_eq!(paged.reservations().len(), 3);
-    assert_eq!(paged.next_token(), None);
+    assert_eq!(i.text(&["instanceId"]), Some("i-0aaa"));
+    assert_eq!(i.text(&["instanceState", "name"]), Some("running"));
+    assert_eq!(i.text(&["instanceState", "code"]), Some("16"));
+    assert!(i.text(&["ipAddress"]).is_some() && i.text(&["privateIpAddress"]).is_some());
+    assert_eq!(i.text(&["instanceType"]), Some("t3.micro"));
+    assert_eq!(i.text(&["placement", "availabilityZone"]), Some("us-east-1a"));
+    assert!(i.text(&["launchTime"]).is_some());
+    assert_eq!(tag_map(i).get("Name").map(String::as_str), Some("web-1"));
+    let paged = ok(call("DescribeInstances", Params::new().set("MaxResults", "5")).await);
+    assert_eq!(paged.items("reservationSet").count(), 3);
+    assert_eq!(paged.text(&["nextToken"]), None);
 
-    let vpcs = ec2
-        .describe_vpcs()
-        .filters(Filter::builder().name("is-default").values("true").build())
-        .send()
-        .await
-        .expect("vpcs");
-    assert_eq!(vpcs.vpcs()[0].vpc_id(), Some("vpc-0def"));
-    assert_eq!(vpcs.vpcs()[0].is_default(), Some(true));
-    assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("172.31.0.0/16"));
-    let subnets = ec2
-        .describe_subnets()
-        .filters(Filter::builder().name("vpc-id").values("vpc-0def").build())
-        .send()
-        .await
-        .expect("subnets");
-    assert_eq!(subnets.subnets().len(), 2);
-    assert_eq!(subnets.subnets()[1].availability_zone(), Some("us-east-1b"));
-    assert_eq!(subnets.subnets()[1].default_for_az(), Some(true));
+    let vpcs = ok(call("DescribeVpcs", filters(&[("is-default", "true")])).await);
+    let vpc = vpcs.items("vpcSet").next().expect("the default VPC");
+    assert_eq!(vpc.text(&["vpcId"]), Some("vpc-0def"));
+    assert_eq!(vpc.text(&["isDefault"]), Some("true"));
+    assert_eq!(vpc.text(&["cidrBlock"]), Some("172.31.0.0/16"));
+    let subnets = ok(call("DescribeSubnets", filters(&[("vpc-id", "vpc-0def")])).await);
+    let subnets: Vec<_> = subnets.items("subnetSet").collect();
+    assert_eq!(subnets.len(), 2);
+    assert_eq!(subnets[1].text(&["availabilityZone"]), Some("us-east-1b"));
+    assert_eq!(subnets[1].text(&["defaultForAz"]), Some("true"));
 
-    ec2.create_tags()
-        .resources("i-0ccc")
-        .tags(
-            aws_sdk_ec2::types::Tag::builder()
-                .key("argos:state")
-                .value("doomed")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("tags");
-    let t = ec2
-        .terminate_instances()
-        .instance_ids("i-0ccc")
-        .send()
-        .await
-        .expect("terminate");
-    let change = &t.terminating_instances()[0];
-    assert_eq!(change.instance_id(), Some("i-0ccc"));
-    assert_eq!(
-        change.current_state().and_then(|s| s.name()).map(|n| n.as_str()),
-        Some("shutting-down")
-    );
-    assert_eq!(
-        change.previous_state().and_then(|s| s.name()).map(|n| n.as_str()),
-        Some("running")
-    );
+    let doomed = BTreeMap::from([("argos:state".to_string(), "doomed".to_string())]);
+    let tag = Params::new().list("ResourceId", &["i-0ccc"]).tags("Tag", &doomed);
+    ok(call("CreateTags", tag).await);
+    let t = ok(call("TerminateInstances", Params::new().list("InstanceId", &["i-0ccc"])).await);
+    let change = t.items("instancesSet").next().expect("a state change");
+    assert_eq!(change.text(&["instanceId"]), Some("i-0ccc"));
+    assert_eq!(change.text(&["currentState", "name"]), Some("shutting-down"));
+    assert_eq!(change.text(&["previousState", "name"]), Some("running"));
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let inst = ec2
-        .describe_instances()
-        .filters(tag("argos:state", "doomed"))
-        .send()
-        .await
-        .expect("instances");
-    assert_eq!(
-        inst.reservations()[0].instances()[0]
-            .state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str()),
-        Some("terminated")
-    );
-    let e = ec2
-        .terminate_instances()
-        .instance_ids("i-0nope")
-        .send()
-        .await
-        .expect_err("missing");
-    assert_eq!(e.code(), Some("InvalidInstanceID.NotFound"));
+    let inst = ok(call("DescribeInstances", filters(&[("tag:argos:state", "doomed")])).await);
+    assert_eq!(instances(&inst)[0].text(&["instanceState", "name"]), Some("terminated"));
+    let e = call("TerminateInstances", Params::new().list("InstanceId", &["i-0nope"])).await;
+    assert_eq!(code(e).as_deref(), Some("InvalidInstanceID.NotFound"));
 
-    let e = ec2
-        .delete_snapshot()
-        .snapshot_id(&snap)
-        .send()
-        .await
-        .expect_err("in use");
-    assert_eq!(e.code(), Some("InvalidSnapshot.InUse"));
-    ec2.deregister_image()
-        .image_id("ami-0aaa")
-        .send()
-        .await
-        .expect("deregister");
-    ec2.delete_snapshot()
-        .snapshot_id(&snap)
-        .send()
-        .await
-        .expect("delete snapshot");
-    let e = ec2
-        .deregister_image()
-        .image_id("ami-0aaa")
-        .send()
-        .await
-        .expect_err("gone");
-    assert_eq!(e.code(), Some("InvalidAMIID.NotFound"));
+    let delete = || Params::new().set("SnapshotId", &snap);
+    let e = call("DeleteSnapshot", delete()).await;
+    assert_eq!(code(e).as_deref(), Some("InvalidSnapshot.InUse"));
+    ok(call("DeregisterImage", Params::new().set("ImageId", "ami-0aaa")).await);
+    ok(call("DeleteSnapshot", delete()).await);
+    let e = call("DeregisterImage", Params::new().set("ImageId", "ami-0aaa")).await;
+    assert_eq!(code(e).as_deref(), Some("InvalidAMIID.NotFound"));
     assert!(!fake.image_ids().contains(&"ami-0aaa".to_string()));
     assert!(!fake.snapshot_ids().contains(&snap));
     let params = fake

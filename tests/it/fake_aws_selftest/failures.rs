@@ -15,7 +15,7 @@ async fn failures_rollbacks_and_deletes() {
             &[1.0],
         ),
     );
-    let (cfn, _) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
     cfn.create_stack()
         .stack_name("broken")
         .template_body("{}")
@@ -226,7 +226,7 @@ async fn failures_rollbacks_and_deletes() {
 #[tokio::test]
 async fn template_validation() {
     let fake = FakeAws::start().await;
-    let (cfn, _) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
     let v = cfn
         .validate_template()
         .template_body(TEMPLATE)

@@ -12,7 +12,6 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, ResourceStatus, StackStatus, Tag,
 };
-use aws_sdk_ec2::types::Filter;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use support::fake_aws::*;
 
@@ -31,12 +30,20 @@ async fn sdk_config(fake: &FakeAws) -> aws_config::SdkConfig {
         .await
 }
 
-async fn clients(fake: &FakeAws) -> (aws_sdk_cloudformation::Client, aws_sdk_ec2::Client) {
-    let cfg = sdk_config(fake).await;
-    (
-        aws_sdk_cloudformation::Client::new(&cfg),
-        aws_sdk_ec2::Client::new(&cfg),
-    )
+async fn cfn_client(fake: &FakeAws) -> aws_sdk_cloudformation::Client {
+    aws_sdk_cloudformation::Client::new(&sdk_config(fake).await)
+}
+
+/// Argos's own EC2 client on the fake, with the same retries as `sdk_config`'s.
+async fn ec2_client(fake: &FakeAws) -> argos::cloud::Aws {
+    let settings = argos::config::AwsSettings {
+        endpoint_url: Some(fake.endpoint_url()),
+        local_credentials: true,
+        retry_initial_backoff_ms: 5,
+        max_attempts: 3,
+        ..argos::config::AwsSettings::default()
+    };
+    argos::cloud::Aws::connect_with(&settings, "us-east-1").await
 }
 
 const RESOURCES: &[(&str, &str)] = &[

@@ -7,7 +7,7 @@ use super::*;
 async fn paused_clock_drives_the_scenario() {
     let fake = FakeAws::start().await;
     fake.script_next(Op::Create, StackScript::create_success("any", RESOURCES, &[120.0]));
-    let (cfn, _) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
     let real = std::time::Instant::now();
     cfn.create_stack()
         .stack_name("paused")

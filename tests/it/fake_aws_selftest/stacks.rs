@@ -8,7 +8,7 @@ async fn create_stack_and_page_events() {
     fake.set_event_page_size(4);
     fake.script_next(Op::Create, StackScript::create_success("any", RESOURCES, &[1.0, 2.0]));
     fake.set_outputs("argos-test", &[("WebIp", "54.1.2.3")]);
-    let (cfn, _) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
     let out = cfn
         .create_stack()
         .stack_name("argos-test")
@@ -175,7 +175,7 @@ async fn statuses_follow_time_scale() {
             .resource_event(2.0, ("Queue", "AWS::SQS::Queue"), "CREATE_COMPLETE", None, Some("q-1"))
             .stack_event(3.0, "CREATE_COMPLETE", None),
     );
-    let (cfn, _) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
     let started = std::time::Instant::now();
     cfn.create_stack()
         .stack_name("slow")
@@ -212,7 +212,8 @@ async fn throttling_is_retried_and_recorded() {
     fake.add_image(Ec2Image::owned("ami-0123", "argos-base-1", &[]));
     fake.throttle("DescribeStacks", 2);
     fake.throttle("ec2:DescribeImages", 1);
-    let (cfn, ec2) = clients(&fake).await;
+    let cfn = cfn_client(&fake).await;
+    let ec2 = ec2_client(&fake).await;
     let out = cfn
         .describe_stacks()
         .stack_name("steady")
@@ -220,8 +221,9 @@ async fn throttling_is_retried_and_recorded() {
         .await
         .expect("retried");
     assert_eq!(out.stacks()[0].stack_status(), Some(&StackStatus::CreateComplete));
-    let imgs = ec2.describe_images().owners("self").send().await.expect("retried");
-    assert_eq!(imgs.images().len(), 1);
+    let own = argos::cloud::ec2::Params::new().list("Owner", &["self"]);
+    let imgs = ec2.ec2().await.call("DescribeImages", &own).await.expect("retried");
+    assert_eq!(imgs.items("imagesSet").count(), 1);
     let calls = fake.calls();
     let throttled: Vec<_> = calls
         .iter()
@@ -262,6 +264,13 @@ async fn throttling_is_retried_and_recorded() {
         fake.actions().last().map(String::as_str),
         Some("cloudformation:ListStacks")
     );
-    let e = ec2.describe_regions().send().await.expect_err("unknown");
-    assert_eq!(e.code(), Some("InvalidAction"));
+    let regions = argos::cloud::ec2::Params::new();
+    let e = ec2
+        .ec2()
+        .await
+        .call("DescribeRegions", &regions)
+        .await
+        .expect_err("unknown");
+    let e = ec2.error("DescribeRegions", e);
+    assert_eq!(e.code.as_deref(), Some("InvalidAction"));
 }

@@ -246,14 +246,8 @@ pub(crate) async fn assert_one_stack_one_image(project: &TestProject) {
         [("argos-staging".to_string(), "CREATE_COMPLETE".to_string())],
         "one stack"
     );
-    let images = aws
-        .ec2()
-        .await
-        .describe_images()
-        .owners("self")
-        .send()
-        .await
-        .expect("DescribeImages");
-    let names: Vec<&str> = images.images().iter().filter_map(|i| i.name()).collect();
+    let own = argos::cloud::ec2::Params::new().list("Owner", &["self"]);
+    let images = aws.ec2_call("DescribeImages", &own).await.expect("DescribeImages");
+    let names: Vec<&str> = images.items("imagesSet").filter_map(|i| i.text(&["name"])).collect();
     assert_eq!(names, ["argos-image"], "one image");
 }

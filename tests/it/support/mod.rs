@@ -3,6 +3,7 @@
 //! and playbooks but keeps every file it writes in a temporary directory.
 
 pub mod chat;
+pub mod ec2;
 pub mod fake_aws;
 pub mod fake_discord;
 pub mod fake_discord_limits;

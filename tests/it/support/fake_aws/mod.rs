@@ -1,7 +1,7 @@
 //! A scripted fake AWS endpoint (CloudFormation, EC2 and Auto Scaling query protocols) for tests.
 //!
-//! The real `aws-sdk-cloudformation` / `aws-sdk-ec2` clients talk to it through
-//! `endpoint_url(fake.endpoint_url())`. Stack operations play a [`StackScript`]: a timeline of
+//! The real `aws-sdk-cloudformation` and `aws-sdk-autoscaling` clients and argos's own EC2
+//! client talk to it through `endpoint_url(fake.endpoint_url())`. Stack operations play a [`StackScript`]: a timeline of
 //! stack events in *scenario seconds* after the call. An event becomes visible once
 //! `real elapsed since the call × time scale >= step.at`; the stack's `StackStatus` follows its
 //! latest visible own event. The clock is `tokio::time::Instant`, so under
@@ -12,7 +12,8 @@
 //! arbitrary error answers can be injected per action, and every call is recorded.
 //!
 //! Element names and list wrappings follow the SDK's own deserializers
-//! (`protocol_serde/shape_*.rs` of aws-sdk-cloudformation 1.136 and aws-sdk-ec2 1.274):
+//! (`protocol_serde/shape_*.rs` of aws-sdk-cloudformation 1.136 and aws-sdk-ec2 1.274, read
+//! when the fake was written; moto answers the same EC2 calls in the lifecycle tests):
 //! CloudFormation lists are wrapped in `<member>`, EC2 lists in `<item>`.
 
 pub mod autoscaling;
