@@ -7,6 +7,7 @@
 #
 # Events (one per line, keys exactly as listed; "msg" is always a string or null):
 #   {"event":"playbook_start","playbook":"api.yml"}
+#   {"event":"stopped","playbook":"front.yml"}   (a host failed: the run ends before this one)
 #   {"event":"play_start","play":"<name>"}
 #   {"event":"task_start","task":"<name>","role":"<role>"|null}
 #   {"event":"host_ok","task":..,"host":..,"changed":bool,"msg":str|null}
@@ -93,6 +94,8 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._out = sys.stdout
+        # A host failed (not ignored) or was unreachable in this run.
+        self._failed = False
 
     # ---- output -----------------------------------------------------------------------
 
@@ -232,6 +235,16 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_start(self, playbook):
         name = getattr(playbook, '_file_name', None) or ''
+        if self._failed:
+            # Several playbooks in one run are several roles of one deploy, and a role that
+            # failed stops the deploy before the next role, as it did when each role was a run
+            # of its own. Ansible itself would go on with the next playbook (its hosts failed
+            # nothing yet), so the run ends here: this is the main process, between playbooks,
+            # with no task running; the supervisor reaps what is left.
+            self._emit({'event': 'stopped', 'playbook': os.path.basename(name)})
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         self._emit({'event': 'playbook_start', 'playbook': os.path.basename(name)})
 
     def v2_playbook_on_play_start(self, play):
@@ -276,11 +289,13 @@ class CallbackModule(CallbackBase):
             msg = self._loop_error_msg(res)
         if msg is None:
             msg = self._error_msg(res)
+        self._failed = self._failed or not ignore_errors
         self._emit({'event': 'host_failed', 'task': task, 'host': host,
                     'msg': msg, 'ignored': bool(ignore_errors)})
 
     def v2_runner_on_unreachable(self, result):
         task, host = self._host_task(result)
+        self._failed = True
         self._emit({'event': 'host_unreachable', 'task': task, 'host': host,
                     'msg': self._error_msg(result.result)})
 

@@ -37,13 +37,18 @@ pub const ENV_RUN_DIR: &str = "ARGOS_RUN_DIR";
 /// (start: field 22 of `/proc/<pid>/stat`); every process of a run has it.
 pub const ENV_RUN_OWNER: &str = "ARGOS_RUN_OWNER";
 
-/// One playbook run.
+/// One `ansible-playbook` run: one role's playbook, and the playbooks of the roles that
+/// follow it in the same run (`then`).
 #[derive(Debug, Clone)]
 pub struct PlaybookRun {
     pub command: PathBuf,
     pub playbook: PathBuf,
     /// The role the playbook configures (for progress events).
     pub role: String,
+    /// More roles, run after this one by the same `ansible-playbook` (one start of Ansible
+    /// for a deploy instead of one per role), each only if every role before it succeeded.
+    /// The inventory holds every role's hosts, each role in the group of its name.
+    pub then: Vec<RolePlaybook>,
     pub inventory_json: String,
     pub extra_vars: BTreeMap<String, String>,
     pub private_key: Option<PathBuf>,
@@ -55,6 +60,13 @@ pub struct PlaybookRun {
     pub workdir: PathBuf,
     /// Where the redacted output is appended, if anywhere.
     pub log: Option<PathBuf>,
+}
+
+/// A role and the playbook that configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePlaybook {
+    pub role: String,
+    pub playbook: PathBuf,
 }
 
 /// What a finished run reports.
@@ -69,7 +81,11 @@ pub struct PlaybookReport {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum CallbackEvent {
-    PlaybookStart {},
+    PlaybookStart {
+        playbook: String,
+    },
+    /// A role failed, and the run ended before the next playbook.
+    Stopped {},
     PlayStart {},
     TaskStart {
         task: String,
@@ -109,8 +125,8 @@ fn text(v: &Option<serde_json::Value>) -> Option<String> {
     }
 }
 
-/// Runs one playbook to its end, emitting progress; a failed task becomes
-/// `Error::Playbook("task T failed on host H: message")`.
+/// Runs the playbooks of a run to its end, emitting progress, and reports the run as a whole;
+/// a failed task becomes `Error::Playbook("task T failed on host H: message")`.
 ///
 /// `run.workdir` is created (mode 0700, with an owner file, see [`reaper`]) and removed when
 /// the run ends, however it ends: success, failure, timeout, cancel, or this future dropped
@@ -123,6 +139,25 @@ pub async fn run(
     progress: &ProgressTx,
     cancel: &CancellationToken,
 ) -> Result<PlaybookReport> {
+    let roles = run_roles(run, redactor, progress, cancel).await?;
+    let mut whole = PlaybookReport::default();
+    for (_, report) in roles {
+        whole.tasks += report.tasks;
+        whole.changed += report.changed;
+        whole.hosts.extend(report.hosts);
+    }
+    whole.hosts.sort();
+    whole.hosts.dedup();
+    Ok(whole)
+}
+
+/// Like [`run`], with a report per role, in the order they ran.
+pub async fn run_roles(
+    run: &PlaybookRun,
+    redactor: &Redactor,
+    progress: &ProgressTx,
+    cancel: &CancellationToken,
+) -> Result<Vec<(String, PlaybookReport)>> {
     // Before anything starts: a key ssh would ignore fails every host with a misleading
     // "Permission denied", so it is refused here with the remedy.
     if let Some(key) = &run.private_key {
@@ -145,7 +180,7 @@ async fn run_in(
     redactor: &Redactor,
     progress: &ProgressTx,
     cancel: &CancellationToken,
-) -> Result<PlaybookReport> {
+) -> Result<Vec<(String, PlaybookReport)>> {
     let plugins = dir.join("callback_plugins");
     let tmp = dir.join("tmp");
     for d in [&plugins, &tmp] {
@@ -168,6 +203,7 @@ async fn run_in(
         format!("@{}", vars.display()).into(),
         run.playbook.clone().into(),
     ];
+    args.extend(run.then.iter().map(|r| r.playbook.clone().into()));
     if let Some(key) = &run.private_key {
         args.extend(["--private-key".into(), key.clone().into()]);
     }
@@ -237,7 +273,7 @@ async fn run_in(
     };
     progress.emit(Progress::Playbook(PlaybookEvent::Started {
         role: run.role.clone(),
-        hosts: run.inventory_hosts(),
+        hosts: run.inventory_hosts(&run.role),
     }));
     let mut lines = BufReader::new(stdout).lines();
     let deadline = tokio::time::sleep(run.timeout);
@@ -250,13 +286,20 @@ async fn run_in(
                     if let Some(f) = log.as_mut() {
                         let _ = f.write_all(format!("{line}\n").as_bytes()).await;
                     }
-                    state.absorb(&line, progress);
+                    if let Some(next) = state.absorb(&line, progress, run) {
+                        // Each role has the whole timeout, as when it was a run of its own.
+                        deadline.as_mut().reset(tokio::time::Instant::now() + run.timeout);
+                        progress.emit(Progress::Playbook(PlaybookEvent::Started {
+                            hosts: run.inventory_hosts(&next),
+                            role: next,
+                        }));
+                    }
                 }
                 _ => break,
             },
             _ = &mut deadline => {
                 guard.stop(&mut child).await;
-                return Err(Error::Timeout(format!("playbook {} ran longer than {} s and was stopped", run.role, run.timeout.as_secs())));
+                return Err(Error::Timeout(format!("playbook {} ran longer than {} s and was stopped", state.role, run.timeout.as_secs())));
             }
             _ = cancel.cancelled() => {
                 guard.stop(&mut child).await;
@@ -277,12 +320,7 @@ async fn run_in(
         }
     }
     let ok = status.success() && state.first_failure.is_none();
-    progress.emit(Progress::Playbook(PlaybookEvent::Finished {
-        role: run.role.clone(),
-        ok,
-        tasks: state.tasks,
-        changed: state.changed,
-    }));
+    state.finish_role(ok, progress);
     if let Some(failure) = state.first_failure {
         return Err(Error::Playbook(failure));
     }
@@ -299,31 +337,37 @@ async fn run_in(
             .unwrap_or_default();
         return Err(Error::Playbook(format!(
             "playbook {}.yml failed (exit {code}): {last}",
-            run.role
+            state.role
         )));
     }
-    let mut hosts: Vec<String> = state.hosts.into_iter().collect();
-    hosts.sort();
-    Ok(PlaybookReport {
-        tasks: state.tasks,
-        changed: state.changed,
-        hosts,
-    })
+    Ok(state.done)
 }
 
 impl PlaybookRun {
-    fn inventory_hosts(&self) -> usize {
-        serde_json::from_str::<serde_json::Value>(&self.inventory_json)
-            .ok()
-            .and_then(|v| {
-                v["all"]["children"]
-                    .as_object()
-                    .map(|c| c.values().map(|g| g["hosts"].as_object().map_or(0, |h| h.len())).sum())
-            })
-            .unwrap_or(0)
+    /// How many hosts `role` configures: its group's, or the whole inventory's when no group
+    /// has its name.
+    fn inventory_hosts(&self, role: &str) -> usize {
+        let inventory = serde_json::from_str::<serde_json::Value>(&self.inventory_json).unwrap_or_default();
+        let count = |g: &serde_json::Value| g["hosts"].as_object().map_or(0, |h| h.len());
+        let Some(groups) = inventory["all"]["children"].as_object() else {
+            return 0;
+        };
+        match groups.get(role) {
+            Some(group) => count(group),
+            None => groups.values().map(count).sum(),
+        }
+    }
+
+    /// The role whose playbook is `file` (a file name, as the callback prints it).
+    fn role_of(&self, file: &str) -> Option<&str> {
+        std::iter::once((self.role.as_str(), &self.playbook))
+            .chain(self.then.iter().map(|r| (r.role.as_str(), &r.playbook)))
+            .find(|(_, p)| p.file_name().is_some_and(|n| n == file))
+            .map(|(role, _)| role)
     }
 }
 
+/// What a run has seen so far: the role running now and its tallies, and the roles done.
 #[derive(Default)]
 struct RunState {
     role: String,
@@ -332,16 +376,45 @@ struct RunState {
     hosts: std::collections::BTreeSet<String>,
     first_failure: Option<String>,
     known_hosts: Option<PathBuf>,
+    done: Vec<(String, PlaybookReport)>,
 }
 
 impl RunState {
-    fn absorb(&mut self, line: &str, progress: &ProgressTx) {
+    /// Reports the running role as finished and keeps its tallies.
+    fn finish_role(&mut self, ok: bool, progress: &ProgressTx) {
+        progress.emit(Progress::Playbook(PlaybookEvent::Finished {
+            role: self.role.clone(),
+            ok,
+            tasks: self.tasks,
+            changed: self.changed,
+        }));
+        let hosts = std::mem::take(&mut self.hosts).into_iter().collect();
+        let report = PlaybookReport {
+            tasks: std::mem::take(&mut self.tasks),
+            changed: std::mem::take(&mut self.changed),
+            hosts,
+        };
+        self.done.push((self.role.clone(), report));
+    }
+
+    /// Takes one line of the callback's output; returns the next role when its playbook
+    /// starts (the caller reports it as started).
+    fn absorb(&mut self, line: &str, progress: &ProgressTx, run: &PlaybookRun) -> Option<String> {
         let Ok(event) = serde_json::from_str::<CallbackEvent>(line) else {
             if !line.trim().is_empty() {
                 progress.info(line.to_string());
             }
-            return;
+            return None;
         };
+        if let CallbackEvent::PlaybookStart { playbook } = &event {
+            let role = run.role_of(playbook)?;
+            if role == self.role {
+                return None;
+            }
+            self.finish_role(self.first_failure.is_none(), progress);
+            self.role = role.to_string();
+            return Some(self.role.clone());
+        }
         let role = self.role.clone();
         let host_result = |task: String, host: String, status, message| {
             Progress::Playbook(PlaybookEvent::HostResult {
@@ -353,7 +426,10 @@ impl RunState {
             })
         };
         match event {
-            CallbackEvent::PlaybookStart {} | CallbackEvent::PlayStart {} | CallbackEvent::Stats {} => {}
+            CallbackEvent::PlaybookStart { .. }
+            | CallbackEvent::Stopped {}
+            | CallbackEvent::PlayStart {}
+            | CallbackEvent::Stats {} => {}
             CallbackEvent::TaskStart { task } => {
                 self.tasks += 1;
                 progress.emit(Progress::Playbook(PlaybookEvent::Task {
@@ -408,6 +484,7 @@ impl RunState {
                 }
             }
         }
+        None
     }
 }
 

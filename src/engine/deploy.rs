@@ -95,10 +95,27 @@ pub async fn deploy(ctx: &Ctx, roles: &[String], version: &Version) -> Result<Su
     versions::playbook_vars(&ctx.engine, version, &mut extra);
     let at = version.describe().map(|v| format!(" at {v}")).unwrap_or_default();
     let mut summary = Summary::new(format!("deployed {}{at} to {stack_name}", selected.join(", ")));
-    for role in &selected {
-        let hosts: Vec<InstanceInfo> = running.iter().filter(|i| i.group() == role).cloned().collect();
-        let run = playbook_run(ctx, role, &hosts, extra.clone())?;
-        let report = run_with_log(ctx, run).await?;
+    // One ansible-playbook for all the roles, in their order: Ansible starts once per deploy
+    // (about 0.7 CPU-s each time), and a failed role still stops the roles after it.
+    let hosts: Vec<InstanceInfo> = running
+        .iter()
+        .filter(|i| selected.iter().any(|r| r == i.group()))
+        .cloned()
+        .collect();
+    // (The config refuses an empty `ansible.roles`.)
+    let (first, rest) = selected
+        .split_first()
+        .ok_or_else(|| Error::Invalid("no role to deploy: ansible.roles is empty".into()))?;
+    let mut run = playbook_run(ctx, first, &hosts, extra)?;
+    run.then = rest
+        .iter()
+        .map(|role| ansible::RolePlaybook {
+            role: role.clone(),
+            playbook: cfg.playbooks_dir().join(format!("{role}.yml")),
+        })
+        .collect();
+    let reports = ansible::run_roles(&run, &ctx.engine.redactor, &ctx.progress, &ctx.cancel).await?;
+    for (role, report) in reports {
         summary.details.push(format!(
             "{role}: {} task(s), {} change(s) on {} host(s)",
             report.tasks,
@@ -161,6 +178,7 @@ pub(crate) fn playbook_run(
         command: cfg.ansible_command(),
         playbook: cfg.playbooks_dir().join(format!("{role}.yml")),
         role: role.to_string(),
+        then: Vec::new(),
         inventory_json: inventory.to_json(),
         extra_vars: extra,
         private_key: ctx.engine.private_key()?,

@@ -264,6 +264,7 @@ fn direct_run(dir: &Path, sshd: &Sshd, port: u16, connect_timeout: Duration) -> 
         command: support::repo().join(".venv/bin/ansible-playbook"),
         playbook: dir.join("site.yml"),
         role: "web".into(),
+        then: Vec::new(),
         inventory_json: inventory.to_string(),
         extra_vars: BTreeMap::from([("out".to_string(), dir.join("out").display().to_string())]),
         private_key: Some(sshd.client_key()),

@@ -36,6 +36,7 @@ async fn check(requirements: &str) -> (Result<(), String>, Duration) {
         command: support::repo().join(".venv/bin/ansible-playbook"),
         playbook,
         role: "web".into(),
+        then: Vec::new(),
         inventory_json: inventory.to_string(),
         extra_vars: BTreeMap::from([("app_dir".to_string(), display(&checkout))]),
         private_key: None,

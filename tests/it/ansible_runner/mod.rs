@@ -61,6 +61,7 @@ fn run_for(dir: &Path, playbook: std::path::PathBuf, timeout: Duration) -> Playb
         command: support::repo().join(".venv/bin/ansible-playbook"),
         playbook,
         role: "web".into(),
+        then: Vec::new(),
         inventory_json: inventory(dir, &["web-1", "web-2"]),
         extra_vars: BTreeMap::from([("out".to_string(), dir.join("out").display().to_string())]),
         private_key: None,
@@ -190,4 +191,5 @@ fn wait_until_blocking(limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 mod killing;
+mod roles;
 mod runs;
