@@ -165,6 +165,20 @@ async fn ansible_workers_die_with_the_controller() {
 
 #[test]
 fn the_sweep_kills_what_a_dead_argos_left_and_removes_its_folders() {
+    // The sweep is machine-wide by design: a bot that starts in another test at the same time
+    // (the replicas') sweeps too, and may kill this test's orphans first. Such a run shows
+    // nothing about this sweep, so it is done again (at most three times in all).
+    for attempt in 1..=3 {
+        if sweep_scenario() {
+            return;
+        }
+        eprintln!("attempt {attempt}: another process's sweep killed the orphans first; again");
+    }
+    panic!("three attempts in a row were disturbed by other sweeps");
+}
+
+/// One run of the sweep scenario; false when another sweep took this one's orphans first.
+fn sweep_scenario() -> bool {
     let dir = tempfile::tempdir().unwrap();
     let runs = std::fs::canonicalize(dir.path()).unwrap().join("runs");
     std::fs::create_dir(&runs).unwrap();
@@ -213,6 +227,17 @@ fn the_sweep_kills_what_a_dead_argos_left_and_removes_its_folders() {
     let report = ansible::sweep_orphans(Some(&runs));
 
     let killed: Vec<u32> = report.killed.iter().map(|k| k.pid).collect();
+    if !(killed.contains(&ids.0) && killed.contains(&ids.1)) {
+        // Gone without this sweep: killed by another one (they are `sleep`s of over 900 s).
+        let taken = |c: &mut std::process::Child, pid: u32| !killed.contains(&pid) && c.try_wait().unwrap().is_some();
+        if taken(&mut orphan, ids.0) || taken(&mut reused, ids.1) {
+            for c in [&mut orphan, &mut reused, &mut alive] {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return false;
+        }
+    }
     assert!(killed.contains(&ids.0) && killed.contains(&ids.1), "{report:?}");
     assert!(
         !killed.contains(&ids.2),
@@ -235,4 +260,5 @@ fn the_sweep_kills_what_a_dead_argos_left_and_removes_its_folders() {
     assert!(!dead_run.exists() && !legacy.exists());
     assert!(live_run.join("vars.json").exists(), "a live owner's folder is kept");
     assert!(!report.to_string().is_empty());
+    true
 }

@@ -118,7 +118,7 @@ ansible:
   playbooks: {TEST_PLAYBOOKS}
   connection: local
   address: private
-  python_interpreter: .venv/bin/python
+  python_interpreter: tests/it/support/module_python/python
   extra_vars:
     sandbox_dir: {hosts}
 {roles}environments:

@@ -34,8 +34,9 @@ use super::TestProject;
 /// `ARGOS_LOG` of the replicas: warnings, and argos's own info lines ("bot running").
 pub const REPLICA_LOG: &str = "warn,argos=info";
 
-/// The playbook a [`Gate`] holds while it is closed (the second role commission deploys, after
-/// the image and the stack exist and `knowledge.yml` ran).
+/// The playbook a [`Gate`] holds while it is closed: commission's deploy, after the image and
+/// the stack exist (its roles run in one `ansible-playbook`, so the gate holds the whole deploy,
+/// before `knowledge.yml` too).
 pub const GATED_PLAYBOOK: &str = "api.yml";
 
 /// The config keys of a bot replica: Discord (through the fake; every replica's own
