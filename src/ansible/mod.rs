@@ -320,6 +320,19 @@ async fn run_in(
         }
     }
     let ok = status.success() && state.first_failure.is_none();
+    if !status.success() && state.first_failure.is_none() {
+        // Ansible reads each playbook when its turn comes: an error that names a later one
+        // means the running role's playbook ended, and that later one could not be read.
+        let failed = run.failed_role(&state.role, &stderr_tail).to_string();
+        if failed != state.role {
+            state.finish_role(true, progress);
+            state.role = failed;
+            progress.emit(Progress::Playbook(PlaybookEvent::Started {
+                role: state.role.clone(),
+                hosts: run.inventory_hosts(&state.role),
+            }));
+        }
+    }
     state.finish_role(ok, progress);
     if let Some(failure) = state.first_failure {
         return Err(Error::Playbook(failure));
@@ -358,12 +371,33 @@ impl PlaybookRun {
         }
     }
 
+    /// Each role of the run with its playbook, in the order they run.
+    fn roles(&self) -> impl Iterator<Item = (&str, &Path)> {
+        std::iter::once((self.role.as_str(), self.playbook.as_path()))
+            .chain(self.then.iter().map(|r| (r.role.as_str(), r.playbook.as_path())))
+    }
+
     /// The role whose playbook is `file` (a file name, as the callback prints it).
     fn role_of(&self, file: &str) -> Option<&str> {
-        std::iter::once((self.role.as_str(), &self.playbook))
-            .chain(self.then.iter().map(|r| (r.role.as_str(), &r.playbook)))
+        self.roles()
             .find(|(_, p)| p.file_name().is_some_and(|n| n == file))
             .map(|(role, _)| role)
+    }
+
+    /// The role a run that ended without a failed task failed in: Ansible reads each playbook
+    /// only when its turn comes, so a broken one after `running` ends the run with an error
+    /// that names its file; otherwise the role that was running.
+    fn failed_role<'a>(&'a self, running: &'a str, stderr: &[String]) -> &'a str {
+        let named = |path: &Path| {
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .is_some_and(|n| stderr.iter().any(|l| l.contains(n.as_ref())))
+        };
+        self.roles()
+            .skip_while(|(role, _)| *role != running)
+            .skip(1)
+            .find(|(_, path)| named(path))
+            .map_or(running, |(role, _)| role)
     }
 }
 

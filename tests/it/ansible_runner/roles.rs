@@ -109,3 +109,26 @@ async fn a_failed_role_stops_the_run_before_the_next_role() {
     assert!(!dir.path().join("out/db-1").exists(), "the next role did not run");
     assert!(!dir.path().join("work").exists(), "the run's folder is removed");
 }
+
+#[tokio::test]
+async fn a_broken_playbook_after_the_first_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = two_roles(dir.path(), TOUCH, "    - name: [unclosed\n");
+    let (tx, mut rx) = ProgressTx::channel();
+    let err = ansible::run_roles(&run, &Redactor::default(), &tx, &CancellationToken::new())
+        .await
+        .expect_err("db.yml cannot be read");
+    let text = err.to_string();
+    assert!(text.starts_with("playbook db.yml failed (exit "), "{text}");
+    // Ansible reads a playbook when its turn comes: web ran first.
+    assert!(dir.path().join("out/web-1").is_dir());
+    assert_eq!(
+        milestones(&drain(&mut rx)),
+        [
+            "start web 2",
+            "end web ok=true tasks=1 changed=2",
+            "start db 1",
+            "end db ok=false tasks=0 changed=0"
+        ]
+    );
+}
