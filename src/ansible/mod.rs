@@ -271,10 +271,7 @@ async fn run_in(
         known_hosts: run.ssh.known_hosts.clone(),
         ..RunState::default()
     };
-    progress.emit(Progress::Playbook(PlaybookEvent::Started {
-        role: run.role.clone(),
-        hosts: run.inventory_hosts(&run.role),
-    }));
+    run.report_started(&run.role, progress);
     let mut lines = BufReader::new(stdout).lines();
     let deadline = tokio::time::sleep(run.timeout);
     tokio::pin!(deadline);
@@ -289,10 +286,7 @@ async fn run_in(
                     if let Some(next) = state.absorb(&line, progress, run) {
                         // Each role has the whole timeout, as when it was a run of its own.
                         deadline.as_mut().reset(tokio::time::Instant::now() + run.timeout);
-                        progress.emit(Progress::Playbook(PlaybookEvent::Started {
-                            hosts: run.inventory_hosts(&next),
-                            role: next,
-                        }));
+                        run.report_started(&next, progress);
                     }
                 }
                 _ => break,
@@ -326,11 +320,8 @@ async fn run_in(
         let failed = run.failed_role(&state.role, &stderr_tail).to_string();
         if failed != state.role {
             state.finish_role(true, progress);
+            run.report_started(&failed, progress);
             state.role = failed;
-            progress.emit(Progress::Playbook(PlaybookEvent::Started {
-                role: state.role.clone(),
-                hosts: run.inventory_hosts(&state.role),
-            }));
         }
     }
     state.finish_role(ok, progress);
@@ -357,6 +348,14 @@ async fn run_in(
 }
 
 impl PlaybookRun {
+    /// Reports `role` as started, with the number of its hosts.
+    fn report_started(&self, role: &str, progress: &ProgressTx) {
+        progress.emit(Progress::Playbook(PlaybookEvent::Started {
+            role: role.to_string(),
+            hosts: self.inventory_hosts(role),
+        }));
+    }
+
     /// How many hosts `role` configures: its group's, or the whole inventory's when no group
     /// has its name.
     fn inventory_hosts(&self, role: &str) -> usize {

@@ -150,10 +150,7 @@ impl Account {
         if let Some(id) = &role.external_id {
             builder = builder.external_id(id);
         }
-        // One cache for all of the session's clients: the SDK's each keep their own identity
-        // cache, and the EC2 client is not the SDK's, so without it each would assume the role.
-        let role = SharedCredentialsProvider::new(builder.build().await);
-        Some(super::credentials::CachedCredentials::new(role).shared())
+        Some(SharedCredentialsProvider::new(builder.build().await))
     }
 
     pub fn cloudformation_role(&self) -> Option<&str> {

@@ -312,9 +312,13 @@ impl Clients {
         let mut cfn = aws_sdk_cloudformation::config::Builder::from(base);
         let mut autoscaling = aws_sdk_autoscaling::config::Builder::from(base);
         let mut sqs = aws_sdk_sqs::config::Builder::from(base);
-        // One provider for every client: they share its cached credentials, so a role
-        // session costs one AssumeRole (and one per renewal).
-        let role = account.credentials(session).await;
+        // One cached provider for every client of a role session: the SDK's clients each keep
+        // an identity cache of their own and the EC2 client is not the SDK's, so without one
+        // cache they share, each would assume the role (one AssumeRole per session and renewal).
+        // The EC2 client keeps the account's own credentials in a cache too (the SDK's clients
+        // have theirs).
+        let cached = |p| credentials::CachedCredentials::new(p).shared();
+        let role = account.credentials(session).await.map(cached);
         if let Some(provider) = &role {
             cfn.set_credentials_provider(Some(provider.clone()));
             autoscaling.set_credentials_provider(Some(provider.clone()));
@@ -331,7 +335,11 @@ impl Clients {
         }
         Clients {
             cfn: aws_sdk_cloudformation::Client::from_conf(cfn.build()),
-            ec2: ec2::Client::new(base, role, &account.settings),
+            ec2: ec2::Client::new(
+                base,
+                role.or_else(|| base.credentials_provider().map(cached)),
+                &account.settings,
+            ),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.build()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
         }

@@ -16,7 +16,7 @@ pub mod xml;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +24,6 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::credentials::CachedCredentials;
 use crate::config::AwsSettings;
 use crate::error::AwsError;
 pub use query::Params;
@@ -96,15 +95,16 @@ pub struct Client {
     http: hyper_util::client::legacy::Client<Https, Full<Bytes>>,
     endpoint: String,
     region: String,
-    /// None: the SDK config found no credentials provider at all.
-    credentials: Option<CachedCredentials>,
+    /// Cached by the caller (`cloud::credentials`); None: the SDK config found no
+    /// credentials provider at all.
+    credentials: Option<SharedCredentialsProvider>,
     max_attempts: u32,
     initial_backoff: Duration,
 }
 
 impl Client {
-    /// A client for the account `base` loads, calling with `credentials` (a role's) or the
-    /// account's own.
+    /// A client for the account `base` loads, calling with `credentials` (already cached:
+    /// this client asks it before every call).
     pub fn new(base: &SdkConfig, credentials: Option<SharedCredentialsProvider>, settings: &AwsSettings) -> Client {
         let region = base
             .region()
@@ -114,17 +114,10 @@ impl Client {
             http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector()),
             endpoint: endpoint(base, settings, &region),
             region,
-            credentials: credentials
-                .or_else(|| base.credentials_provider())
-                .map(CachedCredentials::new),
+            credentials,
             max_attempts: settings.max_attempts.max(1),
             initial_backoff: Duration::from_millis(settings.retry_initial_backoff_ms),
         }
-    }
-
-    /// Where requests go (for tests and diagnostics).
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
     }
 
     /// Calls `action` with `params`, retrying transient failures, and returns the answer's
@@ -238,13 +231,13 @@ impl Client {
         Ok(request)
     }
 
-    /// The credentials to sign with (loaded again only near their expiry).
+    /// The credentials to sign with.
     async fn credentials(&self) -> Result<Credentials, Failure> {
-        let cache = self
+        let provider = self
             .credentials
             .as_ref()
             .ok_or_else(|| Failure::Credentials(vec!["no credentials provider is configured".into()]))?;
-        cache.get().await.map_err(|e| {
+        provider.provide_credentials().await.map_err(|e| {
             let mut chain = vec!["failed to load credentials".to_string()];
             chain.extend(error_chain(&e));
             Failure::Credentials(chain)

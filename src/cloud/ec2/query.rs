@@ -53,6 +53,7 @@ impl Params {
     }
 
     /// The value given for `name`, if any.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

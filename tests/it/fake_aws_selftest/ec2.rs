@@ -5,7 +5,7 @@ use super::*;
 use std::collections::BTreeMap;
 
 use argos::cloud::ec2::{Failure, Params};
-use support::ec2::{filters, instances, tag_map};
+use support::ec2::{filters, instances, tag_map, try_call};
 
 /// The code of a failed call.
 fn code(result: Result<argos::cloud::ec2::Element, Failure>) -> Option<String> {
@@ -46,10 +46,7 @@ async fn ec2_describe_filter_and_clean() {
         &[("subnet-0a", "us-east-1a"), ("subnet-0b", "us-east-1b")],
     );
     let aws = ec2_client(&fake).await;
-    let call = |action: &'static str, params: Params| {
-        let aws = aws.clone();
-        async move { aws.ec2().await.call(action, &params).await }
-    };
+    let call = |action: &'static str, params: Params| try_call(&aws, action, params);
     let ok = |r: Result<argos::cloud::ec2::Element, Failure>| r.expect("the call succeeds");
 
     let mine = |f: &[(&str, &str)]| filters(f).list("Owner", &["self"]);
